@@ -1,0 +1,28 @@
+//! Panics bug-check the machine, as wdk-panic does in the official build.
+
+use core::panic::PanicInfo;
+
+#[allow(non_snake_case)]
+#[cfg_attr(
+    target_arch = "x86",
+    link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim", import_name_type = "undecorated")
+)]
+#[cfg_attr(
+    not(target_arch = "x86"),
+    link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")
+)]
+unsafe extern "system" {
+    fn KeBugCheckEx(code: u32, p1: usize, p2: usize, p3: usize, p4: usize) -> !;
+}
+
+/// Bug check code "RPNC" (Rust panic), the one wdk-panic uses.
+const RUST_PANIC: u32 = u32::from_be_bytes(*b"RPNC");
+
+#[panic_handler]
+fn panic(info: &PanicInfo<'_>) -> ! {
+    let (file, line) = info
+        .location()
+        .map_or((0, 0), |at| (at.file().as_ptr() as usize, at.line() as usize));
+    // SAFETY: KeBugCheckEx accepts any arguments at any IRQL and never returns.
+    unsafe { KeBugCheckEx(RUST_PANIC, file, line, 0, 0) }
+}
