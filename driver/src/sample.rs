@@ -7,7 +7,7 @@ use core::{cell::UnsafeCell, mem, ptr};
 
 use crate::{
     ntos::{
-        DRIVER_OBJECT, ExAllocatePoolWithTag, NTSTATUS, PagedPool, RTL_OSVERSIONINFOW,
+        DRIVER_OBJECT, ExAllocatePoolWithTag, ExFreePoolWithTag, NTSTATUS, PagedPool, RTL_OSVERSIONINFOW,
         RtlCopyUnicodeString, RtlGetVersion, STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS,
         UNICODE_STRING, println, set_unload_routine,
     },
@@ -87,14 +87,14 @@ pub unsafe extern "system" fn driver_entry(
 /// # Safety
 /// Called only by the kernel, after a successful DriverEntry.
 unsafe extern "system" fn sample_unload(_driver: *mut DRIVER_OBJECT) {
-    #[cfg(not(feature = "leak-on-unload"))]
-    {
+    // The leaky build drops this block, as the walkthrough comments out the free.
+    if cfg!(not(feature = "leak-on-unload")) {
         // SAFETY: DriverEntry filled the copy and returned success (else no
         // unload routine would be set); nothing runs concurrently.
         let buffer = unsafe { (*REGISTRY_PATH.0.get()).Buffer };
         // SAFETY: `buffer` came from ExAllocatePoolWithTag with this tag and
         // has not been freed; unload runs at PASSIVE_LEVEL.
-        unsafe { crate::ntos::ExFreePoolWithTag(buffer.cast(), DRIVER_TAG) };
+        unsafe { ExFreePoolWithTag(buffer.cast(), DRIVER_TAG) };
     }
     println!("Sample driver Unload called");
 }

@@ -419,8 +419,10 @@ def main():
         se.run_module(module, all_entrypoints=True)
     except Exception as error:
         return fail("engine", "speakeasy stopped: %s" % error)
+    import os
+    ours = "\\Driver\\" + os.path.splitext(os.path.basename(args.driver))[0]
     for drv in getattr(emu, "drivers", []):
-        if drv.pe is not module:
+        if drv.name.lower() != ours.lower():  # Speakeasy also makes decoy drivers
             continue
         name_ptr = drv.address + (0x38 if emu.get_ptr_size() == 8 else 0x1C)
         emit("driver_object", address=drv.address, name_address=name_ptr,

@@ -1,1 +1,135 @@
-fn main() {}
+//! `harness`: builds Sample.sys, runs drivers under emulated Driver Verifier
+//! pool tracking and reports the verdict the real verifier would give.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use harness::arch::Arch;
+use harness::emulate::{EngineKind, Request};
+use harness::engine::RunOptions;
+use harness::failure::{EXIT_COULD_NOT_RUN, Failure, Result};
+use harness::verdict::{Verdict, parse_tag};
+use harness::{demo, driver_build, emulate, render};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  loaded and unloaded with no violation
+  3  verifier violation or bug check; the verdict is printed
+  4  DriverEntry failed, or the driver could not be unloaded
+  2  could not run (bad input, missing tool); one line on stderr";
+
+#[derive(Parser)]
+#[command(name = "harness", version, about, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the portable Sample.sys (installs the rustup target if needed);
+    /// prints the path of the .sys as the last line (the PDB lies beside it).
+    Build {
+        /// Architecture to build for.
+        #[arg(long, value_enum, default_value = "x64")]
+        arch: Arch,
+        /// Build with `leak-on-unload`: the unload routine skips the free.
+        #[arg(long)]
+        leak: bool,
+    },
+    /// Run a driver's DriverEntry and unload routine under emulated pool
+    /// tracking and print the verdict.
+    #[command(after_help = EXIT_CODES)]
+    Emulate {
+        /// The driver (.sys); a PDB with the same stem beside it gives symbols.
+        driver: PathBuf,
+        /// The engine that runs the driver.
+        #[arg(long, value_enum, default_value = "speakeasy")]
+        engine: EngineKind,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Emulate nt!PoolHitTag: break on each allocation and free with this
+        /// tag, given as shown by !pool (abcd) or as a number (0x64636261).
+        #[arg(long, value_name = "TAG", value_parser = parse_tag)]
+        pool_hit_tag: Option<u32>,
+        /// Make the Nth pool allocation fail (1 = the first).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        fail_allocation: Option<u32>,
+        /// Windows version the emulated kernel reports.
+        #[arg(long, value_name = "X.Y.B", default_value = "6.1.7601", value_parser = parse_version)]
+        os_version: String,
+        /// Instructions each driver routine may run before it counts as hung.
+        #[arg(long, value_name = "N", default_value_t = 5_000_000)]
+        max_instructions: u64,
+        /// Seconds the whole run may take.
+        #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+        timeout: u64,
+    },
+    /// The main job: build x64 and x86, clean and leaky, emulate all four and
+    /// show them side by side. Exits 0 when every build behaves as expected.
+    Demo,
+}
+
+fn parse_version(text: &str) -> std::result::Result<String, String> {
+    let parts: Vec<&str> = text.split('.').collect();
+    if parts.len() == 3 && parts.iter().all(|part| part.parse::<u32>().is_ok()) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("'{text}' is not a version like 6.1.7601"))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(failure) => {
+            eprintln!("harness: {failure}");
+            ExitCode::from(u8::try_from(EXIT_COULD_NOT_RUN).unwrap_or(2))
+        }
+    }
+}
+
+fn run(command: Command) -> Result<i32> {
+    match command {
+        Command::Build { arch, leak } => {
+            let built = driver_build::build(arch, leak)?;
+            println!("{}", built.sys.display());
+            Ok(0)
+        }
+        Command::Emulate { driver, engine, json, pool_hit_tag, fail_allocation, os_version, max_instructions, timeout } => {
+            let request = Request {
+                driver,
+                engine,
+                pool_hit_tag,
+                options: RunOptions {
+                    fail_allocation: fail_allocation.unwrap_or(0),
+                    os_version,
+                    max_instructions,
+                    timeout: Duration::from_secs(timeout.max(1)),
+                },
+            };
+            let verdict = emulate::emulate(&request)?;
+            print_verdict(&verdict, json)?;
+            Ok(verdict.exit_code())
+        }
+        Command::Demo => {
+            let rows = demo::run()?;
+            print!("{}", demo::render(&rows));
+            Ok(if rows.iter().all(demo::Row::as_expected) { 0 } else { 1 })
+        }
+    }
+}
+
+fn print_verdict(verdict: &Verdict, json: bool) -> Result<()> {
+    if json {
+        let text = serde_json::to_string_pretty(verdict).map_err(|error| Failure::new(error.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", render::report(verdict));
+    }
+    Ok(())
+}

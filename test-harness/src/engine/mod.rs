@@ -1,0 +1,91 @@
+//! Engines run a driver and report [`crate::events::Event`]s; the tracker
+//! judges them. `speakeasy` emulates the kernel; `wine` loads the driver in
+//! Wine's winedevice.exe.
+
+pub mod python;
+pub mod speakeasy;
+
+use std::io::Read;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::failure::{Failure, Result};
+
+/// Options every engine takes.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Make the Nth pool allocation fail (1-based; 0: none).
+    pub fail_allocation: u32,
+    /// Windows version the emulated kernel reports (`6.1.7601`).
+    pub os_version: String,
+    /// Instruction budget per driver routine.
+    pub max_instructions: u64,
+    /// Wall-clock budget for the whole run.
+    pub timeout: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            fail_allocation: 0,
+            os_version: "6.1.7601".into(),
+            max_instructions: 5_000_000,
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Runs a command to completion with a wall-clock limit, feeding `stdin`.
+///
+/// # Errors
+/// The program cannot be started, or it outlives `timeout` (it is killed).
+pub fn run_with_timeout(command: &mut Command, stdin: &[u8], timeout: Duration) -> Result<Output> {
+    let program = command.get_program().to_string_lossy().into_owned();
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|error| Failure::new(format!("cannot run {program}: {error}")))?;
+    if let Some(mut input) = child.stdin.take() {
+        use std::io::Write;
+        // A child that exits early closes the pipe; its output says why.
+        let _ = input.write_all(stdin);
+    }
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|error| Failure::new(error.to_string()))? {
+            break status;
+        }
+        if started.elapsed() > timeout {
+            kill(&mut child);
+            return Err(Failure::new(format!(
+                "{program} did not finish within {} s and was stopped",
+                timeout.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ok(Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
+}
+
+fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        bytes
+    })
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -1,0 +1,57 @@
+//! Speakeasy engine: runs `speakeasy_adapter.py` (fed on stdin, so nothing is
+//! written to disk) and reads its JSON-line events.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use super::{RunOptions, python, run_with_timeout};
+use crate::events::Event;
+use crate::failure::{Failure, Result};
+
+/// The adapter, shipped inside the harness binary.
+pub const ADAPTER: &str = include_str!("../../python/speakeasy_adapter.py");
+
+/// Runs `driver` under Speakeasy and returns what it did.
+///
+/// # Errors
+/// Speakeasy cannot be provisioned or started, or the adapter reported no result.
+pub fn run(driver: &Path, options: &RunOptions) -> Result<Vec<Event>> {
+    let python = python::speakeasy_python()?;
+    // Speakeasy's own budget ends a hung routine cleanly (reported as "did
+    // not return"); the outer limit only guards against a stuck interpreter.
+    let inner = options.timeout.as_secs().max(1);
+    let mut command = Command::new(&python);
+    command
+        .arg("-")
+        .arg(driver)
+        .args(["--fail-allocation", &options.fail_allocation.to_string()])
+        .args(["--os-version", &options.os_version])
+        .args(["--max-instructions", &options.max_instructions.to_string()])
+        .args(["--timeout", &inner.to_string()]);
+    let output = run_with_timeout(&mut command, ADAPTER.as_bytes(), options.timeout + Duration::from_secs(60))?;
+    let events = parse_events(&output.stdout)?;
+    if !matches!(events.last(), Some(Event::End | Event::AdapterError { .. })) {
+        return Err(Failure::new(format!(
+            "the Speakeasy adapter stopped before reporting a result (exit {}): {}",
+            output.status.code().unwrap_or(-1),
+            python::last_line(&output.stderr)
+        )));
+    }
+    Ok(events)
+}
+
+/// Parses JSON-line events.
+///
+/// # Errors
+/// A line that is not an event.
+pub fn parse_events(stdout: &[u8]) -> Result<Vec<Event>> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| {
+            serde_json::from_str(line)
+                .map_err(|error| Failure::new(format!("unreadable engine event ({error}): {line}")))
+        })
+        .collect()
+}

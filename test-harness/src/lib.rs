@@ -1,0 +1,16 @@
+//! The Sample.sys test harness: builds the portable driver, runs drivers under
+//! emulated Driver Verifier pool tracking, parses real debugger output, and
+//! drives a Windows test VM. Every source ends in one [`verdict::Verdict`].
+
+pub mod arch;
+pub mod failure;
+pub mod pe;
+pub mod events;
+pub mod symbols;
+pub mod tracker;
+pub mod verdict;
+pub mod emulate;
+pub mod engine;
+pub mod driver_build;
+pub mod render;
+pub mod demo;

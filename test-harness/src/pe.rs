@@ -1,0 +1,255 @@
+//! What the harness needs to know about a PE image: architecture, subsystem,
+//! entry point, imports, exports, checksum, PDB identity and code bytes.
+
+use std::path::Path;
+
+use iced_x86::{Decoder, DecoderOptions, Formatter, Instruction, IntelFormatter, Register};
+use object::read::pe::{ImageNtHeaders, ImageOptionalHeader, PeFile};
+use object::{LittleEndian as LE, Object, ObjectSection, SectionKind, pe};
+
+use crate::arch::Arch;
+use crate::failure::{Failure, Result};
+
+/// `IMAGE_SUBSYSTEM_NATIVE`: kernel drivers and native programs.
+pub const SUBSYSTEM_NATIVE: u16 = pe::IMAGE_SUBSYSTEM_NATIVE.0;
+
+/// One imported function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Import {
+    /// The DLL it comes from, as written in the image.
+    pub library: String,
+    /// The function name, exactly as imported (decorations included).
+    pub name: String,
+}
+
+/// The facts of a PE image the harness checks and uses.
+#[derive(Debug, Clone)]
+pub struct PeImage {
+    /// Architecture, or `None` for a machine type the harness does not run.
+    pub arch: Option<Arch>,
+    /// `IMAGE_FILE_HEADER.Machine`.
+    pub machine: u16,
+    /// `IMAGE_OPTIONAL_HEADER.Subsystem`.
+    pub subsystem: u16,
+    /// `IMAGE_FILE_HEADER.Characteristics`.
+    pub characteristics: u16,
+    /// Preferred load address.
+    pub image_base: u64,
+    /// Entry point RVA (0: none).
+    pub entry_rva: u32,
+    /// Checksum stored in the optional header.
+    pub stored_checksum: u32,
+    /// Checksum computed over the file the way the loader does.
+    pub computed_checksum: u32,
+    /// Imported functions, in table order.
+    pub imports: Vec<Import>,
+    /// Exported names with their RVAs.
+    pub exports: Vec<(String, u32)>,
+    /// CodeView record: PDB GUID bytes, age and path, if any.
+    pub pdb: Option<([u8; 16], u32, String)>,
+    /// Executable sections: (RVA, bytes).
+    pub code: Vec<(u32, Vec<u8>)>,
+    /// Whether the image has base relocations (drivers must be relocatable).
+    pub has_relocations: bool,
+}
+
+impl PeImage {
+    /// Reads and parses a PE file; every failure is one clear line.
+    ///
+    /// # Errors
+    /// The file is missing, unreadable, or not a well-formed PE image.
+    pub fn read(path: &Path) -> Result<Self> {
+        let data = std::fs::read(path).map_err(|error| {
+            Failure::new(format!("cannot read {}: {error}", path.display()))
+        })?;
+        Self::parse(&data).map_err(|why| Failure::new(format!("{}: {why}", path.display())))
+    }
+
+    /// Parses PE bytes.
+    ///
+    /// # Errors
+    /// A description of what is wrong with the bytes.
+    pub fn parse(data: &[u8]) -> std::result::Result<Self, String> {
+        match object::FileKind::parse(data) {
+            Ok(object::FileKind::Pe32) => parse_as::<pe::ImageNtHeaders32>(data),
+            Ok(object::FileKind::Pe64) => parse_as::<pe::ImageNtHeaders64>(data),
+            Ok(kind) => Err(format!("not a PE image (it is {kind:?})")),
+            Err(_) if data.starts_with(b"MZ") => Err("corrupt or truncated PE image".into()),
+            Err(_) => Err("not a PE image".into()),
+        }
+    }
+
+    /// Checks that this is a kernel-mode image for x64 or x86.
+    ///
+    /// # Errors
+    /// A user-mode image, or an architecture the harness cannot run.
+    pub fn require_kernel_driver(&self) -> std::result::Result<Arch, String> {
+        let Some(arch) = self.arch else {
+            return Err(format!(
+                "unsupported architecture (machine 0x{:04x}); x64 and x86 drivers are supported",
+                self.machine
+            ));
+        };
+        if self.subsystem != SUBSYSTEM_NATIVE {
+            let kind = match self.subsystem {
+                x if x == pe::IMAGE_SUBSYSTEM_WINDOWS_GUI.0 => "Windows GUI",
+                x if x == pe::IMAGE_SUBSYSTEM_WINDOWS_CUI.0 => "Windows console",
+                x if x == pe::IMAGE_SUBSYSTEM_EFI_APPLICATION.0 => "EFI application",
+                _ => "non-native",
+            };
+            return Err(format!("a user-mode image ({kind} subsystem), not a kernel driver"));
+        }
+        if self.entry_rva == 0 {
+            return Err("no entry point, so there is no DriverEntry to call".into());
+        }
+        Ok(arch)
+    }
+
+    /// Instructions that touch x87, MMX or SSE/AVX state, as "address: text".
+    #[must_use]
+    pub fn floating_point_instructions(&self) -> Vec<String> {
+        let bitness = if self.arch == Some(Arch::X86) { 32 } else { 64 };
+        let mut found = Vec::new();
+        let mut formatter = IntelFormatter::new();
+        for (rva, bytes) in &self.code {
+            let ip = self.image_base + u64::from(*rva);
+            let mut decoder = Decoder::with_ip(bitness, bytes, ip, DecoderOptions::NONE);
+            let mut instruction = Instruction::default();
+            while decoder.can_decode() {
+                decoder.decode_out(&mut instruction);
+                if uses_float_state(&instruction) {
+                    let mut text = String::new();
+                    formatter.format(&instruction, &mut text);
+                    found.push(format!("{:x}: {text}", instruction.ip()));
+                }
+            }
+        }
+        found
+    }
+
+    /// The exported name at an RVA, if any.
+    #[must_use]
+    pub fn export_at(&self, rva: u32) -> Option<&str> {
+        self.exports.iter().find(|(_, at)| *at == rva).map(|(name, _)| name.as_str())
+    }
+}
+
+fn uses_float_state(instruction: &Instruction) -> bool {
+    use iced_x86::CpuidFeature as F;
+    let features = instruction.cpuid_features();
+    let float_feature = features.iter().any(|feature| {
+        matches!(
+            feature,
+            F::FPU | F::FPU287 | F::FPU387 | F::MMX | F::SSE | F::SSE2 | F::SSE3 | F::SSSE3
+                | F::SSE4_1 | F::SSE4_2 | F::SSE4A | F::AVX | F::AVX2 | F::AVX512F | F::FMA
+                | F::F16C
+        )
+    });
+    let float_register = (0..instruction.op_count()).any(|i| {
+        let register = instruction.op_register(i);
+        register != Register::None
+            && (register.is_xmm() || register.is_ymm() || register.is_zmm() || register.is_st() || register.is_mm())
+    });
+    float_feature || float_register
+}
+
+fn parse_as<Pe: ImageNtHeaders>(data: &[u8]) -> std::result::Result<PeImage, String> {
+    let file = PeFile::<Pe>::parse(data).map_err(|error| format!("corrupt PE image: {error}"))?;
+    let nt = file.nt_headers();
+    let header = nt.file_header();
+    let optional = nt.optional_header();
+    let machine = header.machine.get(LE).0;
+    let arch = match machine {
+        x if x == pe::IMAGE_FILE_MACHINE_AMD64.0 => Some(Arch::X64),
+        x if x == pe::IMAGE_FILE_MACHINE_I386.0 => Some(Arch::X86),
+        _ => None,
+    };
+    let imports = file
+        .imports()
+        .map_err(|error| format!("corrupt import table: {error}"))?
+        .map(|import| {
+            let import = import.map_err(|error| format!("corrupt import table: {error}"))?;
+            Ok(Import {
+                library: String::from_utf8_lossy(import.library()).into_owned(),
+                name: name_text(&import.name()),
+            })
+        })
+        .collect::<std::result::Result<Vec<_>, String>>()?;
+    let image_base = optional.image_base();
+    let exports = file
+        .exports()
+        .map_err(|error| format!("corrupt export table: {error}"))?
+        .filter_map(|export| {
+            let export = export.ok()?;
+            let object::ExportTarget::Address { address } = export.target() else {
+                return None;
+            };
+            let rva = u32::try_from(address.checked_sub(image_base)?).ok()?;
+            Some((name_text(&export.name()), rva))
+        })
+        .collect();
+    let pdb = file.pdb_info().ok().flatten().map(|info| {
+        (info.guid(), info.age(), String::from_utf8_lossy(info.path()).into_owned())
+    });
+    let mut code = Vec::new();
+    for section in file.sections() {
+        if section.kind() == SectionKind::Text {
+            let bytes = section.data().map_err(|error| format!("corrupt section: {error}"))?;
+            let rva = u32::try_from(section.address() - image_base).unwrap_or(0);
+            code.push((rva, bytes.to_vec()));
+        }
+    }
+    let has_relocations = file
+        .data_directory(pe::IMAGE_DIRECTORY_ENTRY_BASERELOC)
+        .is_some_and(|dir| dir.size.get(LE) > 0);
+    Ok(PeImage {
+        arch,
+        machine,
+        subsystem: optional.subsystem().0,
+        characteristics: header.characteristics.get(LE).0,
+        image_base,
+        entry_rva: optional.address_of_entry_point(),
+        stored_checksum: optional.check_sum(),
+        computed_checksum: checksum(data, checksum_offset(data)),
+        imports,
+        exports,
+        pdb,
+        code,
+        has_relocations,
+    })
+}
+
+fn name_text(name: &object::NameOrOrdinal<&[u8]>) -> String {
+    match name {
+        object::NameOrOrdinal::Name(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        object::NameOrOrdinal::Ordinal(ordinal) => format!("#{ordinal}"),
+    }
+}
+
+/// File offset of `OptionalHeader.CheckSum` (the same in PE32 and PE32+).
+fn checksum_offset(data: &[u8]) -> usize {
+    let e_lfanew = data
+        .get(0x3c..0x40)
+        .map_or(0, |bytes| u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]));
+    usize::try_from(e_lfanew).unwrap_or(0) + 4 + 20 + 64
+}
+
+/// The PE checksum: 16-bit one's-complement-style sum of the file with the
+/// checksum field taken as zero, plus the file length (what `MapFileAndCheckSum`
+/// computes and what the kernel loader checks for drivers).
+#[must_use]
+pub fn checksum(data: &[u8], checksum_offset: usize) -> u32 {
+    let mut sum: u64 = 0;
+    for (index, pair) in data.chunks(2).enumerate() {
+        let offset = index * 2;
+        if offset == checksum_offset || offset == checksum_offset + 2 {
+            continue;
+        }
+        let word = u16::from_le_bytes([pair[0], *pair.get(1).unwrap_or(&0)]);
+        sum += u64::from(word);
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum = (sum & 0xffff) + (sum >> 16);
+    let length = u64::try_from(data.len()).unwrap_or(u64::MAX);
+    u32::try_from((sum + length) & 0xffff_ffff).unwrap_or(0)
+}

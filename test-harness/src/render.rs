@@ -1,0 +1,187 @@
+//! Verdicts as text, in the shape the walkthrough's debugger shows them:
+//! the fatal-error banner, `!analyze -v`'s arguments and `!verifier 3`.
+
+use std::fmt::Write;
+
+use crate::arch::Arch;
+use crate::verdict::{BugCheck, Outcome, Verdict};
+
+/// The whole report for `emulate` and `analyze` (text mode).
+#[must_use]
+pub fn report(verdict: &Verdict) -> String {
+    let mut out = String::new();
+    let arch = verdict.arch.unwrap_or(Arch::X64);
+    let _ = writeln!(
+        out,
+        "{} ({}) under Driver Verifier pool tracking (0x8), engine: {}",
+        verdict.driver,
+        verdict.arch.map_or_else(|| "arch unknown".into(), |arch| arch.to_string()),
+        verdict.engine
+    );
+    out.push('\n');
+    let mut hits = verdict.pool_hits.iter().peekable();
+    for (index, line) in verdict.debug_output.iter().enumerate() {
+        while let Some(hit) = hits.next_if(|hit| hit.after_debug_lines <= index) {
+            out.push_str(&pool_hit(hit, arch));
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    for hit in hits {
+        out.push_str(&pool_hit(hit, arch));
+    }
+    out.push('\n');
+    let _ = writeln!(out, "{}", outcome_line(verdict));
+    for note in &verdict.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
+    if let Some(fault) = &verdict.fault {
+        let accessed = fault.accessed.map(|at| format!(" accessing {}", arch.address(at))).unwrap_or_default();
+        let _ = writeln!(out, "The driver crashed: {} at {} ({}){accessed}", fault.kind, arch.address(fault.pc), fault.symbol);
+    }
+    if let Some(bugcheck) = &verdict.bugcheck {
+        out.push('\n');
+        out.push_str(&analyze(bugcheck, verdict, arch));
+    }
+    if verdict.engine != "kd" || !verdict.leaks.is_empty() {
+        out.push('\n');
+        out.push_str(&verifier3(verdict, arch));
+    }
+    out
+}
+
+fn outcome_line(verdict: &Verdict) -> String {
+    let status = verdict
+        .entry_status
+        .map_or_else(String::new, |status| format!("DriverEntry returned 0x{status:08X}{}; ", status_name(status)));
+    let what = match verdict.outcome {
+        Outcome::Unloaded if verdict.leaks.is_empty() && verdict.bugcheck.is_none() => {
+            "the unload routine ran; no pool allocations outstanding: PASS".to_owned()
+        }
+        Outcome::Unloaded => "the unload routine ran".to_owned(),
+        Outcome::EntryFailed => "the driver did not load; the I/O manager unloaded the image".to_owned(),
+        Outcome::CannotUnload => {
+            "the driver set no unload routine, so it cannot be unloaded (sc stop: error 1052, ERROR_INVALID_SERVICE_CONTROL)".to_owned()
+        }
+        Outcome::EntryDidNotReturn => "DriverEntry did not return within the instruction/time budget".to_owned(),
+        Outcome::UnloadDidNotReturn => "the unload routine did not return within the instruction/time budget".to_owned(),
+        Outcome::BugCheck => format!(
+            "the system bug-checked: {}",
+            verdict.bugcheck.as_ref().map_or("", |bugcheck| bugcheck.name.as_str())
+        ),
+        Outcome::Unknown => "no bug check in this debugger output".to_owned(),
+    };
+    format!("{status}{what}")
+}
+
+fn status_name(status: u32) -> &'static str {
+    match status {
+        0 => " (STATUS_SUCCESS)",
+        0xC000_009A => " (STATUS_INSUFFICIENT_RESOURCES)",
+        0xC000_0001 => " (STATUS_UNSUCCESSFUL)",
+        0xC000_0022 => " (STATUS_ACCESS_DENIED)",
+        _ => "",
+    }
+}
+
+fn pool_hit(hit: &crate::verdict::PoolHit, arch: Arch) -> String {
+    let bytes = hit.bytes.map(|bytes| format!(" 0x{bytes:x} bytes,")).unwrap_or_default();
+    format!(
+        "Break instruction exception - code 80000003 (first chance)\n\
+         nt!PoolHitTag: nt!{}({bytes} address {})\n # Call Site\n00 nt!{}\n01 {}\n",
+        hit.api,
+        arch.address(hit.address),
+        hit.api,
+        hit.caller
+    )
+}
+
+/// The fatal-error banner and `!analyze -v`'s bug check section.
+#[must_use]
+pub fn analyze(bugcheck: &BugCheck, verdict: &Verdict, arch: Arch) -> String {
+    let mut out = String::new();
+    let short = |value: u64| format!("0x{value:08X}");
+    let _ = writeln!(out, "*** Fatal System Error: 0x{:08x}", bugcheck.code);
+    let _ = writeln!(
+        out,
+        "                       ({})",
+        bugcheck.args.iter().map(|arg| short(*arg)).collect::<Vec<_>>().join(",")
+    );
+    out.push('\n');
+    let _ = writeln!(out, "{} ({:x})", bugcheck.name, bugcheck.code);
+    if bugcheck.code == 0xC4 {
+        out.push_str(
+            "A device driver attempting to corrupt the system has been caught.  This is\n\
+             because the driver was specified in the registry as being suspect (by the\n\
+             administrator) and the kernel has enabled substantial checking of this driver.\n",
+        );
+    }
+    let arg_notes: [&str; 4] = match (bugcheck.code, bugcheck.args[0]) {
+        (0xC4, 0x62) => [
+            bugcheck.description.as_str(),
+            "name of the driver having the issue.",
+            "verifier internal structure with driver information.",
+            "total # of (paged+nonpaged) allocations that weren't freed.",
+        ],
+        (0xC4, 0x10) => [bugcheck.description.as_str(), "bad address.", "0", "0"],
+        (0xC4, 0x13 | 0x14) => [bugcheck.description.as_str(), "reserved.", "pointer to pool header.", "pool header contents."],
+        (0x7E, _) => ["The exception code that was not handled.", "The address that the exception occurred at.", "Exception Record Address.", "Context Record Address."],
+        (0x50, _) => ["memory referenced.", "value 0 = read operation, 1 = write operation, 10 = execute.", "If non-zero, the instruction address which referenced the bad memory address.", "(reserved)"],
+        _ => [bugcheck.description.as_str(), "", "", ""],
+    };
+    out.push_str("Arguments:\n");
+    for (index, (arg, note)) in bugcheck.args.iter().zip(arg_notes).enumerate() {
+        let _ = writeln!(out, "Arg{}: {}, {note}", index + 1, arch.address(*arg));
+    }
+    if bugcheck.code == 0xC4 && bugcheck.args[0] == 0x62 {
+        let _ = writeln!(out, "\tType !verifier 3 drivername.sys for info on the allocations\n\tthat were leaked that caused the bugcheck.");
+    }
+    out.push('\n');
+    let _ = writeln!(out, "BUGCHECK_CODE:  {:x}", bugcheck.code);
+    for (index, arg) in bugcheck.args.iter().enumerate() {
+        let _ = writeln!(out, "BUGCHECK_P{}: {arg:x}", index + 1);
+    }
+    let module = verdict.driver.rsplit_once('.').map_or(verdict.driver.as_str(), |(stem, _)| stem);
+    let _ = writeln!(out, "\nIMAGE_NAME:  {}\nMODULE_NAME: {module}", verdict.driver);
+    if let Some(fault) = &verdict.fault {
+        let _ = writeln!(out, "FAULTING_IP: {}", fault.symbol);
+    }
+    out
+}
+
+/// `!verifier 3 <driver>`: the pool counters and the outstanding allocations.
+#[must_use]
+pub fn verifier3(verdict: &Verdict, arch: Arch) -> String {
+    let stats = &verdict.pool_stats;
+    let mut out = String::new();
+    let _ = writeln!(out, "kd> !verifier 3 {}\n", verdict.driver);
+    let _ = writeln!(out, "Verify Flags Level 0x00000008\n\n  [X] (0x00000008) Pool tracking\n");
+    let _ = writeln!(out, "  Pool Allocations Attempted             0x{:x}", stats.attempted);
+    let _ = writeln!(out, "  Pool Allocations Succeeded             0x{:x}", stats.succeeded);
+    let _ = writeln!(out, "  Pool Allocations With NO TAG           0x{:x}", stats.no_tag);
+    let _ = writeln!(out, "  Pool Allocations Failed                0x{:x}\n", stats.failed);
+    let _ = writeln!(out, "  Current paged pool allocations         0x{:x} for {:08X} bytes", stats.current_paged.0, stats.current_paged.1);
+    let _ = writeln!(out, "  Peak paged pool allocations            0x{:x} for {:08X} bytes", stats.peak_paged.0, stats.peak_paged.1);
+    let _ = writeln!(out, "  Current nonpaged pool allocations      0x{:x} for {:08X} bytes", stats.current_nonpaged.0, stats.current_nonpaged.1);
+    let _ = writeln!(out, "  Peak nonpaged pool allocations         0x{:x} for {:08X} bytes\n", stats.peak_nonpaged.0, stats.peak_nonpaged.1);
+    let _ = writeln!(out, "    Pool Allocations:\n");
+    let width = arch.pointer_digits() + 2;
+    let _ = writeln!(out, "      {:<width$}  Length      Tag   Caller", "Address");
+    let _ = writeln!(out, "      {}  ----------  ----  ----------", "-".repeat(width));
+    for leak in &verdict.leaks {
+        // The verifier shows the pool block's size, rounded up.
+        let granularity = arch.pool_granularity();
+        let shown = leak.bytes.div_ceil(granularity) * granularity;
+        let caller_address = leak.caller_address.map(|at| format!("0x{}  ", arch.address(at))).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "      0x{}  0x{shown:08x}  {:<4}  {caller_address}{}",
+            arch.address(leak.address),
+            leak.tag,
+            leak.caller
+        );
+    }
+    if verdict.leaks.is_empty() {
+        let _ = writeln!(out, "      (none outstanding)");
+    }
+    out
+}

@@ -1,0 +1,170 @@
+//! Names for code addresses, the way WinDbg prints them: `Sample!DriverEntry+0x27`.
+//! From the PDB beside the driver when it matches the image, else from the
+//! image's exports, else `Sample+0x1027`; outside the image, a raw address.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use pdb::{FallibleIterator, PDB, SymbolData};
+
+use crate::pe::PeImage;
+
+#[derive(Debug, Clone)]
+struct Function {
+    rva: u32,
+    len: u32,
+    name: String,
+}
+
+/// Where the names came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SymbolSource {
+    /// A PDB whose GUID and age match the image.
+    Pdb(PathBuf),
+    /// The image's export table only.
+    Exports,
+}
+
+/// Resolves addresses inside one loaded driver image.
+#[derive(Debug, Clone)]
+pub struct Symbolizer {
+    module: String,
+    base: u64,
+    size: u64,
+    functions: Vec<Function>,
+    /// Where the names come from.
+    pub source: SymbolSource,
+    /// Why a PDB next to the image was not used, if one was there.
+    pub pdb_problem: Option<String>,
+}
+
+impl Symbolizer {
+    /// Symbols for `driver` loaded at `base`, from `<stem>.pdb` beside it when
+    /// that PDB belongs to this build of the image.
+    #[must_use]
+    pub fn for_driver(driver: &Path, image: &PeImage, base: u64, size: u64) -> Self {
+        let module = driver
+            .file_stem()
+            .map_or_else(|| "driver".to_owned(), |stem| stem.to_string_lossy().into_owned());
+        let pdb_path = driver.with_extension("pdb");
+        let mut pdb_problem = None;
+        if pdb_path.exists() {
+            match read_pdb(&pdb_path, image) {
+                Ok(functions) => {
+                    return Self {
+                        module,
+                        base,
+                        size,
+                        functions,
+                        source: SymbolSource::Pdb(pdb_path),
+                        pdb_problem,
+                    };
+                }
+                Err(why) => pdb_problem = Some(format!("{}: {why}", pdb_path.display())),
+            }
+        }
+        let mut functions: Vec<Function> = image
+            .exports
+            .iter()
+            .map(|(name, rva)| Function { rva: *rva, len: 0, name: name.clone() })
+            .collect();
+        functions.sort_by_key(|function| function.rva);
+        Self { module, base, size, functions, source: SymbolSource::Exports, pdb_problem }
+    }
+
+    /// The module name used in symbols (`Sample`).
+    #[must_use]
+    pub fn module(&self) -> &str {
+        &self.module
+    }
+
+    /// Names a return address or instruction address.
+    ///
+    /// Return addresses are looked up one byte back, so that a call that is
+    /// the last instruction of a function still names that function.
+    #[must_use]
+    pub fn name(&self, address: u64) -> String {
+        if address < self.base || address >= self.base + self.size {
+            return format!("0x{address:x}");
+        }
+        let rva = u32::try_from(address - self.base).unwrap_or(u32::MAX);
+        let probe = rva.saturating_sub(1);
+        let best = self
+            .functions
+            .iter()
+            .filter(|function| function.rva <= probe)
+            .filter(|function| function.len == 0 || probe < function.rva + function.len)
+            .max_by_key(|function| function.rva);
+        match best {
+            Some(function) => format!("{}!{}+0x{:x}", self.module, function.name, rva - function.rva),
+            None => format!("{}+0x{rva:x}", self.module),
+        }
+    }
+}
+
+/// `_DriverEntry@8` -> `DriverEntry`: x86 C and stdcall decorations, which
+/// WinDbg does not show.
+fn undecorate(name: &str) -> String {
+    let Some(bare) = name.strip_prefix('_') else {
+        return name.to_owned();
+    };
+    match bare.rsplit_once('@') {
+        Some((stem, digits)) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => stem.to_owned(),
+        _ => bare.to_owned(),
+    }
+}
+
+fn read_pdb(path: &Path, image: &PeImage) -> Result<Vec<Function>, String> {
+    let file = File::open(path).map_err(|error| error.to_string())?;
+    let mut pdb = PDB::open(file).map_err(|error| format!("not a readable PDB ({error})"))?;
+    let info = pdb.pdb_information().map_err(|error| error.to_string())?;
+    if let Some((guid, _age, _)) = &image.pdb {
+        let (d1, d2, d3, d4) = info.guid.as_fields();
+        let mut expected = Vec::with_capacity(16);
+        expected.extend_from_slice(&d1.to_le_bytes());
+        expected.extend_from_slice(&d2.to_le_bytes());
+        expected.extend_from_slice(&d3.to_le_bytes());
+        expected.extend_from_slice(d4);
+        if expected != guid {
+            return Err("the PDB belongs to a different build of the image".into());
+        }
+    }
+    let address_map = pdb.address_map().map_err(|error| error.to_string())?;
+    let mut functions = Vec::new();
+    let mut publics = Vec::new();
+    let globals = pdb.global_symbols().map_err(|error| error.to_string())?;
+    let mut iter = globals.iter();
+    while let Some(symbol) = iter.next().map_err(|error| error.to_string())? {
+        if let Ok(SymbolData::Public(public)) = symbol.parse()
+            && public.function
+            && let Some(rva) = public.offset.to_rva(&address_map)
+        {
+            publics.push((rva.0, undecorate(&public.name.to_string())));
+        }
+    }
+    let dbi = pdb.debug_information().map_err(|error| error.to_string())?;
+    let mut modules = dbi.modules().map_err(|error| error.to_string())?;
+    while let Some(module) = modules.next().map_err(|error| error.to_string())? {
+        let Some(info) = pdb.module_info(&module).map_err(|error| error.to_string())? else {
+            continue;
+        };
+        let mut symbols = info.symbols().map_err(|error| error.to_string())?;
+        while let Some(symbol) = symbols.next().map_err(|error| error.to_string())? {
+            if let Ok(SymbolData::Procedure(procedure)) = symbol.parse()
+                && let Some(rva) = procedure.offset.to_rva(&address_map)
+            {
+                // The public (exported or linker) name wins where one starts here:
+                // WinDbg shows `DriverEntry`, not the Rust path.
+                let name = publics
+                    .iter()
+                    .find(|(at, _)| *at == rva.0)
+                    .map_or_else(|| procedure.name.to_string().into_owned(), |(_, name)| name.clone());
+                functions.push(Function { rva: rva.0, len: procedure.len, name });
+            }
+        }
+    }
+    if functions.is_empty() {
+        return Err("the PDB has no function symbols".into());
+    }
+    Ok(functions)
+}
