@@ -358,6 +358,8 @@ def patch_run_order(emu, driver):
         status = self.get_return_val() & 0xFFFFFFFF
         run.ret_val = status
         error = error_summary(run.error)
+        if error and "api" in error:
+            error["caller"] = self.get_ret_address()  # still at the failed call
         if run.type == kernel.EP_DRIVER_UNLOAD:
             emit("unload_return", error=error)
             self.on_emu_complete()

@@ -26,6 +26,8 @@ pub struct RunError {
     pub address: Option<u64>,
     /// For `unsupported_api`: `ntoskrnl.IoCreateDevice`.
     pub api: Option<String>,
+    /// For `unsupported_api`: the return address of the call.
+    pub caller: Option<u64>,
     /// Disassembly of the faulting instruction, if the emulator had it.
     pub instruction: Option<String>,
 }

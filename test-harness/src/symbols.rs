@@ -66,7 +66,7 @@ impl Symbolizer {
         let mut functions: Vec<Function> = image
             .exports
             .iter()
-            .map(|(name, rva)| Function { rva: *rva, len: 0, name: name.clone() })
+            .map(|(name, rva)| Function { rva: *rva, len: 0, name: strip_stdcall_suffix(name).to_owned() })
             .collect();
         functions.sort_by_key(|function| function.rva);
         Self { module, base, size, functions, source: SymbolSource::Exports, pdb_problem }
@@ -78,17 +78,38 @@ impl Symbolizer {
         &self.module
     }
 
-    /// Names a return address or instruction address.
+    /// Names a return address (a call site, as in a stack trace).
     ///
-    /// Return addresses are looked up one byte back, so that a call that is
-    /// the last instruction of a function still names that function.
+    /// It is looked up one byte back, so that a call that is the last
+    /// instruction of a function still names that function.
     #[must_use]
-    pub fn name(&self, address: u64) -> String {
-        if address < self.base || address >= self.base + self.size {
+    pub fn name(&self, return_address: u64) -> String {
+        self.lookup(return_address, return_address.saturating_sub(1))
+    }
+
+    /// Names the address of an instruction (a faulting PC).
+    #[must_use]
+    pub fn name_instruction(&self, pc: u64) -> String {
+        self.lookup(pc, pc)
+    }
+
+    /// The function that starts exactly at `rva`, if the symbols know one.
+    #[must_use]
+    pub fn function_at(&self, rva: u32) -> Option<&str> {
+        self.functions.iter().find(|function| function.rva == rva).map(|function| function.name.as_str())
+    }
+
+    /// Every function name the symbols know.
+    pub fn function_names(&self) -> impl Iterator<Item = &str> {
+        self.functions.iter().map(|function| function.name.as_str())
+    }
+
+    fn lookup(&self, address: u64, probe: u64) -> String {
+        if probe < self.base || probe >= self.base + self.size {
             return format!("0x{address:x}");
         }
         let rva = u32::try_from(address - self.base).unwrap_or(u32::MAX);
-        let probe = rva.saturating_sub(1);
+        let probe = u32::try_from(probe - self.base).unwrap_or(u32::MAX);
         let best = self
             .functions
             .iter()
@@ -105,12 +126,15 @@ impl Symbolizer {
 /// `_DriverEntry@8` -> `DriverEntry`: x86 C and stdcall decorations, which
 /// WinDbg does not show.
 fn undecorate(name: &str) -> String {
-    let Some(bare) = name.strip_prefix('_') else {
-        return name.to_owned();
-    };
-    match bare.rsplit_once('@') {
-        Some((stem, digits)) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => stem.to_owned(),
-        _ => bare.to_owned(),
+    let bare = name.strip_prefix('_').unwrap_or(name);
+    strip_stdcall_suffix(bare).to_owned()
+}
+
+/// `DriverEntry@8` -> `DriverEntry` (how MinGW exports stdcall functions).
+fn strip_stdcall_suffix(name: &str) -> &str {
+    match name.rsplit_once('@') {
+        Some((stem, digits)) if !stem.is_empty() && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => stem,
+        _ => name,
     }
 }
 

@@ -272,7 +272,10 @@ fn crash(verdict: &mut Verdict, error: &RunError, context: &Context<'_>) -> Resu
     let kind = error.kind.to_ascii_lowercase();
     if kind.contains("unsupported_api") {
         let api = error.api.clone().unwrap_or_else(|| "an API".into());
-        let site = error.pc.map(|pc| format!(" (called from {})", context.symbols.name(pc))).unwrap_or_default();
+        let site = error
+            .caller
+            .map(|caller| format!(" (called from {})", context.symbols.name(caller)))
+            .unwrap_or_default();
         return Err(Failure::new(format!(
             "{} calls {api}{site}, which the {} engine does not implement; the run cannot be judged",
             context.driver, context.engine
@@ -303,7 +306,7 @@ fn crash(verdict: &mut Verdict, error: &RunError, context: &Context<'_>) -> Resu
     verdict.fault = Some(Fault {
         kind: description.into(),
         pc,
-        symbol: context.symbols.name(pc + 1), // an instruction address, not a return address
+        symbol: context.symbols.name_instruction(pc),
         accessed,
     });
     verdict.bugcheck = Some(match accessed {
