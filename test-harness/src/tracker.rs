@@ -324,3 +324,157 @@ fn crash(verdict: &mut Verdict, error: &RunError, context: &Context<'_>) -> Resu
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Phase;
+    use crate::pe::PeImage;
+
+    const BASE: u64 = 0x1_4000_0000;
+    const TAG: u32 = 0x6463_6261;
+
+    fn symbols() -> Symbolizer {
+        let image = PeImage {
+            arch: Some(Arch::X64),
+            machine: 0x8664,
+            subsystem: 1,
+            characteristics: 0x22,
+            image_base: BASE,
+            entry_rva: 0x1000,
+            stored_checksum: 0,
+            computed_checksum: 0,
+            imports: Vec::new(),
+            exports: vec![("DriverEntry".into(), 0x1000)],
+            pdb: None,
+            code: Vec::new(),
+            has_relocations: true,
+        };
+        Symbolizer::for_driver(std::path::Path::new("/none/Test.sys"), &image, BASE, 0x4000)
+    }
+
+    fn judge_events(events: &[Event]) -> Verdict {
+        let symbols = symbols();
+        let context = Context {
+            driver: "Test.sys".into(),
+            engine: "test".into(),
+            symbols: &symbols,
+            arch: Arch::X64,
+            pool_hit_tag: Some(TAG),
+        };
+        judge(events, &context).expect("judged")
+    }
+
+    fn alloc(address: u64, size: u64) -> Event {
+        Event::Alloc {
+            phase: Phase::Entry,
+            api: "ExAllocatePoolWithTag".into(),
+            pool: 1,
+            size,
+            tag: TAG,
+            address,
+            caller: BASE + 0x1027,
+            injected_failure: false,
+        }
+    }
+
+    fn free(address: u64) -> Event {
+        Event::Free { phase: Phase::Unload, api: "ExFreePoolWithTag".into(), address, tag: Some(TAG), caller: BASE + 0x1100 }
+    }
+
+    fn entry(status: u32, unload: u64) -> Event {
+        Event::EntryReturn { status: Some(status), error: None, unload_routine: unload }
+    }
+
+    const UNLOADED: Event = Event::UnloadReturn { error: None };
+
+    #[test]
+    fn balanced_run_is_clean() {
+        let verdict = judge_events(&[alloc(0x1000, 0x6c), entry(0, BASE + 0x1100), free(0x1000), UNLOADED]);
+        assert_eq!(verdict.exit_code(), 0);
+        assert_eq!(verdict.outcome, Outcome::Unloaded);
+        assert_eq!(verdict.pool_stats.peak_paged, (1, 0x6c));
+        assert_eq!(verdict.pool_stats.current_paged, (0, 0));
+        assert_eq!(verdict.pool_hits.len(), 2);
+    }
+
+    #[test]
+    fn outstanding_allocation_at_unload_is_c4_62() {
+        let name = Event::DriverObject { address: 0x5000, name_address: 0x5038, name: "Test".into() };
+        let verdict = judge_events(&[alloc(0x1000, 0x6c), alloc(0x2000, 8), entry(0, 1), free(0x2000), UNLOADED, name]);
+        let bugcheck = verdict.bugcheck.clone().expect("bug check");
+        assert_eq!((bugcheck.code, bugcheck.args), (0xC4, [0x62, 0x5038, 0, 1]));
+        assert_eq!(verdict.leaks.len(), 1);
+        assert_eq!(verdict.leaks[0].caller, "Test!DriverEntry+0x27");
+        assert_eq!(verdict.leaks[0].tag, "abcd");
+        assert_eq!(verdict.exit_code(), 3);
+    }
+
+    #[test]
+    fn failed_driver_entry_is_still_checked_for_leaks() {
+        let verdict = judge_events(&[alloc(0x1000, 16), entry(0xC000_0001, 0)]);
+        assert_eq!(verdict.bugcheck.map(|b| b.args[0]), Some(0x62));
+        let verdict = judge_events(&[alloc(0x1000, 16), free(0x1000), entry(0xC000_0001, 0)]);
+        assert_eq!(verdict.outcome, Outcome::EntryFailed);
+        assert_eq!(verdict.exit_code(), 4);
+    }
+
+    #[test]
+    fn double_free_and_foreign_free() {
+        let verdict = judge_events(&[alloc(0x1000, 16), free(0x1000), free(0x1000)]);
+        assert_eq!(verdict.bugcheck.map(|b| b.args), Some([0x13, 0, 0x1000 - 16, 0]));
+        let verdict = judge_events(&[free(0x7777)]);
+        assert_eq!(verdict.bugcheck.map(|b| b.args), Some([0x10, 0x7777, 0, 0]));
+    }
+
+    #[test]
+    fn events_after_a_bugcheck_are_ignored() {
+        let verdict = judge_events(&[free(0x7777), alloc(0x1000, 0)]);
+        assert_eq!(verdict.bugcheck.map(|b| b.args[0]), Some(0x10));
+    }
+
+    #[test]
+    fn no_unload_routine_and_hangs() {
+        assert_eq!(judge_events(&[entry(0, 0)]).outcome, Outcome::CannotUnload);
+        assert_eq!(judge_events(&[alloc(0x1000, 4)]).outcome, Outcome::EntryDidNotReturn);
+        assert_eq!(judge_events(&[entry(0, 1)]).outcome, Outcome::UnloadDidNotReturn);
+    }
+
+    #[test]
+    fn crash_on_a_kernel_address_is_0x50_else_0x7e() {
+        let error = |address| RunError {
+            kind: "invalid_write".into(),
+            pc: Some(BASE + 0x1010),
+            address: Some(address),
+            api: None,
+            caller: None,
+            instruction: None,
+        };
+        let crash = |address| Event::EntryReturn { status: None, error: Some(error(address)), unload_routine: 0 };
+        let verdict = judge_events(&[crash(0x10)]);
+        assert_eq!(verdict.bugcheck.map(|b| (b.code, b.args[0])), Some((0x7E, 0xC000_0005)));
+        assert_eq!(verdict.fault.map(|f| f.symbol), Some("Test!DriverEntry+0x10".into()));
+        let verdict = judge_events(&[crash(0xFFFF_F800_0000_0000)]);
+        assert_eq!(verdict.bugcheck.map(|b| (b.code, b.args[1])), Some((0x50, 1)));
+    }
+
+    #[test]
+    fn engine_errors_are_failures_not_verdicts() {
+        let symbols = symbols();
+        let context = Context { driver: "T.sys".into(), engine: "test".into(), symbols: &symbols, arch: Arch::X64, pool_hit_tag: None };
+        let unsupported = Event::EntryReturn {
+            status: None,
+            error: Some(RunError {
+                kind: "unsupported_api".into(),
+                pc: None,
+                address: None,
+                api: Some("ntoskrnl.Foo".into()),
+                caller: Some(BASE + 0x1005),
+                instruction: None,
+            }),
+            unload_routine: 0,
+        };
+        let failure = judge(&[unsupported], &context).expect_err("not judged");
+        assert!(failure.0.contains("ntoskrnl.Foo (called from Test!DriverEntry+0x5)"), "{failure}");
+    }
+}
