@@ -4,11 +4,7 @@
 pub use wdk::println;
 pub use wdk_sys::{
     _POOL_TYPE::PagedPool,
-    DRIVER_OBJECT,
-    NTSTATUS,
-    RTL_OSVERSIONINFOW,
-    STATUS_INSUFFICIENT_RESOURCES,
-    STATUS_SUCCESS,
+    DRIVER_OBJECT, NTSTATUS, RTL_OSVERSIONINFOW, STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS,
     UNICODE_STRING,
     ntddk::{ExFreePoolWithTag, RtlCopyUnicodeString, RtlGetVersion},
 };
@@ -29,5 +25,6 @@ pub fn set_unload_routine(driver: &mut DRIVER_OBJECT, unload: UnloadRoutine) {
     // SAFETY: bindgen spells the callback `extern "C"`; on x86_64 and aarch64,
     // the only targets wdk-sys supports, that is the same calling convention
     // as "system", so both pointer types have the same size and meaning.
-    driver.DriverUnload = unsafe { core::mem::transmute::<Option<UnloadRoutine>, PDRIVER_UNLOAD>(Some(unload)) };
+    driver.DriverUnload =
+        unsafe { core::mem::transmute::<Option<UnloadRoutine>, PDRIVER_UNLOAD>(Some(unload)) };
 }

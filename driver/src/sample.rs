@@ -7,9 +7,9 @@ use core::{cell::UnsafeCell, mem, ptr};
 
 use crate::{
     ntos::{
-        DRIVER_OBJECT, ExAllocatePoolWithTag, ExFreePoolWithTag, NTSTATUS, PagedPool, RTL_OSVERSIONINFOW,
-        RtlCopyUnicodeString, RtlGetVersion, STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS,
-        UNICODE_STRING, println, set_unload_routine,
+        DRIVER_OBJECT, ExAllocatePoolWithTag, ExFreePoolWithTag, NTSTATUS, PagedPool,
+        RTL_OSVERSIONINFOW, RtlCopyUnicodeString, RtlGetVersion, STATUS_INSUFFICIENT_RESOURCES,
+        STATUS_SUCCESS, UNICODE_STRING, println, set_unload_routine,
     },
     unicode::Utf16Text,
 };
@@ -41,9 +41,8 @@ pub unsafe extern "system" fn driver_entry(
     registry_path: &UNICODE_STRING,
 ) -> NTSTATUS {
     // SAFETY: DriverEntry runs at PASSIVE_LEVEL, where paged pool may be allocated.
-    let buffer = unsafe {
-        ExAllocatePoolWithTag(PagedPool, registry_path.Length.into(), DRIVER_TAG)
-    };
+    let buffer =
+        unsafe { ExAllocatePoolWithTag(PagedPool, registry_path.Length.into(), DRIVER_TAG) };
     if buffer.is_null() {
         println!("Failed to allocate memory");
         return STATUS_INSUFFICIENT_RESOURCES;
@@ -70,7 +69,9 @@ pub unsafe extern "system" fn driver_entry(
 
     // SAFETY: all-zero bytes are a valid RTL_OSVERSIONINFOW (integers only).
     let mut info: RTL_OSVERSIONINFOW = unsafe { mem::zeroed() };
-    info.dwOSVersionInfoSize = size_of::<RTL_OSVERSIONINFOW>().try_into().unwrap_or(u32::MAX);
+    info.dwOSVersionInfoSize = size_of::<RTL_OSVERSIONINFOW>()
+        .try_into()
+        .unwrap_or(u32::MAX);
     // SAFETY: `info` is a writable RTL_OSVERSIONINFOW whose size field is set.
     unsafe { RtlGetVersion(&raw mut info) };
     println!(

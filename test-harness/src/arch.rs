@@ -70,7 +70,9 @@ impl FromStr for Arch {
         match text.to_ascii_lowercase().as_str() {
             "x64" | "amd64" | "x86_64" => Ok(Self::X64),
             "x86" | "i386" | "i686" => Ok(Self::X86),
-            other => Err(format!("unknown architecture '{other}' (expected x64 or x86)")),
+            other => Err(format!(
+                "unknown architecture '{other}' (expected x64 or x86)"
+            )),
         }
     }
 }

@@ -58,7 +58,10 @@ pub fn run() -> Result<Vec<Row>> {
     let mut rows = Vec::new();
     for arch in Arch::ALL {
         for leak in [false, true] {
-            eprintln!("harness: building Sample.sys ({arch}, {})", if leak { "leak-on-unload" } else { "clean" });
+            eprintln!(
+                "harness: building Sample.sys ({arch}, {})",
+                if leak { "leak-on-unload" } else { "clean" }
+            );
             let built = driver_build::build(arch, leak)?;
             let verdict = emulate::emulate(&Request {
                 driver: built.sys,
@@ -66,7 +69,11 @@ pub fn run() -> Result<Vec<Row>> {
                 pool_hit_tag: None,
                 options: RunOptions::default(),
             })?;
-            rows.push(Row { arch, leak, verdict });
+            rows.push(Row {
+                arch,
+                leak,
+                verdict,
+            });
         }
     }
     Ok(rows)
@@ -76,22 +83,36 @@ pub fn run() -> Result<Vec<Row>> {
 #[must_use]
 pub fn render(rows: &[Row]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "Sample.sys under emulated Driver Verifier pool tracking (Speakeasy)\n");
-    let _ = writeln!(out, "{:<6} {:<16} {:<10} {:<11} {:<5} {:<9} outstanding at unload", "arch", "build", "entry", "bug check", "exit", "expected");
+    let _ = writeln!(
+        out,
+        "Sample.sys under emulated Driver Verifier pool tracking (Speakeasy)\n"
+    );
+    let _ = writeln!(
+        out,
+        "{:<6} {:<16} {:<10} {:<11} {:<5} {:<9} outstanding at unload",
+        "arch", "build", "entry", "bug check", "exit", "expected"
+    );
     for row in rows {
         let verdict = &row.verdict;
-        let entry = verdict.entry_status.map_or_else(|| "-".into(), |status| format!("0x{status:08x}"));
-        let bugcheck = verdict
-            .bugcheck
-            .as_ref()
-            .map_or_else(|| "none".into(), |bugcheck| format!("0x{:X}/0x{:x}", bugcheck.code, bugcheck.args[0]));
+        let entry = verdict
+            .entry_status
+            .map_or_else(|| "-".into(), |status| format!("0x{status:08x}"));
+        let bugcheck = verdict.bugcheck.as_ref().map_or_else(
+            || "none".into(),
+            |bugcheck| format!("0x{:X}/0x{:x}", bugcheck.code, bugcheck.args[0]),
+        );
         let leaks = if verdict.leaks.is_empty() {
             "none".to_owned()
         } else {
             verdict
                 .leaks
                 .iter()
-                .map(|leak| format!("'{}' {} 0x{:x} at {}", leak.tag, leak.pool, leak.bytes, leak.caller))
+                .map(|leak| {
+                    format!(
+                        "'{}' {} 0x{:x} at {}",
+                        leak.tag, leak.pool, leak.bytes, leak.caller
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("; ")
         };

@@ -23,7 +23,9 @@ pub struct BuiltDriver {
 /// The workspace this harness belongs to (it builds the driver from there).
 #[must_use]
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 /// Builds the portable driver for `arch`, with or without `leak-on-unload`.
@@ -47,7 +49,15 @@ pub fn build(arch: Arch, leak: bool) -> Result<BuiltDriver> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&root)
-        .args(["build", "--release", "--locked", "-p", "sample", "--bin", "Sample"])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "sample",
+            "--bin",
+            "Sample",
+        ])
         .args(["--features", &features, "--target", triple])
         .args(["--config", &format!("target.{triple}.linker=\"rust-lld\"")])
         .env("CARGO_TARGET_DIR", &target_dir)
@@ -59,31 +69,48 @@ pub fn build(arch: Arch, leak: bool) -> Result<BuiltDriver> {
         .status()
         .map_err(|error| Failure::new(format!("cannot run cargo: {error}")))?;
     if !status.success() {
-        return Err(Failure::new(format!("cargo build of the {variant} driver failed (see the errors above)")));
+        return Err(Failure::new(format!(
+            "cargo build of the {variant} driver failed (see the errors above)"
+        )));
     }
     let built = target_dir.join(triple).join("release");
     let out = root.join("target").join("drivers").join(&variant);
-    fs::create_dir_all(&out).map_err(|error| Failure::new(format!("cannot create {}: {error}", out.display())))?;
+    fs::create_dir_all(&out)
+        .map_err(|error| Failure::new(format!("cannot create {}: {error}", out.display())))?;
     let sys = out.join("Sample.sys");
     let pdb = out.join("Sample.pdb");
     copy(&built.join("Sample.exe"), &sys)?;
     copy(&built.join("Sample.pdb"), &pdb)?;
-    Ok(BuiltDriver { sys, pdb, arch, leak })
+    Ok(BuiltDriver {
+        sys,
+        pdb,
+        arch,
+        leak,
+    })
 }
 
 fn copy(from: &Path, to: &Path) -> Result<()> {
-    fs::copy(from, to)
-        .map(|_| ())
-        .map_err(|error| Failure::new(format!("cannot copy {} to {}: {error}", from.display(), to.display())))
+    fs::copy(from, to).map(|_| ()).map_err(|error| {
+        Failure::new(format!(
+            "cannot copy {} to {}: {error}",
+            from.display(),
+            to.display()
+        ))
+    })
 }
 
 /// Installs the rustup target if it is missing, saying so.
 fn ensure_target(arch: Arch) -> Result<()> {
     let triple = arch.triple();
-    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output();
     match installed {
         Ok(output) if output.status.success() => {
-            if String::from_utf8_lossy(&output.stdout).lines().any(|line| line.trim() == triple) {
+            if String::from_utf8_lossy(&output.stdout)
+                .lines()
+                .any(|line| line.trim() == triple)
+            {
                 return Ok(());
             }
             eprintln!("harness: installing the Rust target {triple} (rustup target add {triple})");

@@ -59,7 +59,9 @@ pub fn emulate(request: &Request) -> Result<Verdict> {
     let events = match request.engine {
         EngineKind::Speakeasy => engine::speakeasy::run(driver, &request.options)?,
         EngineKind::Wine => {
-            return Err(Failure::new("the wine engine is not available yet (issue 4)"));
+            return Err(Failure::new(
+                "the wine engine is not available yet (issue 4)",
+            ));
         }
     };
     judge(driver, &image, arch, &events, request)
@@ -75,13 +77,19 @@ fn judge(
     let (base, size) = events
         .iter()
         .find_map(|event| match event {
-            Event::Load { image_base, image_size, .. } => Some((*image_base, *image_size)),
+            Event::Load {
+                image_base,
+                image_size,
+                ..
+            } => Some((*image_base, *image_size)),
             _ => None,
         })
         .unwrap_or((image.image_base, 0x10_0000));
     let symbols = Symbolizer::for_driver(driver, image, base, size);
     let context = Context {
-        driver: driver.file_name().map_or_else(String::new, |name| name.to_string_lossy().into_owned()),
+        driver: driver
+            .file_name()
+            .map_or_else(String::new, |name| name.to_string_lossy().into_owned()),
         engine: request.engine.name().into(),
         symbols: &symbols,
         arch,
@@ -89,9 +97,13 @@ fn judge(
     };
     let mut verdict = tracker::judge(events, &context)?;
     if let Some(problem) = &symbols.pdb_problem {
-        verdict.notes.push(format!("symbols from exports only: {problem}"));
+        verdict
+            .notes
+            .push(format!("symbols from exports only: {problem}"));
     } else if symbols.source == SymbolSource::Exports {
-        verdict.notes.push("no PDB beside the driver: symbols from exports only".into());
+        verdict
+            .notes
+            .push("no PDB beside the driver: symbols from exports only".into());
     }
     Ok(verdict)
 }

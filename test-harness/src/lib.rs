@@ -3,14 +3,14 @@
 //! drives a Windows test VM. Every source ends in one [`verdict::Verdict`].
 
 pub mod arch;
+pub mod demo;
+pub mod driver_build;
+pub mod emulate;
+pub mod engine;
+pub mod events;
 pub mod failure;
 pub mod pe;
-pub mod events;
+pub mod render;
 pub mod symbols;
 pub mod tracker;
 pub mod verdict;
-pub mod emulate;
-pub mod engine;
-pub mod driver_build;
-pub mod render;
-pub mod demo;

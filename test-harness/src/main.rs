@@ -71,6 +71,9 @@ enum Command {
     /// The main job: build x64 and x86, clean and leaky, emulate all four and
     /// show them side by side. Exits 0 when every build behaves as expected.
     Demo,
+    /// Provision the pinned Speakeasy virtualenv now (otherwise done on first
+    /// use); prints the interpreter's path.
+    Setup,
 }
 
 fn parse_version(text: &str) -> std::result::Result<String, String> {
@@ -100,7 +103,16 @@ fn run(command: Command) -> Result<i32> {
             println!("{}", built.sys.display());
             Ok(0)
         }
-        Command::Emulate { driver, engine, json, pool_hit_tag, fail_allocation, os_version, max_instructions, timeout } => {
+        Command::Emulate {
+            driver,
+            engine,
+            json,
+            pool_hit_tag,
+            fail_allocation,
+            os_version,
+            max_instructions,
+            timeout,
+        } => {
             let request = Request {
                 driver,
                 engine,
@@ -116,17 +128,22 @@ fn run(command: Command) -> Result<i32> {
             print_verdict(&verdict, json)?;
             Ok(verdict.exit_code())
         }
+        Command::Setup => {
+            println!("{}", harness::engine::python::speakeasy_python()?.display());
+            Ok(0)
+        }
         Command::Demo => {
             let rows = demo::run()?;
             print!("{}", demo::render(&rows));
-            Ok(if rows.iter().all(demo::Row::as_expected) { 0 } else { 1 })
+            Ok(i32::from(!rows.iter().all(demo::Row::as_expected)))
         }
     }
 }
 
 fn print_verdict(verdict: &Verdict, json: bool) -> Result<()> {
     if json {
-        let text = serde_json::to_string_pretty(verdict).map_err(|error| Failure::new(error.to_string()))?;
+        let text = serde_json::to_string_pretty(verdict)
+            .map_err(|error| Failure::new(error.to_string()))?;
         println!("{text}");
     } else {
         print!("{}", render::report(verdict));

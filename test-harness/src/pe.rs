@@ -59,9 +59,8 @@ impl PeImage {
     /// # Errors
     /// The file is missing, unreadable, or not a well-formed PE image.
     pub fn read(path: &Path) -> Result<Self> {
-        let data = std::fs::read(path).map_err(|error| {
-            Failure::new(format!("cannot read {}: {error}", path.display()))
-        })?;
+        let data = std::fs::read(path)
+            .map_err(|error| Failure::new(format!("cannot read {}: {error}", path.display())))?;
         Self::parse(&data).map_err(|why| Failure::new(format!("{}: {why}", path.display())))
     }
 
@@ -97,7 +96,9 @@ impl PeImage {
                 x if x == pe::IMAGE_SUBSYSTEM_EFI_APPLICATION.0 => "EFI application",
                 _ => "non-native",
             };
-            return Err(format!("a user-mode image ({kind} subsystem), not a kernel driver"));
+            return Err(format!(
+                "a user-mode image ({kind} subsystem), not a kernel driver"
+            ));
         }
         if self.entry_rva == 0 {
             return Err("no entry point, so there is no DriverEntry to call".into());
@@ -130,7 +131,10 @@ impl PeImage {
     /// The exported name at an RVA, if any.
     #[must_use]
     pub fn export_at(&self, rva: u32) -> Option<&str> {
-        self.exports.iter().find(|(_, at)| *at == rva).map(|(name, _)| name.as_str())
+        self.exports
+            .iter()
+            .find(|(_, at)| *at == rva)
+            .map(|(name, _)| name.as_str())
     }
 }
 
@@ -140,15 +144,32 @@ fn uses_float_state(instruction: &Instruction) -> bool {
     let float_feature = features.iter().any(|feature| {
         matches!(
             feature,
-            F::FPU | F::FPU287 | F::FPU387 | F::MMX | F::SSE | F::SSE2 | F::SSE3 | F::SSSE3
-                | F::SSE4_1 | F::SSE4_2 | F::SSE4A | F::AVX | F::AVX2 | F::AVX512F | F::FMA
+            F::FPU
+                | F::FPU287
+                | F::FPU387
+                | F::MMX
+                | F::SSE
+                | F::SSE2
+                | F::SSE3
+                | F::SSSE3
+                | F::SSE4_1
+                | F::SSE4_2
+                | F::SSE4A
+                | F::AVX
+                | F::AVX2
+                | F::AVX512F
+                | F::FMA
                 | F::F16C
         )
     });
     let float_register = (0..instruction.op_count()).any(|i| {
         let register = instruction.op_register(i);
         register != Register::None
-            && (register.is_xmm() || register.is_ymm() || register.is_zmm() || register.is_st() || register.is_mm())
+            && (register.is_xmm()
+                || register.is_ymm()
+                || register.is_zmm()
+                || register.is_st()
+                || register.is_mm())
     });
     float_feature || float_register
 }
@@ -189,12 +210,18 @@ fn parse_as<Pe: ImageNtHeaders>(data: &[u8]) -> std::result::Result<PeImage, Str
         })
         .collect();
     let pdb = file.pdb_info().ok().flatten().map(|info| {
-        (info.guid(), info.age(), String::from_utf8_lossy(info.path()).into_owned())
+        (
+            info.guid(),
+            info.age(),
+            String::from_utf8_lossy(info.path()).into_owned(),
+        )
     });
     let mut code = Vec::new();
     for section in file.sections() {
         if section.kind() == SectionKind::Text {
-            let bytes = section.data().map_err(|error| format!("corrupt section: {error}"))?;
+            let bytes = section
+                .data()
+                .map_err(|error| format!("corrupt section: {error}"))?;
             let rva = u32::try_from(section.address() - image_base).unwrap_or(0);
             code.push((rva, bytes.to_vec()));
         }
@@ -228,9 +255,9 @@ fn name_text(name: &object::NameOrOrdinal<&[u8]>) -> String {
 
 /// File offset of `OptionalHeader.CheckSum` (the same in PE32 and PE32+).
 fn checksum_offset(data: &[u8]) -> usize {
-    let e_lfanew = data
-        .get(0x3c..0x40)
-        .map_or(0, |bytes| u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]));
+    let e_lfanew = data.get(0x3c..0x40).map_or(0, |bytes| {
+        u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
+    });
     usize::try_from(e_lfanew).unwrap_or(0) + 4 + 20 + 64
 }
 

@@ -15,7 +15,9 @@ pub fn report(verdict: &Verdict) -> String {
         out,
         "{} ({}) under Driver Verifier pool tracking (0x8), engine: {}",
         verdict.driver,
-        verdict.arch.map_or_else(|| "arch unknown".into(), |arch| arch.to_string()),
+        verdict
+            .arch
+            .map_or_else(|| "arch unknown".into(), |arch| arch.to_string()),
         verdict.engine
     );
     out.push('\n');
@@ -35,8 +37,17 @@ pub fn report(verdict: &Verdict) -> String {
         let _ = writeln!(out, "note: {note}");
     }
     if let Some(fault) = &verdict.fault {
-        let accessed = fault.accessed.map(|at| format!(" accessing {}", arch.address(at))).unwrap_or_default();
-        let _ = writeln!(out, "The driver crashed: {} at {} ({}){accessed}", fault.kind, arch.address(fault.pc), fault.symbol);
+        let accessed = fault
+            .accessed
+            .map(|at| format!(" accessing {}", arch.address(at)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "The driver crashed: {} at {} ({}){accessed}",
+            fault.kind,
+            arch.address(fault.pc),
+            fault.symbol
+        );
     }
     if let Some(bugcheck) = &verdict.bugcheck {
         out.push('\n');
@@ -50,9 +61,12 @@ pub fn report(verdict: &Verdict) -> String {
 }
 
 fn outcome_line(verdict: &Verdict) -> String {
-    let status = verdict
-        .entry_status
-        .map_or_else(String::new, |status| format!("DriverEntry returned 0x{status:08X}{}; ", status_name(status)));
+    let status = verdict.entry_status.map_or_else(String::new, |status| {
+        format!(
+            "DriverEntry returned 0x{status:08X}{}; ",
+            status_name(status)
+        )
+    });
     let what = match verdict.outcome {
         Outcome::Unloaded if verdict.leaks.is_empty() && verdict.bugcheck.is_none() => {
             "the unload routine ran; no pool allocations outstanding: PASS".to_owned()
@@ -84,7 +98,10 @@ fn status_name(status: u32) -> &'static str {
 }
 
 fn pool_hit(hit: &crate::verdict::PoolHit, arch: Arch) -> String {
-    let bytes = hit.bytes.map(|bytes| format!(" 0x{bytes:x} bytes,")).unwrap_or_default();
+    let bytes = hit
+        .bytes
+        .map(|bytes| format!(" 0x{bytes:x} bytes,"))
+        .unwrap_or_default();
     format!(
         "Break instruction exception - code 80000003 (first chance)\n\
          nt!PoolHitTag: nt!{}({bytes} address {})\n # Call Site\n00 nt!{}\n01 {}\n",
@@ -104,7 +121,12 @@ pub fn analyze(bugcheck: &BugCheck, verdict: &Verdict, arch: Arch) -> String {
     let _ = writeln!(
         out,
         "                       ({})",
-        bugcheck.args.iter().map(|arg| short(*arg)).collect::<Vec<_>>().join(",")
+        bugcheck
+            .args
+            .iter()
+            .map(|arg| short(*arg))
+            .collect::<Vec<_>>()
+            .join(",")
     );
     out.push('\n');
     let _ = writeln!(out, "{} ({:x})", bugcheck.name, bugcheck.code);
@@ -123,9 +145,24 @@ pub fn analyze(bugcheck: &BugCheck, verdict: &Verdict, arch: Arch) -> String {
             "total # of (paged+nonpaged) allocations that weren't freed.",
         ],
         (0xC4, 0x10) => [bugcheck.description.as_str(), "bad address.", "0", "0"],
-        (0xC4, 0x13 | 0x14) => [bugcheck.description.as_str(), "reserved.", "pointer to pool header.", "pool header contents."],
-        (0x7E, _) => ["The exception code that was not handled.", "The address that the exception occurred at.", "Exception Record Address.", "Context Record Address."],
-        (0x50, _) => ["memory referenced.", "value 0 = read operation, 1 = write operation, 10 = execute.", "If non-zero, the instruction address which referenced the bad memory address.", "(reserved)"],
+        (0xC4, 0x13 | 0x14) => [
+            bugcheck.description.as_str(),
+            "reserved.",
+            "pointer to pool header.",
+            "pool header contents.",
+        ],
+        (0x7E, _) => [
+            "The exception code that was not handled.",
+            "The address that the exception occurred at.",
+            "Exception Record Address.",
+            "Context Record Address.",
+        ],
+        (0x50, _) => [
+            "memory referenced.",
+            "value 0 = read operation, 1 = write operation, 10 = execute.",
+            "If non-zero, the instruction address which referenced the bad memory address.",
+            "(reserved)",
+        ],
         _ => [bugcheck.description.as_str(), "", "", ""],
     };
     out.push_str("Arguments:\n");
@@ -133,15 +170,25 @@ pub fn analyze(bugcheck: &BugCheck, verdict: &Verdict, arch: Arch) -> String {
         let _ = writeln!(out, "Arg{}: {}, {note}", index + 1, arch.address(*arg));
     }
     if bugcheck.code == 0xC4 && bugcheck.args[0] == 0x62 {
-        let _ = writeln!(out, "\tType !verifier 3 drivername.sys for info on the allocations\n\tthat were leaked that caused the bugcheck.");
+        let _ = writeln!(
+            out,
+            "\tType !verifier 3 drivername.sys for info on the allocations\n\tthat were leaked that caused the bugcheck."
+        );
     }
     out.push('\n');
     let _ = writeln!(out, "BUGCHECK_CODE:  {:x}", bugcheck.code);
     for (index, arg) in bugcheck.args.iter().enumerate() {
         let _ = writeln!(out, "BUGCHECK_P{}: {arg:x}", index + 1);
     }
-    let module = verdict.driver.rsplit_once('.').map_or(verdict.driver.as_str(), |(stem, _)| stem);
-    let _ = writeln!(out, "\nIMAGE_NAME:  {}\nMODULE_NAME: {module}", verdict.driver);
+    let module = verdict
+        .driver
+        .rsplit_once('.')
+        .map_or(verdict.driver.as_str(), |(stem, _)| stem);
+    let _ = writeln!(
+        out,
+        "\nIMAGE_NAME:  {}\nMODULE_NAME: {module}",
+        verdict.driver
+    );
     if let Some(fault) = &verdict.fault {
         let _ = writeln!(out, "FAULTING_IP: {}", fault.symbol);
     }
@@ -154,24 +201,66 @@ pub fn verifier3(verdict: &Verdict, arch: Arch) -> String {
     let stats = &verdict.pool_stats;
     let mut out = String::new();
     let _ = writeln!(out, "kd> !verifier 3 {}\n", verdict.driver);
-    let _ = writeln!(out, "Verify Flags Level 0x00000008\n\n  [X] (0x00000008) Pool tracking\n");
-    let _ = writeln!(out, "  Pool Allocations Attempted             0x{:x}", stats.attempted);
-    let _ = writeln!(out, "  Pool Allocations Succeeded             0x{:x}", stats.succeeded);
-    let _ = writeln!(out, "  Pool Allocations With NO TAG           0x{:x}", stats.no_tag);
-    let _ = writeln!(out, "  Pool Allocations Failed                0x{:x}\n", stats.failed);
-    let _ = writeln!(out, "  Current paged pool allocations         0x{:x} for {:08X} bytes", stats.current_paged.0, stats.current_paged.1);
-    let _ = writeln!(out, "  Peak paged pool allocations            0x{:x} for {:08X} bytes", stats.peak_paged.0, stats.peak_paged.1);
-    let _ = writeln!(out, "  Current nonpaged pool allocations      0x{:x} for {:08X} bytes", stats.current_nonpaged.0, stats.current_nonpaged.1);
-    let _ = writeln!(out, "  Peak nonpaged pool allocations         0x{:x} for {:08X} bytes\n", stats.peak_nonpaged.0, stats.peak_nonpaged.1);
+    let _ = writeln!(
+        out,
+        "Verify Flags Level 0x00000008\n\n  [X] (0x00000008) Pool tracking\n"
+    );
+    let _ = writeln!(
+        out,
+        "  Pool Allocations Attempted             0x{:x}",
+        stats.attempted
+    );
+    let _ = writeln!(
+        out,
+        "  Pool Allocations Succeeded             0x{:x}",
+        stats.succeeded
+    );
+    let _ = writeln!(
+        out,
+        "  Pool Allocations With NO TAG           0x{:x}",
+        stats.no_tag
+    );
+    let _ = writeln!(
+        out,
+        "  Pool Allocations Failed                0x{:x}\n",
+        stats.failed
+    );
+    let _ = writeln!(
+        out,
+        "  Current paged pool allocations         0x{:x} for {:08X} bytes",
+        stats.current_paged.0, stats.current_paged.1
+    );
+    let _ = writeln!(
+        out,
+        "  Peak paged pool allocations            0x{:x} for {:08X} bytes",
+        stats.peak_paged.0, stats.peak_paged.1
+    );
+    let _ = writeln!(
+        out,
+        "  Current nonpaged pool allocations      0x{:x} for {:08X} bytes",
+        stats.current_nonpaged.0, stats.current_nonpaged.1
+    );
+    let _ = writeln!(
+        out,
+        "  Peak nonpaged pool allocations         0x{:x} for {:08X} bytes\n",
+        stats.peak_nonpaged.0, stats.peak_nonpaged.1
+    );
     let _ = writeln!(out, "    Pool Allocations:\n");
     let width = arch.pointer_digits() + 2;
     let _ = writeln!(out, "      {:<width$}  Length      Tag   Caller", "Address");
-    let _ = writeln!(out, "      {}  ----------  ----  ----------", "-".repeat(width));
+    let _ = writeln!(
+        out,
+        "      {}  ----------  ----  ----------",
+        "-".repeat(width)
+    );
     for leak in &verdict.leaks {
         // The verifier shows the pool block's size, rounded up.
         let granularity = arch.pool_granularity();
         let shown = leak.bytes.div_ceil(granularity) * granularity;
-        let caller_address = leak.caller_address.map(|at| format!("0x{}  ", arch.address(at))).unwrap_or_default();
+        let caller_address = leak
+            .caller_address
+            .map(|at| format!("0x{}  ", arch.address(at)))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
             "      0x{}  0x{shown:08x}  {:<4}  {caller_address}{}",

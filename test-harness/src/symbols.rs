@@ -43,9 +43,10 @@ impl Symbolizer {
     /// that PDB belongs to this build of the image.
     #[must_use]
     pub fn for_driver(driver: &Path, image: &PeImage, base: u64, size: u64) -> Self {
-        let module = driver
-            .file_stem()
-            .map_or_else(|| "driver".to_owned(), |stem| stem.to_string_lossy().into_owned());
+        let module = driver.file_stem().map_or_else(
+            || "driver".to_owned(),
+            |stem| stem.to_string_lossy().into_owned(),
+        );
         let pdb_path = driver.with_extension("pdb");
         let mut pdb_problem = None;
         if pdb_path.exists() {
@@ -66,10 +67,21 @@ impl Symbolizer {
         let mut functions: Vec<Function> = image
             .exports
             .iter()
-            .map(|(name, rva)| Function { rva: *rva, len: 0, name: strip_stdcall_suffix(name).to_owned() })
+            .map(|(name, rva)| Function {
+                rva: *rva,
+                len: 0,
+                name: strip_stdcall_suffix(name).to_owned(),
+            })
             .collect();
         functions.sort_by_key(|function| function.rva);
-        Self { module, base, size, functions, source: SymbolSource::Exports, pdb_problem }
+        Self {
+            module,
+            base,
+            size,
+            functions,
+            source: SymbolSource::Exports,
+            pdb_problem,
+        }
     }
 
     /// The module name used in symbols (`Sample`).
@@ -96,7 +108,10 @@ impl Symbolizer {
     /// The function that starts exactly at `rva`, if the symbols know one.
     #[must_use]
     pub fn function_at(&self, rva: u32) -> Option<&str> {
-        self.functions.iter().find(|function| function.rva == rva).map(|function| function.name.as_str())
+        self.functions
+            .iter()
+            .find(|function| function.rva == rva)
+            .map(|function| function.name.as_str())
     }
 
     /// Every function name the symbols know.
@@ -117,7 +132,12 @@ impl Symbolizer {
             .filter(|function| function.len == 0 || probe < function.rva + function.len)
             .max_by_key(|function| function.rva);
         match best {
-            Some(function) => format!("{}!{}+0x{:x}", self.module, function.name, rva - function.rva),
+            Some(function) => format!(
+                "{}!{}+0x{:x}",
+                self.module,
+                function.name,
+                rva - function.rva
+            ),
             None => format!("{}+0x{rva:x}", self.module),
         }
     }
@@ -133,7 +153,13 @@ fn undecorate(name: &str) -> String {
 /// `DriverEntry@8` -> `DriverEntry` (how MinGW exports stdcall functions).
 fn strip_stdcall_suffix(name: &str) -> &str {
     match name.rsplit_once('@') {
-        Some((stem, digits)) if !stem.is_empty() && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => stem,
+        Some((stem, digits))
+            if !stem.is_empty()
+                && !digits.is_empty()
+                && digits.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            stem
+        }
         _ => name,
     }
 }
@@ -169,7 +195,10 @@ fn read_pdb(path: &Path, image: &PeImage) -> Result<Vec<Function>, String> {
     let dbi = pdb.debug_information().map_err(|error| error.to_string())?;
     let mut modules = dbi.modules().map_err(|error| error.to_string())?;
     while let Some(module) = modules.next().map_err(|error| error.to_string())? {
-        let Some(info) = pdb.module_info(&module).map_err(|error| error.to_string())? else {
+        let Some(info) = pdb
+            .module_info(&module)
+            .map_err(|error| error.to_string())?
+        else {
             continue;
         };
         let mut symbols = info.symbols().map_err(|error| error.to_string())?;
@@ -179,11 +208,15 @@ fn read_pdb(path: &Path, image: &PeImage) -> Result<Vec<Function>, String> {
             {
                 // The public (exported or linker) name wins where one starts here:
                 // WinDbg shows `DriverEntry`, not the Rust path.
-                let name = publics
-                    .iter()
-                    .find(|(at, _)| *at == rva.0)
-                    .map_or_else(|| procedure.name.to_string().into_owned(), |(_, name)| name.clone());
-                functions.push(Function { rva: rva.0, len: procedure.len, name });
+                let name = publics.iter().find(|(at, _)| *at == rva.0).map_or_else(
+                    || procedure.name.to_string().into_owned(),
+                    |(_, name)| name.clone(),
+                );
+                functions.push(Function {
+                    rva: rva.0,
+                    len: procedure.len,
+                    name,
+                });
             }
         }
     }

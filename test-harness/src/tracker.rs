@@ -60,7 +60,10 @@ impl Pool {
         let (current, peak) = if is_paged(pool) {
             (&mut self.stats.current_paged, &mut self.stats.peak_paged)
         } else {
-            (&mut self.stats.current_nonpaged, &mut self.stats.peak_nonpaged)
+            (
+                &mut self.stats.current_nonpaged,
+                &mut self.stats.peak_nonpaged,
+            )
         };
         if add {
             current.0 += 1;
@@ -118,7 +121,16 @@ pub fn judge(events: &[Event], context: &Context<'_>) -> Result<Verdict> {
             Event::AdapterError { message, .. } => return Err(Failure::new(message.clone())),
             Event::Load { .. } | Event::End | Event::DriverObject { .. } => {}
             Event::DebugPrint { text: printed, .. } => text.push_str(printed),
-            Event::Alloc { api, pool: pool_type, size, tag, address, caller, injected_failure, .. } => {
+            Event::Alloc {
+                api,
+                pool: pool_type,
+                size,
+                tag,
+                address,
+                caller,
+                injected_failure,
+                ..
+            } => {
                 pool.stats.attempted += 1;
                 if *size == 0 {
                     verdict.bugcheck = Some(bugcheck(
@@ -147,7 +159,12 @@ pub fn judge(events: &[Event], context: &Context<'_>) -> Result<Verdict> {
                     pool.order.push(*address);
                     pool.live.insert(
                         *address,
-                        Allocation { bytes: *size, tag: *tag, pool: pool_name, caller: *caller },
+                        Allocation {
+                            bytes: *size,
+                            tag: *tag,
+                            pool: pool_name,
+                            caller: *caller,
+                        },
                     );
                 }
                 if context.pool_hit_tag == Some(*tag) {
@@ -160,8 +177,18 @@ pub fn judge(events: &[Event], context: &Context<'_>) -> Result<Verdict> {
                     });
                 }
             }
-            Event::Free { api, address, tag, caller, .. } => {
-                let hit_tag = pool.live.get(address).map(|allocation| allocation.tag).or(*tag);
+            Event::Free {
+                api,
+                address,
+                tag,
+                caller,
+                ..
+            } => {
+                let hit_tag = pool
+                    .live
+                    .get(address)
+                    .map(|allocation| allocation.tag)
+                    .or(*tag);
                 if let Some(allocation) = pool.live.remove(address) {
                     pool.adjust(&allocation.pool, allocation.bytes, false);
                     pool.freed.insert(*address);
@@ -177,11 +204,15 @@ pub fn judge(events: &[Event], context: &Context<'_>) -> Result<Verdict> {
                     }
                 } else if pool.freed.contains(address) {
                     let header = address.saturating_sub(arch.pool_granularity());
-                    verdict.bugcheck =
-                        Some(bugcheck(DRIVER_VERIFIER_DETECTED_VIOLATION, [0x13, 0, header, 0]));
+                    verdict.bugcheck = Some(bugcheck(
+                        DRIVER_VERIFIER_DETECTED_VIOLATION,
+                        [0x13, 0, header, 0],
+                    ));
                 } else {
-                    verdict.bugcheck =
-                        Some(bugcheck(DRIVER_VERIFIER_DETECTED_VIOLATION, [0x10, *address, 0, 0]));
+                    verdict.bugcheck = Some(bugcheck(
+                        DRIVER_VERIFIER_DETECTED_VIOLATION,
+                        [0x10, *address, 0, 0],
+                    ));
                 }
                 if hit_tag.is_some() && context.pool_hit_tag == hit_tag {
                     verdict.pool_hits.push(PoolHit {
@@ -194,7 +225,11 @@ pub fn judge(events: &[Event], context: &Context<'_>) -> Result<Verdict> {
                 }
             }
             Event::Bugcheck { code, args, .. } => verdict.bugcheck = Some(bugcheck(*code, *args)),
-            Event::EntryReturn { status, error, unload_routine } => {
+            Event::EntryReturn {
+                status,
+                error,
+                unload_routine,
+            } => {
                 entry_returned = true;
                 if let Some(error) = error {
                     crash(&mut verdict, error, context)?;
@@ -283,7 +318,9 @@ fn crash(verdict: &mut Verdict, error: &RunError, context: &Context<'_>) -> Resu
     }
     if kind.contains("max_api_count") {
         verdict.outcome = Outcome::EntryDidNotReturn;
-        verdict.notes.push("stopped after too many API calls".into());
+        verdict
+            .notes
+            .push("stopped after too many API calls".into());
         return Ok(());
     }
     let pc = error.pc.unwrap_or(0);
@@ -293,7 +330,10 @@ fn crash(verdict: &mut Verdict, error: &RunError, context: &Context<'_>) -> Resu
     } else if kind.contains("interrupt") || kind.contains("int3") || kind.contains("breakpoint") {
         ("breakpoint", STATUS_BREAKPOINT)
     } else if kind.contains("fetch") {
-        ("invalid fetch (jump to unmapped memory)", STATUS_ACCESS_VIOLATION)
+        (
+            "invalid fetch (jump to unmapped memory)",
+            STATUS_ACCESS_VIOLATION,
+        )
     } else if kind.contains("write") {
         ("invalid write", STATUS_ACCESS_VIOLATION)
     } else {
@@ -379,18 +419,33 @@ mod tests {
     }
 
     fn free(address: u64) -> Event {
-        Event::Free { phase: Phase::Unload, api: "ExFreePoolWithTag".into(), address, tag: Some(TAG), caller: BASE + 0x1100 }
+        Event::Free {
+            phase: Phase::Unload,
+            api: "ExFreePoolWithTag".into(),
+            address,
+            tag: Some(TAG),
+            caller: BASE + 0x1100,
+        }
     }
 
     fn entry(status: u32, unload: u64) -> Event {
-        Event::EntryReturn { status: Some(status), error: None, unload_routine: unload }
+        Event::EntryReturn {
+            status: Some(status),
+            error: None,
+            unload_routine: unload,
+        }
     }
 
     const UNLOADED: Event = Event::UnloadReturn { error: None };
 
     #[test]
     fn balanced_run_is_clean() {
-        let verdict = judge_events(&[alloc(0x1000, 0x6c), entry(0, BASE + 0x1100), free(0x1000), UNLOADED]);
+        let verdict = judge_events(&[
+            alloc(0x1000, 0x6c),
+            entry(0, BASE + 0x1100),
+            free(0x1000),
+            UNLOADED,
+        ]);
         assert_eq!(verdict.exit_code(), 0);
         assert_eq!(verdict.outcome, Outcome::Unloaded);
         assert_eq!(verdict.pool_stats.peak_paged, (1, 0x6c));
@@ -400,8 +455,19 @@ mod tests {
 
     #[test]
     fn outstanding_allocation_at_unload_is_c4_62() {
-        let name = Event::DriverObject { address: 0x5000, name_address: 0x5038, name: "Test".into() };
-        let verdict = judge_events(&[alloc(0x1000, 0x6c), alloc(0x2000, 8), entry(0, 1), free(0x2000), UNLOADED, name]);
+        let name = Event::DriverObject {
+            address: 0x5000,
+            name_address: 0x5038,
+            name: "Test".into(),
+        };
+        let verdict = judge_events(&[
+            alloc(0x1000, 0x6c),
+            alloc(0x2000, 8),
+            entry(0, 1),
+            free(0x2000),
+            UNLOADED,
+            name,
+        ]);
         let bugcheck = verdict.bugcheck.clone().expect("bug check");
         assert_eq!((bugcheck.code, bugcheck.args), (0xC4, [0x62, 0x5038, 0, 1]));
         assert_eq!(verdict.leaks.len(), 1);
@@ -422,7 +488,10 @@ mod tests {
     #[test]
     fn double_free_and_foreign_free() {
         let verdict = judge_events(&[alloc(0x1000, 16), free(0x1000), free(0x1000)]);
-        assert_eq!(verdict.bugcheck.map(|b| b.args), Some([0x13, 0, 0x1000 - 16, 0]));
+        assert_eq!(
+            verdict.bugcheck.map(|b| b.args),
+            Some([0x13, 0, 0x1000 - 16, 0])
+        );
         let verdict = judge_events(&[free(0x7777)]);
         assert_eq!(verdict.bugcheck.map(|b| b.args), Some([0x10, 0x7777, 0, 0]));
     }
@@ -436,8 +505,14 @@ mod tests {
     #[test]
     fn no_unload_routine_and_hangs() {
         assert_eq!(judge_events(&[entry(0, 0)]).outcome, Outcome::CannotUnload);
-        assert_eq!(judge_events(&[alloc(0x1000, 4)]).outcome, Outcome::EntryDidNotReturn);
-        assert_eq!(judge_events(&[entry(0, 1)]).outcome, Outcome::UnloadDidNotReturn);
+        assert_eq!(
+            judge_events(&[alloc(0x1000, 4)]).outcome,
+            Outcome::EntryDidNotReturn
+        );
+        assert_eq!(
+            judge_events(&[entry(0, 1)]).outcome,
+            Outcome::UnloadDidNotReturn
+        );
     }
 
     #[test]
@@ -450,18 +525,37 @@ mod tests {
             caller: None,
             instruction: None,
         };
-        let crash = |address| Event::EntryReturn { status: None, error: Some(error(address)), unload_routine: 0 };
+        let crash = |address| Event::EntryReturn {
+            status: None,
+            error: Some(error(address)),
+            unload_routine: 0,
+        };
         let verdict = judge_events(&[crash(0x10)]);
-        assert_eq!(verdict.bugcheck.map(|b| (b.code, b.args[0])), Some((0x7E, 0xC000_0005)));
-        assert_eq!(verdict.fault.map(|f| f.symbol), Some("Test!DriverEntry+0x10".into()));
+        assert_eq!(
+            verdict.bugcheck.map(|b| (b.code, b.args[0])),
+            Some((0x7E, 0xC000_0005))
+        );
+        assert_eq!(
+            verdict.fault.map(|f| f.symbol),
+            Some("Test!DriverEntry+0x10".into())
+        );
         let verdict = judge_events(&[crash(0xFFFF_F800_0000_0000)]);
-        assert_eq!(verdict.bugcheck.map(|b| (b.code, b.args[1])), Some((0x50, 1)));
+        assert_eq!(
+            verdict.bugcheck.map(|b| (b.code, b.args[1])),
+            Some((0x50, 1))
+        );
     }
 
     #[test]
     fn engine_errors_are_failures_not_verdicts() {
         let symbols = symbols();
-        let context = Context { driver: "T.sys".into(), engine: "test".into(), symbols: &symbols, arch: Arch::X64, pool_hit_tag: None };
+        let context = Context {
+            driver: "T.sys".into(),
+            engine: "test".into(),
+            symbols: &symbols,
+            arch: Arch::X64,
+            pool_hit_tag: None,
+        };
         let unsupported = Event::EntryReturn {
             status: None,
             error: Some(RunError {
@@ -475,6 +569,11 @@ mod tests {
             unload_routine: 0,
         };
         let failure = judge(&[unsupported], &context).expect_err("not judged");
-        assert!(failure.0.contains("ntoskrnl.Foo (called from Test!DriverEntry+0x5)"), "{failure}");
+        assert!(
+            failure
+                .0
+                .contains("ntoskrnl.Foo (called from Test!DriverEntry+0x5)"),
+            "{failure}"
+        );
     }
 }

@@ -24,7 +24,7 @@ pub enum Outcome {
     /// DriverEntry returned an error status; the image was unloaded.
     EntryFailed,
     /// DriverEntry succeeded but set no unload routine: `sc stop` gives
-    /// ERROR_INVALID_SERVICE_CONTROL (1052) and the image stays loaded.
+    /// `ERROR_INVALID_SERVICE_CONTROL` (1052) and the image stays loaded.
     CannotUnload,
     /// DriverEntry did not return within the instruction or time budget.
     EntryDidNotReturn,
@@ -183,10 +183,13 @@ pub fn bugcheck_text(code: u32, arg1: u64) -> (String, String) {
         (0xC4, 0x00) => "The driver requested a zero-byte pool allocation.",
         (0xC4, 0x10) => "A driver attempted to free pool which was not allocated.",
         (0xC4, 0x13 | 0x14) => "A driver attempted to free pool which was already freed.",
-        (0xC4, 0x60) => "A driver has forgotten to free its pool allocations prior to unloading.",
+        (0xC4, 0x60 | 0x62) => {
+            "A driver has forgotten to free its pool allocations prior to unloading."
+        }
         (0xC4, 0x61) => "A driver attempted to allocate pool while it was unloading.",
-        (0xC4, 0x62) => "A driver has forgotten to free its pool allocations prior to unloading.",
-        (0x7E, _) => "A system thread generated an exception which the error handler did not catch.",
+        (0x7E, _) => {
+            "A system thread generated an exception which the error handler did not catch."
+        }
         (0x50, _) => "Invalid system memory was referenced.",
         _ => "",
     };
@@ -197,7 +200,12 @@ pub fn bugcheck_text(code: u32, arg1: u64) -> (String, String) {
 #[must_use]
 pub fn bugcheck(code: u32, args: [u64; 4]) -> BugCheck {
     let (name, description) = bugcheck_text(code, args[0]);
-    BugCheck { code, args, name, description }
+    BugCheck {
+        code,
+        args,
+        name,
+        description,
+    }
 }
 
 /// Pool type names as `!pool` and `!verifier` print them.
@@ -226,7 +234,13 @@ pub fn is_paged(pool: &str) -> bool {
 pub fn tag_text(tag: u32) -> String {
     tag.to_le_bytes()
         .iter()
-        .map(|&byte| if byte.is_ascii_graphic() || byte == b' ' { char::from(byte) } else { '?' })
+        .map(|&byte| {
+            if byte.is_ascii_graphic() || byte == b' ' {
+                char::from(byte)
+            } else {
+                '?'
+            }
+        })
         .collect::<String>()
         .trim_end()
         .to_owned()
@@ -238,7 +252,10 @@ pub fn tag_text(tag: u32) -> String {
 /// Neither one to four printable characters nor a number.
 pub fn parse_tag(text: &str) -> Result<u32, String> {
     let trimmed = text.trim().trim_matches('\'');
-    if let Some(hex) = trimmed.strip_prefix("0x").or_else(|| trimmed.strip_prefix("0X")) {
+    if let Some(hex) = trimmed
+        .strip_prefix("0x")
+        .or_else(|| trimmed.strip_prefix("0X"))
+    {
         return u32::from_str_radix(hex, 16).map_err(|_| format!("bad pool tag '{text}'"));
     }
     if (1..=4).contains(&trimmed.len()) && trimmed.bytes().all(|byte| byte.is_ascii_graphic()) {
@@ -246,5 +263,7 @@ pub fn parse_tag(text: &str) -> Result<u32, String> {
         bytes[..trimmed.len()].copy_from_slice(trimmed.as_bytes());
         return Ok(u32::from_le_bytes(bytes));
     }
-    Err(format!("bad pool tag '{text}': give 1-4 characters (abcd) or a number (0x64636261)"))
+    Err(format!(
+        "bad pool tag '{text}': give 1-4 characters (abcd) or a number (0x64636261)"
+    ))
 }

@@ -9,9 +9,22 @@ use std::path::Path;
 use harness::arch::Arch;
 
 fn assert_could_not_run(run: &common::Run, expect: &str) {
-    assert_eq!(run.code, 2, "stdout: {}\nstderr: {}", run.stdout, run.stderr);
-    assert_eq!(run.stderr.trim().lines().count(), 1, "one line expected: {}", run.stderr);
-    assert!(run.stderr.contains(expect), "{expect:?} not in {}", run.stderr);
+    assert_eq!(
+        run.code, 2,
+        "stdout: {}\nstderr: {}",
+        run.stdout, run.stderr
+    );
+    assert_eq!(
+        run.stderr.trim().lines().count(),
+        1,
+        "one line expected: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(expect),
+        "{expect:?} not in {}",
+        run.stderr
+    );
     assert!(!run.stderr.contains("Traceback") && !run.stderr.contains("panicked"));
 }
 
@@ -21,7 +34,10 @@ fn emulate(path: &Path) -> common::Run {
 
 #[test]
 fn missing_file() {
-    assert_could_not_run(&emulate(Path::new("/nonexistent/Sample.sys")), "no such file");
+    assert_could_not_run(
+        &emulate(Path::new("/nonexistent/Sample.sys")),
+        "no such file",
+    );
 }
 
 #[test]
@@ -31,7 +47,10 @@ fn not_a_pe_file() {
     std::fs::write(&text, "just text").expect("write");
     assert_could_not_run(&emulate(&text), "not a PE image");
     // An ELF binary (the harness itself) is named for what it is.
-    assert_could_not_run(&emulate(Path::new(env!("CARGO_BIN_EXE_harness"))), "not a PE image");
+    assert_could_not_run(
+        &emulate(Path::new(env!("CARGO_BIN_EXE_harness"))),
+        "not a PE image",
+    );
 }
 
 #[test]
@@ -40,9 +59,17 @@ fn user_mode_exe_is_refused() {
     let source = dir.path().join("hello.c");
     std::fs::write(&source, "int main(void) { return 0; }\n").expect("write");
     let exe = dir.path().join("hello.exe");
-    let status = std::process::Command::new("x86_64-w64-mingw32-gcc").arg("-o").arg(&exe).arg(&source).status().expect("mingw");
+    let status = std::process::Command::new("x86_64-w64-mingw32-gcc")
+        .arg("-o")
+        .arg(&exe)
+        .arg(&source)
+        .status()
+        .expect("mingw");
     assert!(status.success());
-    assert_could_not_run(&emulate(&exe), "user-mode image (Windows console subsystem)");
+    assert_could_not_run(
+        &emulate(&exe),
+        "user-mode image (Windows console subsystem)",
+    );
 }
 
 #[test]
@@ -63,7 +90,8 @@ fn truncated_driver() {
 fn other_architecture_is_refused() {
     let built = common::driver(Arch::X64, false);
     let mut bytes = std::fs::read(&built.sys).expect("sys");
-    let pe = usize::try_from(u32::from_le_bytes(bytes[0x3c..0x40].try_into().expect("4"))).expect("offset");
+    let pe = usize::try_from(u32::from_le_bytes(bytes[0x3c..0x40].try_into().expect("4")))
+        .expect("offset");
     bytes[pe + 4..pe + 6].copy_from_slice(&0xAA64_u16.to_le_bytes()); // ARM64
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("arm64.sys");
@@ -118,11 +146,12 @@ fn fuzzed_drivers_end_in_a_verdict_or_a_clean_error() {
                     if case >= RUNS {
                         break;
                     }
-                    let mut random = Mutator(0x9E37_79B9_7F4A_7C15 ^ (u64::try_from(case).expect("case") + 1));
+                    let mut random =
+                        Mutator(0x9E37_79B9_7F4A_7C15 ^ (u64::try_from(case).expect("case") + 1));
                     let mut bytes = originals[case % 2].clone();
                     match case % 4 {
                         0 => {
-                            for _ in 0..1 + random.below(8) {
+                            for _ in 0..=random.below(8) {
                                 let at = random.below(bytes.len());
                                 bytes[at] ^= 1 << random.below(8);
                             }
@@ -142,17 +171,36 @@ fn fuzzed_drivers_end_in_a_verdict_or_a_clean_error() {
                     }
                     let path = dir.path().join(format!("fuzz{case}.sys"));
                     std::fs::write(&path, &bytes).expect("write");
-                    let run = common::emulate_json(&path, &["--max-instructions", "100000", "--timeout", "15"]);
+                    let run = common::emulate_json(
+                        &path,
+                        &["--max-instructions", "100000", "--timeout", "15"],
+                    );
                     match run.code {
                         0 | 3 | 4 => {
                             let verdict = run.json();
-                            assert!(verdict["outcome"].is_string(), "case {case}: {}", run.stdout);
+                            assert!(
+                                verdict["outcome"].is_string(),
+                                "case {case}: {}",
+                                run.stdout
+                            );
                         }
                         2 => {
-                            assert_eq!(run.stderr.trim().lines().count(), 1, "case {case}: {}", run.stderr);
-                            assert!(!run.stderr.contains("Traceback") && !run.stderr.contains("panicked"), "case {case}: {}", run.stderr);
+                            assert_eq!(
+                                run.stderr.trim().lines().count(),
+                                1,
+                                "case {case}: {}",
+                                run.stderr
+                            );
+                            assert!(
+                                !run.stderr.contains("Traceback")
+                                    && !run.stderr.contains("panicked"),
+                                "case {case}: {}",
+                                run.stderr
+                            );
                         }
-                        other => panic!("case {case}: exit {other}\n{}\n{}", run.stdout, run.stderr),
+                        other => {
+                            panic!("case {case}: exit {other}\n{}\n{}", run.stdout, run.stderr)
+                        }
                     }
                     outcomes.lock().expect("lock")[usize::try_from(run.code).expect("code")] += 1;
                     let _ = std::fs::remove_file(&path);
@@ -163,5 +211,8 @@ fn fuzzed_drivers_end_in_a_verdict_or_a_clean_error() {
     let outcomes = outcomes.into_inner().expect("lock");
     println!("fuzz outcomes by exit code (0..=4): {outcomes:?}");
     // The mutations must reach the emulator, not only the PE parser.
-    assert!(outcomes[0] + outcomes[3] + outcomes[4] > RUNS / 10, "{outcomes:?}");
+    assert!(
+        outcomes[0] + outcomes[3] + outcomes[4] > RUNS / 10,
+        "{outcomes:?}"
+    );
 }

@@ -20,42 +20,91 @@ fn check(arch: Arch, leak: bool) {
 
     assert_eq!(image.arch, Some(arch), "{what}: machine type");
     assert_eq!(image.subsystem, SUBSYSTEM_NATIVE, "{what}: subsystem");
-    assert_eq!(image.characteristics & IMAGE_FILE_DLL, 0, "{what}: DLL flag set");
-    assert!(image.exports.is_empty(), "{what}: exports {:?}", image.exports);
-    assert!(image.has_relocations, "{what}: the kernel relocates drivers; relocations are missing");
+    assert_eq!(
+        image.characteristics & IMAGE_FILE_DLL,
+        0,
+        "{what}: DLL flag set"
+    );
+    assert!(
+        image.exports.is_empty(),
+        "{what}: exports {:?}",
+        image.exports
+    );
+    assert!(
+        image.has_relocations,
+        "{what}: the kernel relocates drivers; relocations are missing"
+    );
 
     // The checksum is required for drivers and must be right.
     assert_ne!(image.stored_checksum, 0, "{what}: checksum not set");
-    assert_eq!(image.stored_checksum, image.computed_checksum, "{what}: checksum");
+    assert_eq!(
+        image.stored_checksum, image.computed_checksum,
+        "{what}: checksum"
+    );
 
     // Imports: only ntoskrnl.exe, exactly the functions the driver calls
     // (KeBugCheckEx is the panic handler's), undecorated on x86.
-    let mut expected: BTreeSet<&str> =
-        ["DbgPrint", "ExAllocatePoolWithTag", "KeBugCheckEx", "RtlCopyUnicodeString", "RtlGetVersion"].into();
+    let mut expected: BTreeSet<&str> = [
+        "DbgPrint",
+        "ExAllocatePoolWithTag",
+        "KeBugCheckEx",
+        "RtlCopyUnicodeString",
+        "RtlGetVersion",
+    ]
+    .into();
     if !leak {
         expected.insert("ExFreePoolWithTag");
     }
     for import in &image.imports {
-        assert_eq!(import.library, "ntoskrnl.exe", "{what}: import from {}", import.library);
-        assert!(!import.name.starts_with('_') && !import.name.contains('@'), "{what}: decorated import {}", import.name);
+        assert_eq!(
+            import.library, "ntoskrnl.exe",
+            "{what}: import from {}",
+            import.library
+        );
+        assert!(
+            !import.name.starts_with('_') && !import.name.contains('@'),
+            "{what}: decorated import {}",
+            import.name
+        );
     }
-    let names: BTreeSet<&str> = image.imports.iter().map(|import| import.name.as_str()).collect();
+    let names: BTreeSet<&str> = image
+        .imports
+        .iter()
+        .map(|import| import.name.as_str())
+        .collect();
     assert_eq!(names, expected, "{what}: imports");
 
     // The PDB belongs to this image and names the entry point and unload routine.
     let symbols = Symbolizer::for_driver(&built.sys, &image, image.image_base, 0x10_0000);
-    assert_eq!(symbols.source, SymbolSource::Pdb(built.pdb.clone()), "{what}: {:?}", symbols.pdb_problem);
-    assert_eq!(symbols.function_at(image.entry_rva), Some("DriverEntry"), "{what}: entry point");
+    assert_eq!(
+        symbols.source,
+        SymbolSource::Pdb(built.pdb.clone()),
+        "{what}: {:?}",
+        symbols.pdb_problem
+    );
+    assert_eq!(
+        symbols.function_at(image.entry_rva),
+        Some("DriverEntry"),
+        "{what}: entry point"
+    );
     assert!(
-        symbols.function_names().any(|name| name.ends_with("::sample_unload")),
+        symbols
+            .function_names()
+            .any(|name| name.ends_with("::sample_unload")),
         "{what}: the PDB does not name the unload routine"
     );
 
     if arch == Arch::X86 {
         let float = image.floating_point_instructions();
-        assert!(float.is_empty(), "{what}: x87/SSE instructions in 32-bit kernel code: {float:?}");
+        assert!(
+            float.is_empty(),
+            "{what}: x87/SSE instructions in 32-bit kernel code: {float:?}"
+        );
     }
-    println!("{what}: {} bytes", std::fs::metadata(&built.sys).expect("sys").len());
+    println!(
+        "{what}: {} bytes",
+        std::fs::metadata(&built.sys).expect("sys").len()
+    );
 }
 
 #[test]

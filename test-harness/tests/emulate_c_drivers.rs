@@ -10,7 +10,11 @@ fn run(variant: &str, arch: Arch, extra: &[&str]) -> (i32, Value, String) {
     let dir = tempfile::tempdir().expect("temp dir");
     let driver = common::c_driver(variant, arch, dir.path());
     let run = common::emulate_json(&driver, extra);
-    let verdict = if run.code == 2 { Value::Null } else { run.json() };
+    let verdict = if run.code == 2 {
+        Value::Null
+    } else {
+        run.json()
+    };
     (run.code, verdict, run.stderr)
 }
 
@@ -23,7 +27,13 @@ fn multi_leak(arch: Arch) {
         .as_array()
         .expect("leaks")
         .iter()
-        .map(|leak| (leak["tag"].as_str().expect("tag").into(), leak["pool"].as_str().expect("pool").into(), common::num(&leak["bytes"])))
+        .map(|leak| {
+            (
+                leak["tag"].as_str().expect("tag").into(),
+                leak["pool"].as_str().expect("pool").into(),
+                common::num(&leak["bytes"]),
+            )
+        })
         .collect();
     assert_eq!(
         leaks,
@@ -43,7 +53,10 @@ fn multi_leak(arch: Arch) {
     assert_eq!(verdict["pool_stats"]["attempted"], 4);
     // %wZ printed through the adapter's own formatter.
     let first = verdict["debug_output"][0].as_str().expect("line");
-    assert!(first.starts_with("loading from \\Registry\\Machine\\System\\"), "{first}");
+    assert!(
+        first.starts_with("loading from \\Registry\\Machine\\System\\"),
+        "{first}"
+    );
 }
 
 #[test]
@@ -73,7 +86,11 @@ fn crash_is_reported_as_a_bugcheck_with_the_faulting_symbol() {
 #[test]
 fn endless_loop_is_stopped_by_the_instruction_budget() {
     for arch in Arch::ALL {
-        let (code, verdict, stderr) = run("LOOP", arch, &["--max-instructions", "200000", "--timeout", "20"]);
+        let (code, verdict, stderr) = run(
+            "LOOP",
+            arch,
+            &["--max-instructions", "200000", "--timeout", "20"],
+        );
         assert_eq!(code, 4, "{stderr}");
         assert_eq!(verdict["outcome"], "entry_did_not_return");
         assert!(verdict["entry_status"].is_null());
@@ -85,7 +102,10 @@ fn unsupported_api_is_named() {
     let (code, _, stderr) = run("UNSUPPORTED", Arch::X64, &[]);
     assert_eq!(code, 2);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("ntoskrnl.FsRtlIsNameInExpression"), "{stderr}");
+    assert!(
+        stderr.contains("ntoskrnl.FsRtlIsNameInExpression"),
+        "{stderr}"
+    );
     assert!(stderr.contains("!DriverEntry+0x"), "{stderr}");
 }
 
@@ -100,7 +120,11 @@ fn driver_without_unload_routine_cannot_be_unloaded() {
 
 #[test]
 fn double_free_bad_free_and_zero_allocation_are_verifier_violations() {
-    for (variant, arg1) in [("DOUBLE_FREE", 0x13), ("BAD_FREE", 0x10), ("ZERO_ALLOC", 0x00)] {
+    for (variant, arg1) in [
+        ("DOUBLE_FREE", 0x13),
+        ("BAD_FREE", 0x10),
+        ("ZERO_ALLOC", 0x00),
+    ] {
         let (code, verdict, stderr) = run(variant, Arch::X86, &[]);
         assert_eq!(code, 3, "{variant}: {stderr}");
         assert_eq!(verdict["bugcheck"]["code"], 0xC4, "{variant}");

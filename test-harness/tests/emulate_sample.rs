@@ -33,7 +33,10 @@ fn clean(arch: Arch) {
     assert_eq!(verdict["leaks"].as_array().map(Vec::len), Some(0));
     assert_eq!(verdict["pool_stats"]["attempted"], 1);
     assert_eq!(verdict["pool_stats"]["current_paged"][0], 0);
-    assert_eq!(verdict["pool_stats"]["peak_paged"][1], registry_path_bytes(&verdict));
+    assert_eq!(
+        verdict["pool_stats"]["peak_paged"][1],
+        registry_path_bytes(&verdict)
+    );
 }
 
 fn leaky(arch: Arch) {
@@ -54,7 +57,10 @@ fn leaky(arch: Arch) {
     assert_eq!(leak["pool"], "PagedPool");
     assert_eq!(common::num(&leak["bytes"]), registry_path_bytes(&verdict));
     let caller = leak["caller"].as_str().expect("caller");
-    assert!(caller.starts_with("Sample!DriverEntry+0x"), "caller {caller}");
+    assert!(
+        caller.starts_with("Sample!DriverEntry+0x"),
+        "caller {caller}"
+    );
     assert_ne!(leak["address"], 0);
 }
 
@@ -76,16 +82,26 @@ fn debug_lines_match_walkthrough(arch: Arch) {
     let expected: Vec<&str> = WALKTHROUGH
         .lines()
         .filter(|line| {
-            ["original registry path:", "Copied registry path:", "Windows Version:", "Sample driver "]
-                .iter()
-                .any(|prefix| line.starts_with(prefix))
+            [
+                "original registry path:",
+                "Copied registry path:",
+                "Windows Version:",
+                "Sample driver ",
+            ]
+            .iter()
+            .any(|prefix| line.starts_with(prefix))
         })
         .take(5)
         .collect();
     assert_eq!(expected.len(), 5, "fixture lines");
     let built = common::driver(arch, false);
     let verdict = common::emulate_json(&built.sys, &[]).json();
-    let lines: Vec<&str> = verdict["debug_output"].as_array().expect("lines").iter().filter_map(Value::as_str).collect();
+    let lines: Vec<&str> = verdict["debug_output"]
+        .as_array()
+        .expect("lines")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     assert_eq!(lines.len(), 5, "{lines:?}");
     for (ours, theirs) in lines.iter().zip(&expected) {
         match theirs.split_once(": ") {
@@ -94,8 +110,14 @@ fn debug_lines_match_walkthrough(arch: Arch) {
                 let (our_label, our_path) = ours.split_once(": ").expect("label");
                 assert_eq!(our_label, label);
                 let ours_lower = our_path.to_ascii_lowercase();
-                assert!(ours_lower.starts_with("\\registry\\machine\\system\\"), "{our_path}");
-                assert!(ours_lower.ends_with("\\services\\sample"), "{our_path} vs {path}");
+                assert!(
+                    ours_lower.starts_with("\\registry\\machine\\system\\"),
+                    "{our_path}"
+                );
+                assert!(
+                    ours_lower.ends_with("\\services\\sample"),
+                    "{our_path} vs {path}"
+                );
             }
             _ => assert_eq!(ours, theirs),
         }
@@ -149,13 +171,27 @@ fn pool_hit_tag_breaks_on_the_allocation_and_the_free() {
     let hits = verdict["pool_hits"].as_array().expect("hits");
     assert_eq!(hits.len(), 2, "{hits:?}");
     assert_eq!(hits[0]["api"], "ExAllocatePoolWithTag");
-    assert!(hits[0]["caller"].as_str().is_some_and(|caller| caller.starts_with("Sample!DriverEntry+")));
+    assert!(
+        hits[0]["caller"]
+            .as_str()
+            .is_some_and(|caller| caller.starts_with("Sample!DriverEntry+"))
+    );
     assert_eq!(hits[1]["api"], "ExFreePoolWithTag");
     assert_eq!(hits[0]["address"], hits[1]["address"]);
 
     // The same tag as a number, and the text view shows the break.
-    let text = common::harness(&["emulate", built.sys.to_str().expect("path"), "--pool-hit-tag", "0x64636261"]);
-    assert!(text.stdout.contains("Break instruction exception - code 80000003"), "{}", text.stdout);
+    let text = common::harness(&[
+        "emulate",
+        built.sys.to_str().expect("path"),
+        "--pool-hit-tag",
+        "0x64636261",
+    ]);
+    assert!(
+        text.stdout
+            .contains("Break instruction exception - code 80000003"),
+        "{}",
+        text.stdout
+    );
 
     let other = common::emulate_json(&built.sys, &["--pool-hit-tag", "wxyz"]).json();
     assert_eq!(other["pool_hits"].as_array().map(Vec::len), Some(0));
@@ -165,7 +201,13 @@ fn pool_hit_tag_breaks_on_the_allocation_and_the_free() {
 fn os_version_reaches_rtlgetversion() {
     let built = common::driver(Arch::X86, false);
     let verdict = common::emulate_json(&built.sys, &["--os-version", "10.0.19045"]).json();
-    assert!(verdict["debug_output"].as_array().expect("lines").iter().any(|line| line == "Windows Version: 10.0.19045"));
+    assert!(
+        verdict["debug_output"]
+            .as_array()
+            .expect("lines")
+            .iter()
+            .any(|line| line == "Windows Version: 10.0.19045")
+    );
 }
 
 #[test]
@@ -184,6 +226,10 @@ fn text_report_shows_analyze_and_verifier_3() {
         "0x00000078  abcd",
         "Sample!DriverEntry+0x",
     ] {
-        assert!(run.stdout.contains(needle), "missing {needle:?} in:\n{}", run.stdout);
+        assert!(
+            run.stdout.contains(needle),
+            "missing {needle:?} in:\n{}",
+            run.stdout
+        );
     }
 }

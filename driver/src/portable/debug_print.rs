@@ -43,7 +43,10 @@ impl Write for DebugPrinter {
 
 /// Prints one line to the kernel debugger. Use through `println!`.
 pub fn print_line(args: fmt::Arguments<'_>) {
-    let mut printer = DebugPrinter { buffer: [0; CHUNK], used: 0 };
+    let mut printer = DebugPrinter {
+        buffer: [0; CHUNK],
+        used: 0,
+    };
     // Printing is best effort: a failing Display impl only truncates the line.
     let _ = printer.write_fmt(args);
     let _ = printer.write_str("\n");

@@ -7,8 +7,10 @@
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
     for i in 0..n {
-        // SAFETY: the caller guarantees both ranges are valid for `n` bytes.
-        unsafe { *dest.add(i) = *src.add(i) };
+        // SAFETY: the caller guarantees `src` is valid for `n` bytes.
+        let byte = unsafe { *src.wrapping_add(i) };
+        // SAFETY: the caller guarantees `dest` is valid for `n` bytes.
+        unsafe { *dest.wrapping_add(i) = byte };
     }
     dest
 }
@@ -17,16 +19,17 @@ pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut
 /// `dest` and `src` are valid for `n` bytes; they may overlap.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
+    let copy = |i: usize| {
+        // SAFETY: the caller guarantees `src` is valid for `n` bytes.
+        let byte = unsafe { *src.wrapping_add(i) };
+        // SAFETY: the caller guarantees `dest` is valid for `n` bytes.
+        unsafe { *dest.wrapping_add(i) = byte };
+    };
+    // Copy in the direction that never overwrites bytes not yet read.
     if dest.cast_const() < src {
-        for i in 0..n {
-            // SAFETY: valid for `n` bytes; copying upwards is safe when dest < src.
-            unsafe { *dest.add(i) = *src.add(i) };
-        }
+        (0..n).for_each(copy);
     } else {
-        for i in (0..n).rev() {
-            // SAFETY: valid for `n` bytes; copying downwards is safe when dest >= src.
-            unsafe { *dest.add(i) = *src.add(i) };
-        }
+        (0..n).rev().for_each(copy);
     }
     dest
 }
@@ -40,20 +43,22 @@ pub unsafe extern "C" fn memset(dest: *mut u8, value: i32, n: usize) -> *mut u8 
     let byte = value as u8;
     for i in 0..n {
         // SAFETY: the caller guarantees `dest` is valid for `n` bytes.
-        unsafe { *dest.add(i) = byte };
+        unsafe { *dest.wrapping_add(i) = byte };
     }
     dest
 }
 
 /// # Safety
-/// `a` and `b` are valid for `n` bytes.
+/// `left` and `right` are valid for `n` bytes.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn memcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
+pub unsafe extern "C" fn memcmp(left: *const u8, right: *const u8, n: usize) -> i32 {
     for i in 0..n {
-        // SAFETY: the caller guarantees both ranges are valid for `n` bytes.
-        let (x, y) = unsafe { (*a.add(i), *b.add(i)) };
-        if x != y {
-            return i32::from(x) - i32::from(y);
+        // SAFETY: the caller guarantees `left` is valid for `n` bytes.
+        let ours = unsafe { *left.wrapping_add(i) };
+        // SAFETY: the caller guarantees `right` is valid for `n` bytes.
+        let theirs = unsafe { *right.wrapping_add(i) };
+        if ours != theirs {
+            return i32::from(ours) - i32::from(theirs);
         }
     }
     0

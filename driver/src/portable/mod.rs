@@ -8,9 +8,7 @@ mod panic;
 mod types;
 
 pub(crate) use debug_print::println;
-pub use ntoskrnl::{
-    ExAllocatePoolWithTag, ExFreePoolWithTag, RtlCopyUnicodeString, RtlGetVersion,
-};
+pub use ntoskrnl::{ExAllocatePoolWithTag, ExFreePoolWithTag, RtlCopyUnicodeString, RtlGetVersion};
 pub use types::{
     DRIVER_OBJECT, NTSTATUS, PagedPool, RTL_OSVERSIONINFOW, STATUS_INSUFFICIENT_RESOURCES,
     STATUS_SUCCESS, UNICODE_STRING, UnloadRoutine,

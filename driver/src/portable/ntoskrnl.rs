@@ -10,14 +10,23 @@ use super::types::{NTSTATUS, POOL_TYPE, RTL_OSVERSIONINFOW, UNICODE_STRING};
 
 #[cfg_attr(
     target_arch = "x86",
-    link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim", import_name_type = "undecorated")
+    link(
+        name = "ntoskrnl.exe",
+        kind = "raw-dylib",
+        modifiers = "+verbatim",
+        import_name_type = "undecorated"
+    )
 )]
 #[cfg_attr(
     not(target_arch = "x86"),
     link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")
 )]
 unsafe extern "system" {
-    pub fn ExAllocatePoolWithTag(PoolType: POOL_TYPE, NumberOfBytes: usize, Tag: u32) -> *mut c_void;
+    pub fn ExAllocatePoolWithTag(
+        PoolType: POOL_TYPE,
+        NumberOfBytes: usize,
+        Tag: u32,
+    ) -> *mut c_void;
     pub fn ExFreePoolWithTag(P: *mut c_void, Tag: u32);
     pub fn RtlCopyUnicodeString(Destination: *mut UNICODE_STRING, Source: *const UNICODE_STRING);
     pub fn RtlGetVersion(VersionInformation: *mut RTL_OSVERSIONINFOW) -> NTSTATUS;
@@ -26,7 +35,12 @@ unsafe extern "system" {
 // DbgPrint is variadic, hence cdecl on every architecture.
 #[cfg_attr(
     target_arch = "x86",
-    link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim", import_name_type = "undecorated")
+    link(
+        name = "ntoskrnl.exe",
+        kind = "raw-dylib",
+        modifiers = "+verbatim",
+        import_name_type = "undecorated"
+    )
 )]
 #[cfg_attr(
     not(target_arch = "x86"),

@@ -5,7 +5,12 @@ use core::panic::PanicInfo;
 #[allow(non_snake_case)]
 #[cfg_attr(
     target_arch = "x86",
-    link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim", import_name_type = "undecorated")
+    link(
+        name = "ntoskrnl.exe",
+        kind = "raw-dylib",
+        modifiers = "+verbatim",
+        import_name_type = "undecorated"
+    )
 )]
 #[cfg_attr(
     not(target_arch = "x86"),
@@ -20,9 +25,9 @@ const RUST_PANIC: u32 = u32::from_be_bytes(*b"RPNC");
 
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
-    let (file, line) = info
-        .location()
-        .map_or((0, 0), |at| (at.file().as_ptr() as usize, at.line() as usize));
+    let (file, line) = info.location().map_or((0, 0), |at| {
+        (at.file().as_ptr() as usize, at.line() as usize)
+    });
     // SAFETY: KeBugCheckEx accepts any arguments at any IRQL and never returns.
     unsafe { KeBugCheckEx(RUST_PANIC, file, line, 0, 0) }
 }

@@ -1,5 +1,10 @@
 //! The few WDK types the driver touches, laid out as in `wdm.h`.
-#![allow(non_snake_case, non_camel_case_types, non_upper_case_globals)]
+#![allow(
+    non_snake_case,
+    non_camel_case_types,
+    non_upper_case_globals,
+    clippy::upper_case_acronyms
+)]
 
 use core::ffi::c_void;
 

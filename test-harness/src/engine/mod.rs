@@ -30,7 +30,7 @@ impl Default for RunOptions {
             fail_allocation: 0,
             os_version: "6.1.7601".into(),
             max_instructions: 5_000_000,
-            timeout: Duration::from_secs(60),
+            timeout: Duration::from_mins(1),
         }
     }
 }
@@ -56,7 +56,10 @@ pub fn run_with_timeout(command: &mut Command, stdin: &[u8], timeout: Duration) 
     let stderr = drain(child.stderr.take());
     let started = Instant::now();
     let status = loop {
-        if let Some(status) = child.try_wait().map_err(|error| Failure::new(error.to_string()))? {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|error| Failure::new(error.to_string()))?
+        {
             break status;
         }
         if started.elapsed() > timeout {

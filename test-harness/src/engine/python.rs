@@ -35,13 +35,13 @@ pub fn speakeasy_python() -> Result<PathBuf> {
         return Ok(python);
     }
     let parent = venv.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(parent).map_err(|error| {
-        Failure::new(format!("cannot create {}: {error}", parent.display()))
-    })?;
+    fs::create_dir_all(parent)
+        .map_err(|error| Failure::new(format!("cannot create {}: {error}", parent.display())))?;
     // Several harness processes (parallel tests) may arrive here at once.
     let lock = File::create(parent.join(".setup-lock"))
         .map_err(|error| Failure::new(format!("cannot lock {}: {error}", parent.display())))?;
-    lock.lock().map_err(|error| Failure::new(format!("cannot lock {}: {error}", parent.display())))?;
+    lock.lock()
+        .map_err(|error| Failure::new(format!("cannot lock {}: {error}", parent.display())))?;
     if fs::read_to_string(&marker).is_ok_and(|text| text == SPEAKEASY_REQUIREMENTS) {
         return Ok(python);
     }
@@ -58,7 +58,10 @@ pub fn speakeasy_python() -> Result<PathBuf> {
     }
     let _ = fs::remove_dir_all(&venv);
     fs::rename(&staging, &venv).map_err(|error| {
-        Failure::new(format!("cannot move the new virtualenv into place at {}: {error}", venv.display()))
+        Failure::new(format!(
+            "cannot move the new virtualenv into place at {}: {error}",
+            venv.display()
+        ))
     })?;
     // Only `bin/python` is used, and it survives the move (scripts would not).
     fs::write(&marker, SPEAKEASY_REQUIREMENTS)
@@ -77,7 +80,9 @@ fn venv_dir() -> Result<PathBuf> {
         .ok_or_else(|| Failure::new(format!("neither HOME nor XDG_CACHE_HOME is set; set {VENV_ENV_VAR} to a directory for Speakeasy's virtualenv")))?;
     let mut hasher = DefaultHasher::new();
     SPEAKEASY_REQUIREMENTS.hash(&mut hasher);
-    Ok(cache.join("sample-harness").join(format!("speakeasy-{:08x}", hasher.finish() & 0xffff_ffff)))
+    Ok(cache
+        .join("sample-harness")
+        .join(format!("speakeasy-{:08x}", hasher.finish() & 0xffff_ffff)))
 }
 
 fn create_venv(dir: &Path) -> Result<()> {
@@ -89,7 +94,7 @@ fn create_venv(dir: &Path) -> Result<()> {
     let output = run_with_timeout(
         Command::new(python).args(["-m", "venv"]).arg(dir),
         b"",
-        Duration::from_secs(300),
+        Duration::from_mins(5),
     )?;
     if !output.status.success() {
         return Err(Failure::new(format!(
@@ -102,14 +107,22 @@ fn create_venv(dir: &Path) -> Result<()> {
 
 fn install(dir: &Path) -> Result<()> {
     let requirements = dir.join("requirements-speakeasy.txt");
-    fs::write(&requirements, SPEAKEASY_REQUIREMENTS)
-        .map_err(|error| Failure::new(format!("cannot write {}: {error}", requirements.display())))?;
+    fs::write(&requirements, SPEAKEASY_REQUIREMENTS).map_err(|error| {
+        Failure::new(format!("cannot write {}: {error}", requirements.display()))
+    })?;
     let output = run_with_timeout(
         Command::new(dir.join("bin").join("python"))
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
             .arg(&requirements),
         b"",
-        Duration::from_secs(900),
+        Duration::from_mins(15),
     )?;
     if !output.status.success() {
         return Err(Failure::new(format!(

@@ -29,7 +29,11 @@ pub fn run(driver: &Path, options: &RunOptions) -> Result<Vec<Event>> {
         .args(["--os-version", &options.os_version])
         .args(["--max-instructions", &options.max_instructions.to_string()])
         .args(["--timeout", &inner.to_string()]);
-    let output = run_with_timeout(&mut command, ADAPTER.as_bytes(), options.timeout + Duration::from_secs(60))?;
+    let output = run_with_timeout(
+        &mut command,
+        ADAPTER.as_bytes(),
+        options.timeout + Duration::from_mins(1),
+    )?;
     let events = parse_events(&output.stdout)?;
     if !matches!(events.last(), Some(Event::End | Event::AdapterError { .. })) {
         return Err(Failure::new(format!(

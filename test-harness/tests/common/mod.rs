@@ -24,8 +24,12 @@ pub struct Run {
 impl Run {
     /// The `--json` verdict.
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|error| panic!("not JSON ({error}): {}\nstderr: {}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|error| {
+            panic!(
+                "not JSON ({error}): {}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
     }
 }
 
@@ -65,12 +69,16 @@ pub fn c_driver(variant: &str, arch: Arch, dir: &Path) -> PathBuf {
         .arg(&source)
         .arg("-lntoskrnl")
         .status()
-        .unwrap_or_else(|error| panic!("{compiler} not runnable ({error}); the README's setup installs MinGW"));
+        .unwrap_or_else(|error| {
+            panic!("{compiler} not runnable ({error}); the README's setup installs MinGW")
+        });
     assert!(status.success(), "{compiler} failed for {variant}");
     out
 }
 
 /// The hex value of a JSON number field, for messages.
 pub fn num(value: &Value) -> u64 {
-    value.as_u64().unwrap_or_else(|| panic!("not a number: {value}"))
+    value
+        .as_u64()
+        .unwrap_or_else(|| panic!("not a number: {value}"))
 }

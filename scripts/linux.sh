@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The project on a Linux machine. Every command first installs what is
+# missing (Debian packages as root, rustup targets, the pinned Speakeasy
+# virtualenv), so each works on a fresh machine:
+#   scripts/linux.sh demo    build Sample.sys (x64, x86; clean, leaky) and show
+#                            the emulated Driver Verifier verdicts
+#   scripts/linux.sh test    all tests, lints included
+#   scripts/linux.sh setup   only the installs
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  gcc-mingw-w64-x86-64 gcc-mingw-w64-i686  # samplectl.exe, C test drivers
+  wine wine64                              # Wine engine and samplectl tests
+  python3-venv                             # Speakeasy's virtualenv
+  osslsigncode                             # test-signing the x64 driver
+)
+RUST_TARGETS=(x86_64-pc-windows-msvc i686-pc-windows-msvc x86_64-pc-windows-gnu)
+
+setup() {
+  local missing=()
+  for package in "${APT_PACKAGES[@]}"; do
+    [[ $package == \#* ]] && continue
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
+  done
+  if ((${#missing[@]})); then
+    local sudo=()
+    if ((EUID != 0)); then
+      command -v sudo >/dev/null || { echo "linux.sh: run as root, or install: apt-get install ${missing[*]}" >&2; exit 2; }
+      sudo=(sudo)
+    fi
+    echo "linux.sh: installing Debian packages: ${missing[*]}" >&2
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  command -v rustup >/dev/null || { echo "linux.sh: rustup not found: install Rust from https://rustup.rs" >&2; exit 2; }
+  rustup target add "${RUST_TARGETS[@]}" >/dev/null
+  rustup component add clippy rustfmt >/dev/null 2>&1 || true
+  cargo run -q --locked -p harness -- setup >/dev/null
+}
+
+lint() {
+  cargo fmt --all -- --check
+  cargo clippy -q --locked --workspace --all-targets -- -D warnings
+  # The driver is only compiled for Windows targets; lint both portable builds.
+  for triple in x86_64-pc-windows-msvc i686-pc-windows-msvc; do
+    for features in portable portable,leak-on-unload; do
+      cargo clippy -q --locked -p sample --bin Sample --features "$features" --target "$triple" -- -D warnings
+    done
+  done
+}
+
+case "${1:-}" in
+  setup) setup ;;
+  demo) setup; cargo run -q --locked -p harness -- demo ;;
+  test) setup; lint; cargo test --locked --workspace ;;
+  *) echo "usage: scripts/linux.sh demo|test|setup" >&2; exit 2 ;;
+esac
