@@ -53,6 +53,17 @@ lint() {
 case "${1:-}" in
   setup) setup ;;
   demo) setup; cargo run -q --locked -p harness -- demo ;;
-  test) setup; lint; cargo test --locked --workspace ;;
+  test)
+    setup
+    lint
+    log=$(mktemp)
+    trap 'rm -f "$log"' EXIT
+    cargo test --locked --workspace 2>&1 | tee "$log"
+    status=${PIPESTATUS[0]}
+    # One closing line over every test binary (cargo prints one per binary).
+    awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
+         END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+    exit "$status"
+    ;;
   *) echo "usage: scripts/linux.sh demo|test|setup" >&2; exit 2 ;;
 esac

@@ -9,6 +9,7 @@ pub mod emulate;
 pub mod engine;
 pub mod events;
 pub mod failure;
+pub mod kd;
 pub mod pe;
 pub mod render;
 pub mod symbols;

@@ -71,6 +71,16 @@ enum Command {
     /// The main job: build x64 and x86, clean and leaky, emulate all four and
     /// show them side by side. Exits 0 when every build behaves as expected.
     Demo,
+    /// Read real debugger output (`!analyze -v`, `!verifier 3 <driver>`, the
+    /// fatal-error banner) into the same verdict `emulate` gives.
+    #[command(after_help = EXIT_CODES)]
+    Analyze {
+        /// A text file of kd or WinDbg output.
+        kd_output: PathBuf,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Provision the pinned Speakeasy virtualenv now (otherwise done on first
     /// use); prints the interpreter's path.
     Setup,
@@ -125,6 +135,17 @@ fn run(command: Command) -> Result<i32> {
                 },
             };
             let verdict = emulate::emulate(&request)?;
+            print_verdict(&verdict, json)?;
+            Ok(verdict.exit_code())
+        }
+        Command::Analyze { kd_output, json } => {
+            let bytes = std::fs::read(&kd_output).map_err(|error| {
+                Failure::new(format!("cannot read {}: {error}", kd_output.display()))
+            })?;
+            let verdict = harness::kd::analyze(
+                &String::from_utf8_lossy(&bytes),
+                &kd_output.display().to_string(),
+            )?;
             print_verdict(&verdict, json)?;
             Ok(verdict.exit_code())
         }

@@ -267,8 +267,8 @@ pub fn judge(events: &[Event], context: &Context<'_>) -> Result<Verdict> {
         verdict.outcome = Outcome::EntryDidNotReturn;
     }
     if verdict.bugcheck.is_some() {
+        // `unloaded` stays as it was: a 0x62 bug check comes after the unload.
         verdict.outcome = Outcome::BugCheck;
-        verdict.unloaded = false;
     }
     verdict.debug_output = text.lines().map(str::to_owned).collect();
     verdict.pool_stats = pool.stats;

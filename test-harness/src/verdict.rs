@@ -151,7 +151,9 @@ impl Verdict {
     /// The documented exit code for this verdict.
     #[must_use]
     pub fn exit_code(&self) -> i32 {
-        if self.bugcheck.is_some() {
+        // Outstanding allocations are a violation even where the source shows
+        // no bug check (a `!verifier 3` listing on its own).
+        if self.bugcheck.is_some() || !self.leaks.is_empty() {
             return EXIT_VIOLATION;
         }
         match self.outcome {
