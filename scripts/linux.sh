@@ -42,7 +42,8 @@ setup() {
 lint() {
   cargo fmt --all -- --check
   cargo clippy -q --locked --workspace --all-targets -- -D warnings
-  # The driver is only compiled for Windows targets; lint both portable builds.
+  # samplectl's SCM code and the driver only compile for Windows targets.
+  cargo clippy -q --locked -p samplectl --target x86_64-pc-windows-gnu -- -D warnings
   for triple in x86_64-pc-windows-msvc i686-pc-windows-msvc; do
     for features in portable portable,leak-on-unload; do
       cargo clippy -q --locked -p sample --bin Sample --features "$features" --target "$triple" -- -D warnings

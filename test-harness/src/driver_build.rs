@@ -89,6 +89,42 @@ pub fn build(arch: Arch, leak: bool) -> Result<BuiltDriver> {
     })
 }
 
+/// Builds `samplectl.exe` for x64 Windows (MinGW), for Wine or a test VM.
+///
+/// # Errors
+/// A missing toolchain piece or a failed build.
+pub fn build_samplectl() -> Result<PathBuf> {
+    let root = workspace_root();
+    let triple = "x86_64-pc-windows-gnu";
+    ensure_target_triple(triple)?;
+    let target_dir = root.join("target").join("portable").join("samplectl");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(&root)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "samplectl",
+            "--target",
+            triple,
+        ])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|error| Failure::new(format!("cannot run cargo: {error}")))?;
+    if !status.success() {
+        return Err(Failure::new(
+            "cargo build of samplectl.exe failed (it needs MinGW: apt-get install gcc-mingw-w64-x86-64)",
+        ));
+    }
+    Ok(target_dir
+        .join(triple)
+        .join("release")
+        .join("samplectl.exe"))
+}
+
 fn copy(from: &Path, to: &Path) -> Result<()> {
     fs::copy(from, to).map(|_| ()).map_err(|error| {
         Failure::new(format!(
@@ -101,7 +137,10 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
 
 /// Installs the rustup target if it is missing, saying so.
 fn ensure_target(arch: Arch) -> Result<()> {
-    let triple = arch.triple();
+    ensure_target_triple(arch.triple())
+}
+
+fn ensure_target_triple(triple: &str) -> Result<()> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output();

@@ -59,9 +59,13 @@ pub fn emulate(request: &Request) -> Result<Verdict> {
     let events = match request.engine {
         EngineKind::Speakeasy => engine::speakeasy::run(driver, &request.options)?,
         EngineKind::Wine => {
-            return Err(Failure::new(
-                "the wine engine is not available yet (issue 4)",
-            ));
+            if arch != crate::arch::Arch::X64 {
+                return Err(Failure::new(format!(
+                    "{}: the wine engine runs x64 drivers only (Debian's wine64; 32-bit Wine is not installable here)",
+                    driver.display()
+                )));
+            }
+            engine::wine::run(driver, image.size_of_image, &request.options)?
         }
     };
     judge(driver, &image, arch, &events, request)
@@ -84,7 +88,7 @@ fn judge(
             } => Some((*image_base, *image_size)),
             _ => None,
         })
-        .unwrap_or((image.image_base, 0x10_0000));
+        .unwrap_or((image.image_base, image.size_of_image));
     let symbols = Symbolizer::for_driver(driver, image, base, size);
     let context = Context {
         driver: driver

@@ -35,6 +35,8 @@ pub struct PeImage {
     pub characteristics: u16,
     /// Preferred load address.
     pub image_base: u64,
+    /// `SizeOfImage`: bytes the image takes in memory.
+    pub size_of_image: u64,
     /// Entry point RVA (0: none).
     pub entry_rva: u32,
     /// Checksum stored in the optional header.
@@ -235,6 +237,7 @@ fn parse_as<Pe: ImageNtHeaders>(data: &[u8]) -> std::result::Result<PeImage, Str
         subsystem: optional.subsystem().0,
         characteristics: header.characteristics.get(LE).0,
         image_base,
+        size_of_image: u64::from(optional.size_of_image()),
         entry_rva: optional.address_of_entry_point(),
         stored_checksum: optional.check_sum(),
         computed_checksum: checksum(data, checksum_offset(data)),

@@ -381,6 +381,7 @@ mod tests {
             subsystem: 1,
             characteristics: 0x22,
             image_base: BASE,
+            size_of_image: 0x4000,
             entry_rva: 0x1000,
             stored_checksum: 0,
             computed_checksum: 0,

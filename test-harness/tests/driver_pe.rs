@@ -75,7 +75,7 @@ fn check(arch: Arch, leak: bool) {
     assert_eq!(names, expected, "{what}: imports");
 
     // The PDB belongs to this image and names the entry point and unload routine.
-    let symbols = Symbolizer::for_driver(&built.sys, &image, image.image_base, 0x10_0000);
+    let symbols = Symbolizer::for_driver(&built.sys, &image, image.image_base, image.size_of_image);
     assert_eq!(
         symbols.source,
         SymbolSource::Pdb(built.pdb.clone()),

@@ -4,6 +4,7 @@
 
 pub mod python;
 pub mod speakeasy;
+pub mod wine;
 
 use std::io::Read;
 use std::process::{Child, Command, Output, Stdio};
@@ -71,21 +72,26 @@ pub fn run_with_timeout(command: &mut Command, stdin: &[u8], timeout: Duration) 
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    // A daemon the child left behind (wineserver, say) may hold the pipes
+    // open: take what arrived shortly after the exit and move on.
+    let grace = Duration::from_secs(2);
     Ok(Output {
         status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
+        stdout: stdout.recv_timeout(grace).unwrap_or_default(),
+        stderr: stderr.recv_timeout(grace).unwrap_or_default(),
     })
 }
 
-fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+fn drain(pipe: Option<impl Read + Send + 'static>) -> std::sync::mpsc::Receiver<Vec<u8>> {
+    let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut bytes = Vec::new();
         if let Some(mut pipe) = pipe {
             let _ = pipe.read_to_end(&mut bytes);
         }
-        bytes
-    })
+        let _ = sender.send(bytes);
+    });
+    receiver
 }
 
 fn kill(child: &mut Child) {

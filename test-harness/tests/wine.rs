@@ -1,0 +1,181 @@
+//! Issue 4: Wine as the test machine. A fresh Wine prefix, the real
+//! `samplectl.exe` (built with MinGW) against Wine's Service Control Manager,
+//! and the real x64 Sample.sys loaded by winedevice.exe.
+
+mod common;
+
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+use harness::arch::Arch;
+use harness::engine::wine::WineMachine;
+
+/// One fresh prefix for this test binary; tests take turns on it.
+fn machine() -> &'static Mutex<(WineMachine, tempfile::TempDir)> {
+    static MACHINE: OnceLock<Mutex<(WineMachine, tempfile::TempDir)>> = OnceLock::new();
+    MACHINE.get_or_init(|| {
+        let samplectl = harness::driver_build::build_samplectl().expect("samplectl.exe builds");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let started = Instant::now();
+        let machine = WineMachine::create(&dir.path().join("prefix"), &samplectl)
+            .expect("a fresh Wine prefix");
+        println!("fresh prefix in {:.1} s", started.elapsed().as_secs_f64());
+        Mutex::new((machine, dir))
+    })
+}
+
+fn copy_in(machine: &WineMachine, leak: bool) -> String {
+    let built = common::driver(Arch::X64, leak);
+    let name = if leak { "leaky.sys" } else { "clean.sys" };
+    std::fs::copy(&built.sys, machine.c_drive().join(name)).expect("copy");
+    format!(r"C:\{name}")
+}
+
+fn ok(result: &harness::engine::wine::ControlResult) -> &str {
+    assert_eq!(result.code, Some(0), "stderr: {}", result.stderr);
+    &result.stdout
+}
+
+#[test]
+fn install_start_stop_uninstall_clean_and_leaky() {
+    let mut guard = machine()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let machine = &mut guard.0;
+    for leak in [false, true] {
+        let path = copy_in(machine, leak);
+        machine.start_session().expect("session");
+        let started = Instant::now();
+        assert!(
+            ok(&machine
+                .samplectl(&["install", &path, "--no-copy"])
+                .expect("install"))
+            .contains("created")
+        );
+        assert!(ok(&machine.samplectl(&["start"]).expect("start")).contains("started"));
+        assert!(ok(&machine.samplectl(&["status"]).expect("status")).contains("RUNNING"));
+        assert!(ok(&machine.samplectl(&["stop"]).expect("stop")).contains("stopped"));
+        assert!(ok(&machine.samplectl(&["uninstall"]).expect("uninstall")).contains("deleted"));
+        println!(
+            "install/start/stop/uninstall under Wine: {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+        machine.stop_session();
+
+        // The driver's DbgPrint output, from Wine's debugstr channel.
+        let log = machine.log();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter_map(|line| line.split_once("warn:debugstr:").map(|(_, text)| text))
+            .filter_map(|text| text.split_once(": ").map(|(_, text)| text))
+            .collect();
+        println!(
+            "debug output ({}):\n  {}",
+            if leak { "leaky" } else { "clean" },
+            lines.join("\n  ")
+        );
+        assert_eq!(lines.len(), 5, "{lines:?}");
+        assert!(lines[0].starts_with("original registry path: \\Registry\\Machine\\System\\"));
+        assert!(lines[1].starts_with("Copied registry path: \\Registry\\Machine\\System\\"));
+        assert_eq!(lines[2], "Windows Version: 6.1.7601");
+        assert_eq!(lines[3], "Sample driver initialized successfully");
+        assert_eq!(lines[4], "Sample driver Unload called");
+        // Wine really called the driver's unload routine.
+        assert!(log.contains("Call driver unload"));
+    }
+}
+
+#[test]
+fn error_paths_give_one_clear_line_and_exit_1() {
+    let mut guard = machine()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let machine = &mut guard.0;
+    let path = copy_in(machine, false);
+    machine.start_session().expect("session");
+    let expect_error = |args: &[&str], needle: &str| {
+        let result = machine.samplectl(args).expect("ran");
+        assert_eq!(result.code, Some(1), "{args:?}: {}", result.stdout);
+        assert_eq!(result.stderr.lines().count(), 1, "{}", result.stderr);
+        assert!(
+            result.stderr.contains(needle),
+            "{args:?}: {}",
+            result.stderr
+        );
+    };
+    expect_error(
+        &["start", "--name", "NoSuchService"],
+        "does not exist (error 1060)",
+    );
+    expect_error(
+        &["install", r"C:\missing.sys"],
+        "file not found: C:\\missing.sys",
+    );
+    ok(&machine
+        .samplectl(&["install", &path, "--no-copy"])
+        .expect("install"));
+    expect_error(
+        &["install", &path, "--no-copy"],
+        "already exists (error 1073): remove it with `samplectl uninstall --name Sample`",
+    );
+    expect_error(&["stop"], "is not started (error 1062)");
+    expect_error(&["verifier", "enable"], "verifier.exe not found");
+    ok(&machine.samplectl(&["uninstall"]).expect("uninstall"));
+    expect_error(&["uninstall"], "does not exist (error 1060)");
+    machine.stop_session();
+}
+
+/// The Wine engine and Speakeasy agree on the same .sys.
+#[test]
+fn wine_engine_verdicts_equal_speakeasy() {
+    // The engine uses its own cached prefix; keep the tests from overlapping.
+    let _guard = machine()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for leak in [false, true] {
+        let built = common::driver(Arch::X64, leak);
+        let started = Instant::now();
+        let wine = common::emulate_json(&built.sys, &["--engine", "wine"]);
+        println!("one Wine verdict: {:.2} s", started.elapsed().as_secs_f64());
+        let speakeasy = common::emulate_json(&built.sys, &[]);
+        assert_eq!(wine.code, speakeasy.code, "{}", wine.stderr);
+        let (wine, speakeasy) = (wine.json(), speakeasy.json());
+        assert_eq!(wine["engine"], "wine");
+        assert_eq!(wine["entry_status"], speakeasy["entry_status"]);
+        assert_eq!(wine["debug_output"], speakeasy["debug_output"]);
+        for field in ["code", "name"] {
+            assert_eq!(wine["bugcheck"][field], speakeasy["bugcheck"][field]);
+        }
+        assert_eq!(
+            wine["bugcheck"]["args"][0],
+            speakeasy["bugcheck"]["args"][0]
+        );
+        assert_eq!(
+            wine["bugcheck"]["args"][3],
+            speakeasy["bugcheck"]["args"][3]
+        );
+        let leaked = |verdict: &serde_json::Value| -> Vec<(String, u64)> {
+            verdict["leaks"]
+                .as_array()
+                .expect("leaks")
+                .iter()
+                .map(|leak| {
+                    (
+                        leak["tag"].as_str().expect("tag").to_owned(),
+                        common::num(&leak["bytes"]),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(leaked(&wine), leaked(&speakeasy));
+        assert_eq!(leaked(&wine).len(), usize::from(leak));
+    }
+}
+
+#[test]
+fn wine_engine_refuses_x86_drivers() {
+    let built = common::driver(Arch::X86, false);
+    let run = common::emulate_json(&built.sys, &["--engine", "wine"]);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("x64 drivers only"), "{}", run.stderr);
+}
