@@ -14,8 +14,9 @@ APT_PACKAGES=(
   wine wine64                              # Wine engine and samplectl tests
   python3-venv                             # Speakeasy's virtualenv
   osslsigncode                             # test-signing the x64 driver
+  openssh-client                           # harness vm
 )
-RUST_TARGETS=(x86_64-pc-windows-msvc i686-pc-windows-msvc x86_64-pc-windows-gnu)
+RUST_TARGETS=(x86_64-pc-windows-msvc i686-pc-windows-msvc x86_64-pc-windows-gnu i686-pc-windows-gnu)
 
 setup() {
   local missing=()

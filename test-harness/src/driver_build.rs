@@ -94,10 +94,24 @@ pub fn build(arch: Arch, leak: bool) -> Result<BuiltDriver> {
 /// # Errors
 /// A missing toolchain piece or a failed build.
 pub fn build_samplectl() -> Result<PathBuf> {
+    build_samplectl_for(Arch::X64)
+}
+
+/// Builds `samplectl.exe` for `arch` (MinGW: `x86_64` or `i686`).
+///
+/// # Errors
+/// A missing toolchain piece or a failed build.
+pub fn build_samplectl_for(arch: Arch) -> Result<PathBuf> {
     let root = workspace_root();
-    let triple = "x86_64-pc-windows-gnu";
+    let triple = match arch {
+        Arch::X64 => "x86_64-pc-windows-gnu",
+        Arch::X86 => "i686-pc-windows-gnu",
+    };
     ensure_target_triple(triple)?;
-    let target_dir = root.join("target").join("portable").join("samplectl");
+    let target_dir = root
+        .join("target")
+        .join("portable")
+        .join(format!("samplectl-{arch}"));
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(&root)
@@ -115,9 +129,9 @@ pub fn build_samplectl() -> Result<PathBuf> {
         .status()
         .map_err(|error| Failure::new(format!("cannot run cargo: {error}")))?;
     if !status.success() {
-        return Err(Failure::new(
-            "cargo build of samplectl.exe failed (it needs MinGW: apt-get install gcc-mingw-w64-x86-64)",
-        ));
+        return Err(Failure::new(format!(
+            "cargo build of samplectl.exe for {triple} failed (it needs MinGW: apt-get install gcc-mingw-w64-x86-64 gcc-mingw-w64-i686)"
+        )));
     }
     Ok(target_dir
         .join(triple)

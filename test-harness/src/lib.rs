@@ -15,3 +15,4 @@ pub mod render;
 pub mod symbols;
 pub mod tracker;
 pub mod verdict;
+pub mod vm;

@@ -81,9 +81,65 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the driver under the real Driver Verifier on a Windows test VM over
+    /// SSH: enable pool tracking, reboot, install/start/stop, detect the bug
+    /// check, run kd on the kernel dump, restore the guest, print the verdict.
+    #[command(after_help = EXIT_CODES)]
+    Vm(Box<VmArgs>),
     /// Provision the pinned Speakeasy virtualenv now (otherwise done on first
     /// use); prints the interpreter's path.
     Setup,
+}
+
+/// `harness vm`'s options.
+#[derive(clap::Args)]
+struct VmArgs {
+    /// The guest, as ssh takes it (`user@host`); OpenSSH server on the guest.
+    #[arg(long)]
+    host: String,
+    /// The driver; without it the portable build for --arch is used.
+    #[arg(long, value_name = "PATH.sys")]
+    driver: Option<PathBuf>,
+    /// Use the leak-on-unload build (when --driver is not given).
+    #[arg(long)]
+    leak: bool,
+    /// Architecture of the build (when --driver is not given).
+    #[arg(long, value_enum, default_value = "x64")]
+    arch: Arch,
+    /// samplectl.exe for the guest; built with MinGW when not given.
+    #[arg(long, value_name = "PATH")]
+    samplectl: Option<PathBuf>,
+    /// Working folder on the guest.
+    #[arg(long, default_value = r"C:\sample-test")]
+    guest_dir: String,
+    /// kd.exe on the guest (default: Debugging Tools for Windows for the arch).
+    #[arg(long)]
+    kd: Option<String>,
+    /// Symbol path for kd on the guest.
+    #[arg(
+        long,
+        default_value = r"srv*C:\symbols*https://msdl.microsoft.com/download/symbols"
+    )]
+    symbols: String,
+    /// Command run here after restoring, e.g. `virsh snapshot-revert win10 clean`.
+    #[arg(long, value_name = "COMMAND")]
+    revert_command: Option<String>,
+    /// Seconds a reboot may take.
+    #[arg(long, default_value_t = 600)]
+    boot_timeout: u64,
+    /// Seconds kd may take (it downloads symbols on first use).
+    #[arg(long, default_value_t = 900)]
+    kd_timeout: u64,
+    /// kd script to run on the dump (e.g. docs/kd/postmortem.txt) instead
+    /// of `!analyze -v; !verifier 3 <driver>`.
+    #[arg(long, value_name = "PATH")]
+    kd_script: Option<PathBuf>,
+    /// Extra ssh/scp option (`-o`), repeatable: `--ssh-option Port=2222`.
+    #[arg(long = "ssh-option", value_name = "OPTION")]
+    ssh_options: Vec<String>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 fn parse_version(text: &str) -> std::result::Result<String, String> {
@@ -149,6 +205,7 @@ fn run(command: Command) -> Result<i32> {
             print_verdict(&verdict, json)?;
             Ok(verdict.exit_code())
         }
+        Command::Vm(args) => run_vm(*args),
         Command::Setup => {
             println!("{}", harness::engine::python::speakeasy_python()?.display());
             Ok(0)
@@ -159,6 +216,63 @@ fn run(command: Command) -> Result<i32> {
             Ok(i32::from(!rows.iter().all(demo::Row::as_expected)))
         }
     }
+}
+
+fn run_vm(args: VmArgs) -> Result<i32> {
+    let VmArgs {
+        host,
+        driver,
+        leak,
+        arch,
+        samplectl,
+        guest_dir,
+        kd,
+        symbols,
+        revert_command,
+        boot_timeout,
+        kd_timeout,
+        kd_script,
+        ssh_options,
+        json,
+    } = args;
+    let driver = match driver {
+        Some(driver) => driver,
+        None => driver_build::build(arch, leak)?.sys,
+    };
+    let image = harness::pe::PeImage::read(&driver)?;
+    let arch = image
+        .require_kernel_driver()
+        .map_err(|why| Failure::new(format!("{}: {why}", driver.display())))?;
+    let samplectl = match samplectl {
+        Some(path) => path,
+        None => driver_build::build_samplectl_for(arch)?,
+    };
+    let debuggers = match arch {
+        Arch::X64 => "x64",
+        Arch::X86 => "x86",
+    };
+    let options = harness::vm::VmOptions {
+        driver,
+        samplectl,
+        arch,
+        guest_dir,
+        kd: kd.unwrap_or_else(|| {
+            format!(r"C:\Program Files (x86)\Windows Kits\10\Debuggers\{debuggers}\kd.exe")
+        }),
+        symbols,
+        revert_command,
+        boot_timeout: Duration::from_secs(boot_timeout),
+        kd_timeout: Duration::from_secs(kd_timeout),
+        kd_script,
+        poll: Duration::from_secs(5),
+    };
+    let mut ssh = harness::vm::Ssh {
+        target: host,
+        options: ssh_options,
+    };
+    let verdict = harness::vm::run(&mut ssh, &options, &mut |line| eprintln!("harness: {line}"))?;
+    print_verdict(&verdict, json)?;
+    Ok(verdict.exit_code())
 }
 
 fn print_verdict(verdict: &Verdict, json: bool) -> Result<()> {

@@ -1,0 +1,707 @@
+//! `harness vm`: the real Driver Verifier on a Windows test VM, over SSH.
+//!
+//! 1. copy the driver, its PDB and samplectl.exe to the guest;
+//! 2. enable pool tracking for the driver, reboot, wait;
+//! 3. install, start and stop the driver;
+//! 4. detect the bug check and the reboot that follows;
+//! 5. run kd on the kernel dump and analyze its output ([`crate::kd`]);
+//! 6. restore the guest (service, verifier settings, reboot, snapshot revert);
+//! 7. return the verdict.
+//!
+//! Everything goes through [`Transport`], so the sequence and its error
+//! handling are tested against a scripted guest; [`Ssh`] is the real one.
+//! Every step reports progress and every wait has a limit.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::arch::Arch;
+use crate::failure::{Failure, Result};
+use crate::verdict::{Outcome, PoolStats, Verdict};
+
+/// What a guest command returned. `code: None` means the connection failed
+/// or the command outlived its limit (a machine that bug-checks does both).
+#[derive(Debug, Clone, Default)]
+pub struct Remote {
+    /// Exit code, if the command finished.
+    pub code: Option<i32>,
+    /// Its output.
+    pub stdout: String,
+    /// Its errors (or the transport's).
+    pub stderr: String,
+}
+
+impl Remote {
+    fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    fn first_error_line(&self) -> String {
+        let text = if self.stderr.trim().is_empty() {
+            &self.stdout
+        } else {
+            &self.stderr
+        };
+        text.lines()
+            .find(|line| !line.trim().is_empty())
+            .unwrap_or("no output")
+            .trim()
+            .to_owned()
+    }
+}
+
+/// How the harness reaches the guest.
+pub trait Transport {
+    /// Runs a command line on the guest (cmd.exe syntax).
+    ///
+    /// # Errors
+    /// Only for local problems (no ssh program); guest failures are in `Remote`.
+    fn run(&mut self, command: &str, timeout: Duration) -> Result<Remote>;
+    /// Copies a local file to a path on the guest.
+    ///
+    /// # Errors
+    /// The copy failed.
+    fn upload(&mut self, local: &Path, remote: &str) -> Result<()>;
+    /// Copies a guest file here.
+    ///
+    /// # Errors
+    /// The copy failed.
+    fn download(&mut self, remote: &str, local: &Path) -> Result<()>;
+    /// Waits `pause` between polls (tests do not really sleep).
+    fn pause(&mut self, pause: Duration) {
+        std::thread::sleep(pause);
+    }
+}
+
+/// OpenSSH to the guest (`ssh` and `scp` from the host).
+pub struct Ssh {
+    /// `user@host`.
+    pub target: String,
+    /// Extra `-o` options.
+    pub options: Vec<String>,
+}
+
+impl Ssh {
+    fn base(&self, program: &str) -> Command {
+        let mut command = Command::new(program);
+        command.args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "ServerAliveInterval=5",
+            "-o",
+            "ServerAliveCountMax=3",
+        ]);
+        for option in &self.options {
+            command.args(["-o", option]);
+        }
+        command.stdin(Stdio::null());
+        command
+    }
+}
+
+impl Transport for Ssh {
+    fn run(&mut self, command: &str, timeout: Duration) -> Result<Remote> {
+        let mut ssh = self.base("ssh");
+        ssh.arg(&self.target).arg(command);
+        match crate::engine::run_with_timeout(&mut ssh, b"", timeout) {
+            Ok(output) => Ok(Remote {
+                // ssh's own failures (unreachable, dropped) exit 255.
+                code: output.status.code().filter(|code| *code != 255),
+                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            }),
+            Err(failure) if failure.0.contains("did not finish") => Ok(Remote {
+                code: None,
+                stdout: String::new(),
+                stderr: failure.0,
+            }),
+            Err(failure) => Err(failure),
+        }
+    }
+
+    fn upload(&mut self, local: &Path, remote: &str) -> Result<()> {
+        let mut scp = self.base("scp");
+        scp.arg(local)
+            .arg(format!("{}:{}", self.target, remote.replace('\\', "/")));
+        let output = crate::engine::run_with_timeout(&mut scp, b"", Duration::from_mins(5))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(Failure::new(format!(
+                "scp to the guest failed: {}",
+                crate::engine::python::last_line(&output.stderr)
+            )))
+        }
+    }
+
+    fn download(&mut self, remote: &str, local: &Path) -> Result<()> {
+        let mut scp = self.base("scp");
+        scp.arg(format!("{}:{}", self.target, remote.replace('\\', "/")))
+            .arg(local);
+        let output = crate::engine::run_with_timeout(&mut scp, b"", Duration::from_mins(5))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(Failure::new(format!(
+                "scp from the guest failed: {}",
+                crate::engine::python::last_line(&output.stderr)
+            )))
+        }
+    }
+}
+
+/// Everything `vm` needs.
+#[derive(Debug, Clone)]
+pub struct VmOptions {
+    /// The driver to test.
+    pub driver: PathBuf,
+    /// samplectl.exe for the guest's architecture.
+    pub samplectl: PathBuf,
+    /// The driver's architecture (must match the guest).
+    pub arch: Arch,
+    /// Working folder on the guest.
+    pub guest_dir: String,
+    /// kd.exe on the guest.
+    pub kd: String,
+    /// Symbol path for kd on the guest.
+    pub symbols: String,
+    /// Run on this host after restoring, e.g. a snapshot revert.
+    pub revert_command: Option<String>,
+    /// How long a reboot may take.
+    pub boot_timeout: Duration,
+    /// How long kd may take (symbol downloads).
+    pub kd_timeout: Duration,
+    /// A kd script to run on the dump instead of `!analyze -v; !verifier 3`
+    /// (it should include both, for the verdict).
+    pub kd_script: Option<PathBuf>,
+    /// Pause between polls.
+    pub poll: Duration,
+}
+
+/// How the guest's service and verifier are driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Control {
+    /// samplectl.exe (Windows 10 and later: Rust's std needs them).
+    Samplectl,
+    /// sc.exe and verifier.exe directly (Windows 7/8).
+    Builtin,
+}
+
+/// What the harness asks of the guest's service and verifier.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Install,
+    Start,
+    Stop,
+    Uninstall,
+    VerifierEnable,
+    VerifierDisable,
+    VerifierStatus,
+}
+
+const SERVICE: &str = "Sample";
+
+struct Run<'a> {
+    transport: &'a mut dyn Transport,
+    options: &'a VmOptions,
+    progress: &'a mut dyn FnMut(&str),
+    control: Control,
+    driver_file: String,
+    /// What has been changed on the guest and must be undone.
+    verifier_set: bool,
+    service_installed: bool,
+}
+
+/// Runs the whole sequence. The guest is restored whatever happens; a
+/// failure says which step failed and what was or was not restored.
+///
+/// # Errors
+/// A step failed or timed out.
+pub fn run(
+    transport: &mut dyn Transport,
+    options: &VmOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Verdict> {
+    let driver_file = options
+        .driver
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .ok_or_else(|| Failure::new("--driver names no file"))?;
+    let mut run = Run {
+        transport,
+        options,
+        progress,
+        control: Control::Samplectl,
+        driver_file,
+        verifier_set: false,
+        service_installed: false,
+    };
+    let result = run.test();
+    let changed = run.verifier_set || run.service_installed;
+    let restored = run.restore();
+    match (result, restored) {
+        (Ok(verdict), Ok(())) => {
+            (run.progress)("[7/7] verdict");
+            Ok(verdict)
+        }
+        (Ok(_), Err(problem)) => Err(Failure::new(format!("the test ran, but {problem}"))),
+        (Err(failure), Ok(())) if !changed => Err(Failure::new(format!(
+            "{failure} (nothing on the guest was changed)"
+        ))),
+        (Err(failure), Ok(())) => Err(Failure::new(format!("{failure} (the guest was restored)"))),
+        (Err(failure), Err(problem)) => Err(Failure::new(format!("{failure}; and {problem}"))),
+    }
+}
+
+impl Run<'_> {
+    fn say(&mut self, step: usize, text: &str) {
+        (self.progress)(&format!("[{step}/7] {text}"));
+    }
+
+    fn guest(&mut self, command: &str, timeout: Duration) -> Result<Remote> {
+        self.transport.run(command, timeout)
+    }
+
+    fn must(&mut self, command: &str, what: &str) -> Result<Remote> {
+        let remote = self.guest(command, Duration::from_mins(2))?;
+        if remote.ok() {
+            Ok(remote)
+        } else if remote.code.is_none() {
+            Err(Failure::new(format!(
+                "{what}: lost the connection to the guest ({})",
+                remote.first_error_line()
+            )))
+        } else {
+            Err(Failure::new(format!(
+                "{what}: {}",
+                remote.first_error_line()
+            )))
+        }
+    }
+
+    fn path(&self, file: &str) -> String {
+        format!("{}\\{file}", self.options.guest_dir)
+    }
+
+    /// The guest command for a service or verifier action.
+    fn control(&self, action: Action) -> String {
+        let samplectl = format!("\"{}\"", self.path("samplectl.exe"));
+        let driver = self.path(&self.driver_file);
+        let file = &self.driver_file;
+        match self.control {
+            Control::Samplectl => match action {
+                Action::Install => format!("{samplectl} install \"{driver}\" --name {SERVICE}"),
+                Action::Start => format!("{samplectl} start --name {SERVICE}"),
+                Action::Stop => format!("{samplectl} stop --name {SERVICE}"),
+                Action::Uninstall => format!("{samplectl} uninstall --name {SERVICE}"),
+                Action::VerifierEnable => {
+                    format!("{samplectl} verifier enable --flags 0x8 --driver {file}")
+                }
+                Action::VerifierDisable => format!("{samplectl} verifier disable"),
+                Action::VerifierStatus => format!("{samplectl} verifier status"),
+            },
+            Control::Builtin => match action {
+                Action::Install => {
+                    format!("sc create {SERVICE} type= kernel start= demand binPath= \"{driver}\"")
+                }
+                Action::Start => format!("sc start {SERVICE}"),
+                Action::Stop => format!("sc stop {SERVICE}"),
+                Action::Uninstall => format!("sc stop {SERVICE} & sc delete {SERVICE}"),
+                Action::VerifierEnable => format!("verifier /flags 0x8 /driver {file}"),
+                Action::VerifierDisable => "verifier /reset".to_owned(),
+                Action::VerifierStatus => "verifier /query".to_owned(),
+            },
+        }
+    }
+
+    /// A value that changes with every boot.
+    fn boot_id(&mut self) -> Result<Option<String>> {
+        let remote = self.guest(
+            "powershell -NoProfile -Command \"(Get-WmiObject Win32_OperatingSystem).LastBootUpTime\"",
+            Duration::from_mins(1),
+        )?;
+        Ok(remote
+            .ok()
+            .then(|| remote.stdout.trim().to_owned())
+            .filter(|id| !id.is_empty()))
+    }
+
+    /// The kernel dump's last write time (empty: no dump).
+    fn dump_stamp(&mut self) -> Result<String> {
+        let remote = self.guest(
+            "powershell -NoProfile -Command \"if (Test-Path C:\\Windows\\MEMORY.DMP) { (Get-Item C:\\Windows\\MEMORY.DMP).LastWriteTimeUtc.Ticks }\"",
+            Duration::from_mins(1),
+        )?;
+        Ok(remote.stdout.trim().to_owned())
+    }
+
+    /// Waits until the guest has booted again (its boot id differs from `before`).
+    fn wait_for_boot(&mut self, before: &str, why: &str) -> Result<()> {
+        let started = Instant::now();
+        while started.elapsed() < self.options.boot_timeout {
+            if let Some(now) = self.boot_id()?
+                && now != before
+            {
+                return Ok(());
+            }
+            self.transport.pause(self.options.poll);
+        }
+        Err(Failure::new(format!(
+            "the guest did not come back within {} s after {why}; check it on its console",
+            self.options.boot_timeout.as_secs()
+        )))
+    }
+
+    fn reboot(&mut self, why: &str) -> Result<()> {
+        let before = self
+            .boot_id()?
+            .ok_or_else(|| Failure::new("cannot read the guest's boot time"))?;
+        self.guest("shutdown /r /t 2", Duration::from_mins(1))?;
+        self.wait_for_boot(&before, why)
+    }
+
+    fn test(&mut self) -> Result<Verdict> {
+        let dump_before = self.prepare()?;
+        self.enable_verifier()?;
+        if !self.exercise()? {
+            let status = self.control(Action::VerifierStatus);
+            let counters = self
+                .must(&status, "could not query Driver Verifier")?
+                .stdout;
+            self.say(5, "no bug check: reading the verifier's pool counters");
+            return Ok(clean_verdict(
+                &self.driver_file,
+                self.options.arch,
+                &counters,
+            ));
+        }
+        let dump_after = self.dump_stamp()?;
+        if dump_after.is_empty() || dump_after == dump_before {
+            return Err(Failure::new(
+                "the guest rebooted but wrote no new kernel dump (C:\\Windows\\MEMORY.DMP); check the crash dump settings",
+            ));
+        }
+        self.analyze_dump()
+    }
+
+    /// Step 1: the checks (nothing changed yet), then the copies. Returns the
+    /// kernel dump's timestamp before the test.
+    fn prepare(&mut self) -> Result<String> {
+        let options = self.options;
+        self.say(
+            1,
+            &format!(
+                "copying {} and samplectl.exe to the guest",
+                self.driver_file
+            ),
+        );
+        let version = self
+            .must(
+                "ver",
+                "cannot reach the guest over SSH (see README: guest preparation)",
+            )?
+            .stdout;
+        let guest_arch = self
+            .must(
+                "echo %PROCESSOR_ARCHITECTURE%",
+                "cannot read the guest's architecture",
+            )?
+            .stdout;
+        let guest_arch = if guest_arch.contains("AMD64") {
+            Arch::X64
+        } else if guest_arch.trim() == "x86" {
+            Arch::X86
+        } else {
+            return Err(Failure::new(format!(
+                "unsupported guest architecture {}",
+                guest_arch.trim()
+            )));
+        };
+        if guest_arch != options.arch {
+            return Err(Failure::new(format!(
+                "the driver is {} but the guest is {guest_arch}; build the driver with --arch {guest_arch}",
+                options.arch
+            )));
+        }
+        if windows_major(&version).is_some_and(|major| major < 10) {
+            self.control = Control::Builtin;
+            (self.progress)(
+                "      guest is older than Windows 10: using sc.exe and verifier.exe (samplectl, like all current Rust programs, needs Windows 10+)",
+            );
+        }
+        // Refuse early, before changing anything, if the evidence would be lost.
+        let dump = self.guest(
+            "reg query HKLM\\SYSTEM\\CurrentControlSet\\Control\\CrashControl /v CrashDumpEnabled",
+            Duration::from_mins(1),
+        )?;
+        let dump_kind = dump
+            .stdout
+            .split_whitespace()
+            .last()
+            .unwrap_or("")
+            .trim_start_matches("0x")
+            .to_owned();
+        if !matches!(dump_kind.as_str(), "1" | "2" | "7") {
+            return Err(Failure::new(
+                "the guest does not write a kernel memory dump (CrashDumpEnabled must be 1, 2 or 7; a minidump cannot show !verifier 3): see README, guest preparation",
+            ));
+        }
+        let kd_check = self.guest(
+            &format!(
+                "if exist \"{}\" (echo found) else (echo missing)",
+                options.kd
+            ),
+            Duration::from_mins(1),
+        )?;
+        if !kd_check.stdout.contains("found") {
+            return Err(Failure::new(format!(
+                "kd.exe not found at {} on the guest: install Debugging Tools for Windows, or pass --kd",
+                options.kd
+            )));
+        }
+        self.must(
+            &format!("if not exist \"{0}\" mkdir \"{0}\"", options.guest_dir),
+            "cannot create the guest folder",
+        )?;
+        let guest_driver = self.path(&self.driver_file);
+        self.transport.upload(&options.driver, &guest_driver)?;
+        let pdb = options.driver.with_extension("pdb");
+        if pdb.is_file() {
+            let guest_pdb = self.path(
+                &pdb.file_name()
+                    .map(|name| name.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            );
+            self.transport.upload(&pdb, &guest_pdb)?;
+        }
+        if self.control == Control::Samplectl {
+            let guest_samplectl = self.path("samplectl.exe");
+            self.transport
+                .upload(&options.samplectl, &guest_samplectl)?;
+        }
+        self.dump_stamp()
+    }
+
+    /// Step 2: pool tracking for the driver, active after a reboot.
+    fn enable_verifier(&mut self) -> Result<()> {
+        self.say(
+            2,
+            "enabling Driver Verifier pool tracking (0x8) for the driver and rebooting",
+        );
+        let enable = self.control(Action::VerifierEnable);
+        self.verifier_set = true;
+        self.must(&enable, "could not enable Driver Verifier")?;
+        self.reboot("enabling Driver Verifier")?;
+        let status = self.control(Action::VerifierStatus);
+        let active = self
+            .must(&status, "could not query Driver Verifier")?
+            .stdout;
+        if !active
+            .to_ascii_lowercase()
+            .contains(&self.driver_file.to_ascii_lowercase())
+        {
+            return Err(Failure::new(format!(
+                "Driver Verifier is not active for {} after the reboot",
+                self.driver_file
+            )));
+        }
+        Ok(())
+    }
+
+    /// Steps 3 and 4: load and unload the driver; true if the guest bug-checked.
+    fn exercise(&mut self) -> Result<bool> {
+        self.say(3, "installing, starting and stopping the driver");
+        let install = self.control(Action::Install);
+        self.must(&install, "install failed")?;
+        self.service_installed = true;
+        let start = self.control(Action::Start);
+        self.must(&start, "start failed")?;
+        let boot_before_stop = self.boot_id()?.unwrap_or_default();
+        let stop = self.control(Action::Stop);
+        let stopped = self.guest(&stop, Duration::from_mins(2))?;
+
+        self.say(4, "checking for a bug check");
+        // A bug check drops the connection and reboots the guest; a stop
+        // that fails and says why (no unload routine, say) is not one.
+        match stopped.code {
+            Some(0) => Ok(false),
+            Some(_) => Err(Failure::new(format!(
+                "stop failed: {}",
+                stopped.first_error_line()
+            ))),
+            None => {
+                self.wait_for_boot(&boot_before_stop, "the bug check")?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Step 5: kd on the dump; its output read into a verdict.
+    fn analyze_dump(&mut self) -> Result<Verdict> {
+        let options = self.options;
+        self.say(
+            5,
+            "running kd on the kernel dump (!analyze -v; !verifier 3)",
+        );
+        let kd_out = self.path("kd.txt");
+        let commands = match &options.kd_script {
+            Some(script) => {
+                let guest_script = self.path("harness-kd-script.txt");
+                self.transport.upload(script, &guest_script)?;
+                format!("$$<{guest_script}; q")
+            }
+            None => format!("!analyze -v; !verifier 3 {}; q", self.driver_file),
+        };
+        let kd_command = format!(
+            "\"{}\" -z C:\\Windows\\MEMORY.DMP -y \"{};{}\" -c \"{commands}\" > \"{kd_out}\" 2>&1",
+            options.kd, options.symbols, options.guest_dir
+        );
+        let kd = self.guest(&kd_command, options.kd_timeout)?;
+        if kd.code.is_none() {
+            return Err(Failure::new(format!(
+                "kd did not finish within {} s",
+                options.kd_timeout.as_secs()
+            )));
+        }
+        let local = std::env::temp_dir().join(format!("harness-vm-kd-{}.txt", std::process::id()));
+        self.transport.download(&kd_out, &local)?;
+        let text = std::fs::read_to_string(&local)
+            .map_err(|error| Failure::new(format!("cannot read the kd output: {error}")));
+        let _ = std::fs::remove_file(&local);
+        let mut verdict = crate::kd::analyze(&text?, "kd output from the guest")?;
+        verdict.engine = "vm".into();
+        verdict.driver.clone_from(&self.driver_file);
+        Ok(verdict)
+    }
+
+    /// Undoes what the run changed; says what is left if anything fails.
+    fn restore(&mut self) -> std::result::Result<(), String> {
+        self.say(6, "restoring the guest");
+        let mut left = Vec::new();
+        if self.service_installed {
+            let uninstall = self.control(Action::Uninstall);
+            match self.guest(&uninstall, Duration::from_mins(2)) {
+                Ok(remote) if remote.ok() || self.control == Control::Builtin => {}
+                _ => left.push(format!(
+                    "the {SERVICE} service (remove: sc delete {SERVICE})"
+                )),
+            }
+        }
+        if self.verifier_set {
+            let disable = self.control(Action::VerifierDisable);
+            let reset = self
+                .guest(&disable, Duration::from_mins(2))
+                .is_ok_and(|remote| remote.ok());
+            let rebooted = reset && self.reboot("resetting Driver Verifier").is_ok();
+            if !rebooted {
+                left.push(
+                    "Driver Verifier settings (run `verifier /reset` on the guest and reboot)"
+                        .into(),
+                );
+            }
+        }
+        if let Some(command) = &self.options.revert_command {
+            (self.progress)(&format!("      running the revert command: {command}"));
+            let status = Command::new("sh").arg("-c").arg(command).status();
+            if !status.is_ok_and(|status| status.success()) {
+                left.push(format!("the snapshot (revert command failed: {command})"));
+            }
+        }
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "the guest was not fully restored; left: {}",
+                left.join("; ")
+            ))
+        }
+    }
+}
+
+/// `Microsoft Windows [Version 10.0.19045.3803]` -> 10.
+fn windows_major(ver: &str) -> Option<u32> {
+    let (_, rest) = ver.split_once("Version ")?;
+    rest.split('.').next()?.trim().parse().ok()
+}
+
+/// A run without a bug check: the verdict, with the verifier's counters for
+/// the driver where `verifier /query` shows them.
+fn clean_verdict(driver: &str, arch: Arch, counters: &str) -> Verdict {
+    let mut stats = PoolStats::default();
+    let mut notes = Vec::new();
+    let mut in_driver = false;
+    let mut saw = false;
+    for line in counters.lines() {
+        let line = line.trim();
+        if line.to_ascii_lowercase().starts_with("name:") {
+            in_driver = line
+                .to_ascii_lowercase()
+                .contains(&driver.to_ascii_lowercase());
+        }
+        let value = |label: &str| {
+            line.strip_prefix(label).and_then(|rest| {
+                rest.trim()
+                    .trim_start_matches(':')
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+        };
+        if in_driver {
+            if let Some(count) = value("CurrentPagedPoolAllocations") {
+                stats.current_paged.0 = count;
+                saw = true;
+            }
+            if let Some(count) = value("CurrentNonPagedPoolAllocations") {
+                stats.current_nonpaged.0 = count;
+                saw = true;
+            }
+        }
+    }
+    if !saw {
+        notes.push("verifier /query showed no pool counters for the driver".into());
+    }
+    let outstanding = stats.current_paged.0 + stats.current_nonpaged.0;
+    if outstanding > 0 {
+        notes.push(format!(
+            "{outstanding} allocations outstanding per verifier /query"
+        ));
+    }
+    Verdict {
+        driver: driver.to_owned(),
+        engine: "vm".into(),
+        arch: Some(arch),
+        entry_status: None,
+        unloaded: true,
+        outcome: Outcome::Unloaded,
+        bugcheck: None,
+        leaks: Vec::new(),
+        debug_output: Vec::new(),
+        pool_stats: stats,
+        fault: None,
+        pool_hits: Vec::new(),
+        notes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_versions() {
+        assert_eq!(
+            windows_major("\r\nMicrosoft Windows [Version 6.1.7601]\r\n"),
+            Some(6)
+        );
+        assert_eq!(
+            windows_major("Microsoft Windows [Version 10.0.26100.1742]"),
+            Some(10)
+        );
+        assert_eq!(windows_major("nonsense"), None);
+    }
+}
