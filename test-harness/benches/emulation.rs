@@ -18,7 +18,10 @@ fn harness(args: &[&str]) -> Duration {
         .stderr(std::process::Stdio::null())
         .status()
         .expect("harness runs");
-    assert!(status.code().is_some_and(|code| code != 2), "harness {args:?} could not run");
+    assert!(
+        status.code().is_some_and(|code| code != 2),
+        "harness {args:?} could not run"
+    );
     started.elapsed()
 }
 
@@ -33,7 +36,9 @@ fn seconds(duration: Duration) -> f64 {
 
 fn main() {
     let python = harness::engine::python::speakeasy_python().expect("Speakeasy provisioned");
-    let leaky = harness::driver_build::build(Arch::X64, true).expect("build").sys;
+    let leaky = harness::driver_build::build(Arch::X64, true)
+        .expect("build")
+        .sys;
     let path = leaky.to_str().expect("utf-8");
 
     // Baseline: starting Python and importing Speakeasy, the fixed cost of every run.
@@ -41,14 +46,20 @@ fn main() {
         (0..RUNS)
             .map(|_| {
                 let started = Instant::now();
-                let status = Command::new(&python).args(["-c", "import speakeasy"]).status().expect("python");
+                let status = Command::new(&python)
+                    .args(["-c", "import speakeasy"])
+                    .status()
+                    .expect("python");
                 assert!(status.success());
                 started.elapsed()
             })
             .collect(),
     );
     let speakeasy = median((0..RUNS).map(|_| harness(&["emulate", path])).collect());
-    println!("python + import speakeasy (baseline)  {:>7.3} s", seconds(import));
+    println!(
+        "python + import speakeasy (baseline)  {:>7.3} s",
+        seconds(import)
+    );
     println!(
         "one emulated run, Speakeasy (x64 leak) {:>7.3} s  = {:.2} x baseline",
         seconds(speakeasy),
@@ -57,7 +68,11 @@ fn main() {
 
     if Path::new("/usr/lib/wine/wine64").exists() {
         harness(&["emulate", path, "--engine", "wine"]); // first use creates the prefix
-        let wine = median((0..RUNS).map(|_| harness(&["emulate", path, "--engine", "wine"])).collect());
+        let wine = median(
+            (0..RUNS)
+                .map(|_| harness(&["emulate", path, "--engine", "wine"]))
+                .collect(),
+        );
         println!(
             "one emulated run, Wine (x64 leak)      {:>7.3} s  = {:.2} x Speakeasy",
             seconds(wine),

@@ -38,36 +38,27 @@ pub fn build(arch: Arch, leak: bool) -> Result<BuiltDriver> {
     let root = workspace_root();
     ensure_target(arch)?;
     let variant = format!("{arch}-{}", if leak { "leak" } else { "clean" });
-    // Separate from the workspace's own target dir: `cargo test` holds that
-    // one's lock while tests (which call this) run.
     let target_dir = root.join("target").join("portable").join(&variant);
     let triple = arch.triple();
     let mut features = String::from("portable");
     if leak {
         features.push_str(",leak-on-unload");
     }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(&root)
-        .args([
-            "build",
-            "--release",
-            "--locked",
+    let status = cargo_build(
+        &target_dir,
+        &[
             "-p",
             "sample",
             "--bin",
             "Sample",
-        ])
-        .args(["--features", &features, "--target", triple])
-        .args(["--config", &format!("target.{triple}.linker=\"rust-lld\"")])
-        .env("CARGO_TARGET_DIR", &target_dir)
-        // Either of these would make cargo skip .cargo/config.toml's flags
-        // that keep SSE out of the x86 kernel code.
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .stdout(Stdio::null())
-        .status()
-        .map_err(|error| Failure::new(format!("cannot run cargo: {error}")))?;
+            "--features",
+            &features,
+            "--target",
+            triple,
+            "--config",
+            &format!("target.{triple}.linker=\"rust-lld\""),
+        ],
+    )?;
     if !status.success() {
         return Err(Failure::new(format!(
             "cargo build of the {variant} driver failed (see the errors above)"
@@ -112,22 +103,7 @@ pub fn build_samplectl_for(arch: Arch) -> Result<PathBuf> {
         .join("target")
         .join("portable")
         .join(format!("samplectl-{arch}"));
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(&root)
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "samplectl",
-            "--target",
-            triple,
-        ])
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .stdout(Stdio::null())
-        .status()
-        .map_err(|error| Failure::new(format!("cannot run cargo: {error}")))?;
+    let status = cargo_build(&target_dir, &["-p", "samplectl", "--target", triple])?;
     if !status.success() {
         return Err(Failure::new(format!(
             "cargo build of samplectl.exe for {triple} failed (it needs MinGW: apt-get install gcc-mingw-w64-x86-64 gcc-mingw-w64-i686)"
@@ -137,6 +113,25 @@ pub fn build_samplectl_for(arch: Arch) -> Result<PathBuf> {
         .join(triple)
         .join("release")
         .join("samplectl.exe"))
+}
+
+/// `cargo build --release --locked <args>` in the workspace, into its own
+/// target dir: `cargo test` holds the workspace target dir's lock while the
+/// tests that call this run. Cargo's output goes to stderr.
+fn cargo_build(target_dir: &Path, args: &[&str]) -> Result<std::process::ExitStatus> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(["build", "--release", "--locked"])
+        .args(args)
+        .env("CARGO_TARGET_DIR", target_dir)
+        // Either of these would make cargo skip .cargo/config.toml's flags
+        // (they keep SSE out of the x86 kernel code).
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|error| Failure::new(format!("cannot run cargo: {error}")))
 }
 
 fn copy(from: &Path, to: &Path) -> Result<()> {

@@ -124,33 +124,34 @@ impl Transport for Ssh {
     }
 
     fn upload(&mut self, local: &Path, remote: &str) -> Result<()> {
-        let mut scp = self.base("scp");
-        scp.arg(local)
-            .arg(format!("{}:{}", self.target, remote.replace('\\', "/")));
-        let output = crate::engine::run_with_timeout(&mut scp, b"", Duration::from_mins(5))?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(Failure::new(format!(
-                "scp to the guest failed: {}",
-                crate::engine::python::last_line(&output.stderr)
-            )))
-        }
+        let to = self.remote(remote);
+        self.scp(
+            local.as_os_str(),
+            to.as_ref(),
+            "scp to the guest failed: {}",
+        )
     }
 
     fn download(&mut self, remote: &str, local: &Path) -> Result<()> {
+        let from = self.remote(remote);
+        self.scp(
+            from.as_ref(),
+            local.as_os_str(),
+            "scp from the guest failed: {}",
+        )
+    }
+}
+
+impl Ssh {
+    /// `user@host:C:/path`, as scp names a guest file.
+    fn remote(&self, path: &str) -> String {
+        format!("{}:{}", self.target, path.replace('\\', "/"))
+    }
+
+    fn scp(&self, from: &std::ffi::OsStr, to: &std::ffi::OsStr, what: &str) -> Result<()> {
         let mut scp = self.base("scp");
-        scp.arg(format!("{}:{}", self.target, remote.replace('\\', "/")))
-            .arg(local);
-        let output = crate::engine::run_with_timeout(&mut scp, b"", Duration::from_mins(5))?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(Failure::new(format!(
-                "scp from the guest failed: {}",
-                crate::engine::python::last_line(&output.stderr)
-            )))
-        }
+        scp.arg(from).arg(to);
+        crate::engine::run_checked(&mut scp, Duration::from_mins(5), what).map(drop)
     }
 }
 

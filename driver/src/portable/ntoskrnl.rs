@@ -8,44 +8,29 @@ use core::ffi::c_void;
 
 use super::types::{NTSTATUS, POOL_TYPE, RTL_OSVERSIONINFOW, UNICODE_STRING};
 
-#[cfg_attr(
-    target_arch = "x86",
-    link(
-        name = "ntoskrnl.exe",
-        kind = "raw-dylib",
-        modifiers = "+verbatim",
-        import_name_type = "undecorated"
-    )
-)]
-#[cfg_attr(
-    not(target_arch = "x86"),
-    link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")
-)]
-unsafe extern "system" {
-    pub fn ExAllocatePoolWithTag(
-        PoolType: POOL_TYPE,
-        NumberOfBytes: usize,
-        Tag: u32,
-    ) -> *mut c_void;
+/// An `extern` block of ntoskrnl.exe imports with the right link attributes.
+macro_rules! ntoskrnl {
+    ($abi:literal { $($item:item)* }) => {
+        #[cfg_attr(
+            target_arch = "x86",
+            link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim", import_name_type = "undecorated")
+        )]
+        #[cfg_attr(not(target_arch = "x86"), link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim"))]
+        unsafe extern $abi {
+            $($item)*
+        }
+    };
+}
+
+ntoskrnl!("system" {
+    pub fn ExAllocatePoolWithTag(PoolType: POOL_TYPE, NumberOfBytes: usize, Tag: u32) -> *mut c_void;
     pub fn ExFreePoolWithTag(P: *mut c_void, Tag: u32);
     pub fn RtlCopyUnicodeString(Destination: *mut UNICODE_STRING, Source: *const UNICODE_STRING);
     pub fn RtlGetVersion(VersionInformation: *mut RTL_OSVERSIONINFOW) -> NTSTATUS;
-}
+    pub fn KeBugCheckEx(BugCheckCode: u32, P1: usize, P2: usize, P3: usize, P4: usize) -> !;
+});
 
 // DbgPrint is variadic, hence cdecl on every architecture.
-#[cfg_attr(
-    target_arch = "x86",
-    link(
-        name = "ntoskrnl.exe",
-        kind = "raw-dylib",
-        modifiers = "+verbatim",
-        import_name_type = "undecorated"
-    )
-)]
-#[cfg_attr(
-    not(target_arch = "x86"),
-    link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")
-)]
-unsafe extern "C" {
-    pub fn DbgPrint(Format: *const u8, ...) -> u32;
-}
+ntoskrnl!("C" {
+    pub fn DbgPrint(Format: *const u8, Arguments: ...) -> u32;
+});

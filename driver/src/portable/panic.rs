@@ -2,23 +2,7 @@
 
 use core::panic::PanicInfo;
 
-#[allow(non_snake_case)]
-#[cfg_attr(
-    target_arch = "x86",
-    link(
-        name = "ntoskrnl.exe",
-        kind = "raw-dylib",
-        modifiers = "+verbatim",
-        import_name_type = "undecorated"
-    )
-)]
-#[cfg_attr(
-    not(target_arch = "x86"),
-    link(name = "ntoskrnl.exe", kind = "raw-dylib", modifiers = "+verbatim")
-)]
-unsafe extern "system" {
-    fn KeBugCheckEx(code: u32, p1: usize, p2: usize, p3: usize, p4: usize) -> !;
-}
+use super::ntoskrnl::KeBugCheckEx;
 
 /// Bug check code "RPNC" (Rust panic), the one wdk-panic uses.
 const RUST_PANIC: u32 = u32::from_be_bytes(*b"RPNC");

@@ -82,6 +82,22 @@ pub fn run_with_timeout(command: &mut Command, stdin: &[u8], timeout: Duration) 
     })
 }
 
+/// Runs a command that must succeed; on failure the error is `{what}` plus
+/// the last line the command printed on stderr.
+///
+/// # Errors
+/// The command could not run, outlived `timeout`, or failed.
+pub fn run_checked(command: &mut Command, timeout: Duration, what: &str) -> Result<Output> {
+    let output = run_with_timeout(command, b"", timeout)?;
+    if output.status.success() {
+        Ok(output)
+    } else {
+        Err(Failure::new(
+            what.replace("{}", &python::last_line(&output.stderr)),
+        ))
+    }
+}
+
 fn drain(pipe: Option<impl Read + Send + 'static>) -> std::sync::mpsc::Receiver<Vec<u8>> {
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::run_with_timeout;
+use super::run_checked;
 use crate::failure::{Failure, Result};
 
 /// Pinned Speakeasy and its dependencies.
@@ -91,17 +91,11 @@ fn create_venv(dir: &Path) -> Result<()> {
             "python3 not found: install Python 3.8+ with venv (Debian: apt-get install python3 python3-venv), or set {PYTHON_ENV_VAR} to a Python that has speakeasy-emulator"
         ))
     })?;
-    let output = run_with_timeout(
+    run_checked(
         Command::new(python).args(["-m", "venv"]).arg(dir),
-        b"",
         Duration::from_mins(5),
+        "python3 -m venv failed ({}); on Debian install python3-venv",
     )?;
-    if !output.status.success() {
-        return Err(Failure::new(format!(
-            "python3 -m venv failed ({}); on Debian install python3-venv",
-            last_line(&output.stderr)
-        )));
-    }
     Ok(())
 }
 
@@ -110,7 +104,7 @@ fn install(dir: &Path) -> Result<()> {
     fs::write(&requirements, SPEAKEASY_REQUIREMENTS).map_err(|error| {
         Failure::new(format!("cannot write {}: {error}", requirements.display()))
     })?;
-    let output = run_with_timeout(
+    run_checked(
         Command::new(dir.join("bin").join("python"))
             .args([
                 "-m",
@@ -121,15 +115,11 @@ fn install(dir: &Path) -> Result<()> {
                 "-r",
             ])
             .arg(&requirements),
-        b"",
         Duration::from_mins(15),
+        &format!(
+            "pip could not install Speakeasy ({{}}); check access to PyPI, or set {PYTHON_ENV_VAR} to a Python that has speakeasy-emulator==1.5.11"
+        ),
     )?;
-    if !output.status.success() {
-        return Err(Failure::new(format!(
-            "pip could not install Speakeasy ({}); check access to PyPI, or set {PYTHON_ENV_VAR} to a Python that has speakeasy-emulator==1.5.11",
-            last_line(&output.stderr)
-        )));
-    }
     Ok(())
 }
 

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::{RunOptions, python::last_line, python::which, run_with_timeout};
+use super::{RunOptions, python::last_line, python::which, run_checked, run_with_timeout};
 use crate::events::{Event, Phase, RunError};
 use crate::failure::{Failure, Result};
 
@@ -103,19 +103,13 @@ impl WineMachine {
             log: prefix.join("harness-session.log"),
             session: false,
         };
-        let boot = run_with_timeout(
+        run_checked(
             machine
                 .wine_command(&["wineboot", "-i"])
                 .env("WINEDEBUG", "-all"),
-            b"",
             Duration::from_mins(3),
+            "wineboot -i failed: {}",
         )?;
-        if !boot.status.success() {
-            return Err(Failure::new(format!(
-                "wineboot -i failed: {}",
-                last_line(&boot.stderr)
-            )));
-        }
         machine.wait_server();
         let system32 = prefix.join("drive_c/windows/system32");
         build_shim(&system32.join("bcryptprimitives.dll"))?;
@@ -129,7 +123,7 @@ impl WineMachine {
         let include = POOL_ROUTINES
             .map(|name| format!("ntoskrnl.exe.{name}"))
             .join(";");
-        let reg = run_with_timeout(
+        run_checked(
             machine
                 .wine_command(&[
                     "reg",
@@ -144,15 +138,9 @@ impl WineMachine {
                     "/f",
                 ])
                 .env("WINEDEBUG", "-all"),
-            b"",
             Duration::from_mins(1),
+            "cannot configure relay tracing: {}",
         )?;
-        if !reg.status.success() {
-            return Err(Failure::new(format!(
-                "cannot configure relay tracing: {}",
-                last_line(&reg.stderr)
-            )));
-        }
         machine.wait_server();
         fs::write(prefix.join(".harness-ready"), "ok")
             .map_err(|error| Failure::new(error.to_string()))?;
