@@ -58,9 +58,10 @@ enum Command {
         /// Make the Nth pool allocation fail (1 = the first).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         fail_allocation: Option<u32>,
-        /// Windows version the emulated kernel reports.
-        #[arg(long, value_name = "X.Y.B", default_value = "6.1.7601", value_parser = parse_version)]
-        os_version: String,
+        /// Windows version the emulated kernel reports (Speakeasy; default
+        /// 6.1.7601, the walkthrough's Windows 7 SP1).
+        #[arg(long, value_name = "X.Y.B", value_parser = parse_version)]
+        os_version: Option<String>,
         /// Instructions each driver routine may run before it counts as hung.
         #[arg(long, value_name = "N", default_value_t = 5_000_000)]
         max_instructions: u64,

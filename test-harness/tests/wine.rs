@@ -173,9 +173,19 @@ fn wine_engine_verdicts_equal_speakeasy() {
 }
 
 #[test]
-fn wine_engine_refuses_x86_drivers() {
+fn wine_engine_refuses_what_it_cannot_do() {
     let built = common::driver(Arch::X86, false);
     let run = common::emulate_json(&built.sys, &["--engine", "wine"]);
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("x64 drivers only"), "{}", run.stderr);
+    let built = common::driver(Arch::X64, false);
+    for option in [["--fail-allocation", "1"], ["--os-version", "10.0.19045"]] {
+        let run = common::emulate_json(&built.sys, &["--engine", "wine", option[0], option[1]]);
+        assert_eq!(run.code, 2, "{option:?}");
+        assert!(
+            run.stderr.contains("need the speakeasy engine"),
+            "{}",
+            run.stderr
+        );
+    }
 }

@@ -17,8 +17,8 @@ use crate::failure::{Failure, Result};
 pub struct RunOptions {
     /// Make the Nth pool allocation fail (1-based; 0: none).
     pub fail_allocation: u32,
-    /// Windows version the emulated kernel reports (`6.1.7601`).
-    pub os_version: String,
+    /// Windows version the emulated kernel reports (`6.1.7601` if `None`).
+    pub os_version: Option<String>,
     /// Instruction budget per driver routine.
     pub max_instructions: u64,
     /// Wall-clock budget for the whole run.
@@ -29,7 +29,7 @@ impl Default for RunOptions {
     fn default() -> Self {
         Self {
             fail_allocation: 0,
-            os_version: "6.1.7601".into(),
+            os_version: None,
             max_instructions: 5_000_000,
             timeout: Duration::from_mins(1),
         }

@@ -26,7 +26,10 @@ pub fn run(driver: &Path, options: &RunOptions) -> Result<Vec<Event>> {
         .arg("-")
         .arg(driver)
         .args(["--fail-allocation", &options.fail_allocation.to_string()])
-        .args(["--os-version", &options.os_version])
+        .args([
+            "--os-version",
+            options.os_version.as_deref().unwrap_or("6.1.7601"),
+        ])
         .args(["--max-instructions", &options.max_instructions.to_string()])
         .args(["--timeout", &inner.to_string()]);
     let output = run_with_timeout(

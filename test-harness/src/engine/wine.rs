@@ -333,7 +333,14 @@ fn cached_machine() -> Result<(WineMachine, File)> {
 ///
 /// # Errors
 /// Wine could not run it, or the driver is not x64.
-pub fn run(driver: &Path, image_size: u64, _options: &RunOptions) -> Result<Vec<Event>> {
+pub fn run(driver: &Path, image_size: u64, options: &RunOptions) -> Result<Vec<Event>> {
+    // Wine runs the driver for real: no allocation can be made to fail, and
+    // the Windows version is the prefix's.
+    if options.fail_allocation != 0 || options.os_version.is_some() {
+        return Err(Failure::new(
+            "--fail-allocation and --os-version need the speakeasy engine; Wine runs the driver as it is",
+        ));
+    }
     let (mut machine, _lock) = cached_machine()?;
     let name = driver
         .file_stem()
@@ -351,7 +358,7 @@ pub fn run(driver: &Path, image_size: u64, _options: &RunOptions) -> Result<Vec<
     machine.start_session()?;
     let result = drive(&machine, &name, &format!(r"C:\harness\run\{file_name}"));
     machine.stop_session();
-    let (start, stop) = result?;
+    let (start, _stop) = result?;
     let log = machine.log();
     let events = events_from_log(&log, &file_name, image_size);
     if !events
@@ -367,7 +374,6 @@ pub fn run(driver: &Path, image_size: u64, _options: &RunOptions) -> Result<Vec<
             }
         )));
     }
-    let _ = stop;
     Ok(events)
 }
 
