@@ -46,16 +46,23 @@ fn install_start_stop_uninstall_clean_and_leaky() {
         let path = copy_in(machine, leak);
         machine.start_session().expect("session");
         let started = Instant::now();
-        assert!(
-            ok(&machine
-                .samplectl(&["install", &path, "--no-copy"])
-                .expect("install"))
-            .contains("created")
-        );
+        // The leaky run uses the default: a copy in %SystemRoot%\System32\drivers.
+        let copy = machine
+            .c_drive()
+            .join("windows/system32/drivers/Sample.sys");
+        let install: &[&str] = if leak {
+            &["install", &path]
+        } else {
+            &["install", &path, "--no-copy"]
+        };
+        let created = machine.samplectl(install).expect("install");
+        assert!(ok(&created).contains("created"));
+        assert_eq!(copy.exists(), leak, "{}", created.stdout);
         assert!(ok(&machine.samplectl(&["start"]).expect("start")).contains("started"));
         assert!(ok(&machine.samplectl(&["status"]).expect("status")).contains("RUNNING"));
         assert!(ok(&machine.samplectl(&["stop"]).expect("stop")).contains("stopped"));
         assert!(ok(&machine.samplectl(&["uninstall"]).expect("uninstall")).contains("deleted"));
+        assert!(!copy.exists(), "uninstall removes the copy install made");
         println!(
             "install/start/stop/uninstall under Wine: {:.2} s",
             started.elapsed().as_secs_f64()
