@@ -217,14 +217,9 @@ class Driver:
             # Leave the memory mapped: a use after free must not crash the
             # emulator differently from the real kernel (which would not fault).
 
-    def ex_allocate_pool_with_tag(self, emu, api, orig, argv):
-        return self.allocate(emu, "ExAllocatePoolWithTag", argv[0], argv[1], argv[2])
-
-    def ex_allocate_pool_with_tag_priority(self, emu, api, orig, argv):
-        return self.allocate(emu, "ExAllocatePoolWithTagPriority", argv[0], argv[1], argv[2])
-
-    def ex_allocate_pool_with_quota_tag(self, emu, api, orig, argv):
-        return self.allocate(emu, "ExAllocatePoolWithQuotaTag", argv[0], argv[1], argv[2])
+    def ex_allocate_pool_tagged(self, emu, api, orig, argv):
+        """ExAllocatePoolWithTag, ...WithTagPriority, ...WithQuotaTag: (type, size, tag, ...)."""
+        return self.allocate(emu, api.split(".")[-1], argv[0], argv[1], argv[2])
 
     def ex_allocate_pool(self, emu, api, orig, argv):
         return self.allocate(emu, "ExAllocatePool", argv[0], argv[1], TAG_NONE)
@@ -295,9 +290,9 @@ class Driver:
         hooks = [
             ("DbgPrint", self.dbg_print, 1, "cdecl"),
             ("DbgPrintEx", self.dbg_print_ex, 3, "cdecl"),
-            ("ExAllocatePoolWithTag", self.ex_allocate_pool_with_tag, 3, None),
-            ("ExAllocatePoolWithTagPriority", self.ex_allocate_pool_with_tag_priority, 4, None),
-            ("ExAllocatePoolWithQuotaTag", self.ex_allocate_pool_with_quota_tag, 3, None),
+            ("ExAllocatePoolWithTag", self.ex_allocate_pool_tagged, 3, None),
+            ("ExAllocatePoolWithTagPriority", self.ex_allocate_pool_tagged, 4, None),
+            ("ExAllocatePoolWithQuotaTag", self.ex_allocate_pool_tagged, 3, None),
             ("ExAllocatePool", self.ex_allocate_pool, 2, None),
             ("ExAllocatePool2", self.ex_allocate_pool2, 3, None),
             ("ExAllocatePool3", self.ex_allocate_pool2, 5, None),

@@ -20,16 +20,18 @@ pub fn report(verdict: &Verdict) -> String {
             .map_or_else(|| "arch unknown".into(), |arch| arch.to_string()),
         verdict.engine
     );
-    out.push('\n');
-    let mut hits = verdict.pool_hits.iter().peekable();
-    for (index, line) in verdict.debug_output.iter().enumerate() {
-        while let Some(hit) = hits.next_if(|hit| hit.after_debug_lines <= index) {
+    if !verdict.debug_output.is_empty() || !verdict.pool_hits.is_empty() {
+        out.push('\n');
+        let mut hits = verdict.pool_hits.iter().peekable();
+        for (index, line) in verdict.debug_output.iter().enumerate() {
+            while let Some(hit) = hits.next_if(|hit| hit.after_debug_lines <= index) {
+                out.push_str(&pool_hit(hit, arch));
+            }
+            let _ = writeln!(out, "{line}");
+        }
+        for hit in hits {
             out.push_str(&pool_hit(hit, arch));
         }
-        let _ = writeln!(out, "{line}");
-    }
-    for hit in hits {
-        out.push_str(&pool_hit(hit, arch));
     }
     out.push('\n');
     let _ = writeln!(out, "{}", outcome_line(verdict));
@@ -98,17 +100,16 @@ fn status_name(status: u32) -> &'static str {
 }
 
 fn pool_hit(hit: &crate::verdict::PoolHit, arch: Arch) -> String {
-    let bytes = hit
-        .bytes
-        .map(|bytes| format!(" 0x{bytes:x} bytes,"))
-        .unwrap_or_default();
+    // An allocation shows what it got; a free, what it gave back.
+    let what = match hit.bytes {
+        Some(bytes) => format!("0x{bytes:x} bytes -> {}", arch.address(hit.address)),
+        None => arch.address(hit.address),
+    };
     format!(
         "Break instruction exception - code 80000003 (first chance)\n\
-         nt!PoolHitTag: nt!{}({bytes} address {})\n # Call Site\n00 nt!{}\n01 {}\n",
-        hit.api,
-        arch.address(hit.address),
-        hit.api,
-        hit.caller
+         nt!PoolHitTag: nt!{api} {what}\n # Call Site\n00 nt!{api}\n01 {}\n",
+        hit.caller,
+        api = hit.api,
     )
 }
 
@@ -225,26 +226,15 @@ pub fn verifier3(verdict: &Verdict, arch: Arch) -> String {
         "  Pool Allocations Failed                0x{:x}\n",
         stats.failed
     );
-    let _ = writeln!(
-        out,
-        "  Current paged pool allocations         0x{:x} for {:08X} bytes",
-        stats.current_paged.0, stats.current_paged.1
-    );
-    let _ = writeln!(
-        out,
-        "  Peak paged pool allocations            0x{:x} for {:08X} bytes",
-        stats.peak_paged.0, stats.peak_paged.1
-    );
-    let _ = writeln!(
-        out,
-        "  Current nonpaged pool allocations      0x{:x} for {:08X} bytes",
-        stats.current_nonpaged.0, stats.current_nonpaged.1
-    );
-    let _ = writeln!(
-        out,
-        "  Peak nonpaged pool allocations         0x{:x} for {:08X} bytes\n",
-        stats.peak_nonpaged.0, stats.peak_nonpaged.1
-    );
+    for (label, (count, bytes)) in [
+        ("Current paged pool allocations   ", stats.current_paged),
+        ("Peak paged pool allocations      ", stats.peak_paged),
+        ("Current nonpaged pool allocations", stats.current_nonpaged),
+        ("Peak nonpaged pool allocations   ", stats.peak_nonpaged),
+    ] {
+        let _ = writeln!(out, "  {label}      0x{count:x} for {bytes:08X} bytes");
+    }
+    out.push('\n');
     let _ = writeln!(out, "    Pool Allocations:\n");
     let width = arch.pointer_digits() + 2;
     let _ = writeln!(out, "      {:<width$}  Length      Tag   Caller", "Address");

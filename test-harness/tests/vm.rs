@@ -215,12 +215,13 @@ fn options(dir: &Path, revert_marker: Option<&Path>) -> VmOptions {
     }
 }
 
+/// Runs the orchestration, collecting its progress lines.
 fn run(
-    guest: &mut FakeGuest,
+    transport: &mut dyn Transport,
     options: &VmOptions,
 ) -> (Result<harness::verdict::Verdict>, Vec<String>) {
     let mut progress = Vec::new();
-    let result = vm::run(guest, options, &mut |line| {
+    let result = vm::run(transport, options, &mut |line| {
         progress.push(line.to_owned());
     });
     (result, progress)
@@ -434,21 +435,10 @@ fn real_ssh_transport_reports_an_unreachable_guest() {
         target: "nobody@127.0.0.1".into(),
         options: vec!["Port=1".into()],
     };
-    let (result, _) = run_with(&mut ssh, &options(dir.path(), None));
+    let (result, _) = run(&mut ssh, &options(dir.path(), None));
     let failure = result.expect_err("unreachable");
     assert!(
         failure.0.contains("cannot reach the guest over SSH"),
         "{failure}"
     );
-}
-
-fn run_with(
-    transport: &mut dyn Transport,
-    options: &VmOptions,
-) -> (Result<harness::verdict::Verdict>, Vec<String>) {
-    let mut progress = Vec::new();
-    let result = vm::run(transport, options, &mut |line| {
-        progress.push(line.to_owned());
-    });
-    (result, progress)
 }
