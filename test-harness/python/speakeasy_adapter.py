@@ -26,10 +26,8 @@ def fail(kind, message):
     return 0  # the error is reported as an event; exit 0 means "report complete"
 
 
-POOL_FLAG_NON_PAGED = 0x40
 POOL_FLAG_NON_PAGED_EXECUTE = 0x80
 POOL_FLAG_PAGED = 0x100
-POOL_FLAG_UNINITIALIZED = 0x2
 TAG_NONE = 0x656E6F4E  # 'None', what ExAllocatePool tags with
 CALL_CONV_CDECL = 0  # speakeasy.winenv.arch
 CALL_CONV_STDCALL = 1
@@ -42,7 +40,6 @@ class Driver:
         self.se = se
         self.fail_allocation = args.fail_allocation
         self.allocations = 0
-        self.live = {}  # address -> size, for freeing emulator memory
         self.phase = "entry"
 
     # -- helpers -----------------------------------------------------------
@@ -204,18 +201,15 @@ class Driver:
         address = 0
         if size > 0:
             address = emu.mem_map(size, tag="pool.%08x" % tag)
-            self.live[address] = size
         emit("alloc", phase=self.phase, api=api, pool=pool, size=size, tag=tag,
              address=address, caller=caller, injected_failure=False)
         return address
 
     def free(self, emu, api, address, tag):
+        # The memory stays mapped: a use after free must not fault here when
+        # it would not fault in the real kernel either.
         emit("free", phase=self.phase, api=api, address=address, tag=tag,
              caller=self.caller(emu))
-        if address in self.live:
-            del self.live[address]
-            # Leave the memory mapped: a use after free must not crash the
-            # emulator differently from the real kernel (which would not fault).
 
     def ex_allocate_pool_tagged(self, emu, api, orig, argv):
         """ExAllocatePoolWithTag, ...WithTagPriority, ...WithQuotaTag: (type, size, tag, ...)."""
