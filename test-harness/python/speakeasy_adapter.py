@@ -236,16 +236,9 @@ class Driver:
         flags, size, tag = self.pool2_args(emu, argv)
         return self.allocate(emu, api.split(".")[-1], self.pool_type_from_flags(flags), size, tag)
 
-    def ex_free_pool_with_tag(self, emu, api, orig, argv):
-        self.free(emu, "ExFreePoolWithTag", argv[0], argv[1])
-        return 0
-
-    def ex_free_pool(self, emu, api, orig, argv):
-        self.free(emu, "ExFreePool", argv[0], None)
-        return 0
-
-    def ex_free_pool2(self, emu, api, orig, argv):
-        self.free(emu, "ExFreePool2", argv[0], argv[1])
+    def ex_free(self, emu, api, orig, argv):
+        """ExFreePool(P), ExFreePoolWithTag(P, Tag), ExFreePool2(P, Tag, ...)."""
+        self.free(emu, api.split(".")[-1], argv[0], argv[1] if len(argv) > 1 else None)
         return 0
 
     # -- other fixes ---------------------------------------------------------
@@ -268,15 +261,10 @@ class Driver:
         emu.mem_write(destination, struct.pack("<H", copy))
         return 0
 
-    def ke_bug_check_ex(self, emu, api, orig, argv):
-        emit("bugcheck", phase=self.phase, code=argv[0], args=list(argv[1:5]),
-             caller=self.caller(emu))
-        emu.stop()
-        return 0
-
     def ke_bug_check(self, emu, api, orig, argv):
-        emit("bugcheck", phase=self.phase, code=argv[0], args=[0, 0, 0, 0],
-             caller=self.caller(emu))
+        """KeBugCheckEx(Code, P1..P4) or KeBugCheck(Code): the machine stops."""
+        args = (list(argv[1:5]) + [0, 0, 0, 0])[:4]
+        emit("bugcheck", phase=self.phase, code=argv[0], args=args, caller=self.caller(emu))
         emu.stop()
         return 0
 
@@ -290,11 +278,11 @@ class Driver:
             ("ExAllocatePool", self.ex_allocate_pool, 2, None),
             ("ExAllocatePool2", self.ex_allocate_pool2, 3, None),
             ("ExAllocatePool3", self.ex_allocate_pool2, 5, None),
-            ("ExFreePoolWithTag", self.ex_free_pool_with_tag, 2, None),
-            ("ExFreePool", self.ex_free_pool, 1, None),
-            ("ExFreePool2", self.ex_free_pool2, 4, None),
+            ("ExFreePoolWithTag", self.ex_free, 2, None),
+            ("ExFreePool", self.ex_free, 1, None),
+            ("ExFreePool2", self.ex_free, 4, None),
             ("RtlCopyUnicodeString", self.rtl_copy_unicode_string, 2, None),
-            ("KeBugCheckEx", self.ke_bug_check_ex, 5, None),
+            ("KeBugCheckEx", self.ke_bug_check, 5, None),
             ("KeBugCheck", self.ke_bug_check, 1, None),
         ]
         for name, callback, argc, conv in hooks:

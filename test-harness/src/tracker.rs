@@ -394,16 +394,19 @@ mod tests {
         Symbolizer::for_driver(std::path::Path::new("/none/Test.sys"), &image, BASE, 0x4000)
     }
 
-    fn judge_events(events: &[Event]) -> Verdict {
-        let symbols = symbols();
-        let context = Context {
+    fn context(symbols: &Symbolizer) -> Context<'_> {
+        Context {
             driver: "Test.sys".into(),
             engine: "test".into(),
-            symbols: &symbols,
+            symbols,
             arch: Arch::X64,
             pool_hit_tag: Some(TAG),
-        };
-        judge(events, &context).expect("judged")
+        }
+    }
+
+    fn judge_events(events: &[Event]) -> Verdict {
+        let symbols = symbols();
+        judge(events, &context(&symbols)).expect("judged")
     }
 
     fn alloc(address: u64, size: u64) -> Event {
@@ -550,13 +553,7 @@ mod tests {
     #[test]
     fn engine_errors_are_failures_not_verdicts() {
         let symbols = symbols();
-        let context = Context {
-            driver: "T.sys".into(),
-            engine: "test".into(),
-            symbols: &symbols,
-            arch: Arch::X64,
-            pool_hit_tag: None,
-        };
+        let context = context(&symbols);
         let unsupported = Event::EntryReturn {
             status: None,
             error: Some(RunError {
