@@ -2,6 +2,8 @@
 
 The harness (Rust) judges; this adapter only reports. Each stdout line is one
 event object with an "event" key; see test-harness/src/events.rs for the schema.
+Pool calls are reported raw (argument slots and result): what they mean is
+the harness's table (test-harness/src/pool_api.rs), not this file's.
 It also works around Speakeasy 1.5.11's gaps: DbgPrint formats %wZ itself
 here, RtlCopyUnicodeString sets the destination Length, the pool APIs are all
 implemented here (ExAllocatePool2/3 and ExFreePool2 are missing upstream), and
@@ -13,6 +15,7 @@ import argparse
 import json
 import struct
 import sys
+import time
 
 
 def emit(event, **fields):
@@ -21,16 +24,37 @@ def emit(event, **fields):
     sys.stdout.flush()
 
 
-def fail(kind, message):
-    emit("adapter_error", kind=kind, message=message)
-    return 0  # the error is reported as an event; exit 0 means "report complete"
+def gap(kind, phase=None, caller=None, **fields):
+    """The engine could not do its part: the harness will not judge the run."""
+    fields["kind"] = kind
+    emit("gap", phase=phase, gap=fields, caller=caller)
+    return 0  # the gap is reported as an event; exit 0 means "report complete"
 
 
-POOL_FLAG_NON_PAGED_EXECUTE = 0x80
-POOL_FLAG_PAGED = 0x100
-TAG_NONE = 0x656E6F4E  # 'None', what ExAllocatePool tags with
 CALL_CONV_CDECL = 0  # speakeasy.winenv.arch
 CALL_CONV_STDCALL = 1
+# Argument slots of each pool routine (x86: a 64-bit POOL_FLAGS takes two).
+POOL_ROUTINES = {
+    "ExAllocatePoolWithTag": 3,
+    "ExAllocatePoolWithTagPriority": 4,
+    "ExAllocatePoolWithQuotaTag": 3,
+    "ExAllocatePool": 2,
+    "ExAllocatePoolWithQuota": 2,
+    "ExAllocatePoolZero": 3,
+    "ExAllocatePool2": 3,
+    "ExAllocatePool3": 5,
+    "ExFreePoolWithTag": 2,
+    "ExFreePool": 1,
+    "ExFreePool2": 4,
+}
+WIDE_FLAGS = ("ExAllocatePool2", "ExAllocatePool3")
+# Unicorn's error numbers (unicorn_const.py) for what the CPU itself refused.
+UC_ERR_INSN_INVALID = 10
+# x86 exception vectors Speakeasy reports as "unhandled_interrupt".
+VECTOR_FAULTS = {0: "divide_error", 3: "breakpoint", 6: "illegal_instruction",
+                 13: "privileged_instruction"}
+ACCESS_FAULTS = {"invalid_read": "read", "invalid_write": "write",
+                 "invalid_protect_write": "write", "invalid_fetch": "execute"}
 
 
 class Driver:
@@ -41,6 +65,9 @@ class Driver:
         self.fail_allocation = args.fail_allocation
         self.allocations = 0
         self.phase = "entry"
+        self.returned = False  # the current routine returned (or faulted)
+        self.stopped = False  # the run ended for good (bug check, failed hook)
+        self.uc_errno = None
 
     # -- helpers -----------------------------------------------------------
 
@@ -191,55 +218,27 @@ class Driver:
 
     # -- pool --------------------------------------------------------------
 
-    def allocate(self, emu, api, pool, size, tag):
+    def pool_call(self, emu, api, orig, argv):
+        """Any pool routine: allocate or free, and report the raw call."""
+        name = api.split(".")[-1]
+        slots = list(argv)
         caller = self.caller(emu)
-        self.allocations += 1
-        if self.allocations == self.fail_allocation:
-            emit("alloc", phase=self.phase, api=api, pool=pool, size=size, tag=tag,
-                 address=0, caller=caller, injected_failure=True)
+        if name.startswith("ExFree"):
+            # The memory stays mapped: a use after free must not fault here
+            # when it would not fault in the real kernel either.
+            emit("pool_call", phase=self.phase, routine=name, args=slots, result=0,
+                 caller=caller, injected_failure=False)
             return 0
+        size_slot = 2 if (name in WIDE_FLAGS and self.ptr_size(emu) == 4) else 1
+        size = slots[size_slot]
+        self.allocations += 1
+        injected = self.allocations == self.fail_allocation
         address = 0
-        if size > 0:
-            address = emu.mem_map(size, tag="pool.%08x" % tag)
-        emit("alloc", phase=self.phase, api=api, pool=pool, size=size, tag=tag,
-             address=address, caller=caller, injected_failure=False)
+        if size > 0 and not injected:
+            address = emu.mem_map(size, tag="pool")
+        emit("pool_call", phase=self.phase, routine=name, args=slots, result=address,
+             caller=caller, injected_failure=injected)
         return address
-
-    def free(self, emu, api, address, tag):
-        # The memory stays mapped: a use after free must not fault here when
-        # it would not fault in the real kernel either.
-        emit("free", phase=self.phase, api=api, address=address, tag=tag,
-             caller=self.caller(emu))
-
-    def ex_allocate_pool_tagged(self, emu, api, orig, argv):
-        """ExAllocatePoolWithTag, ...WithTagPriority, ...WithQuotaTag: (type, size, tag, ...)."""
-        return self.allocate(emu, api.split(".")[-1], argv[0], argv[1], argv[2])
-
-    def ex_allocate_pool(self, emu, api, orig, argv):
-        return self.allocate(emu, "ExAllocatePool", argv[0], argv[1], TAG_NONE)
-
-    def pool2_args(self, emu, argv):
-        # POOL_FLAGS is 64-bit: two stack slots on x86.
-        if self.ptr_size(emu) == 4:
-            return argv[0] | (argv[1] << 32), argv[2], argv[3]
-        return argv[0], argv[1], argv[2]
-
-    @staticmethod
-    def pool_type_from_flags(flags):
-        if flags & POOL_FLAG_PAGED:
-            return 1  # PagedPool
-        if flags & POOL_FLAG_NON_PAGED_EXECUTE:
-            return 0  # NonPagedPool (executable)
-        return 512  # NonPagedPoolNx
-
-    def ex_allocate_pool2(self, emu, api, orig, argv):
-        flags, size, tag = self.pool2_args(emu, argv)
-        return self.allocate(emu, api.split(".")[-1], self.pool_type_from_flags(flags), size, tag)
-
-    def ex_free(self, emu, api, orig, argv):
-        """ExFreePool(P), ExFreePoolWithTag(P, Tag), ExFreePool2(P, Tag, ...)."""
-        self.free(emu, api.split(".")[-1], argv[0], argv[1] if len(argv) > 1 else None)
-        return 0
 
     # -- other fixes ---------------------------------------------------------
 
@@ -264,7 +263,9 @@ class Driver:
     def ke_bug_check(self, emu, api, orig, argv):
         """KeBugCheckEx(Code, P1..P4) or KeBugCheck(Code): the machine stops."""
         args = (list(argv[1:5]) + [0, 0, 0, 0])[:4]
-        emit("bugcheck", phase=self.phase, code=argv[0], args=args, caller=self.caller(emu))
+        emit("bug_check_call", phase=self.phase, code=argv[0] & 0xFFFFFFFF, args=args,
+             caller=self.caller(emu))
+        self.stopped = True
         emu.stop()
         return 0
 
@@ -272,28 +273,20 @@ class Driver:
         hooks = [
             ("DbgPrint", self.dbg_print, 1, "cdecl"),
             ("DbgPrintEx", self.dbg_print_ex, 3, "cdecl"),
-            ("ExAllocatePoolWithTag", self.ex_allocate_pool_tagged, 3, None),
-            ("ExAllocatePoolWithTagPriority", self.ex_allocate_pool_tagged, 4, None),
-            ("ExAllocatePoolWithQuotaTag", self.ex_allocate_pool_tagged, 3, None),
-            ("ExAllocatePool", self.ex_allocate_pool, 2, None),
-            ("ExAllocatePool2", self.ex_allocate_pool2, 3, None),
-            ("ExAllocatePool3", self.ex_allocate_pool2, 5, None),
-            ("ExFreePoolWithTag", self.ex_free, 2, None),
-            ("ExFreePool", self.ex_free, 1, None),
-            ("ExFreePool2", self.ex_free, 4, None),
             ("RtlCopyUnicodeString", self.rtl_copy_unicode_string, 2, None),
             ("KeBugCheckEx", self.ke_bug_check, 5, None),
             ("KeBugCheck", self.ke_bug_check, 1, None),
         ]
+        wide = self.se.emu.get_ptr_size() == 4
+        for name, slots in POOL_ROUTINES.items():
+            hooks.append((name, self.pool_call, slots + (wide and name in WIDE_FLAGS), None))
         for name, callback, argc, conv in hooks:
             call_conv = CALL_CONV_CDECL if conv == "cdecl" else CALL_CONV_STDCALL
-            if name in ("ExAllocatePool2", "ExAllocatePool3") and self.se.emu.get_ptr_size() == 4:
-                argc += 1  # the 64-bit flags take two slots
-            self.se.add_api_hook(guarded(callback), "ntoskrnl", name, argc=argc,
+            self.se.add_api_hook(guarded(callback, self), "ntoskrnl", name, argc=argc,
                                  call_conv=call_conv)
 
 
-def guarded(callback):
+def guarded(callback, driver):
     """A hook that fails reports why and ends the emulation, instead of
     letting Speakeasy carry on with a half-done call."""
 
@@ -301,27 +294,48 @@ def guarded(callback):
         try:
             return callback(emu, api, orig, argv)
         except Exception as error:
-            emit("adapter_error", kind="engine",
-                 message="%s hook failed: %s: %s" % (api, type(error).__name__, error))
+            gap("engine_error", phase=driver.phase, caller=driver.caller(emu),
+                message="%s: %s" % (type(error).__name__, error), routine=api)
+            driver.stopped = True
             emu.stop()
             return 0
 
     return hook
 
 
-def error_summary(error):
-    """The parts of a Speakeasy run error the harness reports."""
-    if not error:
-        return None
-    summary = {"type": str(error.get("type", "error"))}
-    for key in ("pc", "address"):
-        if key in error:
-            summary[key] = int(str(error[key]), 16)
-    if "api_name" in error:
-        summary["api"] = error["api_name"]
-    if "instr" in error:
-        summary["instruction"] = str(error["instr"])
-    return summary
+def hex_field(error, key):
+    value = error.get(key)
+    return int(str(value), 16) if value is not None else None
+
+
+def report_error(emu, driver, error):
+    """Reports why a routine's run ended early: a CPU fault, or a gap."""
+    phase = driver.phase
+    kind = str(error.get("type", ""))
+    pc = hex_field(error, "pc")
+    apis = getattr(emu.curr_run, "apis", None) or []
+    last = apis[-1] if apis else None
+    if last and last["api_name"].split(".")[-1] not in POOL_ROUTINES:
+        # The engine routine called last, so that a fault right after it is
+        # traced to the engine and not blamed on the driver.
+        emit("call", phase=phase, routine=last["api_name"], caller=int(last["pc"], 16))
+    if kind in ACCESS_FAULTS:
+        emit("fault", phase=phase, kind=ACCESS_FAULTS[kind], pc=pc,
+             address=hex_field(error, "address"))
+    elif kind == "unhandled_interrupt" and error.get("interrupt_num") in VECTOR_FAULTS:
+        emit("fault", phase=phase, kind=VECTOR_FAULTS[error["interrupt_num"]], pc=pc,
+             address=None)
+    elif driver.uc_errno == UC_ERR_INSN_INVALID:
+        emit("fault", phase=phase, kind="illegal_instruction", pc=pc, address=None)
+    elif kind == "unsupported_api":
+        gap("missing_routine", phase=phase, caller=emu.get_ret_address(),
+            routine=error.get("api_name", "an API"))
+    elif kind == "max_api_count":
+        gap("engine_limit", phase=phase,
+            detail="Speakeasy stops a run after %s API calls" % error.get("count"))
+    else:
+        gap("engine_error", phase=phase, caller=int(last["pc"], 16) if last else None,
+            message=kind, routine=last["api_name"] if last else None)
 
 
 def patch_run_order(emu, driver):
@@ -332,28 +346,45 @@ def patch_run_order(emu, driver):
         run = self.curr_run
         if run.type is None:
             return
+        if driver.stopped:  # a bug check or a failed hook already said why
+            self.on_emu_complete()
+            return
+        if run.error:
+            report_error(self, driver, run.error)
+            driver.returned = True
+            self.on_emu_complete()
+            return
         status = self.get_return_val() & 0xFFFFFFFF
         run.ret_val = status
-        error = error_summary(run.error)
-        if error and "api" in error:
-            error["caller"] = self.get_ret_address()  # still at the failed call
+        driver.returned = True
         if run.type == kernel.EP_DRIVER_UNLOAD:
-            emit("unload_return", error=error)
+            emit("unload_return")
             self.on_emu_complete()
             return
-        emit("entry_return", status=None if error else status, error=error,
-             unload_routine=int(drv.on_unload or 0))
-        if error or status & 0x80000000:
-            self.on_emu_complete()
-            return
-        if not drv.on_unload:
+        emit("driver_object", address=drv.address, name=drv.name.split("\\")[-1])
+        emit("entry_return", status=status, unload_routine=int(drv.on_unload or 0))
+        if status & 0x80000000 or not drv.on_unload:
             self.on_emu_complete()
             return
         driver.phase = "unload"
+        driver.returned = False
         self.driver_unload(drv)
 
     import types
     emu.next_driver_func = types.MethodType(next_driver_func, emu)
+
+    # Keep Unicorn's own error number: Speakeasy only keeps its text.
+    engine = emu.emu_eng
+    start = engine.start
+
+    def start_and_keep_errno(*args, **kwargs):
+        try:
+            return start(*args, **kwargs)
+        except Exception as error:
+            driver.uc_errno = getattr(error, "errno", None)
+            raise
+
+    engine.start = start_and_keep_errno
 
 
 def main():
@@ -369,7 +400,7 @@ def main():
         import speakeasy
         from speakeasy.windows import kernel  # noqa: F401
     except ImportError as error:
-        return fail("missing_tool", "speakeasy is not importable: %s" % error)
+        return gap("engine_error", message="speakeasy is not importable: %s" % error)
 
     import logging
     logging.disable(logging.CRITICAL)
@@ -385,7 +416,7 @@ def main():
     try:
         module = se.load_module(args.driver)
     except Exception as error:  # speakeasy raises bare Exceptions on bad PEs
-        return fail("bad_input", "speakeasy could not load the image: %s" % error)
+        return gap("engine_error", message="speakeasy could not load the image: %s" % error)
 
     emu = se.emu
     driver = Driver(se, args)
@@ -394,18 +425,20 @@ def main():
     emit("load", arch="x86" if emu.get_ptr_size() == 4 else "x64",
          image_base=module.base, image_size=module.image_size,
          entry_point=module.base + module.ep if module.ep else 0)
+    started = time.monotonic()
     try:
         se.run_module(module, all_entrypoints=True)
     except Exception as error:
-        return fail("engine", "speakeasy stopped: %s" % error)
-    import os
-    ours = "\\Driver\\" + os.path.splitext(os.path.basename(args.driver))[0]
-    for drv in getattr(emu, "drivers", []):
-        if drv.name.lower() != ours.lower():  # Speakeasy also makes decoy drivers
-            continue
-        name_ptr = drv.address + (0x38 if emu.get_ptr_size() == 8 else 0x1C)
-        emit("driver_object", address=drv.address, name_address=name_ptr,
-             name=str(drv.get_reg_path()).split("\\")[-1])
+        return gap("engine_error", phase=driver.phase,
+                   message="speakeasy stopped: %s: %s" % (type(error).__name__, error))
+    if not driver.returned and not driver.stopped:
+        # Speakeasy ends a run quietly when a budget runs out (Unicorn's
+        # instruction count, or its timeout): the clock tells which.
+        if time.monotonic() - started < args.timeout:
+            limit = {"kind": "instructions", "count": args.max_instructions}
+        else:
+            limit = {"kind": "time", "seconds": args.timeout}
+        emit("stopped", phase=driver.phase, limit=limit)
     emit("end")
     return 0
 
@@ -414,5 +447,5 @@ if __name__ == "__main__":
     try:
         sys.exit(main())
     except Exception as error:  # never a traceback: one event the harness can report
-        emit("adapter_error", kind="engine", message="%s: %s" % (type(error).__name__, error))
+        gap("engine_error", message="%s: %s" % (type(error).__name__, error))
         sys.exit(0)

@@ -47,6 +47,31 @@ impl Arch {
         }
     }
 
+    /// Size of the `_POOL_HEADER` in front of every pool block (8 bytes on
+    /// x86, 16 on x64); block sizes are multiples of it.
+    #[must_use]
+    pub const fn pool_header_size(self) -> u64 {
+        self.pool_granularity()
+    }
+
+    /// The lowest kernel-mode address: everything below is user space.
+    #[must_use]
+    pub const fn kernel_base(self) -> u64 {
+        match self {
+            Self::X64 => 0xFFFF_8000_0000_0000,
+            Self::X86 => 0x8000_0000,
+        }
+    }
+
+    /// Bytes in a pointer.
+    #[must_use]
+    pub const fn pointer_size(self) -> u64 {
+        match self {
+            Self::X64 => 8,
+            Self::X86 => 4,
+        }
+    }
+
     /// Formats an address with the debugger's width for this architecture.
     #[must_use]
     pub fn address(self, value: u64) -> String {
@@ -63,16 +88,19 @@ impl fmt::Display for Arch {
     }
 }
 
+/// An architecture name the harness does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown architecture '{0}' (expected x64 or x86)")]
+pub struct UnknownArch(pub String);
+
 impl FromStr for Arch {
-    type Err = String;
+    type Err = UnknownArch;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text.to_ascii_lowercase().as_str() {
             "x64" | "amd64" | "x86_64" => Ok(Self::X64),
             "x86" | "i386" | "i686" => Ok(Self::X86),
-            other => Err(format!(
-                "unknown architecture '{other}' (expected x64 or x86)"
-            )),
+            other => Err(UnknownArch(other.to_owned())),
         }
     }
 }

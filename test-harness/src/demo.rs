@@ -5,12 +5,23 @@
 use std::fmt::Write;
 
 use crate::arch::Arch;
-use crate::driver_build;
-use crate::emulate::{self, EngineKind, Request};
+use crate::driver_build::{self, BuildError};
+use crate::emulate::{self, EmulateError, EngineKind, Request};
 use crate::engine::RunOptions;
-use crate::failure::Result;
+use crate::nt::PoolType;
 use crate::render;
-use crate::verdict::{EXIT_CLEAN, EXIT_VIOLATION, Verdict};
+use crate::verdict::{ExitCode, Verdict};
+
+/// Why the demo could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// A build failed.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// An emulation could not run.
+    #[error(transparent)]
+    Emulate(#[from] EmulateError),
+}
 
 /// One emulated build.
 pub struct Row {
@@ -31,7 +42,7 @@ impl Row {
     pub fn as_expected(&self) -> bool {
         let verdict = &self.verdict;
         if !self.leak {
-            return verdict.exit_code() == EXIT_CLEAN && verdict.leaks.is_empty();
+            return verdict.exit_code() == ExitCode::Clean && verdict.leaks.is_empty();
         }
         let path_bytes = verdict
             .debug_output
@@ -43,10 +54,10 @@ impl Row {
         });
         let leak_ok = matches!(verdict.leaks.as_slice(), [leak]
             if leak.tag == "abcd"
-                && leak.pool == "PagedPool"
+                && leak.pool == PoolType::PagedPool
                 && Some(usize::try_from(leak.bytes).unwrap_or(0)) == path_bytes
                 && leak.caller.contains("DriverEntry"));
-        verdict.exit_code() == EXIT_VIOLATION && bugcheck_ok && leak_ok
+        verdict.exit_code() == ExitCode::Violation && bugcheck_ok && leak_ok
     }
 }
 
@@ -54,7 +65,7 @@ impl Row {
 ///
 /// # Errors
 /// A build or an emulation could not run.
-pub fn run() -> Result<Vec<Row>> {
+pub fn run() -> Result<Vec<Row>, DemoError> {
     let mut rows = Vec::new();
     for arch in Arch::ALL {
         for leak in [false, true] {
@@ -110,7 +121,10 @@ pub fn render(rows: &[Row]) -> String {
                 .map(|leak| {
                     format!(
                         "'{}' {} 0x{:x} at {}",
-                        leak.tag, leak.pool, leak.bytes, leak.caller
+                        leak.tag,
+                        leak.pool.name(),
+                        leak.bytes,
+                        leak.caller
                     )
                 })
                 .collect::<Vec<_>>()
@@ -123,7 +137,7 @@ pub fn render(rows: &[Row]) -> String {
             if row.leak { "leak-on-unload" } else { "clean" },
             entry,
             bugcheck,
-            verdict.exit_code(),
+            verdict.exit_code() as u8,
             if row.as_expected() { "yes" } else { "NO" }
         );
     }

@@ -1,11 +1,12 @@
-//! `harness build`: the portable cross-build of Sample.sys (no WDK).
+//! `harness build`: the portable cross-build of Sample.sys (no WDK), and
+//! samplectl.exe for Wine and test VMs. Cargo's output goes to a log file
+//! beside the build, never to the user's terminal; a failure names the log.
 
-use std::fs;
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::arch::Arch;
-use crate::failure::{Failure, Result};
 
 /// A built driver and its symbols.
 #[derive(Debug, Clone)]
@@ -20,6 +21,49 @@ pub struct BuiltDriver {
     pub leak: bool,
 }
 
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A program could not be started.
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        /// `cargo` or `rustup`.
+        program: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Cargo failed; its output is in the log.
+    #[error("cargo build of {what} failed{hint}: {first_error} (full output: {})", .log.display())]
+    Cargo {
+        /// What was being built.
+        what: String,
+        /// The first error line cargo printed.
+        first_error: String,
+        /// A hint about what may be missing.
+        hint: &'static str,
+        /// Cargo's whole output.
+        log: PathBuf,
+    },
+    /// rustup could not add the target.
+    #[error("rustup target add {0} failed")]
+    Rustup(String),
+    /// A file operation failed.
+    #[error("cannot {what} {}: {source}", .path.display())]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+fn io_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> BuildError {
+    let path = path.to_path_buf();
+    move |source| BuildError::Io { what, path, source }
+}
+
 /// The workspace this harness belongs to (it builds the driver from there).
 #[must_use]
 pub fn workspace_root() -> PathBuf {
@@ -30,13 +74,11 @@ pub fn workspace_root() -> PathBuf {
 
 /// Builds the portable driver for `arch`, with or without `leak-on-unload`.
 ///
-/// Cargo's output goes to stderr; nothing is written to stdout.
-///
 /// # Errors
 /// A missing toolchain piece or a failed build.
-pub fn build(arch: Arch, leak: bool) -> Result<BuiltDriver> {
+pub fn build(arch: Arch, leak: bool) -> Result<BuiltDriver, BuildError> {
     let root = workspace_root();
-    ensure_target(arch)?;
+    ensure_target(arch.triple())?;
     let variant = format!("{arch}-{}", if leak { "leak" } else { "clean" });
     let target_dir = root.join("target").join("portable").join(&variant);
     let triple = arch.triple();
@@ -44,7 +86,7 @@ pub fn build(arch: Arch, leak: bool) -> Result<BuiltDriver> {
     if leak {
         features.push_str(",leak-on-unload");
     }
-    let status = cargo_build(
+    cargo_build(
         &target_dir,
         &[
             "-p",
@@ -58,16 +100,12 @@ pub fn build(arch: Arch, leak: bool) -> Result<BuiltDriver> {
             "--config",
             &format!("target.{triple}.linker=\"rust-lld\""),
         ],
+        &format!("the {variant} driver"),
+        "",
     )?;
-    if !status.success() {
-        return Err(Failure::new(format!(
-            "cargo build of the {variant} driver failed (see the errors above)"
-        )));
-    }
     let built = target_dir.join(triple).join("release");
     let out = root.join("target").join("drivers").join(&variant);
-    fs::create_dir_all(&out)
-        .map_err(|error| Failure::new(format!("cannot create {}: {error}", out.display())))?;
+    fs::create_dir_all(&out).map_err(io_error("create", &out))?;
     let sys = out.join("Sample.sys");
     let pdb = out.join("Sample.pdb");
     copy(&built.join("Sample.exe"), &sys)?;
@@ -84,7 +122,7 @@ pub fn build(arch: Arch, leak: bool) -> Result<BuiltDriver> {
 ///
 /// # Errors
 /// A missing toolchain piece or a failed build.
-pub fn build_samplectl() -> Result<PathBuf> {
+pub fn build_samplectl() -> Result<PathBuf, BuildError> {
     build_samplectl_for(Arch::X64)
 }
 
@@ -92,23 +130,23 @@ pub fn build_samplectl() -> Result<PathBuf> {
 ///
 /// # Errors
 /// A missing toolchain piece or a failed build.
-pub fn build_samplectl_for(arch: Arch) -> Result<PathBuf> {
+pub fn build_samplectl_for(arch: Arch) -> Result<PathBuf, BuildError> {
     let root = workspace_root();
     let triple = match arch {
         Arch::X64 => "x86_64-pc-windows-gnu",
         Arch::X86 => "i686-pc-windows-gnu",
     };
-    ensure_target_triple(triple)?;
+    ensure_target(triple)?;
     let target_dir = root
         .join("target")
         .join("portable")
         .join(format!("samplectl-{arch}"));
-    let status = cargo_build(&target_dir, &["-p", "samplectl", "--target", triple])?;
-    if !status.success() {
-        return Err(Failure::new(format!(
-            "cargo build of samplectl.exe for {triple} failed (it needs MinGW: apt-get install gcc-mingw-w64-x86-64 gcc-mingw-w64-i686)"
-        )));
-    }
+    cargo_build(
+        &target_dir,
+        &["-p", "samplectl", "--target", triple],
+        &format!("samplectl.exe for {triple}"),
+        " (it needs MinGW: apt-get install gcc-mingw-w64-x86-64 gcc-mingw-w64-i686)",
+    )?;
     Ok(target_dir
         .join(triple)
         .join("release")
@@ -116,40 +154,61 @@ pub fn build_samplectl_for(arch: Arch) -> Result<PathBuf> {
 }
 
 /// `cargo build --release --locked <args>` in the workspace, into its own
-/// target dir: `cargo test` holds the workspace target dir's lock while the
-/// tests that call this run. Cargo's output goes to stderr.
-fn cargo_build(target_dir: &Path, args: &[&str]) -> Result<std::process::ExitStatus> {
+/// target dir (`cargo test` holds the workspace target dir's lock while the
+/// tests that call this run), with cargo's output in `build.log` there.
+fn cargo_build(
+    target_dir: &Path,
+    args: &[&str],
+    what: &str,
+    hint: &'static str,
+) -> Result<(), BuildError> {
+    fs::create_dir_all(target_dir).map_err(io_error("create", target_dir))?;
+    let log = target_dir.join("build.log");
+    let output = File::create(&log).map_err(io_error("create", &log))?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    Command::new(cargo)
+    let status = Command::new(cargo)
         .current_dir(workspace_root())
-        .args(["build", "--release", "--locked"])
+        .args(["build", "--release", "--locked", "--color", "never"])
         .args(args)
         .env("CARGO_TARGET_DIR", target_dir)
         // Either of these would make cargo skip .cargo/config.toml's flags
         // (they keep SSE out of the x86 kernel code).
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
+        .stderr(output)
         .status()
-        .map_err(|error| Failure::new(format!("cannot run cargo: {error}")))
-}
-
-fn copy(from: &Path, to: &Path) -> Result<()> {
-    fs::copy(from, to).map(|_| ()).map_err(|error| {
-        Failure::new(format!(
-            "cannot copy {} to {}: {error}",
-            from.display(),
-            to.display()
-        ))
+        .map_err(|source| BuildError::Spawn {
+            program: "cargo",
+            source,
+        })?;
+    if status.success() {
+        return Ok(());
+    }
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    let first_error = text
+        .lines()
+        .find(|line| line.starts_with("error"))
+        .unwrap_or("see the log")
+        .trim()
+        .to_owned();
+    Err(BuildError::Cargo {
+        what: what.to_owned(),
+        first_error,
+        hint,
+        log,
     })
 }
 
-/// Installs the rustup target if it is missing, saying so.
-fn ensure_target(arch: Arch) -> Result<()> {
-    ensure_target_triple(arch.triple())
+fn copy(from: &Path, to: &Path) -> Result<(), BuildError> {
+    fs::copy(from, to)
+        .map(|_| ())
+        .map_err(io_error("copy the build to", to))
 }
 
-fn ensure_target_triple(triple: &str) -> Result<()> {
+/// Installs the rustup target if it is missing, saying so.
+fn ensure_target(triple: &str) -> Result<(), BuildError> {
     let installed = Command::new("rustup")
         .args(["target", "list", "--installed"])
         .output();
@@ -165,12 +224,16 @@ fn ensure_target_triple(triple: &str) -> Result<()> {
             let status = Command::new("rustup")
                 .args(["target", "add", triple])
                 .stdout(Stdio::null())
+                .stderr(Stdio::null())
                 .status()
-                .map_err(|error| Failure::new(format!("cannot run rustup: {error}")))?;
+                .map_err(|source| BuildError::Spawn {
+                    program: "rustup",
+                    source,
+                })?;
             if status.success() {
                 Ok(())
             } else {
-                Err(Failure::new(format!("rustup target add {triple} failed")))
+                Err(BuildError::Rustup(triple.to_owned()))
             }
         }
         // No rustup: the toolchain may still have the target (distro Rust).

@@ -2,13 +2,14 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::engine::{self, RunOptions};
+use crate::arch::Arch;
+use crate::engine::{self, EngineError, RunOptions};
+use crate::error::{CannotJudge, InputError, LoadRefused};
 use crate::events::Event;
-use crate::failure::{Failure, Result};
 use crate::pe::PeImage;
 use crate::symbols::{SymbolSource, Symbolizer};
 use crate::tracker::{self, Context};
-use crate::verdict::Verdict;
+use crate::verdict::{Engine, Verdict};
 
 /// The engines `emulate` can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -20,12 +21,12 @@ pub enum EngineKind {
 }
 
 impl EngineKind {
-    /// The engine's name in verdicts.
+    /// The engine as verdicts name it.
     #[must_use]
-    pub const fn name(self) -> &'static str {
+    pub const fn engine(self) -> Engine {
         match self {
-            Self::Speakeasy => "speakeasy",
-            Self::Wine => "wine",
+            Self::Speakeasy => Engine::Speakeasy,
+            Self::Wine => Engine::Wine,
         }
     }
 }
@@ -43,41 +44,60 @@ pub struct Request {
     pub options: RunOptions,
 }
 
+/// Why `emulate` gave no verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulateError {
+    /// The driver file cannot be used.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The engine could not run.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The engine ran but fell short of a Windows machine.
+    #[error(transparent)]
+    CannotJudge(#[from] CannotJudge),
+    /// Windows would not load the image.
+    #[error(transparent)]
+    LoadRefused(#[from] LoadRefused),
+}
+
 /// Runs a driver and judges it.
 ///
 /// # Errors
-/// Bad input, a missing tool, or an engine that could not run the driver.
-pub fn emulate(request: &Request) -> Result<Verdict> {
+/// Bad input, a missing tool, an engine that could not run the driver, or
+/// a run that cannot be judged.
+pub fn emulate(request: &Request) -> Result<Verdict, EmulateError> {
     let driver = &request.driver;
-    if !driver.is_file() {
-        return Err(Failure::new(format!("{}: no such file", driver.display())));
-    }
     let image = PeImage::read(driver)?;
     let arch = image
         .require_kernel_driver()
-        .map_err(|why| Failure::new(format!("{}: {why}", driver.display())))?;
+        .map_err(|why| InputError::Image {
+            path: driver.clone(),
+            why,
+        })?;
     let events = match request.engine {
         EngineKind::Speakeasy => engine::speakeasy::run(driver, &request.options)?,
         EngineKind::Wine => {
-            if arch != crate::arch::Arch::X64 {
-                return Err(Failure::new(format!(
+            if arch != Arch::X64 {
+                return Err(InputError::Unsupported(format!(
                     "{}: the wine engine runs x64 drivers only (Debian's wine64; 32-bit Wine is not installable here)",
                     driver.display()
-                )));
+                ))
+                .into());
             }
             engine::wine::run(driver, image.size_of_image, &request.options)?
         }
     };
-    judge(driver, &image, arch, &events, request)
+    Ok(judge(driver, &image, arch, &events, request)?)
 }
 
 fn judge(
     driver: &Path,
     image: &PeImage,
-    arch: crate::arch::Arch,
+    arch: Arch,
     events: &[Event],
     request: &Request,
-) -> Result<Verdict> {
+) -> Result<Verdict, CannotJudge> {
     let (base, size) = events
         .iter()
         .find_map(|event| match event {
@@ -91,15 +111,13 @@ fn judge(
         .unwrap_or((image.image_base, image.size_of_image));
     let symbols = Symbolizer::for_driver(driver, image, base, size);
     let context = Context {
-        driver: driver
-            .file_name()
-            .map_or_else(String::new, |name| name.to_string_lossy().into_owned()),
-        engine: request.engine.name().into(),
+        driver: file_name(driver),
+        engine: request.engine.engine(),
         symbols: &symbols,
         arch,
         pool_hit_tag: request.pool_hit_tag,
     };
-    let mut verdict = tracker::judge(events, &context)?;
+    let mut verdict = tracker::judge(events, context)?;
     if let Some(problem) = &symbols.pdb_problem {
         verdict
             .notes
@@ -110,4 +128,11 @@ fn judge(
             .push("no PDB beside the driver: symbols from exports only".into());
     }
     Ok(verdict)
+}
+
+/// A path's file name as text (`Sample.sys`).
+#[must_use]
+pub fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map_or_else(String::new, |name| name.to_string_lossy().into_owned())
 }

@@ -1,8 +1,12 @@
-//! What an engine saw a driver do. Engines (Speakeasy, Wine) only produce
-//! these; [`crate::tracker`] judges them. Speakeasy's adapter prints them as
-//! JSON lines in exactly this shape.
+//! What an engine saw a driver do. Engines (native, Speakeasy, Wine) only
+//! produce these; [`crate::tracker`] judges them. Speakeasy's adapter prints
+//! them as JSON lines in exactly this shape.
 
 use serde::{Deserialize, Serialize};
+
+use crate::arch::Arch;
+use crate::pool_api::PoolRoutine;
+use crate::verdict::{FaultKind, Limit};
 
 /// When in the driver's life an event happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,22 +18,59 @@ pub enum Phase {
     Unload,
 }
 
-/// An error that ended a run inside the emulator.
+/// Something the engine could not do as Windows would. A run with a gap is
+/// never judged: the driver may have behaved correctly on a real machine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunError {
-    /// The emulator's description (`invalid_read`, `unsupported_api`, ...).
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Faulting instruction.
-    pub pc: Option<u64>,
-    /// Address accessed (or the PC again for fetches).
-    pub address: Option<u64>,
-    /// For `unsupported_api`: `ntoskrnl.IoCreateDevice`.
-    pub api: Option<String>,
-    /// For `unsupported_api`: the return address of the call.
-    pub caller: Option<u64>,
-    /// Disassembly of the faulting instruction, if the emulator had it.
-    pub instruction: Option<String>,
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Gap {
+    /// The driver called a routine the engine does not implement.
+    MissingRoutine {
+        /// `ntoskrnl.exe!FsRtlIsNameInExpression`.
+        routine: String,
+    },
+    /// The loader could not find modules the driver imports.
+    MissingModules {
+        /// `WDFLDR.SYS`, `fwpkclnt.sys`, ...
+        modules: Vec<String>,
+    },
+    /// The driver binds KMDF; the engine has no framework function table.
+    Kmdf {
+        /// `WdfVersionBind`.
+        routine: String,
+    },
+    /// The engine raised an error of its own inside a routine it provides.
+    EngineError {
+        /// The engine's words.
+        message: String,
+        /// The routine it was in, if known.
+        routine: Option<String>,
+    },
+    /// A stub for a routine the engine only pretends to have (Wine's
+    /// "unimplemented function").
+    Unimplemented {
+        /// `ntoskrnl.exe.MmGetVirtualForPhysical`.
+        routine: String,
+    },
+    /// The engine's process for the driver ended with no fault in the driver.
+    EngineDied {
+        /// What the engine said last.
+        detail: String,
+    },
+    /// The engine hit one of its own limits (not the driver's budget).
+    EngineLimit {
+        /// Which limit, in the engine's words.
+        detail: String,
+    },
+    /// The CPU faulted outside the driver's image: in the engine's own code,
+    /// or at an address an engine routine handed back.
+    FaultOutsideDriver {
+        /// What went wrong.
+        fault: FaultKind,
+        /// Where.
+        pc: u64,
+        /// The engine routine the driver called last, if any.
+        after: Option<String>,
+    },
 }
 
 /// One observation.
@@ -38,8 +79,8 @@ pub struct RunError {
 pub enum Event {
     /// The image was mapped.
     Load {
-        /// `x64` or `x86`.
-        arch: String,
+        /// The image's architecture.
+        arch: Arch,
         /// Where it was mapped.
         image_base: u64,
         /// Its size in memory.
@@ -47,38 +88,39 @@ pub enum Event {
         /// Address of DriverEntry.
         entry_point: u64,
     },
-    /// A pool allocation call; `address` 0 means it failed.
-    Alloc {
+    /// The driver object the engine created (its DriverName is bug check
+    /// 0xC4/0x62's Arg2).
+    DriverObject {
+        /// Its address.
+        address: u64,
+        /// The driver name (`Sample`).
+        name: String,
+    },
+    /// The driver called a routine of the engine's (kept so that a fault
+    /// right after it can be traced to the engine).
+    Call {
         /// When.
         phase: Phase,
-        /// Which routine (`ExAllocatePoolWithTag`).
-        api: String,
-        /// `POOL_TYPE`.
-        pool: u32,
-        /// Bytes requested.
-        size: u64,
-        /// Tag value.
-        tag: u32,
-        /// Address returned, or 0.
-        address: u64,
+        /// `ntoskrnl.exe!IoCreateDevice`.
+        routine: String,
+        /// Return address in the driver.
+        caller: u64,
+    },
+    /// A pool routine call, raw: its argument slots and result.
+    PoolCall {
+        /// When.
+        phase: Phase,
+        /// Which routine.
+        routine: PoolRoutine,
+        /// Argument slots as the routine received them.
+        args: Vec<u64>,
+        /// What it returned (allocations: the address, 0 if it failed).
+        result: u64,
         /// Return address in the driver.
         caller: u64,
         /// The failure was injected (`--fail-allocation`).
         #[serde(default)]
         injected_failure: bool,
-    },
-    /// A pool free call.
-    Free {
-        /// When.
-        phase: Phase,
-        /// Which routine (`ExFreePoolWithTag`).
-        api: String,
-        /// Address freed.
-        address: u64,
-        /// Tag given, for the tagged routines.
-        tag: Option<u32>,
-        /// Return address in the driver.
-        caller: u64,
     },
     /// Text passed to DbgPrint (may hold several lines, or part of one).
     DebugPrint {
@@ -87,22 +129,8 @@ pub enum Event {
         /// The formatted text.
         text: String,
     },
-    /// DriverEntry returned, or its run ended with an error.
-    EntryReturn {
-        /// The NTSTATUS, if it returned.
-        status: Option<u32>,
-        /// Why the run ended otherwise.
-        error: Option<RunError>,
-        /// Address of the unload routine it set (0: none).
-        unload_routine: u64,
-    },
-    /// The unload routine returned, or its run ended with an error.
-    UnloadReturn {
-        /// Why the run ended otherwise.
-        error: Option<RunError>,
-    },
-    /// The driver called KeBugCheckEx.
-    Bugcheck {
+    /// The driver called KeBugCheckEx (or KeBugCheck).
+    BugCheckCall {
         /// When.
         phase: Phase,
         /// Code.
@@ -112,22 +140,90 @@ pub enum Event {
         /// Return address in the driver.
         caller: u64,
     },
-    /// The driver object the engine created.
-    DriverObject {
-        /// Its address.
-        address: u64,
-        /// Address of its DriverName string (bug check 0xC4/0x62's Arg2).
-        name_address: u64,
-        /// The driver name (`Sample`).
-        name: String,
+    /// DriverEntry returned.
+    EntryReturn {
+        /// The NTSTATUS.
+        status: u32,
+        /// Address of the unload routine it set (0: none).
+        unload_routine: u64,
+    },
+    /// The unload routine returned.
+    UnloadReturn,
+    /// The CPU faulted.
+    Fault {
+        /// When.
+        phase: Phase,
+        /// What went wrong.
+        kind: FaultKind,
+        /// The faulting instruction.
+        pc: u64,
+        /// The address accessed, for access faults.
+        address: Option<u64>,
+    },
+    /// A limit of the run stopped the driver (it did not return in time).
+    Stopped {
+        /// When.
+        phase: Phase,
+        /// Which limit.
+        limit: Limit,
     },
     /// The engine could not do its part.
-    AdapterError {
-        /// `missing_tool`, `bad_input` or `engine`.
-        kind: String,
-        /// One line for the user.
-        message: String,
+    Gap {
+        /// When (`None`: while loading).
+        phase: Option<Phase>,
+        /// What is missing.
+        gap: Gap,
+        /// Return address in the driver of the call that reached it.
+        caller: Option<u64>,
     },
     /// The engine finished reporting.
     End,
+}
+
+impl Gap {
+    /// The gap in one line, with the call site where the driver reached it.
+    #[must_use]
+    pub fn describe(&self, engine: crate::verdict::Engine, site: Option<&str>) -> String {
+        let at = |prefix: &str| site.map_or_else(String::new, |site| format!("{prefix}{site}"));
+        match self {
+            Self::MissingRoutine { routine } => format!(
+                "calls {routine}{}, which the {engine} engine does not implement",
+                at(" from ")
+            ),
+            Self::MissingModules { modules } => format!(
+                "needs {}, which the {engine} engine does not have",
+                modules.join(", ")
+            ),
+            Self::Kmdf { routine } => format!(
+                "calls {routine} (KMDF{}): the {engine} engine binds KMDF without a function table",
+                at("; ")
+            ),
+            Self::EngineError { message, routine } => format!(
+                "the {engine} engine failed{}{}: {message}",
+                routine
+                    .as_deref()
+                    .map_or_else(String::new, |routine| format!(" inside {routine}")),
+                at(", called from ")
+            ),
+            Self::Unimplemented { routine } => format!(
+                "calls {routine}{}, which the {engine} engine only stubs (unimplemented function)",
+                at(" from ")
+            ),
+            Self::EngineDied { detail } => format!(
+                "the {engine} engine's process ended with no fault in the driver{}: {detail}",
+                at(" after a call from ")
+            ),
+            Self::EngineLimit { detail } => {
+                format!("the {engine} engine hit its own limit: {detail}")
+            }
+            Self::FaultOutsideDriver { fault, pc, after } => format!(
+                "the CPU faulted outside the driver ({} at 0x{pc:x}){}",
+                fault.describe(),
+                after.as_deref().map_or_else(String::new, |routine| format!(
+                    " right after the engine's {routine} returned{}",
+                    at(" to ")
+                ))
+            ),
+        }
+    }
 }

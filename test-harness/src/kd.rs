@@ -6,14 +6,22 @@
 //! `Caller Address` headers, x86 or x64 addresses, wrapped lines).
 
 use crate::arch::Arch;
-use crate::failure::{Failure, Result};
-use crate::verdict::{BugCheck, Leak, Outcome, PoolStats, Verdict, bugcheck_text};
+use crate::nt::{self, PoolType};
+use crate::verdict::{BugCheck, Engine, Leak, PoolStats, Stage, Verdict};
+
+/// The text is not debugger output the harness can read.
+#[derive(Debug, thiserror::Error)]
+#[error("{source_name}: no bug check, !analyze -v or !verifier output found")]
+pub struct NothingFound {
+    /// Where the text came from.
+    pub source_name: String,
+}
 
 /// Parses debugger text into a verdict (engine `kd`).
 ///
 /// # Errors
 /// The text holds no bug check, `!analyze` or `!verifier` output.
-pub fn analyze(text: &str, source: &str) -> Result<Verdict> {
+pub fn analyze(text: &str, source: &str) -> Result<Verdict, NothingFound> {
     let text = normalize(text);
     let lines: Vec<&str> = text.lines().collect();
     let mut found = Found::default();
@@ -235,7 +243,10 @@ impl Found {
             let (_, code) = self.analyze_name.as_ref()?;
             (*code, [self.analyze_args[0].unwrap_or(0), 0, 0, 0])
         };
-        let (table_name, table_text) = bugcheck_text(code, args[0]);
+        let (table_name, table_text) = (
+            nt::bugcheck_name(code).to_owned(),
+            nt::bugcheck_description(code, args[0]).to_owned(),
+        );
         let name = self
             .analyze_name
             .as_ref()
@@ -281,27 +292,27 @@ impl Found {
         .then_some(Arch::X86)
     }
 
-    fn into_verdict(mut self, source: &str) -> Result<Verdict> {
+    fn into_verdict(mut self, source: &str) -> Result<Verdict, NothingFound> {
         let mut bugcheck = self.bugcheck();
         if bugcheck.is_none() && !self.saw_verifier && self.leaks.is_empty() {
-            return Err(Failure::new(format!(
-                "{source}: no bug check, !analyze -v or !verifier output found"
-            )));
+            return Err(NothingFound {
+                source_name: source.to_owned(),
+            });
         }
         // The table does not say which pool; the per-driver counters can.
         let pool = match self.current_by_pool {
-            Some((0, paged)) if paged > 0 => "PagedPool",
-            Some((nonpaged, 0)) if nonpaged > 0 => "NonPagedPool",
+            Some((0, paged)) if paged > 0 => PoolType::PagedPool,
+            Some((nonpaged, 0)) if nonpaged > 0 => PoolType::NonPagedPool,
             _ if self.stats.current_nonpaged.0 == 0 && self.stats.current_paged.0 > 0 => {
-                "PagedPool"
+                PoolType::PagedPool
             }
             _ if self.stats.current_paged.0 == 0 && self.stats.current_nonpaged.0 > 0 => {
-                "NonPagedPool"
+                PoolType::NonPagedPool
             }
-            _ => "unknown",
+            _ => PoolType::Unknown,
         };
         for leak in &mut self.leaks {
-            pool.clone_into(&mut leak.pool);
+            leak.pool = pool;
         }
         let arch = self.arch(bugcheck.as_ref());
         if arch == Some(Arch::X86)
@@ -312,26 +323,27 @@ impl Found {
         let unloaded = self.unloaded
             || bugcheck
                 .as_ref()
-                .is_some_and(|b| b.code == 0xC4 && b.args[0] == 0x62);
-        Ok(Verdict {
-            driver: self.driver.unwrap_or_else(|| "unknown".into()),
-            engine: "kd".into(),
+                .is_some_and(|b| b.is_verifier(nt::c4::LEAKED_AT_UNLOAD));
+        let mut verdict = Verdict::new(
+            self.driver.unwrap_or_else(|| "unknown".into()),
+            Engine::Kd,
             arch,
-            entry_status: None,
-            unloaded,
-            outcome: if bugcheck.is_some() {
-                Outcome::BugCheck
-            } else {
-                Outcome::Unknown
-            },
-            bugcheck,
-            leaks: self.leaks,
-            debug_output: Vec::new(),
-            pool_stats: self.stats,
-            fault: None,
-            pool_hits: Vec::new(),
-            notes: Vec::new(),
-        })
+        );
+        // Without a sign of the unload, the driver is still loaded (or the
+        // text does not say): nothing was judged at unload.
+        verdict.stage = if unloaded {
+            Stage::Unloaded
+        } else {
+            Stage::Loaded
+        };
+        verdict.verifier = self.saw_verifier
+            || bugcheck
+                .as_ref()
+                .is_some_and(|b| b.code == nt::DRIVER_VERIFIER_DETECTED_VIOLATION);
+        verdict.bugcheck = bugcheck;
+        verdict.leaks = self.leaks;
+        verdict.pool_stats = self.stats;
+        Ok(verdict)
     }
 }
 
@@ -489,7 +501,7 @@ fn table_row(line: &str) -> Option<Leak> {
         address,
         bytes,
         tag: tag.trim_end().to_owned(),
-        pool: String::new(),
+        pool: PoolType::Unknown,
         caller: words.collect::<Vec<_>>().join(" "),
         caller_address,
     })
@@ -510,7 +522,7 @@ mod tests {
             \t0x86491d10  0x00000070  Ntf   0xa05c1047\n\t\tFoo!Init+0x27\n\t0x86491e00  0x00000010  abcd  0xa05c1050  Foo!Init+0x30\n";
         let verdict = analyze(text, "t.txt").expect("parsed");
         assert_eq!(verdict.driver, "Foo.sys");
-        assert!(verdict.unloaded);
+        assert!(verdict.unloaded());
         let bugcheck = verdict.bugcheck.expect("bug check");
         assert_eq!(
             bugcheck.args,
@@ -519,7 +531,7 @@ mod tests {
         assert_eq!(verdict.leaks.len(), 2);
         assert_eq!(verdict.leaks[0].tag, "Ntf");
         assert_eq!(verdict.leaks[0].caller, "Foo!Init+0x27");
-        assert_eq!(verdict.leaks[0].pool, "NonPagedPool");
+        assert_eq!(verdict.leaks[0].pool, PoolType::NonPagedPool);
         assert_eq!(verdict.leaks[1].caller, "Foo!Init+0x30");
     }
 

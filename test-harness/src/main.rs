@@ -2,23 +2,26 @@
 //! pool tracking and reports the verdict the real verifier would give.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use harness::arch::Arch;
 use harness::emulate::{EngineKind, Request};
 use harness::engine::RunOptions;
-use harness::failure::{EXIT_COULD_NOT_RUN, Failure, Result};
-use harness::verdict::{Verdict, parse_tag};
-use harness::{demo, driver_build, emulate, render};
+use harness::nt::parse_tag;
+use harness::verdict::{ExitCode, Verdict};
+use harness::{demo, driver_build, emulate, error, render};
 
 const EXIT_CODES: &str = "\
 Exit codes:
   0  loaded and unloaded with no violation
   3  verifier violation or bug check; the verdict is printed
-  4  DriverEntry failed, or the driver could not be unloaded
-  2  could not run (bad input, missing tool); one line on stderr";
+  4  DriverEntry failed or did not return, or the driver could not be unloaded
+  5  the driver is still loaded (debugger output with no unload): nothing judged
+  6  Windows would not load the image; one line on stderr
+  2  could not run or cannot judge (bad input, missing tool, an engine gap);
+     one line on stderr";
 
 #[derive(Parser)]
 #[command(name = "harness", version, about, after_help = EXIT_CODES)]
@@ -143,32 +146,61 @@ struct VmArgs {
     json: bool,
 }
 
-fn parse_version(text: &str) -> std::result::Result<String, String> {
+/// A version given on the command line is not `X.Y.B`.
+#[derive(Debug, thiserror::Error)]
+#[error("'{0}' is not a version like 6.1.7601")]
+struct BadVersion(String);
+
+fn parse_version(text: &str) -> Result<String, BadVersion> {
     let parts: Vec<&str> = text.split('.').collect();
     if parts.len() == 3 && parts.iter().all(|part| part.parse::<u32>().is_ok()) {
         Ok(text.to_owned())
     } else {
-        Err(format!("'{text}' is not a version like 6.1.7601"))
+        Err(BadVersion(text.to_owned()))
     }
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(usage) => return usage_error(&usage),
+    };
     match run(cli.command) {
-        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
-        Err(failure) => {
-            eprintln!("harness: {failure}");
-            ExitCode::from(u8::try_from(EXIT_COULD_NOT_RUN).unwrap_or(2))
+        Ok(code) => code.into(),
+        Err(error) => {
+            eprintln!("harness: {}", error::one_line(&error));
+            error::exit_code(&error).into()
         }
     }
 }
 
-fn run(command: Command) -> Result<i32> {
+/// clap's errors as one line (exit 2); `--help` and `--version` as clap prints them.
+fn usage_error(usage: &clap::Error) -> std::process::ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        usage.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        let _ = usage.print();
+        return ExitCode::Clean.into();
+    }
+    let text = usage.to_string();
+    let first = text
+        .lines()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or("bad command line")
+        .trim()
+        .trim_start_matches("error: ");
+    eprintln!("harness: {first} (see harness --help)");
+    ExitCode::CannotJudge.into()
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Build { arch, leak } => {
             let built = driver_build::build(arch, leak)?;
             println!("{}", built.sys.display());
-            Ok(0)
+            Ok(ExitCode::Clean)
         }
         Command::Emulate {
             driver,
@@ -196,9 +228,7 @@ fn run(command: Command) -> Result<i32> {
             Ok(verdict.exit_code())
         }
         Command::Analyze { kd_output, json } => {
-            let bytes = std::fs::read(&kd_output).map_err(|error| {
-                Failure::new(format!("cannot read {}: {error}", kd_output.display()))
-            })?;
+            let bytes = harness::input::read_file(&kd_output, harness::input::MAX_TEXT_FILE)?;
             let verdict = harness::kd::analyze(
                 &String::from_utf8_lossy(&bytes),
                 &kd_output.display().to_string(),
@@ -209,17 +239,21 @@ fn run(command: Command) -> Result<i32> {
         Command::Vm(args) => run_vm(*args),
         Command::Setup => {
             println!("{}", harness::engine::python::speakeasy_python()?.display());
-            Ok(0)
+            Ok(ExitCode::Clean)
         }
         Command::Demo => {
             let rows = demo::run()?;
             print!("{}", demo::render(&rows));
-            Ok(i32::from(!rows.iter().all(demo::Row::as_expected)))
+            Ok(if rows.iter().all(demo::Row::as_expected) {
+                ExitCode::Clean
+            } else {
+                ExitCode::Unexpected
+            })
         }
     }
 }
 
-fn run_vm(args: VmArgs) -> Result<i32> {
+fn run_vm(args: VmArgs) -> anyhow::Result<ExitCode> {
     let VmArgs {
         host,
         driver,
@@ -243,7 +277,7 @@ fn run_vm(args: VmArgs) -> Result<i32> {
     let image = harness::pe::PeImage::read(&driver)?;
     let arch = image
         .require_kernel_driver()
-        .map_err(|why| Failure::new(format!("{}: {why}", driver.display())))?;
+        .with_context(|| driver.display().to_string())?;
     let samplectl = match samplectl {
         Some(path) => path,
         None => driver_build::build_samplectl_for(arch)?,
@@ -271,16 +305,15 @@ fn run_vm(args: VmArgs) -> Result<i32> {
         target: host,
         options: ssh_options,
     };
-    let verdict = harness::vm::run(&mut ssh, &options, &mut |line| eprintln!("harness: {line}"))?;
+    // Progress on stdout, so that stderr holds only the one-line error.
+    let verdict = harness::vm::run(&mut ssh, &options, &mut |line| println!("harness: {line}"))?;
     print_verdict(&verdict, json)?;
     Ok(verdict.exit_code())
 }
 
-fn print_verdict(verdict: &Verdict, json: bool) -> Result<()> {
+fn print_verdict(verdict: &Verdict, json: bool) -> anyhow::Result<()> {
     if json {
-        let text = serde_json::to_string_pretty(verdict)
-            .map_err(|error| Failure::new(error.to_string()))?;
-        println!("{text}");
+        println!("{}", serde_json::to_string_pretty(verdict)?);
     } else {
         print!("{}", render::report(verdict));
     }

@@ -8,7 +8,7 @@ use object::read::pe::{ImageNtHeaders, ImageOptionalHeader, PeFile};
 use object::{LittleEndian as LE, Object, ObjectSection, SectionKind, pe};
 
 use crate::arch::Arch;
-use crate::failure::{Failure, Result};
+use crate::error::InputError;
 
 /// `IMAGE_SUBSYSTEM_NATIVE`: kernel drivers and native programs.
 pub const SUBSYSTEM_NATIVE: u16 = pe::IMAGE_SUBSYSTEM_NATIVE.0;
@@ -55,28 +55,80 @@ pub struct PeImage {
     pub has_relocations: bool,
 }
 
+/// What is wrong with a file the harness was asked to run as a driver.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeError {
+    /// Not a PE file at all.
+    #[error("not a PE image")]
+    NotPe,
+    /// Another object format.
+    #[error("not a PE image (it is {0})")]
+    OtherFormat(String),
+    /// A PE file the reader cannot make sense of.
+    #[error("corrupt PE image: {0}")]
+    Corrupt(String),
+    /// A machine type the harness does not run.
+    #[error("unsupported architecture (machine 0x{0:04x}); x64 and x86 drivers are supported")]
+    UnsupportedMachine(u16),
+    /// A user-mode program or DLL.
+    #[error("a user-mode image ({0} subsystem), not a kernel driver")]
+    UserMode(&'static str),
+    /// No entry point.
+    #[error("no entry point, so there is no DriverEntry to call")]
+    NoEntryPoint,
+}
+
 impl PeImage {
     /// Reads and parses a PE file; every failure is one clear line.
     ///
     /// # Errors
-    /// The file is missing, unreadable, or not a well-formed PE image.
-    pub fn read(path: &Path) -> Result<Self> {
-        let data = std::fs::read(path)
-            .map_err(|error| Failure::new(format!("cannot read {}: {error}", path.display())))?;
-        Self::parse(&data).map_err(|why| Failure::new(format!("{}: {why}", path.display())))
+    /// The file is missing, not a regular file, too large, unreadable, or
+    /// not a well-formed PE image.
+    pub fn read(path: &Path) -> Result<Self, InputError> {
+        let data = crate::input::read_file(path, crate::input::MAX_IMAGE_FILE)?;
+        Self::parse(&data).map_err(|why| InputError::Image {
+            path: path.to_path_buf(),
+            why,
+        })
     }
 
     /// Parses PE bytes.
     ///
     /// # Errors
-    /// A description of what is wrong with the bytes.
-    pub fn parse(data: &[u8]) -> std::result::Result<Self, String> {
+    /// What is wrong with the bytes.
+    pub fn parse(data: &[u8]) -> Result<Self, PeError> {
         match object::FileKind::parse(data) {
             Ok(object::FileKind::Pe32) => parse_as::<pe::ImageNtHeaders32>(data),
             Ok(object::FileKind::Pe64) => parse_as::<pe::ImageNtHeaders64>(data),
-            Ok(kind) => Err(format!("not a PE image (it is {kind:?})")),
-            Err(_) if data.starts_with(b"MZ") => Err("corrupt or truncated PE image".into()),
-            Err(_) => Err("not a PE image".into()),
+            Ok(kind) => Err(PeError::OtherFormat(format!("{kind:?}"))),
+            Err(_) if data.starts_with(b"MZ") => {
+                Err(PeError::Corrupt("truncated or malformed headers".into()))
+            }
+            Err(_) => Err(PeError::NotPe),
+        }
+    }
+
+    /// An image with nothing in it, for tests of code that takes one.
+    #[must_use]
+    pub fn empty(arch: Arch) -> Self {
+        Self {
+            arch: Some(arch),
+            machine: match arch {
+                Arch::X64 => pe::IMAGE_FILE_MACHINE_AMD64.0,
+                Arch::X86 => pe::IMAGE_FILE_MACHINE_I386.0,
+            },
+            subsystem: SUBSYSTEM_NATIVE,
+            characteristics: 0,
+            image_base: 0,
+            size_of_image: 0,
+            entry_rva: 0,
+            stored_checksum: 0,
+            computed_checksum: 0,
+            imports: Vec::new(),
+            exports: Vec::new(),
+            pdb: None,
+            code: Vec::new(),
+            has_relocations: false,
         }
     }
 
@@ -84,26 +136,20 @@ impl PeImage {
     ///
     /// # Errors
     /// A user-mode image, or an architecture the harness cannot run.
-    pub fn require_kernel_driver(&self) -> std::result::Result<Arch, String> {
+    pub fn require_kernel_driver(&self) -> Result<Arch, PeError> {
         let Some(arch) = self.arch else {
-            return Err(format!(
-                "unsupported architecture (machine 0x{:04x}); x64 and x86 drivers are supported",
-                self.machine
-            ));
+            return Err(PeError::UnsupportedMachine(self.machine));
         };
         if self.subsystem != SUBSYSTEM_NATIVE {
-            let kind = match self.subsystem {
+            return Err(PeError::UserMode(match self.subsystem {
                 x if x == pe::IMAGE_SUBSYSTEM_WINDOWS_GUI.0 => "Windows GUI",
                 x if x == pe::IMAGE_SUBSYSTEM_WINDOWS_CUI.0 => "Windows console",
                 x if x == pe::IMAGE_SUBSYSTEM_EFI_APPLICATION.0 => "EFI application",
                 _ => "non-native",
-            };
-            return Err(format!(
-                "a user-mode image ({kind} subsystem), not a kernel driver"
-            ));
+            }));
         }
         if self.entry_rva == 0 {
-            return Err("no entry point, so there is no DriverEntry to call".into());
+            return Err(PeError::NoEntryPoint);
         }
         Ok(arch)
     }
@@ -176,8 +222,8 @@ fn uses_float_state(instruction: &Instruction) -> bool {
     float_feature || float_register
 }
 
-fn parse_as<Pe: ImageNtHeaders>(data: &[u8]) -> std::result::Result<PeImage, String> {
-    let file = PeFile::<Pe>::parse(data).map_err(|error| format!("corrupt PE image: {error}"))?;
+fn parse_as<Pe: ImageNtHeaders>(data: &[u8]) -> Result<PeImage, PeError> {
+    let file = PeFile::<Pe>::parse(data).map_err(|error| PeError::Corrupt(error.to_string()))?;
     let nt = file.nt_headers();
     let header = nt.file_header();
     let optional = nt.optional_header();
@@ -189,19 +235,20 @@ fn parse_as<Pe: ImageNtHeaders>(data: &[u8]) -> std::result::Result<PeImage, Str
     };
     let imports = file
         .imports()
-        .map_err(|error| format!("corrupt import table: {error}"))?
+        .map_err(|error| PeError::Corrupt(format!("import table: {error}")))?
         .map(|import| {
-            let import = import.map_err(|error| format!("corrupt import table: {error}"))?;
+            let import =
+                import.map_err(|error| PeError::Corrupt(format!("import table: {error}")))?;
             Ok(Import {
                 library: String::from_utf8_lossy(import.library()).into_owned(),
                 name: name_text(&import.name()),
             })
         })
-        .collect::<std::result::Result<Vec<_>, String>>()?;
+        .collect::<Result<Vec<_>, PeError>>()?;
     let image_base = optional.image_base();
     let exports = file
         .exports()
-        .map_err(|error| format!("corrupt export table: {error}"))?
+        .map_err(|error| PeError::Corrupt(format!("export table: {error}")))?
         .filter_map(|export| {
             let export = export.ok()?;
             let object::ExportTarget::Address { address } = export.target() else {
@@ -223,7 +270,7 @@ fn parse_as<Pe: ImageNtHeaders>(data: &[u8]) -> std::result::Result<PeImage, Str
         if section.kind() == SectionKind::Text {
             let bytes = section
                 .data()
-                .map_err(|error| format!("corrupt section: {error}"))?;
+                .map_err(|error| PeError::Corrupt(format!("section: {error}")))?;
             let rva = u32::try_from(section.address() - image_base).unwrap_or(0);
             code.push((rva, bytes.to_vec()));
         }

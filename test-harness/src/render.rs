@@ -4,7 +4,8 @@
 use std::fmt::Write;
 
 use crate::arch::Arch;
-use crate::verdict::{BugCheck, Outcome, Verdict};
+use crate::nt;
+use crate::verdict::{BugCheck, Engine, Outcome, Verdict};
 
 /// The whole report for `emulate` and `analyze` (text mode).
 #[must_use]
@@ -13,11 +14,16 @@ pub fn report(verdict: &Verdict) -> String {
     let arch = verdict.arch.unwrap_or(Arch::X64);
     let _ = writeln!(
         out,
-        "{} ({}) under Driver Verifier pool tracking (0x8), engine: {}",
+        "{} ({}){}, engine: {}",
         verdict.driver,
         verdict
             .arch
             .map_or_else(|| "arch unknown".into(), |arch| arch.to_string()),
+        if verdict.verifier {
+            " under Driver Verifier pool tracking (0x8)"
+        } else {
+            ""
+        },
         verdict.engine
     );
     if !verdict.debug_output.is_empty() || !verdict.pool_hits.is_empty() {
@@ -46,7 +52,7 @@ pub fn report(verdict: &Verdict) -> String {
         let _ = writeln!(
             out,
             "The driver crashed: {} at {} ({}){accessed}",
-            fault.kind,
+            fault.kind.describe(),
             arch.address(fault.pc),
             fault.symbol
         );
@@ -55,7 +61,7 @@ pub fn report(verdict: &Verdict) -> String {
         out.push('\n');
         out.push_str(&analyze(bugcheck, verdict, arch));
     }
-    if verdict.engine != "kd" || !verdict.leaks.is_empty() {
+    if (verdict.engine != Engine::Kd && verdict.verifier) || !verdict.leaks.is_empty() {
         out.push('\n');
         out.push_str(&verifier3(verdict, arch));
     }
@@ -69,34 +75,41 @@ fn outcome_line(verdict: &Verdict) -> String {
             status_name(status)
         )
     });
-    let what = match verdict.outcome {
-        Outcome::Unloaded if verdict.leaks.is_empty() && verdict.bugcheck.is_none() => {
+    let limit = verdict
+        .limit
+        .map_or_else(String::new, |limit| format!(" ({limit})"));
+    let what = match verdict.outcome() {
+        Outcome::Unloaded if verdict.leaks.is_empty() => {
             "the unload routine ran; no pool allocations outstanding: PASS".to_owned()
         }
         Outcome::Unloaded => "the unload routine ran".to_owned(),
-        Outcome::EntryFailed => "the driver did not load; the I/O manager unloaded the image".to_owned(),
+        Outcome::EntryFailed => {
+            "the driver did not load; the I/O manager unloaded the image".to_owned()
+        }
         Outcome::CannotUnload => {
             "the driver set no unload routine, so it cannot be unloaded (sc stop: error 1052, ERROR_INVALID_SERVICE_CONTROL)".to_owned()
         }
-        Outcome::EntryDidNotReturn => "DriverEntry did not return within the instruction/time budget".to_owned(),
-        Outcome::UnloadDidNotReturn => "the unload routine did not return within the instruction/time budget".to_owned(),
+        Outcome::EntryDidNotReturn => format!("DriverEntry did not return{limit}"),
+        Outcome::UnloadDidNotReturn => format!("the unload routine did not return{limit}"),
         Outcome::BugCheck => format!(
             "the system bug-checked: {}",
-            verdict.bugcheck.as_ref().map_or("", |bugcheck| bugcheck.name.as_str())
+            verdict
+                .bugcheck
+                .as_ref()
+                .map_or("", |bugcheck| bugcheck.name.as_str())
         ),
-        Outcome::Unknown => "no bug check in this debugger output".to_owned(),
+        Outcome::StillLoaded if verdict.leaks.is_empty() => {
+            "no bug check and no unload in this output: the driver is still loaded, nothing was judged at unload".to_owned()
+        }
+        Outcome::StillLoaded => {
+            "no bug check and no unload in this output: the driver is still loaded, so the allocations below are outstanding, not (yet) leaked".to_owned()
+        }
     };
     format!("{status}{what}")
 }
 
-fn status_name(status: u32) -> &'static str {
-    match status {
-        0 => " (STATUS_SUCCESS)",
-        0xC000_009A => " (STATUS_INSUFFICIENT_RESOURCES)",
-        0xC000_0001 => " (STATUS_UNSUCCESSFUL)",
-        0xC000_0022 => " (STATUS_ACCESS_DENIED)",
-        _ => "",
-    }
+fn status_name(status: u32) -> String {
+    nt::status_name(status).map_or_else(String::new, |name| format!(" ({name})"))
 }
 
 fn pool_hit(hit: &crate::verdict::PoolHit, arch: Arch) -> String {
@@ -117,7 +130,8 @@ fn pool_hit(hit: &crate::verdict::PoolHit, arch: Arch) -> String {
 #[must_use]
 pub fn analyze(bugcheck: &BugCheck, verdict: &Verdict, arch: Arch) -> String {
     let mut out = String::new();
-    let short = |value: u64| format!("0x{value:08X}");
+    // kd prints the arguments at the target's pointer width.
+    let short = |value: u64| format!("0x{value:0width$X}", width = arch.pointer_digits());
     let _ = writeln!(out, "*** Fatal System Error: 0x{:08x}", bugcheck.code);
     let _ = writeln!(
         out,

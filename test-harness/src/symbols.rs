@@ -49,7 +49,8 @@ impl Symbolizer {
         );
         let pdb_path = driver.with_extension("pdb");
         let mut pdb_problem = None;
-        if pdb_path.exists() {
+        // Only a regular file: a FIFO or device named like the PDB would block.
+        if pdb_path.is_file() {
             match read_pdb(&pdb_path, image) {
                 Ok(functions) => {
                     return Self {

@@ -1,5 +1,6 @@
 //! Driver Verifier's pool tracking (flag 0x8), applied to a driver's events.
-//! This is the one place the rules live; every engine feeds it.
+//! This is the one place the rules live; every engine feeds it, event by
+//! event, and the debugger asks it for the verdict of the run so far.
 //!
 //! Rules, after Microsoft's bug check 0xC4 documentation:
 //! - a zero-byte allocation: 0xC4 / 0x00;
@@ -7,31 +8,33 @@
 //! - freeing pool already freed: 0xC4 / 0x13;
 //! - allocations outstanding when the image unloads (after the unload routine,
 //!   or after a failed DriverEntry): 0xC4 / 0x62, Arg4 = their count;
-//! - a crash in the driver: the bug check the kernel would raise
-//!   (0x50 for a bad kernel address, else 0x7E with the exception code).
+//! - a CPU fault at an instruction inside the driver: the bug check the
+//!   kernel would raise (0x50 for a bad kernel address, else 0x7E with the
+//!   exception code);
+//! - a KeBugCheckEx call: that bug check.
+//!
+//! What the engine could not do as Windows would (a gap, or a fault outside
+//! the driver's image) is never judged: the run "cannot be judged".
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashMap;
 
 use crate::arch::Arch;
-use crate::events::{Event, RunError};
-use crate::failure::{Failure, Result};
+use crate::error::CannotJudge;
+use crate::events::{Event, Gap};
+use crate::nt::{self, PoolType, TAG_NONE, c4, tag_text};
+use crate::pool_api::{PoolOp, PoolRoutine};
 use crate::symbols::Symbolizer;
 use crate::verdict::{
-    DRIVER_VERIFIER_DETECTED_VIOLATION, Fault, Leak, Outcome, PoolHit, PoolStats, Verdict,
-    bugcheck, is_paged, pool_type_name, tag_text,
+    BugCheck, Engine, Fault, FaultKind, Leak, PoolHit, PoolStats, Stage, Verdict,
 };
-
-/// Exception codes the kernel reports in 0x7E.
-const STATUS_ACCESS_VIOLATION: u64 = 0xC000_0005;
-const STATUS_ILLEGAL_INSTRUCTION: u64 = 0xC000_001D;
-const STATUS_BREAKPOINT: u64 = 0x8000_0003;
+use crate::wdm;
 
 /// What the tracker needs besides the events.
 pub struct Context<'a> {
     /// The driver's file name.
     pub driver: String,
-    /// Engine name for the verdict.
-    pub engine: String,
+    /// The engine whose events these are.
+    pub engine: Engine,
     /// Names for addresses inside the driver.
     pub symbols: &'a Symbolizer,
     /// The driver's architecture.
@@ -40,24 +43,31 @@ pub struct Context<'a> {
     pub pool_hit_tag: Option<u32>,
 }
 
+/// One allocation, from its return to its free.
 struct Allocation {
+    address: u64,
     bytes: u64,
     tag: u32,
-    pool: String,
+    pool: PoolType,
     caller: u64,
+    freed: bool,
 }
 
+/// The verifier's pool bookkeeping for one driver.
 #[derive(Default)]
 struct Pool {
-    live: BTreeMap<u64, Allocation>,
-    order: Vec<u64>,
-    freed: HashSet<u64>,
+    /// Every allocation in order, freed or not.
+    allocations: Vec<Allocation>,
+    /// Index of the live allocation at each address.
+    live: HashMap<u64, usize>,
+    /// Addresses freed and not handed out again since.
+    freed: HashMap<u64, usize>,
     stats: PoolStats,
 }
 
 impl Pool {
-    fn adjust(&mut self, pool: &str, bytes: u64, add: bool) {
-        let (current, peak) = if is_paged(pool) {
+    fn count(&mut self, pool: PoolType, bytes: u64, add: bool) {
+        let (current, peak) = if pool.is_paged() == Some(true) {
             (&mut self.stats.current_paged, &mut self.stats.peak_paged)
         } else {
             (
@@ -75,294 +85,342 @@ impl Pool {
             current.1 = current.1.saturating_sub(bytes);
         }
     }
+
+    fn outstanding(&self) -> impl Iterator<Item = &Allocation> {
+        self.allocations
+            .iter()
+            .filter(|allocation| !allocation.freed)
+    }
 }
 
-/// Judges a driver's events the way Driver Verifier's pool tracking would.
-///
-/// # Errors
-/// The engine reported that it could not run the driver (missing tool, an API
-/// it does not implement, bad input): there is nothing to judge.
-#[allow(clippy::too_many_lines)]
-pub fn judge(events: &[Event], context: &Context<'_>) -> Result<Verdict> {
-    let arch = context.arch;
-    let mut verdict = Verdict {
-        driver: context.driver.clone(),
-        engine: context.engine.clone(),
-        arch: Some(arch),
-        entry_status: None,
-        unloaded: false,
-        outcome: Outcome::EntryDidNotReturn,
-        bugcheck: None,
-        leaks: Vec::new(),
-        debug_output: Vec::new(),
-        pool_stats: PoolStats::default(),
-        fault: None,
-        pool_hits: Vec::new(),
-        notes: Vec::new(),
-    };
-    let mut pool = Pool::default();
-    let mut text = String::new();
-    // Engines may report the driver object last; bug check 0x62 needs it.
-    let name_address = events
-        .iter()
-        .find_map(|event| match event {
-            Event::DriverObject { name_address, .. } => Some(*name_address),
-            _ => None,
-        })
-        .unwrap_or(0);
-    let mut entry_returned = false;
-    let mut unload_expected = false;
+/// Driver Verifier's pool tracking for one run, fed event by event.
+pub struct Tracker<'a> {
+    context: Context<'a>,
+    verdict: Verdict,
+    pool: Pool,
+    text: String,
+    image: Option<(u64, u64)>,
+    name_address: u64,
+    /// The engine routine the driver called last, and from where.
+    last_call: Option<(String, u64)>,
+}
 
-    for event in events {
-        if verdict.bugcheck.is_some() {
-            break; // the machine has stopped
+impl<'a> Tracker<'a> {
+    /// A tracker for a run that has not started.
+    #[must_use]
+    pub fn new(context: Context<'a>) -> Self {
+        let verdict = Verdict::new(context.driver.clone(), context.engine, Some(context.arch));
+        Self {
+            context,
+            verdict,
+            pool: Pool::default(),
+            text: String::new(),
+            image: None,
+            name_address: 0,
+            last_call: None,
+        }
+    }
+
+    /// Takes one event.
+    ///
+    /// # Errors
+    /// The engine reported a gap, or the CPU faulted outside the driver:
+    /// the run cannot be judged.
+    pub fn event(&mut self, event: &Event) -> Result<(), CannotJudge> {
+        if self.verdict.bugcheck.is_some() {
+            return Ok(()); // the machine has stopped
         }
         match event {
-            Event::AdapterError { message, .. } => return Err(Failure::new(message.clone())),
-            Event::Load { .. } | Event::End | Event::DriverObject { .. } => {}
-            Event::DebugPrint { text: printed, .. } => text.push_str(printed),
-            Event::Alloc {
-                api,
-                pool: pool_type,
-                size,
-                tag,
-                address,
+            Event::Load {
+                image_base,
+                image_size,
+                ..
+            } => {
+                self.image = Some((*image_base, *image_size));
+                self.verdict.stage = Stage::InEntry;
+            }
+            Event::DriverObject { address, .. } => {
+                self.name_address =
+                    address + wdm::DriverObject::for_arch(self.context.arch).driver_name;
+            }
+            Event::Call {
+                routine, caller, ..
+            } => self.last_call = Some((routine.clone(), *caller)),
+            Event::PoolCall {
+                routine,
+                args,
+                result,
                 caller,
                 injected_failure,
                 ..
             } => {
-                pool.stats.attempted += 1;
-                if *size == 0 {
-                    verdict.bugcheck = Some(bugcheck(
-                        DRIVER_VERIFIER_DETECTED_VIOLATION,
-                        [0x00, 0, u64::from(*pool_type), 0],
-                    ));
-                    continue;
-                }
-                if *address == 0 {
-                    pool.stats.failed += 1;
-                    if *injected_failure {
-                        verdict.notes.push(format!(
-                            "allocation {} ({api}, 0x{size:x} bytes, tag '{}') was made to fail",
-                            pool.stats.attempted,
-                            tag_text(*tag)
-                        ));
-                    }
-                } else {
-                    pool.stats.succeeded += 1;
-                    if *tag == 0 || *tag == u32::from_le_bytes(*b"None") {
-                        pool.stats.no_tag += 1;
-                    }
-                    let pool_name = pool_type_name(*pool_type);
-                    pool.adjust(&pool_name, *size, true);
-                    pool.freed.remove(address);
-                    pool.order.push(*address);
-                    pool.live.insert(
-                        *address,
-                        Allocation {
-                            bytes: *size,
-                            tag: *tag,
-                            pool: pool_name,
-                            caller: *caller,
-                        },
-                    );
-                }
-                if context.pool_hit_tag == Some(*tag) {
-                    verdict.pool_hits.push(PoolHit {
-                        api: api.clone(),
-                        address: *address,
-                        bytes: Some(*size),
-                        caller: context.symbols.name(*caller),
-                        after_debug_lines: text.matches('\n').count(),
-                    });
+                self.last_call = Some((format!("ntoskrnl.exe!{}", routine.name()), *caller));
+                match routine.read(self.context.arch, args, *result) {
+                    PoolOp::Alloc {
+                        pool,
+                        size,
+                        tag,
+                        address,
+                    } => self.on_alloc(
+                        *routine,
+                        pool,
+                        size,
+                        tag,
+                        address,
+                        *caller,
+                        *injected_failure,
+                    ),
+                    PoolOp::Free { address, tag } => self.on_free(*routine, address, tag, *caller),
                 }
             }
-            Event::Free {
-                api,
-                address,
-                tag,
-                caller,
-                ..
-            } => {
-                let hit_tag = pool
-                    .live
-                    .get(address)
-                    .map(|allocation| allocation.tag)
-                    .or(*tag);
-                if let Some(allocation) = pool.live.remove(address) {
-                    pool.adjust(&allocation.pool, allocation.bytes, false);
-                    pool.freed.insert(*address);
-                    if let Some(given) = tag
-                        && *given != allocation.tag
-                    {
-                        verdict.notes.push(format!(
-                            "{} freed 0x{address:x} with tag '{}' but it was allocated with '{}'",
-                            context.symbols.name(*caller),
-                            tag_text(*given),
-                            tag_text(allocation.tag)
-                        ));
-                    }
-                } else if pool.freed.contains(address) {
-                    let header = address.saturating_sub(arch.pool_granularity());
-                    verdict.bugcheck = Some(bugcheck(
-                        DRIVER_VERIFIER_DETECTED_VIOLATION,
-                        [0x13, 0, header, 0],
-                    ));
-                } else {
-                    verdict.bugcheck = Some(bugcheck(
-                        DRIVER_VERIFIER_DETECTED_VIOLATION,
-                        [0x10, *address, 0, 0],
-                    ));
-                }
-                if hit_tag.is_some() && context.pool_hit_tag == hit_tag {
-                    verdict.pool_hits.push(PoolHit {
-                        api: api.clone(),
-                        address: *address,
-                        bytes: None,
-                        caller: context.symbols.name(*caller),
-                        after_debug_lines: text.matches('\n').count(),
-                    });
-                }
+            Event::DebugPrint { text, .. } => self.text.push_str(text),
+            Event::BugCheckCall { code, args, .. } => {
+                self.verdict.bugcheck = Some(BugCheck::new(*code, *args));
             }
-            Event::Bugcheck { code, args, .. } => verdict.bugcheck = Some(bugcheck(*code, *args)),
             Event::EntryReturn {
                 status,
-                error,
                 unload_routine,
-            } => {
-                entry_returned = true;
-                if let Some(error) = error {
-                    crash(&mut verdict, error, context)?;
-                    continue;
-                }
-                verdict.entry_status = *status;
-                let failed = status.is_none_or(|status| status & 0x8000_0000 != 0);
-                if failed {
-                    // The I/O manager unloads the image without calling the
-                    // unload routine; the verifier still checks for leaks.
-                    verdict.outcome = Outcome::EntryFailed;
-                    verdict.unloaded = true;
-                    check_leaks(&mut verdict, &pool, name_address, context);
-                } else if *unload_routine == 0 {
-                    verdict.outcome = Outcome::CannotUnload;
-                } else {
-                    unload_expected = true;
-                    verdict.outcome = Outcome::UnloadDidNotReturn;
-                }
+            } => self.on_entry_return(*status, *unload_routine),
+            Event::UnloadReturn => {
+                self.verdict.stage = Stage::Unloaded;
+                self.check_leaks_at_unload();
             }
-            Event::UnloadReturn { error } => {
-                if let Some(error) = error {
-                    crash(&mut verdict, error, context)?;
-                    continue;
-                }
-                if unload_expected {
-                    verdict.unloaded = true;
-                    verdict.outcome = Outcome::Unloaded;
-                    check_leaks(&mut verdict, &pool, name_address, context);
-                }
-            }
+            Event::Fault {
+                kind, pc, address, ..
+            } => self.on_fault(*kind, *pc, *address)?,
+            Event::Stopped { limit, .. } => self.verdict.limit = Some(*limit),
+            Event::Gap { gap, caller, .. } => return Err(self.cannot_judge(gap.clone(), *caller)),
+            Event::End => {}
         }
+        Ok(())
     }
-    if !entry_returned && verdict.bugcheck.is_none() {
-        verdict.outcome = Outcome::EntryDidNotReturn;
-    }
-    if verdict.bugcheck.is_some() {
-        // `unloaded` stays as it was: a 0x62 bug check comes after the unload.
-        verdict.outcome = Outcome::BugCheck;
-    }
-    verdict.debug_output = text.lines().map(str::to_owned).collect();
-    verdict.pool_stats = pool.stats;
-    Ok(verdict)
-}
 
-fn check_leaks(verdict: &mut Verdict, pool: &Pool, name_address: u64, context: &Context<'_>) {
-    verdict.leaks = pool
-        .order
-        .iter()
-        .filter_map(|address| {
-            let allocation = pool.live.get(address)?;
-            Some(Leak {
-                address: *address,
+    /// The verdict of the run so far.
+    #[must_use]
+    pub fn verdict(&self) -> Verdict {
+        let mut verdict = self.verdict.clone();
+        verdict.debug_output = self.text.lines().map(str::to_owned).collect();
+        verdict.pool_stats = self.pool.stats.clone();
+        verdict
+    }
+
+    /// The bug check the machine raised, if it did.
+    #[must_use]
+    pub const fn bugcheck(&self) -> Option<&BugCheck> {
+        self.verdict.bugcheck.as_ref()
+    }
+
+    /// Allocations not freed yet, as leaks would be listed.
+    #[must_use]
+    pub fn outstanding(&self) -> Vec<Leak> {
+        self.pool
+            .outstanding()
+            .map(|allocation| Leak {
+                address: allocation.address,
                 bytes: allocation.bytes,
                 tag: tag_text(allocation.tag),
-                pool: allocation.pool.clone(),
-                caller: context.symbols.name(allocation.caller),
+                pool: allocation.pool,
+                caller: self.context.symbols.name(allocation.caller),
                 caller_address: Some(allocation.caller),
             })
-        })
-        .collect();
-    // `order` may name an address twice if it was freed and reallocated.
-    verdict.leaks.dedup_by_key(|leak| leak.address);
-    if !verdict.leaks.is_empty() {
-        let count = u64::try_from(verdict.leaks.len()).unwrap_or(u64::MAX);
-        verdict.bugcheck = Some(bugcheck(
-            DRIVER_VERIFIER_DETECTED_VIOLATION,
-            [0x62, name_address, 0, count],
+            .collect()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_alloc(
+        &mut self,
+        routine: PoolRoutine,
+        pool: PoolType,
+        size: u64,
+        tag: u32,
+        address: u64,
+        caller: u64,
+        injected_failure: bool,
+    ) {
+        let stats = &mut self.pool.stats;
+        stats.attempted += 1;
+        if size == 0 {
+            let pool_value = u64::from(pool.value().unwrap_or(0));
+            // Arg2: IRQL (PASSIVE_LEVEL for DriverEntry and unload), Arg3: pool type.
+            self.raise(c4::ZERO_BYTES, [0, pool_value, 0]);
+            return;
+        }
+        if address == 0 {
+            stats.failed += 1;
+            if injected_failure {
+                let attempted = stats.attempted;
+                self.verdict.notes.push(format!(
+                    "allocation {attempted} ({}, 0x{size:x} bytes, tag '{}') was made to fail",
+                    routine.name(),
+                    tag_text(tag)
+                ));
+            }
+        } else {
+            stats.succeeded += 1;
+            if tag == 0 || tag == TAG_NONE {
+                stats.no_tag += 1;
+            }
+            self.pool.count(pool, size, true);
+            self.pool.freed.remove(&address);
+            self.pool.live.insert(address, self.pool.allocations.len());
+            self.pool.allocations.push(Allocation {
+                address,
+                bytes: size,
+                tag,
+                pool,
+                caller,
+                freed: false,
+            });
+        }
+        self.pool_hit(routine, address, Some(size), tag, caller);
+    }
+
+    fn on_free(&mut self, routine: PoolRoutine, address: u64, tag: Option<u32>, caller: u64) {
+        if let Some(index) = self.pool.live.remove(&address) {
+            let allocation = &mut self.pool.allocations[index];
+            allocation.freed = true;
+            let (pool, bytes, allocated_tag) = (allocation.pool, allocation.bytes, allocation.tag);
+            self.pool.count(pool, bytes, false);
+            self.pool.freed.insert(address, index);
+            if let Some(given) = tag
+                && given != allocated_tag
+            {
+                self.verdict.notes.push(format!(
+                    "{} freed 0x{address:x} with tag '{}' but it was allocated with '{}'",
+                    self.context.symbols.name(caller),
+                    tag_text(given),
+                    tag_text(allocated_tag)
+                ));
+            }
+            self.pool_hit(routine, address, None, allocated_tag, caller);
+        } else if self.pool.freed.contains_key(&address) {
+            // Arg3: the pool header, just before the block.
+            let header = address.saturating_sub(self.context.arch.pool_header_size());
+            self.raise(c4::DOUBLE_FREE, [0, header, 0]);
+        } else {
+            self.raise(c4::FREE_UNALLOCATED, [address, 0, 0]);
+        }
+    }
+
+    fn pool_hit(
+        &mut self,
+        routine: PoolRoutine,
+        address: u64,
+        bytes: Option<u64>,
+        tag: u32,
+        caller: u64,
+    ) {
+        if self.context.pool_hit_tag == Some(tag) {
+            self.verdict.pool_hits.push(PoolHit {
+                api: routine.name().to_owned(),
+                address,
+                bytes,
+                caller: self.context.symbols.name(caller),
+                after_debug_lines: self.text.matches('\n').count(),
+            });
+        }
+    }
+
+    fn on_entry_return(&mut self, status: u32, unload_routine: u64) {
+        self.verdict.entry_status = Some(status);
+        if nt::status::failed(status) {
+            // The I/O manager unloads the image without calling the unload
+            // routine; the verifier still checks for leaks.
+            self.verdict.stage = Stage::EntryFailed;
+            self.check_leaks_at_unload();
+        } else if unload_routine == 0 {
+            self.verdict.stage = Stage::CannotUnload;
+        } else {
+            self.verdict.stage = Stage::InUnload;
+        }
+    }
+
+    /// The image is being unloaded: whatever is outstanding leaked.
+    fn check_leaks_at_unload(&mut self) {
+        self.verdict.leaks = self.outstanding();
+        if !self.verdict.leaks.is_empty() {
+            let count = u64::try_from(self.verdict.leaks.len()).unwrap_or(u64::MAX);
+            // Arg3, the verifier's internal structure, does not exist here.
+            self.raise(c4::LEAKED_AT_UNLOAD, [self.name_address, 0, count]);
+        }
+    }
+
+    fn raise(&mut self, arg1: u64, rest: [u64; 3]) {
+        self.verdict.bugcheck = Some(BugCheck::new(
+            nt::DRIVER_VERIFIER_DETECTED_VIOLATION,
+            [arg1, rest[0], rest[1], rest[2]],
         ));
+    }
+
+    fn inside_driver(&self, address: u64) -> bool {
+        self.image
+            .is_some_and(|(base, size)| address >= base && address - base < size)
+    }
+
+    /// A CPU fault: the driver's bug only if it faulted in its own code.
+    fn on_fault(
+        &mut self,
+        kind: FaultKind,
+        pc: u64,
+        accessed: Option<u64>,
+    ) -> Result<(), CannotJudge> {
+        if !self.inside_driver(pc) {
+            let after = self.last_call.as_ref().map(|(routine, _)| routine.clone());
+            let caller = self.last_call.as_ref().map(|(_, caller)| *caller);
+            return Err(self.cannot_judge(
+                Gap::FaultOutsideDriver {
+                    fault: kind,
+                    pc,
+                    after,
+                },
+                caller,
+            ));
+        }
+        let code = kind.exception_code();
+        self.verdict.fault = Some(Fault {
+            kind,
+            pc,
+            symbol: self.context.symbols.name_instruction(pc),
+            accessed,
+        });
+        let kernel_address = |address: u64| address >= self.context.arch.kernel_base();
+        self.verdict.bugcheck = Some(match accessed {
+            Some(address) if kind.is_access() && kernel_address(address) => {
+                let access = match kind {
+                    FaultKind::Write => 1,
+                    FaultKind::Execute => 10,
+                    _ => 0,
+                };
+                BugCheck::new(nt::PAGE_FAULT_IN_NONPAGED_AREA, [address, access, pc, 0])
+            }
+            _ => BugCheck::new(
+                nt::SYSTEM_THREAD_EXCEPTION_NOT_HANDLED,
+                [u64::from(code), pc, 0, 0],
+            ),
+        });
+        Ok(())
+    }
+
+    fn cannot_judge(&self, gap: Gap, caller: Option<u64>) -> CannotJudge {
+        CannotJudge {
+            driver: self.context.driver.clone(),
+            engine: self.context.engine,
+            gap,
+            site: caller.map(|caller| self.context.symbols.name(caller)),
+        }
     }
 }
 
-/// Turns an emulator run error into the bug check the kernel would raise.
-fn crash(verdict: &mut Verdict, error: &RunError, context: &Context<'_>) -> Result<()> {
-    let kind = error.kind.to_ascii_lowercase();
-    if kind.contains("unsupported_api") {
-        let api = error.api.clone().unwrap_or_else(|| "an API".into());
-        let site = error
-            .caller
-            .map(|caller| format!(" (called from {})", context.symbols.name(caller)))
-            .unwrap_or_default();
-        return Err(Failure::new(format!(
-            "{} calls {api}{site}, which the {} engine does not implement; the run cannot be judged",
-            context.driver, context.engine
-        )));
+/// Judges a whole run.
+///
+/// # Errors
+/// The run cannot be judged (an engine gap, or a fault outside the driver).
+pub fn judge(events: &[Event], context: Context<'_>) -> Result<Verdict, CannotJudge> {
+    let mut tracker = Tracker::new(context);
+    for event in events {
+        tracker.event(event)?;
     }
-    if kind.contains("max_api_count") {
-        verdict.outcome = Outcome::EntryDidNotReturn;
-        verdict
-            .notes
-            .push("stopped after too many API calls".into());
-        return Ok(());
-    }
-    let pc = error.pc.unwrap_or(0);
-    let accessed = error.address;
-    let (description, code) = if kind.contains("insn") || kind.contains("instruction") {
-        ("invalid instruction", STATUS_ILLEGAL_INSTRUCTION)
-    } else if kind.contains("interrupt") || kind.contains("int3") || kind.contains("breakpoint") {
-        ("breakpoint", STATUS_BREAKPOINT)
-    } else if kind.contains("fetch") {
-        (
-            "invalid fetch (jump to unmapped memory)",
-            STATUS_ACCESS_VIOLATION,
-        )
-    } else if kind.contains("write") {
-        ("invalid write", STATUS_ACCESS_VIOLATION)
-    } else {
-        ("invalid read", STATUS_ACCESS_VIOLATION)
-    };
-    let kernel_half = match context.arch {
-        Arch::X64 => 0xFFFF_8000_0000_0000,
-        Arch::X86 => 0x8000_0000,
-    };
-    verdict.fault = Some(Fault {
-        kind: description.into(),
-        pc,
-        symbol: context.symbols.name_instruction(pc),
-        accessed,
-    });
-    verdict.bugcheck = Some(match accessed {
-        Some(address) if code == STATUS_ACCESS_VIOLATION && address >= kernel_half => {
-            let access = if description.starts_with("invalid write") {
-                1
-            } else if description.starts_with("invalid fetch") {
-                10
-            } else {
-                0
-            };
-            bugcheck(0x50, [address, access, pc, 0])
-        }
-        _ => bugcheck(0x7E, [code, pc, 0, 0]),
-    });
-    Ok(())
+    Ok(tracker.verdict())
 }
 
 #[cfg(test)]
@@ -370,88 +428,82 @@ mod tests {
     use super::*;
     use crate::events::Phase;
     use crate::pe::PeImage;
+    use crate::verdict::{ExitCode, Outcome};
 
     const BASE: u64 = 0x1_4000_0000;
     const TAG: u32 = 0x6463_6261;
 
     fn symbols() -> Symbolizer {
-        let image = PeImage {
-            arch: Some(Arch::X64),
-            machine: 0x8664,
-            subsystem: 1,
-            characteristics: 0x22,
-            image_base: BASE,
-            size_of_image: 0x4000,
-            entry_rva: 0x1000,
-            stored_checksum: 0,
-            computed_checksum: 0,
-            imports: Vec::new(),
-            exports: vec![("DriverEntry".into(), 0x1000)],
-            pdb: None,
-            code: Vec::new(),
-            has_relocations: true,
-        };
+        let mut image = PeImage::empty(Arch::X64);
+        image.image_base = BASE;
+        image.size_of_image = 0x4000;
+        image.entry_rva = 0x1000;
+        image.exports = vec![("DriverEntry".into(), 0x1000)];
         Symbolizer::for_driver(std::path::Path::new("/none/Test.sys"), &image, BASE, 0x4000)
     }
 
-    fn context(symbols: &Symbolizer) -> Context<'_> {
-        Context {
+    fn judge_events(events: &[Event]) -> Result<Verdict, CannotJudge> {
+        let symbols = symbols();
+        let context = Context {
             driver: "Test.sys".into(),
-            engine: "test".into(),
-            symbols,
+            engine: Engine::Native,
+            symbols: &symbols,
             arch: Arch::X64,
             pool_hit_tag: Some(TAG),
-        }
+        };
+        let mut all = vec![Event::Load {
+            arch: Arch::X64,
+            image_base: BASE,
+            image_size: 0x4000,
+            entry_point: BASE + 0x1000,
+        }];
+        all.extend_from_slice(events);
+        judge(&all, context)
     }
 
-    fn judge_events(events: &[Event]) -> Verdict {
-        let symbols = symbols();
-        judge(events, &context(&symbols)).expect("judged")
+    fn verdict(events: &[Event]) -> Verdict {
+        judge_events(events).expect("judged")
     }
 
     fn alloc(address: u64, size: u64) -> Event {
-        Event::Alloc {
+        Event::PoolCall {
             phase: Phase::Entry,
-            api: "ExAllocatePoolWithTag".into(),
-            pool: 1,
-            size,
-            tag: TAG,
-            address,
+            routine: PoolRoutine::ExAllocatePoolWithTag,
+            args: vec![1, size, u64::from(TAG)],
+            result: address,
             caller: BASE + 0x1027,
             injected_failure: false,
         }
     }
 
     fn free(address: u64) -> Event {
-        Event::Free {
+        Event::PoolCall {
             phase: Phase::Unload,
-            api: "ExFreePoolWithTag".into(),
-            address,
-            tag: Some(TAG),
+            routine: PoolRoutine::ExFreePoolWithTag,
+            args: vec![address, u64::from(TAG)],
+            result: 0,
             caller: BASE + 0x1100,
+            injected_failure: false,
         }
     }
 
     fn entry(status: u32, unload: u64) -> Event {
         Event::EntryReturn {
-            status: Some(status),
-            error: None,
+            status,
             unload_routine: unload,
         }
     }
 
-    const UNLOADED: Event = Event::UnloadReturn { error: None };
-
     #[test]
     fn balanced_run_is_clean() {
-        let verdict = judge_events(&[
+        let verdict = verdict(&[
             alloc(0x1000, 0x6c),
             entry(0, BASE + 0x1100),
             free(0x1000),
-            UNLOADED,
+            Event::UnloadReturn,
         ]);
-        assert_eq!(verdict.exit_code(), 0);
-        assert_eq!(verdict.outcome, Outcome::Unloaded);
+        assert_eq!(verdict.exit_code(), ExitCode::Clean);
+        assert_eq!(verdict.outcome(), Outcome::Unloaded);
         assert_eq!(verdict.pool_stats.peak_paged, (1, 0x6c));
         assert_eq!(verdict.pool_stats.current_paged, (0, 0));
         assert_eq!(verdict.pool_hits.len(), 2);
@@ -459,119 +511,156 @@ mod tests {
 
     #[test]
     fn outstanding_allocation_at_unload_is_c4_62() {
-        let name = Event::DriverObject {
-            address: 0x5000,
-            name_address: 0x5038,
-            name: "Test".into(),
-        };
-        let verdict = judge_events(&[
+        let verdict = verdict(&[
+            Event::DriverObject {
+                address: 0x5000,
+                name: "Test".into(),
+            },
             alloc(0x1000, 0x6c),
             alloc(0x2000, 8),
             entry(0, 1),
             free(0x2000),
-            UNLOADED,
-            name,
+            Event::UnloadReturn,
         ]);
         let bugcheck = verdict.bugcheck.clone().expect("bug check");
         assert_eq!((bugcheck.code, bugcheck.args), (0xC4, [0x62, 0x5038, 0, 1]));
         assert_eq!(verdict.leaks.len(), 1);
         assert_eq!(verdict.leaks[0].caller, "Test!DriverEntry+0x27");
         assert_eq!(verdict.leaks[0].tag, "abcd");
-        assert_eq!(verdict.exit_code(), 3);
+        assert_eq!(verdict.exit_code(), ExitCode::Violation);
+        assert!(verdict.unloaded());
+    }
+
+    #[test]
+    fn a_reused_address_is_a_new_allocation() {
+        // Allocate, free, get the same address again, leak it: one leak.
+        let verdict = verdict(&[
+            alloc(0x1000, 16),
+            free(0x1000),
+            alloc(0x1000, 32),
+            alloc(0x2000, 8),
+            entry(0, 1),
+            Event::UnloadReturn,
+        ]);
+        let leaked: Vec<(u64, u64)> = verdict
+            .leaks
+            .iter()
+            .map(|leak| (leak.address, leak.bytes))
+            .collect();
+        assert_eq!(leaked, [(0x1000, 32), (0x2000, 8)]);
+        assert_eq!(verdict.bugcheck.map(|b| b.args[3]), Some(2));
     }
 
     #[test]
     fn failed_driver_entry_is_still_checked_for_leaks() {
-        let verdict = judge_events(&[alloc(0x1000, 16), entry(0xC000_0001, 0)]);
-        assert_eq!(verdict.bugcheck.map(|b| b.args[0]), Some(0x62));
-        let verdict = judge_events(&[alloc(0x1000, 16), free(0x1000), entry(0xC000_0001, 0)]);
-        assert_eq!(verdict.outcome, Outcome::EntryFailed);
-        assert_eq!(verdict.exit_code(), 4);
+        let verdict_leaky = verdict(&[alloc(0x1000, 16), entry(0xC000_0001, 0)]);
+        assert_eq!(verdict_leaky.bugcheck.map(|b| b.args[0]), Some(0x62));
+        let verdict = verdict(&[alloc(0x1000, 16), free(0x1000), entry(0xC000_0001, 0)]);
+        assert_eq!(verdict.outcome(), Outcome::EntryFailed);
+        assert_eq!(verdict.exit_code(), ExitCode::LoadProblem);
     }
 
     #[test]
     fn double_free_and_foreign_free() {
-        let verdict = judge_events(&[alloc(0x1000, 16), free(0x1000), free(0x1000)]);
+        let verdict_double = verdict(&[alloc(0x1000, 16), free(0x1000), free(0x1000)]);
         assert_eq!(
-            verdict.bugcheck.map(|b| b.args),
+            verdict_double.bugcheck.map(|b| b.args),
             Some([0x13, 0, 0x1000 - 16, 0])
         );
-        let verdict = judge_events(&[free(0x7777)]);
+        let verdict = verdict(&[free(0x7777)]);
         assert_eq!(verdict.bugcheck.map(|b| b.args), Some([0x10, 0x7777, 0, 0]));
     }
 
     #[test]
     fn events_after_a_bugcheck_are_ignored() {
-        let verdict = judge_events(&[free(0x7777), alloc(0x1000, 0)]);
+        let verdict = verdict(&[free(0x7777), alloc(0x1000, 0)]);
         assert_eq!(verdict.bugcheck.map(|b| b.args[0]), Some(0x10));
     }
 
     #[test]
     fn no_unload_routine_and_hangs() {
-        assert_eq!(judge_events(&[entry(0, 0)]).outcome, Outcome::CannotUnload);
+        assert_eq!(verdict(&[entry(0, 0)]).outcome(), Outcome::CannotUnload);
+        let limit = crate::verdict::Limit::Instructions { count: 10 };
+        let hung = verdict(&[
+            alloc(0x1000, 4),
+            Event::Stopped {
+                phase: Phase::Entry,
+                limit,
+            },
+        ]);
+        assert_eq!(hung.outcome(), Outcome::EntryDidNotReturn);
+        assert_eq!(hung.limit, Some(limit));
         assert_eq!(
-            judge_events(&[alloc(0x1000, 4)]).outcome,
-            Outcome::EntryDidNotReturn
-        );
-        assert_eq!(
-            judge_events(&[entry(0, 1)]).outcome,
+            verdict(&[entry(0, 1)]).outcome(),
             Outcome::UnloadDidNotReturn
         );
     }
 
+    fn crash(kind: FaultKind, pc: u64, address: Option<u64>) -> Event {
+        Event::Fault {
+            phase: Phase::Entry,
+            kind,
+            pc,
+            address,
+        }
+    }
+
     #[test]
     fn crash_on_a_kernel_address_is_0x50_else_0x7e() {
-        let error = |address| RunError {
-            kind: "invalid_write".into(),
-            pc: Some(BASE + 0x1010),
-            address: Some(address),
-            api: None,
-            caller: None,
-            instruction: None,
-        };
-        let crash = |address| Event::EntryReturn {
-            status: None,
-            error: Some(error(address)),
-            unload_routine: 0,
-        };
-        let verdict = judge_events(&[crash(0x10)]);
+        let verdict_low = verdict(&[crash(FaultKind::Write, BASE + 0x1010, Some(0x10))]);
         assert_eq!(
-            verdict.bugcheck.map(|b| (b.code, b.args[0])),
+            verdict_low.bugcheck.map(|b| (b.code, b.args[0])),
             Some((0x7E, 0xC000_0005))
         );
         assert_eq!(
-            verdict.fault.map(|f| f.symbol),
+            verdict_low.fault.map(|f| f.symbol),
             Some("Test!DriverEntry+0x10".into())
         );
-        let verdict = judge_events(&[crash(0xFFFF_F800_0000_0000)]);
+        let high = verdict(&[crash(
+            FaultKind::Write,
+            BASE + 0x1010,
+            Some(0xFFFF_F800_0000_0000),
+        )]);
+        assert_eq!(high.bugcheck.map(|b| (b.code, b.args[1])), Some((0x50, 1)));
+        let divide = verdict(&[crash(FaultKind::DivideError, BASE + 0x1010, None)]);
         assert_eq!(
-            verdict.bugcheck.map(|b| (b.code, b.args[1])),
-            Some((0x50, 1))
+            divide.bugcheck.map(|b| (b.code, b.args[0])),
+            Some((0x7E, 0xC000_0094))
         );
     }
 
     #[test]
-    fn engine_errors_are_failures_not_verdicts() {
-        let symbols = symbols();
-        let context = context(&symbols);
-        let unsupported = Event::EntryReturn {
-            status: None,
-            error: Some(RunError {
-                kind: "unsupported_api".into(),
-                pc: None,
-                address: None,
-                api: Some("ntoskrnl.Foo".into()),
-                caller: Some(BASE + 0x1005),
-                instruction: None,
-            }),
-            unload_routine: 0,
+    fn a_fault_outside_the_driver_cannot_be_judged() {
+        let call = Event::Call {
+            phase: Phase::Entry,
+            routine: "WDFLDR.SYS!WdfVersionBind".into(),
+            caller: BASE + 0x1005,
         };
-        let failure = judge(&[unsupported], &context).expect_err("not judged");
+        let error = judge_events(&[call, crash(FaultKind::Execute, 0, Some(0))]).expect_err("gap");
+        let text = error.to_string();
         assert!(
-            failure
-                .0
-                .contains("ntoskrnl.Foo (called from Test!DriverEntry+0x5)"),
-            "{failure}"
+            text.contains("right after the engine's WDFLDR.SYS!WdfVersionBind returned to Test!DriverEntry+0x5"),
+            "{text}"
+        );
+        assert!(text.contains("Test!DriverEntry+0x5"), "{text}");
+        assert!(text.ends_with("the run cannot be judged"), "{text}");
+    }
+
+    #[test]
+    fn engine_gaps_are_never_verdicts() {
+        let gap = Event::Gap {
+            phase: Some(Phase::Entry),
+            gap: Gap::MissingRoutine {
+                routine: "ntoskrnl.exe!Foo".into(),
+            },
+            caller: Some(BASE + 0x1005),
+        };
+        let error = judge_events(&[alloc(0x1000, 4), gap]).expect_err("not judged");
+        assert!(
+            error
+                .to_string()
+                .contains("calls ntoskrnl.exe!Foo from Test!DriverEntry+0x5, which the native engine does not implement"),
+            "{error}"
         );
     }
 }

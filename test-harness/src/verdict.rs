@@ -1,21 +1,112 @@
-//! The Verdict: what a pool-tracking run found, whatever the source (Speakeasy,
-//! Wine, or a real debugger's output). Serialised as the `--json` output.
+//! The Verdict: what a pool-tracking run found, whatever the source (the
+//! native engine, Speakeasy, Wine, a real debugger's output or a VM).
+//! Serialised as the `--json` output; `outcome` and `unloaded` are derived
+//! from `stage` and `bugcheck`, so the three can never disagree.
+
+use std::fmt;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
+use crate::nt::{self, PoolType};
 
-/// Exit code: loaded and unloaded with no violation.
-pub const EXIT_CLEAN: i32 = 0;
-/// Exit code: verifier violation or bug check.
-pub const EXIT_VIOLATION: i32 = 3;
-/// Exit code: DriverEntry failed, or the driver could not be unloaded.
-pub const EXIT_LOAD_PROBLEM: i32 = 4;
+/// The documented exit codes of every `harness` command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExitCode {
+    /// Loaded and unloaded with no violation.
+    Clean = 0,
+    /// `demo`: a build did not behave as the walkthrough says.
+    Unexpected = 1,
+    /// Could not run or cannot judge: bad input, a missing tool, an engine
+    /// gap, an unreachable VM. One line on stderr.
+    CannotJudge = 2,
+    /// A verifier violation or bug check.
+    Violation = 3,
+    /// DriverEntry failed or did not return, or the driver could not be
+    /// unloaded or its unload routine did not return.
+    LoadProblem = 4,
+    /// The source shows the driver still loaded: nothing was judged at
+    /// unload (debugger output with no unload and no bug check).
+    StillLoaded = 5,
+    /// Windows would refuse to load the image (an import that no kernel
+    /// module exports, a user-mode DLL import). One line on stderr.
+    LoadRefused = 6,
+}
 
-/// `DRIVER_VERIFIER_DETECTED_VIOLATION`.
-pub const DRIVER_VERIFIER_DETECTED_VIOLATION: u32 = 0xC4;
+impl From<ExitCode> for std::process::ExitCode {
+    fn from(code: ExitCode) -> Self {
+        Self::from(code as u8)
+    }
+}
 
-/// How loading and unloading went.
+/// Where a verdict came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// The harness's own emulated kernel (Unicorn).
+    Native,
+    /// Mandiant Speakeasy.
+    Speakeasy,
+    /// Wine's winedevice.exe.
+    Wine,
+    /// Real debugger output (`harness analyze`).
+    Kd,
+    /// The real Driver Verifier on a Windows VM (`harness vm`).
+    Vm,
+}
+
+impl Engine {
+    /// The name used in verdicts and messages.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Speakeasy => "speakeasy",
+            Self::Wine => "wine",
+            Self::Kd => "kd",
+            Self::Vm => "vm",
+        }
+    }
+
+    /// Whether the source is an emulator run by the harness (as opposed to
+    /// text from a real machine).
+    #[must_use]
+    pub const fn is_emulator(self) -> bool {
+        matches!(self, Self::Native | Self::Speakeasy | Self::Wine)
+    }
+}
+
+impl fmt::Display for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How far the driver's life got when the run ended. Stored; the outcome
+/// is derived from it and the bug check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// The source says nothing of loading or unloading.
+    Unknown,
+    /// In DriverEntry when the run ended.
+    InEntry,
+    /// DriverEntry returned an error; the I/O manager unloaded the image.
+    EntryFailed,
+    /// DriverEntry succeeded and the driver is still loaded.
+    Loaded,
+    /// DriverEntry succeeded but set no unload routine: `sc stop` gives
+    /// `ERROR_INVALID_SERVICE_CONTROL` (1052) and the image stays loaded.
+    CannotUnload,
+    /// In the unload routine when the run ended.
+    InUnload,
+    /// The unload routine returned and the image was unloaded.
+    Unloaded,
+}
+
+/// How loading and unloading went, derived from the stage and the bug check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -23,17 +114,113 @@ pub enum Outcome {
     Unloaded,
     /// DriverEntry returned an error status; the image was unloaded.
     EntryFailed,
-    /// DriverEntry succeeded but set no unload routine: `sc stop` gives
-    /// `ERROR_INVALID_SERVICE_CONTROL` (1052) and the image stays loaded.
+    /// DriverEntry succeeded but set no unload routine.
     CannotUnload,
-    /// DriverEntry did not return within the instruction or time budget.
+    /// DriverEntry did not return (a limit stopped it).
     EntryDidNotReturn,
-    /// The unload routine did not return within the budget.
+    /// The unload routine did not return (a limit stopped it).
     UnloadDidNotReturn,
     /// The machine bug-checked (see `bugcheck`).
     BugCheck,
-    /// Not known from this source (debugger output that shows no bug check).
-    Unknown,
+    /// The driver is still loaded: nothing has been judged at unload.
+    StillLoaded,
+}
+
+/// A limit that stopped a driver routine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Limit {
+    /// The instruction budget (`--max-instructions`).
+    Instructions {
+        /// The budget.
+        count: u64,
+    },
+    /// The wall-clock budget (`--timeout`).
+    Time {
+        /// The budget in seconds.
+        seconds: u64,
+    },
+    /// The service control manager's wait for a start or stop (Wine).
+    ServiceControl {
+        /// How long it waited, in seconds.
+        seconds: u64,
+    },
+}
+
+impl Limit {
+    /// A time limit.
+    #[must_use]
+    pub const fn time(limit: Duration) -> Self {
+        Self::Time {
+            seconds: limit.as_secs(),
+        }
+    }
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Instructions { count } => write!(f, "stopped after {count} instructions"),
+            Self::Time { seconds } => write!(f, "still running after {seconds} s"),
+            Self::ServiceControl { seconds } => {
+                write!(f, "the service control manager gave up after {seconds} s")
+            }
+        }
+    }
+}
+
+/// What kind of CPU fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// Reading an invalid address.
+    Read,
+    /// Writing an invalid address.
+    Write,
+    /// Executing at an invalid address.
+    Execute,
+    /// An undefined instruction.
+    IllegalInstruction,
+    /// A privileged instruction where it is not allowed.
+    PrivilegedInstruction,
+    /// Integer division by zero (or overflow).
+    DivideError,
+    /// A breakpoint instruction with no debugger to take it.
+    Breakpoint,
+}
+
+impl FaultKind {
+    /// The exception code the kernel raises for it.
+    #[must_use]
+    pub const fn exception_code(self) -> u32 {
+        match self {
+            Self::Read | Self::Write | Self::Execute => nt::status::ACCESS_VIOLATION,
+            Self::IllegalInstruction => nt::status::ILLEGAL_INSTRUCTION,
+            Self::PrivilegedInstruction => nt::status::PRIVILEGED_INSTRUCTION,
+            Self::DivideError => nt::status::INTEGER_DIVIDE_BY_ZERO,
+            Self::Breakpoint => nt::status::BREAKPOINT,
+        }
+    }
+
+    /// Whether it is a memory access fault.
+    #[must_use]
+    pub const fn is_access(self) -> bool {
+        matches!(self, Self::Read | Self::Write | Self::Execute)
+    }
+
+    /// In words, for reports.
+    #[must_use]
+    pub const fn describe(self) -> &'static str {
+        match self {
+            Self::Read => "invalid read",
+            Self::Write => "invalid write",
+            Self::Execute => "invalid fetch (jump to unmapped memory)",
+            Self::IllegalInstruction => "illegal instruction",
+            Self::PrivilegedInstruction => "privileged instruction",
+            Self::DivideError => "integer divide by zero",
+            Self::Breakpoint => "breakpoint with no debugger attached",
+        }
+    }
 }
 
 /// A bug check, as `!analyze -v` reports it.
@@ -49,7 +236,26 @@ pub struct BugCheck {
     pub description: String,
 }
 
-/// A pool allocation still outstanding when the driver unloaded.
+impl BugCheck {
+    /// A bug check with the name and description the harness knows.
+    #[must_use]
+    pub fn new(code: u32, args: [u64; 4]) -> Self {
+        Self {
+            code,
+            args,
+            name: nt::bugcheck_name(code).to_owned(),
+            description: nt::bugcheck_description(code, args[0]).to_owned(),
+        }
+    }
+
+    /// Whether this is 0xC4 with the given Arg1.
+    #[must_use]
+    pub const fn is_verifier(&self, arg1: u64) -> bool {
+        self.code == nt::DRIVER_VERIFIER_DETECTED_VIOLATION && self.args[0] == arg1
+    }
+}
+
+/// A pool allocation a source lists as outstanding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Leak {
     /// Address returned to the driver.
@@ -59,8 +265,8 @@ pub struct Leak {
     pub bytes: u64,
     /// The pool tag as text (`abcd`).
     pub tag: String,
-    /// `PagedPool`, `NonPagedPool`, `NonPagedPoolNx`, ...
-    pub pool: String,
+    /// The pool it came from.
+    pub pool: PoolType,
     /// Where it was allocated (`Sample!DriverEntry+0x27`).
     pub caller: String,
     /// The return address behind `caller`, where known.
@@ -70,8 +276,8 @@ pub struct Leak {
 /// A crash inside the driver.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fault {
-    /// What went wrong (`invalid read`, `invalid instruction`, ...).
-    pub kind: String,
+    /// What went wrong.
+    pub kind: FaultKind,
     /// The faulting instruction's address.
     pub pc: u64,
     /// Its symbol (`Sample!DriverEntry+0x12`).
@@ -118,22 +324,23 @@ pub struct PoolStats {
 
 /// The result of one pool-tracking run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "VerdictJson", try_from = "VerdictJson")]
 pub struct Verdict {
     /// The driver's file name (`Sample.sys`).
     pub driver: String,
-    /// `speakeasy`, `wine` or `kd`.
-    pub engine: String,
+    /// Where the verdict came from.
+    pub engine: Engine,
     /// The driver's architecture, where known.
     pub arch: Option<Arch>,
     /// The NTSTATUS DriverEntry returned, if it returned and the source knows.
     pub entry_status: Option<u32>,
-    /// Whether the driver was unloaded.
-    pub unloaded: bool,
-    /// How loading and unloading went.
-    pub outcome: Outcome,
+    /// How far the driver's life got.
+    pub stage: Stage,
+    /// The limit that stopped a routine that did not return.
+    pub limit: Option<Limit>,
     /// The bug check, if the machine stopped.
     pub bugcheck: Option<BugCheck>,
-    /// Allocations still outstanding at unload.
+    /// Allocations the source lists as outstanding (at unload: leaked).
     pub leaks: Vec<Leak>,
     /// The driver's debug output, one entry per line.
     pub debug_output: Vec<String>,
@@ -143,129 +350,188 @@ pub struct Verdict {
     pub fault: Option<Fault>,
     /// nt!PoolHitTag breaks, when a tag was set.
     pub pool_hits: Vec<PoolHit>,
+    /// Whether Driver Verifier's pool tracking applied to the run.
+    pub verifier: bool,
     /// Anything else worth saying (symbol problems, tag mismatches).
     pub notes: Vec<String>,
 }
 
 impl Verdict {
+    /// An empty verdict for `driver` from `engine`: nothing known yet.
+    #[must_use]
+    pub fn new(driver: impl Into<String>, engine: Engine, arch: Option<Arch>) -> Self {
+        Self {
+            driver: driver.into(),
+            engine,
+            arch,
+            entry_status: None,
+            stage: Stage::Unknown,
+            limit: None,
+            bugcheck: None,
+            leaks: Vec::new(),
+            debug_output: Vec::new(),
+            pool_stats: PoolStats::default(),
+            fault: None,
+            pool_hits: Vec::new(),
+            verifier: engine.is_emulator(),
+            notes: Vec::new(),
+        }
+    }
+
+    /// How loading and unloading went.
+    #[must_use]
+    pub const fn outcome(&self) -> Outcome {
+        if self.bugcheck.is_some() {
+            return Outcome::BugCheck;
+        }
+        match self.stage {
+            Stage::Unknown | Stage::Loaded => Outcome::StillLoaded,
+            Stage::InEntry => Outcome::EntryDidNotReturn,
+            Stage::EntryFailed => Outcome::EntryFailed,
+            Stage::CannotUnload => Outcome::CannotUnload,
+            Stage::InUnload => Outcome::UnloadDidNotReturn,
+            Stage::Unloaded => Outcome::Unloaded,
+        }
+    }
+
+    /// Whether the image was unloaded.
+    #[must_use]
+    pub const fn unloaded(&self) -> bool {
+        matches!(self.stage, Stage::EntryFailed | Stage::Unloaded)
+    }
+
     /// The documented exit code for this verdict.
     #[must_use]
-    pub fn exit_code(&self) -> i32 {
-        // Outstanding allocations are a violation even where the source shows
-        // no bug check (a `!verifier 3` listing on its own).
-        if self.bugcheck.is_some() || !self.leaks.is_empty() {
-            return EXIT_VIOLATION;
+    pub fn exit_code(&self) -> ExitCode {
+        // Outstanding allocations at unload are a violation even where the
+        // source shows no bug check (a `!verifier 3` listing on its own).
+        if self.bugcheck.is_some() || (self.unloaded() && !self.leaks.is_empty()) {
+            return ExitCode::Violation;
         }
-        match self.outcome {
-            Outcome::Unloaded | Outcome::Unknown => EXIT_CLEAN,
-            Outcome::BugCheck => EXIT_VIOLATION,
+        match self.outcome() {
+            Outcome::Unloaded => ExitCode::Clean,
+            Outcome::BugCheck => ExitCode::Violation,
+            Outcome::StillLoaded => ExitCode::StillLoaded,
             Outcome::EntryFailed
             | Outcome::CannotUnload
             | Outcome::EntryDidNotReturn
-            | Outcome::UnloadDidNotReturn => EXIT_LOAD_PROBLEM,
+            | Outcome::UnloadDidNotReturn => ExitCode::LoadProblem,
         }
     }
 }
 
-/// The name and Arg1 meaning of the bug checks the harness reports.
-#[must_use]
-pub fn bugcheck_text(code: u32, arg1: u64) -> (String, String) {
-    let name = match code {
-        0xC4 => "DRIVER_VERIFIER_DETECTED_VIOLATION",
-        0xC2 => "BAD_POOL_CALLER",
-        0x7E => "SYSTEM_THREAD_EXCEPTION_NOT_HANDLED",
-        0x50 => "PAGE_FAULT_IN_NONPAGED_AREA",
-        0x1E => "KMODE_EXCEPTION_NOT_HANDLED",
-        0xD1 => "DRIVER_IRQL_NOT_LESS_OR_EQUAL",
-        0x139 => "KERNEL_SECURITY_CHECK_FAILURE",
-        0x5250_4E43 => "RUST_PANIC (wdk-panic \"RPNC\")",
-        _ => "UNKNOWN_BUGCHECK",
-    };
-    let description = match (code, arg1) {
-        (0xC4, 0x00) => "The driver requested a zero-byte pool allocation.",
-        (0xC4, 0x10) => "A driver attempted to free pool which was not allocated.",
-        (0xC4, 0x13 | 0x14) => "A driver attempted to free pool which was already freed.",
-        (0xC4, 0x60 | 0x62) => {
-            "A driver has forgotten to free its pool allocations prior to unloading."
+/// The JSON form: the stored fields plus the derived `outcome` and `unloaded`.
+#[derive(Serialize, Deserialize)]
+struct VerdictJson {
+    driver: String,
+    engine: Engine,
+    arch: Option<Arch>,
+    entry_status: Option<u32>,
+    stage: Stage,
+    outcome: Outcome,
+    unloaded: bool,
+    limit: Option<Limit>,
+    bugcheck: Option<BugCheck>,
+    leaks: Vec<Leak>,
+    debug_output: Vec<String>,
+    pool_stats: PoolStats,
+    fault: Option<Fault>,
+    pool_hits: Vec<PoolHit>,
+    verifier: bool,
+    notes: Vec<String>,
+}
+
+impl From<Verdict> for VerdictJson {
+    fn from(verdict: Verdict) -> Self {
+        Self {
+            outcome: verdict.outcome(),
+            unloaded: verdict.unloaded(),
+            driver: verdict.driver,
+            engine: verdict.engine,
+            arch: verdict.arch,
+            entry_status: verdict.entry_status,
+            stage: verdict.stage,
+            limit: verdict.limit,
+            bugcheck: verdict.bugcheck,
+            leaks: verdict.leaks,
+            debug_output: verdict.debug_output,
+            pool_stats: verdict.pool_stats,
+            fault: verdict.fault,
+            pool_hits: verdict.pool_hits,
+            verifier: verdict.verifier,
+            notes: verdict.notes,
         }
-        (0xC4, 0x61) => "A driver attempted to allocate pool while it was unloading.",
-        (0x7E, _) => {
-            "A system thread generated an exception which the error handler did not catch."
+    }
+}
+
+/// JSON whose derived fields contradict its stored ones.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "inconsistent verdict: outcome {outcome:?} / unloaded {unloaded} do not follow from stage {stage:?} and the bug check"
+)]
+pub struct InconsistentVerdict {
+    outcome: Outcome,
+    unloaded: bool,
+    stage: Stage,
+}
+
+impl TryFrom<VerdictJson> for Verdict {
+    type Error = InconsistentVerdict;
+
+    fn try_from(json: VerdictJson) -> Result<Self, Self::Error> {
+        let verdict = Self {
+            driver: json.driver,
+            engine: json.engine,
+            arch: json.arch,
+            entry_status: json.entry_status,
+            stage: json.stage,
+            limit: json.limit,
+            bugcheck: json.bugcheck,
+            leaks: json.leaks,
+            debug_output: json.debug_output,
+            pool_stats: json.pool_stats,
+            fault: json.fault,
+            pool_hits: json.pool_hits,
+            verifier: json.verifier,
+            notes: json.notes,
+        };
+        if verdict.outcome() == json.outcome && verdict.unloaded() == json.unloaded {
+            Ok(verdict)
+        } else {
+            Err(InconsistentVerdict {
+                outcome: json.outcome,
+                unloaded: json.unloaded,
+                stage: json.stage,
+            })
         }
-        (0x50, _) => "Invalid system memory was referenced.",
-        _ => "",
-    };
-    (name.to_owned(), description.to_owned())
-}
-
-/// A bug check record with its name and description filled in.
-#[must_use]
-pub fn bugcheck(code: u32, args: [u64; 4]) -> BugCheck {
-    let (name, description) = bugcheck_text(code, args[0]);
-    BugCheck {
-        code,
-        args,
-        name,
-        description,
     }
 }
 
-/// Pool type names as `!pool` and `!verifier` print them.
-#[must_use]
-pub fn pool_type_name(pool_type: u32) -> String {
-    match pool_type {
-        0 => "NonPagedPool".into(),
-        1 => "PagedPool".into(),
-        2 => "NonPagedPoolMustSucceed".into(),
-        4 => "NonPagedPoolCacheAligned".into(),
-        5 => "PagedPoolCacheAligned".into(),
-        512 => "NonPagedPoolNx".into(),
-        other if other & 1 == 1 => format!("PagedPool (type 0x{other:x})"),
-        other => format!("NonPagedPool (type 0x{other:x})"),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Whether a pool type name is paged.
-#[must_use]
-pub fn is_paged(pool: &str) -> bool {
-    pool.starts_with("Paged")
-}
-
-/// A pool tag as text: the four bytes in memory order (`0x64636261` -> `abcd`).
-#[must_use]
-pub fn tag_text(tag: u32) -> String {
-    tag.to_le_bytes()
-        .iter()
-        .map(|&byte| {
-            if byte.is_ascii_graphic() || byte == b' ' {
-                char::from(byte)
-            } else {
-                '?'
-            }
-        })
-        .collect::<String>()
-        .trim_end()
-        .to_owned()
-}
-
-/// Parses a tag given as text (`abcd`) or as a number (`0x64636261`).
-///
-/// # Errors
-/// Neither one to four printable characters nor a number.
-pub fn parse_tag(text: &str) -> Result<u32, String> {
-    let trimmed = text.trim().trim_matches('\'');
-    if let Some(hex) = trimmed
-        .strip_prefix("0x")
-        .or_else(|| trimmed.strip_prefix("0X"))
-    {
-        return u32::from_str_radix(hex, 16).map_err(|_| format!("bad pool tag '{text}'"));
+    #[test]
+    fn outcome_and_unloaded_follow_the_stage_and_bugcheck() {
+        let mut verdict = Verdict::new("Sample.sys", Engine::Native, Some(Arch::X86));
+        assert_eq!(verdict.outcome(), Outcome::StillLoaded);
+        assert_eq!(verdict.exit_code(), ExitCode::StillLoaded);
+        verdict.stage = Stage::Unloaded;
+        assert_eq!(verdict.exit_code(), ExitCode::Clean);
+        verdict.bugcheck = Some(BugCheck::new(0xC4, [0x62, 1, 0, 1]));
+        assert_eq!(verdict.outcome(), Outcome::BugCheck);
+        assert!(verdict.unloaded());
+        assert_eq!(verdict.exit_code(), ExitCode::Violation);
     }
-    if (1..=4).contains(&trimmed.len()) && trimmed.bytes().all(|byte| byte.is_ascii_graphic()) {
-        let mut bytes = [b' '; 4];
-        bytes[..trimmed.len()].copy_from_slice(trimmed.as_bytes());
-        return Ok(u32::from_le_bytes(bytes));
+
+    #[test]
+    fn json_round_trips_and_rejects_contradictions() {
+        let mut verdict = Verdict::new("Sample.sys", Engine::Kd, None);
+        verdict.stage = Stage::EntryFailed;
+        let text = serde_json::to_string(&verdict).expect("json");
+        let back: Verdict = serde_json::from_str(&text).expect("parsed");
+        assert_eq!(back, verdict);
+        let lying = text.replace("\"unloaded\":true", "\"unloaded\":false");
+        assert!(serde_json::from_str::<Verdict>(&lying).is_err());
     }
-    Err(format!(
-        "bad pool tag '{text}': give 1-4 characters (abcd) or a number (0x64636261)"
-    ))
 }

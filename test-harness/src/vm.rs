@@ -17,8 +17,123 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::arch::Arch;
-use crate::failure::{Failure, Result};
-use crate::verdict::{Outcome, PoolStats, Verdict};
+use crate::error::ProcessError;
+use crate::kd::NothingFound;
+use crate::verdict::{Engine, PoolStats, Stage, Verdict};
+
+/// The harness could not use its link to the guest.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// ssh or scp could not run or failed.
+    #[error(transparent)]
+    Process(#[from] ProcessError),
+    /// A local file could not be used.
+    #[error("cannot {what} {}: {source}", .path.display())]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The guest has no such file.
+    #[error("no such file on the guest: {0}")]
+    NoRemoteFile(String),
+}
+
+/// A step of the VM run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    /// The link to the guest failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// A guest command failed; `detail` is its first line of output.
+    #[error("{what}: {detail}")]
+    Command {
+        /// What the step was doing.
+        what: String,
+        /// The guest's words.
+        detail: String,
+    },
+    /// The connection dropped during a command.
+    #[error("{what}: lost the connection to the guest ({detail})")]
+    Lost {
+        /// What the step was doing.
+        what: String,
+        /// The transport's words.
+        detail: String,
+    },
+    /// The guest did not come back after a reboot.
+    #[error("the guest did not come back within {} s after {why}; check it on its console", .limit.as_secs())]
+    BootTimeout {
+        /// What the reboot was for.
+        why: String,
+        /// How long the harness waited.
+        limit: Duration,
+    },
+    /// The guest's boot time could not be read.
+    #[error("cannot read the guest's boot time")]
+    NoBootTime,
+    /// The driver and the guest differ in architecture.
+    #[error(
+        "the driver is {driver} but the guest is {guest}; build the driver with --arch {guest}"
+    )]
+    ArchMismatch {
+        /// The driver's.
+        driver: Arch,
+        /// The guest's.
+        guest: Arch,
+    },
+    /// A guest architecture the harness does not test on.
+    #[error("unsupported guest architecture {0}")]
+    UnsupportedGuest(String),
+    /// The guest writes no kernel dump.
+    #[error(
+        "the guest does not write a kernel memory dump (CrashDumpEnabled must be 1, 2 or 7; a minidump cannot show !verifier 3): see README, guest preparation"
+    )]
+    NoKernelDump,
+    /// kd.exe is missing on the guest.
+    #[error(
+        "kd.exe not found at {0} on the guest: install Debugging Tools for Windows, or pass --kd"
+    )]
+    NoKd(String),
+    /// The verifier did not become active.
+    #[error("Driver Verifier is not active for {0} after the reboot")]
+    NotVerified(String),
+    /// The guest rebooted without a new dump.
+    #[error(
+        "the guest rebooted but wrote no new kernel dump (C:\\Windows\\MEMORY.DMP); check the crash dump settings"
+    )]
+    NoNewDump,
+    /// kd did not finish.
+    #[error("kd did not finish within {} s", .0.as_secs())]
+    KdTimeout(Duration),
+    /// kd's output holds no verdict.
+    #[error(transparent)]
+    Analyze(#[from] NothingFound),
+    /// The options name no driver file.
+    #[error("--driver names no file")]
+    NoDriverFile,
+    /// A step failed; the guest was restored, or was never changed.
+    #[error("{cause} ({})", if *.changed { "the guest was restored" } else { "nothing on the guest was changed" })]
+    Restored {
+        /// What failed.
+        cause: Box<VmError>,
+        /// Whether the run had changed the guest.
+        changed: bool,
+    },
+    /// Restoring the guest failed (after a test that ran, or after a failure).
+    #[error("{}the guest was not fully restored; left: {}", .cause.as_ref().map_or_else(|| "the test ran, but ".to_owned(), |cause| format!("{cause}; and ")), .left.join("; "))]
+    NotRestored {
+        /// What failed first, if the test did not run.
+        cause: Option<Box<VmError>>,
+        /// What is left to undo by hand.
+        left: Vec<String>,
+    },
+}
+
+type Result<T, E = VmError> = std::result::Result<T, E>;
 
 /// What a guest command returned. `code: None` means the connection failed
 /// or the command outlived its limit (a machine that bug-checks does both).
@@ -57,17 +172,17 @@ pub trait Transport {
     ///
     /// # Errors
     /// Only for local problems (no ssh program); guest failures are in `Remote`.
-    fn run(&mut self, command: &str, timeout: Duration) -> Result<Remote>;
+    fn run(&mut self, command: &str, timeout: Duration) -> Result<Remote, TransportError>;
     /// Copies a local file to a path on the guest.
     ///
     /// # Errors
     /// The copy failed.
-    fn upload(&mut self, local: &Path, remote: &str) -> Result<()>;
+    fn upload(&mut self, local: &Path, remote: &str) -> Result<(), TransportError>;
     /// Copies a guest file here.
     ///
     /// # Errors
     /// The copy failed.
-    fn download(&mut self, remote: &str, local: &Path) -> Result<()>;
+    fn download(&mut self, remote: &str, local: &Path) -> Result<(), TransportError>;
     /// Waits `pause` between polls (tests do not really sleep).
     fn pause(&mut self, pause: Duration) {
         std::thread::sleep(pause);
@@ -104,7 +219,7 @@ impl Ssh {
 }
 
 impl Transport for Ssh {
-    fn run(&mut self, command: &str, timeout: Duration) -> Result<Remote> {
+    fn run(&mut self, command: &str, timeout: Duration) -> Result<Remote, TransportError> {
         let mut ssh = self.base("ssh");
         ssh.arg(&self.target).arg(command);
         match crate::engine::run_with_timeout(&mut ssh, b"", timeout) {
@@ -114,30 +229,26 @@ impl Transport for Ssh {
                 stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
                 stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
             }),
-            Err(failure) if failure.0.contains("did not finish") => Ok(Remote {
+            Err(timeout @ ProcessError::Timeout { .. }) => Ok(Remote {
                 code: None,
                 stdout: String::new(),
-                stderr: failure.0,
+                stderr: timeout.to_string(),
             }),
-            Err(failure) => Err(failure),
+            Err(error) => Err(error.into()),
         }
     }
 
-    fn upload(&mut self, local: &Path, remote: &str) -> Result<()> {
+    fn upload(&mut self, local: &Path, remote: &str) -> Result<(), TransportError> {
         let to = self.remote(remote);
-        self.scp(
-            local.as_os_str(),
-            to.as_ref(),
-            "scp to the guest failed: {}",
-        )
+        self.scp(local.as_os_str(), to.as_ref(), "scp to the guest failed")
     }
 
-    fn download(&mut self, remote: &str, local: &Path) -> Result<()> {
+    fn download(&mut self, remote: &str, local: &Path) -> Result<(), TransportError> {
         let from = self.remote(remote);
         self.scp(
             from.as_ref(),
             local.as_os_str(),
-            "scp from the guest failed: {}",
+            "scp from the guest failed",
         )
     }
 }
@@ -148,10 +259,16 @@ impl Ssh {
         format!("{}:{}", self.target, path.replace('\\', "/"))
     }
 
-    fn scp(&self, from: &std::ffi::OsStr, to: &std::ffi::OsStr, what: &str) -> Result<()> {
+    fn scp(
+        &self,
+        from: &std::ffi::OsStr,
+        to: &std::ffi::OsStr,
+        what: &str,
+    ) -> Result<(), TransportError> {
         let mut scp = self.base("scp");
         scp.arg(from).arg(to);
-        crate::engine::run_checked(&mut scp, Duration::from_mins(5), what).map(drop)
+        crate::engine::run_checked(&mut scp, Duration::from_mins(5), what)?;
+        Ok(())
     }
 }
 
@@ -231,7 +348,7 @@ pub fn run(
         .driver
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
-        .ok_or_else(|| Failure::new("--driver names no file"))?;
+        .ok_or(VmError::NoDriverFile)?;
     let mut run = Run {
         transport,
         options,
@@ -249,12 +366,15 @@ pub fn run(
             (run.progress)("[7/7] verdict");
             Ok(verdict)
         }
-        (Ok(_), Err(problem)) => Err(Failure::new(format!("the test ran, but {problem}"))),
-        (Err(failure), Ok(())) if !changed => Err(Failure::new(format!(
-            "{failure} (nothing on the guest was changed)"
-        ))),
-        (Err(failure), Ok(())) => Err(Failure::new(format!("{failure} (the guest was restored)"))),
-        (Err(failure), Err(problem)) => Err(Failure::new(format!("{failure}; and {problem}"))),
+        (Ok(_), Err(left)) => Err(VmError::NotRestored { cause: None, left }),
+        (Err(cause), Ok(())) => Err(VmError::Restored {
+            cause: Box::new(cause),
+            changed,
+        }),
+        (Err(cause), Err(left)) => Err(VmError::NotRestored {
+            cause: Some(Box::new(cause)),
+            left,
+        }),
     }
 }
 
@@ -264,7 +384,7 @@ impl Run<'_> {
     }
 
     fn guest(&mut self, command: &str, timeout: Duration) -> Result<Remote> {
-        self.transport.run(command, timeout)
+        Ok(self.transport.run(command, timeout)?)
     }
 
     fn must(&mut self, command: &str, what: &str) -> Result<Remote> {
@@ -272,15 +392,15 @@ impl Run<'_> {
         if remote.ok() {
             Ok(remote)
         } else if remote.code.is_none() {
-            Err(Failure::new(format!(
-                "{what}: lost the connection to the guest ({})",
-                remote.first_error_line()
-            )))
+            Err(VmError::Lost {
+                what: what.to_owned(),
+                detail: remote.first_error_line(),
+            })
         } else {
-            Err(Failure::new(format!(
-                "{what}: {}",
-                remote.first_error_line()
-            )))
+            Err(VmError::Command {
+                what: what.to_owned(),
+                detail: remote.first_error_line(),
+            })
         }
     }
 
@@ -351,16 +471,14 @@ impl Run<'_> {
             }
             self.transport.pause(self.options.poll);
         }
-        Err(Failure::new(format!(
-            "the guest did not come back within {} s after {why}; check it on its console",
-            self.options.boot_timeout.as_secs()
-        )))
+        Err(VmError::BootTimeout {
+            why: why.to_owned(),
+            limit: self.options.boot_timeout,
+        })
     }
 
     fn reboot(&mut self, why: &str) -> Result<()> {
-        let before = self
-            .boot_id()?
-            .ok_or_else(|| Failure::new("cannot read the guest's boot time"))?;
+        let before = self.boot_id()?.ok_or(VmError::NoBootTime)?;
         self.guest("shutdown /r /t 2", Duration::from_mins(1))?;
         self.wait_for_boot(&before, why)
     }
@@ -382,9 +500,7 @@ impl Run<'_> {
         }
         let dump_after = self.dump_stamp()?;
         if dump_after.is_empty() || dump_after == dump_before {
-            return Err(Failure::new(
-                "the guest rebooted but wrote no new kernel dump (C:\\Windows\\MEMORY.DMP); check the crash dump settings",
-            ));
+            return Err(VmError::NoNewDump);
         }
         self.analyze_dump()
     }
@@ -417,16 +533,13 @@ impl Run<'_> {
         } else if guest_arch.trim() == "x86" {
             Arch::X86
         } else {
-            return Err(Failure::new(format!(
-                "unsupported guest architecture {}",
-                guest_arch.trim()
-            )));
+            return Err(VmError::UnsupportedGuest(guest_arch.trim().to_owned()));
         };
         if guest_arch != options.arch {
-            return Err(Failure::new(format!(
-                "the driver is {} but the guest is {guest_arch}; build the driver with --arch {guest_arch}",
-                options.arch
-            )));
+            return Err(VmError::ArchMismatch {
+                driver: options.arch,
+                guest: guest_arch,
+            });
         }
         if windows_major(&version).is_some_and(|major| major < 10) {
             self.control = Control::Builtin;
@@ -447,9 +560,7 @@ impl Run<'_> {
             .trim_start_matches("0x")
             .to_owned();
         if !matches!(dump_kind.as_str(), "1" | "2" | "7") {
-            return Err(Failure::new(
-                "the guest does not write a kernel memory dump (CrashDumpEnabled must be 1, 2 or 7; a minidump cannot show !verifier 3): see README, guest preparation",
-            ));
+            return Err(VmError::NoKernelDump);
         }
         let kd_check = self.guest(
             &format!(
@@ -459,10 +570,7 @@ impl Run<'_> {
             Duration::from_mins(1),
         )?;
         if !kd_check.stdout.contains("found") {
-            return Err(Failure::new(format!(
-                "kd.exe not found at {} on the guest: install Debugging Tools for Windows, or pass --kd",
-                options.kd
-            )));
+            return Err(VmError::NoKd(options.kd.clone()));
         }
         self.must(
             &format!("if not exist \"{0}\" mkdir \"{0}\"", options.guest_dir),
@@ -505,10 +613,7 @@ impl Run<'_> {
             .to_ascii_lowercase()
             .contains(&self.driver_file.to_ascii_lowercase())
         {
-            return Err(Failure::new(format!(
-                "Driver Verifier is not active for {} after the reboot",
-                self.driver_file
-            )));
+            return Err(VmError::NotVerified(self.driver_file.clone()));
         }
         Ok(())
     }
@@ -530,10 +635,10 @@ impl Run<'_> {
         // that fails and says why (no unload routine, say) is not one.
         match stopped.code {
             Some(0) => Ok(false),
-            Some(_) => Err(Failure::new(format!(
-                "stop failed: {}",
-                stopped.first_error_line()
-            ))),
+            Some(_) => Err(VmError::Command {
+                what: "stop failed".into(),
+                detail: stopped.first_error_line(),
+            }),
             None => {
                 self.wait_for_boot(&boot_before_stop, "the bug check")?;
                 Ok(true)
@@ -563,24 +668,24 @@ impl Run<'_> {
         );
         let kd = self.guest(&kd_command, options.kd_timeout)?;
         if kd.code.is_none() {
-            return Err(Failure::new(format!(
-                "kd did not finish within {} s",
-                options.kd_timeout.as_secs()
-            )));
+            return Err(VmError::KdTimeout(options.kd_timeout));
         }
         let local = std::env::temp_dir().join(format!("harness-vm-kd-{}.txt", std::process::id()));
         self.transport.download(&kd_out, &local)?;
-        let text = std::fs::read_to_string(&local)
-            .map_err(|error| Failure::new(format!("cannot read the kd output: {error}")));
+        let text = std::fs::read_to_string(&local).map_err(|source| TransportError::Io {
+            what: "read the kd output in",
+            path: local.clone(),
+            source,
+        });
         let _ = std::fs::remove_file(&local);
         let mut verdict = crate::kd::analyze(&text?, "kd output from the guest")?;
-        verdict.engine = "vm".into();
+        verdict.engine = Engine::Vm;
         verdict.driver.clone_from(&self.driver_file);
         Ok(verdict)
     }
 
     /// Undoes what the run changed; says what is left if anything fails.
-    fn restore(&mut self) -> std::result::Result<(), String> {
+    fn restore(&mut self) -> std::result::Result<(), Vec<String>> {
         self.say(6, "restoring the guest");
         let mut left = Vec::new();
         if self.service_installed {
@@ -612,14 +717,7 @@ impl Run<'_> {
                 left.push(format!("the snapshot (revert command failed: {command})"));
             }
         }
-        if left.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
-                "the guest was not fully restored; left: {}",
-                left.join("; ")
-            ))
-        }
+        if left.is_empty() { Ok(()) } else { Err(left) }
     }
 }
 
@@ -672,21 +770,12 @@ fn clean_verdict(driver: &str, arch: Arch, counters: &str) -> Verdict {
             "{outstanding} allocations outstanding per verifier /query"
         ));
     }
-    Verdict {
-        driver: driver.to_owned(),
-        engine: "vm".into(),
-        arch: Some(arch),
-        entry_status: None,
-        unloaded: true,
-        outcome: Outcome::Unloaded,
-        bugcheck: None,
-        leaks: Vec::new(),
-        debug_output: Vec::new(),
-        pool_stats: stats,
-        fault: None,
-        pool_hits: Vec::new(),
-        notes,
-    }
+    let mut verdict = Verdict::new(driver, Engine::Vm, Some(arch));
+    verdict.stage = Stage::Unloaded;
+    verdict.verifier = true;
+    verdict.pool_stats = stats;
+    verdict.notes = notes;
+    verdict
 }
 
 #[cfg(test)]

@@ -4,55 +4,45 @@
 mod common;
 
 use harness::arch::Arch;
-use serde_json::Value;
+use harness::nt::PoolType;
+use harness::verdict::{ExitCode, FaultKind, Outcome, Verdict};
 
-fn run(variant: &str, arch: Arch, extra: &[&str]) -> (i32, Value, String) {
+fn run(variant: &str, arch: Arch, extra: &[&str]) -> common::Run {
     let dir = tempfile::tempdir().expect("temp dir");
     let driver = common::c_driver(variant, arch, dir.path());
-    let run = common::emulate_json(&driver, extra);
-    let verdict = if run.code == 2 {
-        Value::Null
-    } else {
-        run.json()
-    };
-    (run.code, verdict, run.stderr)
+    common::emulate_json(&driver, extra)
+}
+
+fn verdict(variant: &str, arch: Arch, extra: &[&str], code: ExitCode) -> Verdict {
+    run(variant, arch, extra).expect(code).verdict()
 }
 
 fn multi_leak(arch: Arch) {
-    let (code, verdict, stderr) = run("MULTI_LEAK", arch, &[]);
-    assert_eq!(code, 3, "{stderr}");
-    assert_eq!(verdict["bugcheck"]["args"][0], 0x62);
-    assert_eq!(verdict["bugcheck"]["args"][3], 3);
-    let leaks: Vec<(String, String, u64)> = verdict["leaks"]
-        .as_array()
-        .expect("leaks")
+    let verdict = verdict("MULTI_LEAK", arch, &[], ExitCode::Violation);
+    let bugcheck = verdict.bugcheck.as_ref().expect("bug check");
+    assert_eq!((bugcheck.args[0], bugcheck.args[3]), (0x62, 3));
+    let leaks: Vec<(&str, PoolType, u64)> = verdict
+        .leaks
         .iter()
-        .map(|leak| {
-            (
-                leak["tag"].as_str().expect("tag").into(),
-                leak["pool"].as_str().expect("pool").into(),
-                common::num(&leak["bytes"]),
-            )
-        })
+        .map(|leak| (leak.tag.as_str(), leak.pool, leak.bytes))
         .collect();
     assert_eq!(
         leaks,
         [
-            ("Tag1".into(), "NonPagedPool".into(), 0x20),
-            ("Tag2".into(), "PagedPool".into(), 0x40),
+            ("Tag1", PoolType::NonPagedPool, 0x20),
+            ("Tag2", PoolType::PagedPool, 0x40),
             // ExAllocatePool tags with 'None'; the verifier counts it as untagged.
-            ("None".into(), "NonPagedPoolNx".into(), 0x10),
+            ("None", PoolType::NonPagedPoolNx, 0x10),
         ]
     );
     // No PDB: the exported DriverEntry names the call sites.
-    for leak in verdict["leaks"].as_array().expect("leaks") {
-        let caller = leak["caller"].as_str().expect("caller");
-        assert!(caller.contains("!DriverEntry+0x"), "{caller}");
+    for leak in &verdict.leaks {
+        assert!(leak.caller.contains("!DriverEntry+0x"), "{}", leak.caller);
     }
-    assert_eq!(verdict["pool_stats"]["no_tag"], 1);
-    assert_eq!(verdict["pool_stats"]["attempted"], 4);
-    // %wZ printed through the adapter's own formatter.
-    let first = verdict["debug_output"][0].as_str().expect("line");
+    assert_eq!(verdict.pool_stats.no_tag, 1);
+    assert_eq!(verdict.pool_stats.attempted, 4);
+    // %wZ printed through the engine's own formatter.
+    let first = &verdict.debug_output[0];
     assert!(
         first.starts_with("loading from \\Registry\\Machine\\System\\"),
         "{first}"
@@ -72,50 +62,49 @@ fn x86_c_driver_leaking_several_tags_and_pools() {
 #[test]
 fn crash_is_reported_as_a_bugcheck_with_the_faulting_symbol() {
     for arch in Arch::ALL {
-        let (code, verdict, stderr) = run("CRASH", arch, &[]);
-        assert_eq!(code, 3, "{stderr}");
-        assert_eq!(verdict["bugcheck"]["code"], 0x7E, "{arch}");
-        assert_eq!(verdict["bugcheck"]["args"][0], 0xC000_0005_u32);
-        assert_eq!(verdict["bugcheck"]["args"][1], verdict["fault"]["pc"]);
-        assert_eq!(verdict["fault"]["accessed"], 0x10);
-        let symbol = verdict["fault"]["symbol"].as_str().expect("symbol");
-        assert!(symbol.contains("!DriverEntry+0x"), "{symbol}");
+        let verdict = verdict("CRASH", arch, &[], ExitCode::Violation);
+        let bugcheck = verdict.bugcheck.as_ref().expect("bug check");
+        let fault = verdict.fault.as_ref().expect("fault");
+        assert_eq!(bugcheck.code, 0x7E, "{arch}");
+        assert_eq!(bugcheck.args[0], 0xC000_0005);
+        assert_eq!(bugcheck.args[1], fault.pc);
+        assert_eq!(fault.kind, FaultKind::Write);
+        assert_eq!(fault.accessed, Some(0x10));
+        assert!(fault.symbol.contains("!DriverEntry+0x"), "{}", fault.symbol);
     }
 }
 
 #[test]
 fn endless_loop_is_stopped_by_the_instruction_budget() {
     for arch in Arch::ALL {
-        let (code, verdict, stderr) = run(
+        let verdict = verdict(
             "LOOP",
             arch,
             &["--max-instructions", "200000", "--timeout", "20"],
+            ExitCode::LoadProblem,
         );
-        assert_eq!(code, 4, "{stderr}");
-        assert_eq!(verdict["outcome"], "entry_did_not_return");
-        assert!(verdict["entry_status"].is_null());
+        assert_eq!(verdict.outcome(), Outcome::EntryDidNotReturn);
+        assert_eq!(
+            verdict.limit,
+            Some(harness::verdict::Limit::Instructions { count: 200_000 })
+        );
+        assert!(verdict.entry_status.is_none());
     }
 }
 
 #[test]
 fn unsupported_api_is_named() {
-    let (code, _, stderr) = run("UNSUPPORTED", Arch::X64, &[]);
-    assert_eq!(code, 2);
-    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains("ntoskrnl.FsRtlIsNameInExpression"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("!DriverEntry+0x"), "{stderr}");
+    let run = run("UNSUPPORTED", Arch::X64, &[]);
+    run.cannot_judge("ntoskrnl.FsRtlIsNameInExpression");
+    assert!(run.stderr.contains("!DriverEntry+0x"), "{}", run.stderr);
 }
 
 #[test]
 fn driver_without_unload_routine_cannot_be_unloaded() {
-    let (code, verdict, stderr) = run("NO_UNLOAD", Arch::X64, &[]);
-    assert_eq!(code, 4, "{stderr}");
-    assert_eq!(verdict["outcome"], "cannot_unload");
-    assert_eq!(verdict["unloaded"], false);
-    assert!(verdict["bugcheck"].is_null());
+    let verdict = verdict("NO_UNLOAD", Arch::X64, &[], ExitCode::LoadProblem);
+    assert_eq!(verdict.outcome(), Outcome::CannotUnload);
+    assert!(!verdict.unloaded());
+    assert!(verdict.bugcheck.is_none());
 }
 
 #[test]
@@ -125,11 +114,10 @@ fn double_free_bad_free_and_zero_allocation_are_verifier_violations() {
         ("BAD_FREE", 0x10),
         ("ZERO_ALLOC", 0x00),
     ] {
-        let (code, verdict, stderr) = run(variant, Arch::X86, &[]);
-        assert_eq!(code, 3, "{variant}: {stderr}");
-        assert_eq!(verdict["bugcheck"]["code"], 0xC4, "{variant}");
-        assert_eq!(verdict["bugcheck"]["args"][0], arg1, "{variant}");
+        let verdict = verdict(variant, Arch::X86, &[], ExitCode::Violation);
+        let bugcheck = verdict.bugcheck.expect("bug check");
+        assert_eq!((bugcheck.code, bugcheck.args[0]), (0xC4, arg1), "{variant}");
     }
-    let (_, bad_free, _) = run("BAD_FREE", Arch::X64, &[]);
-    assert_eq!(bad_free["bugcheck"]["args"][1], 0x1234_5670);
+    let bad_free = verdict("BAD_FREE", Arch::X64, &[], ExitCode::Violation);
+    assert_eq!(bad_free.bugcheck.map(|b| b.args[1]), Some(0x1234_5670));
 }

@@ -4,17 +4,16 @@
 mod common;
 
 use harness::arch::Arch;
-use serde_json::Value;
+use harness::nt::PoolType;
+use harness::verdict::{Engine, ExitCode, Outcome, Verdict};
 
 /// The walkthrough's debugger log (../shared/seed, copied as a fixture).
 const WALKTHROUGH: &str = include_str!("fixtures/walkthrough-win7-x86.txt");
 
-fn registry_path_bytes(verdict: &Value) -> u64 {
-    let line = verdict["debug_output"]
-        .as_array()
-        .expect("debug_output")
+fn registry_path_bytes(verdict: &Verdict) -> u64 {
+    let line = verdict
+        .debug_output
         .iter()
-        .filter_map(Value::as_str)
         .find_map(|line| line.strip_prefix("original registry path: "))
         .expect("the registry path line");
     u64::try_from(line.encode_utf16().count() * 2).expect("small")
@@ -22,59 +21,60 @@ fn registry_path_bytes(verdict: &Value) -> u64 {
 
 fn clean(arch: Arch) {
     let built = common::driver(arch, false);
-    let run = common::emulate_json(&built.sys, &[]);
-    assert_eq!(run.code, 0, "{}", run.stderr);
-    let verdict = run.json();
-    assert_eq!(verdict["driver"], "Sample.sys");
-    assert_eq!(verdict["engine"], "speakeasy");
-    assert_eq!(verdict["entry_status"], 0);
-    assert_eq!(verdict["unloaded"], true);
-    assert!(verdict["bugcheck"].is_null());
-    assert_eq!(verdict["leaks"].as_array().map(Vec::len), Some(0));
-    assert_eq!(verdict["pool_stats"]["attempted"], 1);
-    assert_eq!(verdict["pool_stats"]["current_paged"][0], 0);
+    let verdict = common::emulate_json(&built.sys, &[])
+        .expect(ExitCode::Clean)
+        .verdict();
+    assert_eq!(verdict.driver, "Sample.sys");
+    assert_eq!(verdict.engine, Engine::Speakeasy);
+    assert_eq!(verdict.entry_status, Some(0));
+    assert!(verdict.unloaded());
+    assert_eq!(verdict.outcome(), Outcome::Unloaded);
+    assert!(verdict.bugcheck.is_none());
+    assert!(verdict.leaks.is_empty());
+    assert_eq!(verdict.pool_stats.attempted, 1);
+    assert_eq!(verdict.pool_stats.current_paged.0, 0);
     assert_eq!(
-        verdict["pool_stats"]["peak_paged"][1],
+        verdict.pool_stats.peak_paged.1,
         registry_path_bytes(&verdict)
     );
 }
 
 fn leaky(arch: Arch) {
     let built = common::driver(arch, true);
-    let run = common::emulate_json(&built.sys, &[]);
-    assert_eq!(run.code, 3, "{}", run.stderr);
-    let verdict = run.json();
-    let bugcheck = &verdict["bugcheck"];
-    assert_eq!(bugcheck["code"], 0xC4);
-    assert_eq!(bugcheck["name"], "DRIVER_VERIFIER_DETECTED_VIOLATION");
-    assert_eq!(bugcheck["args"][0], 0x62);
-    assert_ne!(bugcheck["args"][1], 0, "Arg2 names the driver");
-    assert_eq!(bugcheck["args"][3], 1);
-    let leaks = verdict["leaks"].as_array().expect("leaks");
-    assert_eq!(leaks.len(), 1);
-    let leak = &leaks[0];
-    assert_eq!(leak["tag"], "abcd");
-    assert_eq!(leak["pool"], "PagedPool");
-    assert_eq!(common::num(&leak["bytes"]), registry_path_bytes(&verdict));
-    let caller = leak["caller"].as_str().expect("caller");
+    let verdict = common::emulate_json(&built.sys, &[])
+        .expect(ExitCode::Violation)
+        .verdict();
+    let bugcheck = verdict.bugcheck.as_ref().expect("bug check");
+    assert_eq!(bugcheck.code, 0xC4);
+    assert_eq!(bugcheck.name, "DRIVER_VERIFIER_DETECTED_VIOLATION");
+    assert_eq!(bugcheck.args[0], 0x62);
+    assert_ne!(bugcheck.args[1], 0, "Arg2 names the driver");
+    assert_eq!(bugcheck.args[3], 1);
+    let [leak] = verdict.leaks.as_slice() else {
+        panic!("one leak expected: {:?}", verdict.leaks);
+    };
+    assert_eq!(leak.tag, "abcd");
+    assert_eq!(leak.pool, PoolType::PagedPool);
+    assert_eq!(leak.bytes, registry_path_bytes(&verdict));
     assert!(
-        caller.starts_with("Sample!DriverEntry+0x"),
-        "caller {caller}"
+        leak.caller.starts_with("Sample!DriverEntry+0x"),
+        "caller {}",
+        leak.caller
     );
-    assert_ne!(leak["address"], 0);
+    assert_ne!(leak.address, 0);
 }
 
 fn failed_allocation(arch: Arch) {
     let built = common::driver(arch, true);
-    let run = common::emulate_json(&built.sys, &["--fail-allocation", "1"]);
-    assert_eq!(run.code, 4, "{}", run.stderr);
-    let verdict = run.json();
-    assert_eq!(verdict["entry_status"], 0xC000_009A_u32);
-    assert_eq!(verdict["outcome"], "entry_failed");
-    assert!(verdict["bugcheck"].is_null());
-    assert_eq!(verdict["leaks"].as_array().map(Vec::len), Some(0));
-    assert_eq!(verdict["debug_output"][0], "Failed to allocate memory");
-    assert_eq!(verdict["pool_stats"]["failed"], 1);
+    let verdict = common::emulate_json(&built.sys, &["--fail-allocation", "1"])
+        .expect(ExitCode::LoadProblem)
+        .verdict();
+    assert_eq!(verdict.entry_status, Some(0xC000_009A));
+    assert_eq!(verdict.outcome(), Outcome::EntryFailed);
+    assert!(verdict.bugcheck.is_none());
+    assert!(verdict.leaks.is_empty());
+    assert_eq!(verdict.debug_output[0], "Failed to allocate memory");
+    assert_eq!(verdict.pool_stats.failed, 1);
 }
 
 /// The driver's lines, in order, as the walkthrough's debugger printed them.
@@ -95,13 +95,8 @@ fn debug_lines_match_walkthrough(arch: Arch) {
         .collect();
     assert_eq!(expected.len(), 5, "fixture lines");
     let built = common::driver(arch, false);
-    let verdict = common::emulate_json(&built.sys, &[]).json();
-    let lines: Vec<&str> = verdict["debug_output"]
-        .as_array()
-        .expect("lines")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let verdict = common::emulate_json(&built.sys, &[]).verdict();
+    let lines: Vec<&str> = verdict.debug_output.iter().map(String::as_str).collect();
     assert_eq!(lines.len(), 5, "{lines:?}");
     for (ours, theirs) in lines.iter().zip(&expected) {
         match theirs.split_once(": ") {
@@ -167,17 +162,13 @@ fn x86_debug_lines_match_the_walkthrough() {
 #[test]
 fn pool_hit_tag_breaks_on_the_allocation_and_the_free() {
     let built = common::driver(Arch::X64, false);
-    let verdict = common::emulate_json(&built.sys, &["--pool-hit-tag", "abcd"]).json();
-    let hits = verdict["pool_hits"].as_array().expect("hits");
+    let verdict = common::emulate_json(&built.sys, &["--pool-hit-tag", "abcd"]).verdict();
+    let hits = &verdict.pool_hits;
     assert_eq!(hits.len(), 2, "{hits:?}");
-    assert_eq!(hits[0]["api"], "ExAllocatePoolWithTag");
-    assert!(
-        hits[0]["caller"]
-            .as_str()
-            .is_some_and(|caller| caller.starts_with("Sample!DriverEntry+"))
-    );
-    assert_eq!(hits[1]["api"], "ExFreePoolWithTag");
-    assert_eq!(hits[0]["address"], hits[1]["address"]);
+    assert_eq!(hits[0].api, "ExAllocatePoolWithTag");
+    assert!(hits[0].caller.starts_with("Sample!DriverEntry+"));
+    assert_eq!(hits[1].api, "ExFreePoolWithTag");
+    assert_eq!(hits[0].address, hits[1].address);
 
     // The same tag as a number, and the text view shows the break.
     let text = common::harness(&[
@@ -193,18 +184,17 @@ fn pool_hit_tag_breaks_on_the_allocation_and_the_free() {
         text.stdout
     );
 
-    let other = common::emulate_json(&built.sys, &["--pool-hit-tag", "wxyz"]).json();
-    assert_eq!(other["pool_hits"].as_array().map(Vec::len), Some(0));
+    let other = common::emulate_json(&built.sys, &["--pool-hit-tag", "wxyz"]).verdict();
+    assert!(other.pool_hits.is_empty());
 }
 
 #[test]
 fn os_version_reaches_rtlgetversion() {
     let built = common::driver(Arch::X86, false);
-    let verdict = common::emulate_json(&built.sys, &["--os-version", "10.0.19045"]).json();
+    let verdict = common::emulate_json(&built.sys, &["--os-version", "10.0.19045"]).verdict();
     assert!(
-        verdict["debug_output"]
-            .as_array()
-            .expect("lines")
+        verdict
+            .debug_output
             .iter()
             .any(|line| line == "Windows Version: 10.0.19045")
     );
@@ -214,7 +204,7 @@ fn os_version_reaches_rtlgetversion() {
 fn text_report_shows_analyze_and_verifier_3() {
     let built = common::driver(Arch::X86, true);
     let run = common::harness(&["emulate", built.sys.to_str().expect("path")]);
-    assert_eq!(run.code, 3);
+    run.expect(ExitCode::Violation);
     for needle in [
         "*** Fatal System Error: 0x000000c4",
         "DRIVER_VERIFIER_DETECTED_VIOLATION (c4)",

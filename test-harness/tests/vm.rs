@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use harness::arch::Arch;
-use harness::failure::{Failure, Result};
-use harness::vm::{self, Remote, Transport, VmOptions};
+use harness::verdict::{Engine, ExitCode, Verdict};
+use harness::vm::{self, Remote, Transport, TransportError, VmError, VmOptions};
 
 const KD_OUTPUT: &str = include_str!("fixtures/walkthrough-win7-x86.txt");
 
@@ -83,7 +83,7 @@ fn ok(stdout: &str) -> Remote {
 }
 
 impl Transport for FakeGuest {
-    fn run(&mut self, command: &str, _timeout: Duration) -> Result<Remote> {
+    fn run(&mut self, command: &str, _timeout: Duration) -> Result<Remote, TransportError> {
         self.log.push(command.to_owned());
         if self.down > 0 {
             self.down = self.down.saturating_sub(1);
@@ -174,20 +174,28 @@ impl Transport for FakeGuest {
         Ok(reply)
     }
 
-    fn upload(&mut self, local: &Path, remote: &str) -> Result<()> {
+    fn upload(&mut self, local: &Path, remote: &str) -> Result<(), TransportError> {
         let size = std::fs::metadata(local)
-            .map_err(|error| Failure::new(error.to_string()))?
+            .map_err(|source| TransportError::Io {
+                what: "read",
+                path: local.to_path_buf(),
+                source,
+            })?
             .len();
         self.uploads
             .insert(remote.to_owned(), usize::try_from(size).unwrap_or(0));
         Ok(())
     }
 
-    fn download(&mut self, remote: &str, local: &Path) -> Result<()> {
+    fn download(&mut self, remote: &str, local: &Path) -> Result<(), TransportError> {
         if remote.ends_with("kd.txt") && self.kd_ran {
-            std::fs::write(local, KD_OUTPUT).map_err(|error| Failure::new(error.to_string()))
+            std::fs::write(local, KD_OUTPUT).map_err(|source| TransportError::Io {
+                what: "write",
+                path: local.to_path_buf(),
+                source,
+            })
         } else {
-            Err(Failure::new(format!("no such file on the guest: {remote}")))
+            Err(TransportError::NoRemoteFile(remote.to_owned()))
         }
     }
 
@@ -219,7 +227,7 @@ fn options(dir: &Path, revert_marker: Option<&Path>) -> VmOptions {
 fn run(
     transport: &mut dyn Transport,
     options: &VmOptions,
-) -> (Result<harness::verdict::Verdict>, Vec<String>) {
+) -> (Result<Verdict, VmError>, Vec<String>) {
     let mut progress = Vec::new();
     let result = vm::run(transport, options, &mut |line| {
         progress.push(line.to_owned());
@@ -235,8 +243,8 @@ fn leaky_driver_bugchecks_and_the_dump_gives_the_walkthrough_verdict() {
     let mut guest = FakeGuest::new(true);
     let (result, progress) = run(&mut guest, &options);
     let verdict = result.expect("a verdict");
-    assert_eq!(verdict.engine, "vm");
-    assert_eq!(verdict.exit_code(), 3);
+    assert_eq!(verdict.engine, Engine::Vm);
+    assert_eq!(verdict.exit_code(), ExitCode::Violation);
     let bugcheck = verdict.bugcheck.expect("bug check");
     assert_eq!(
         (bugcheck.code, bugcheck.args[0], bugcheck.args[3]),
@@ -301,7 +309,7 @@ fn training_kd_script_runs_on_the_dump() {
     )));
     let mut guest = FakeGuest::new(true);
     let verdict = run(&mut guest, &options).0.expect("verdict");
-    assert_eq!(verdict.exit_code(), 3);
+    assert_eq!(verdict.exit_code(), ExitCode::Violation);
     assert!(
         guest
             .uploads
@@ -317,7 +325,7 @@ fn clean_driver_unloads_without_a_bugcheck() {
     let mut guest = FakeGuest::new(false);
     let (result, _) = run(&mut guest, &options(dir.path(), None));
     let verdict = result.expect("a verdict");
-    assert_eq!(verdict.exit_code(), 0);
+    assert_eq!(verdict.exit_code(), ExitCode::Clean);
     assert!(verdict.bugcheck.is_none() && verdict.leaks.is_empty());
     assert!(verdict.notes.is_empty(), "{:?}", verdict.notes);
     assert!(!guest.kd_ran);
@@ -333,15 +341,15 @@ fn a_guest_that_never_comes_back_is_a_clear_timeout() {
     let failure = result.expect_err("timeout");
     assert!(
         failure
-            .0
+            .to_string()
             .contains("did not come back within 5 s after enabling Driver Verifier"),
         "{failure}"
     );
     assert!(
-        failure.0.contains("verifier /reset"),
+        failure.to_string().contains("verifier /reset"),
         "says how to restore: {failure}"
     );
-    assert!(!failure.0.contains('\n'));
+    assert!(!failure.to_string().contains('\n'));
 }
 
 #[test]
@@ -355,11 +363,14 @@ fn unsigned_driver_is_reported_and_the_guest_restored() {
     let failure = result.expect_err("start fails");
     assert!(
         failure
-            .0
+            .to_string()
             .starts_with("start failed: samplectl: Windows refused"),
         "{failure}"
     );
-    assert!(failure.0.ends_with("(the guest was restored)"), "{failure}");
+    assert!(
+        failure.to_string().ends_with("(the guest was restored)"),
+        "{failure}"
+    );
     assert!(!guest.installed && !guest.verifier_pending);
 }
 
@@ -370,18 +381,26 @@ fn missing_evidence_is_refused_before_changing_anything() {
     let mut minidump = FakeGuest::new(true);
     minidump.dump_setting = "3";
     let failure = run(&mut minidump, &options).0.expect_err("minidump");
-    assert!(failure.0.contains("kernel memory dump"), "{failure}");
+    assert!(
+        failure.to_string().contains("kernel memory dump"),
+        "{failure}"
+    );
 
     let mut no_kd = FakeGuest::new(true);
     no_kd.kd_present = false;
     let failure = run(&mut no_kd, &options).0.expect_err("no kd");
-    assert!(failure.0.contains("kd.exe not found"), "{failure}");
+    assert!(
+        failure.to_string().contains("kd.exe not found"),
+        "{failure}"
+    );
 
     let mut x86 = FakeGuest::new(true);
     x86.arch = "x86";
     let failure = run(&mut x86, &options).0.expect_err("arch");
     assert!(
-        failure.0.contains("the driver is x64 but the guest is x86"),
+        failure
+            .to_string()
+            .contains("the driver is x64 but the guest is x86"),
         "{failure}"
     );
 
@@ -404,7 +423,7 @@ fn windows_7_guest_is_driven_with_sc_and_verifier_exe() {
     let mut guest = FakeGuest::new(true);
     guest.version = "6.1.7601";
     let (result, progress) = run(&mut guest, &options(dir.path(), None));
-    assert_eq!(result.expect("verdict").exit_code(), 3);
+    assert_eq!(result.expect("verdict").exit_code(), ExitCode::Violation);
     assert!(
         progress
             .iter()
@@ -438,7 +457,9 @@ fn real_ssh_transport_reports_an_unreachable_guest() {
     let (result, _) = run(&mut ssh, &options(dir.path(), None));
     let failure = result.expect_err("unreachable");
     assert!(
-        failure.0.contains("cannot reach the guest over SSH"),
+        failure
+            .to_string()
+            .contains("cannot reach the guest over SSH"),
         "{failure}"
     );
 }

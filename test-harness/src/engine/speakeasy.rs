@@ -5,9 +5,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use super::{RunOptions, python, run_with_timeout};
+use super::{EngineError, RunOptions, last_line, python, run_with_timeout};
 use crate::events::Event;
-use crate::failure::{Failure, Result};
 
 /// The adapter, shipped inside the harness binary.
 pub const ADAPTER: &str = include_str!("../../python/speakeasy_adapter.py");
@@ -16,7 +15,7 @@ pub const ADAPTER: &str = include_str!("../../python/speakeasy_adapter.py");
 ///
 /// # Errors
 /// Speakeasy cannot be provisioned or started, or the adapter reported no result.
-pub fn run(driver: &Path, options: &RunOptions) -> Result<Vec<Event>> {
+pub fn run(driver: &Path, options: &RunOptions) -> Result<Vec<Event>, EngineError> {
     let python = python::speakeasy_python()?;
     // Speakeasy's own budget ends a hung routine cleanly (reported as "did
     // not return"); the outer limit only guards against a stuck interpreter.
@@ -24,26 +23,28 @@ pub fn run(driver: &Path, options: &RunOptions) -> Result<Vec<Event>> {
     let mut command = Command::new(&python);
     command
         .arg("-")
-        .arg(driver)
         .args(["--fail-allocation", &options.fail_allocation.to_string()])
         .args([
             "--os-version",
             options.os_version.as_deref().unwrap_or("6.1.7601"),
         ])
         .args(["--max-instructions", &options.max_instructions.to_string()])
-        .args(["--timeout", &inner.to_string()]);
+        .args(["--timeout", &inner.to_string()])
+        // A file name starting with `-` must not read as an option.
+        .arg("--")
+        .arg(driver);
     let output = run_with_timeout(
         &mut command,
         ADAPTER.as_bytes(),
         options.timeout + Duration::from_mins(1),
     )?;
     let events = parse_events(&output.stdout)?;
-    if !matches!(events.last(), Some(Event::End | Event::AdapterError { .. })) {
-        return Err(Failure::new(format!(
-            "the Speakeasy adapter stopped before reporting a result (exit {}): {}",
-            output.status.code().unwrap_or(-1),
-            python::last_line(&output.stderr)
-        )));
+    if !matches!(events.last(), Some(Event::End | Event::Gap { .. })) {
+        return Err(EngineError::Stopped {
+            engine: "speakeasy",
+            code: output.status.code().unwrap_or(-1),
+            detail: last_line(&output.stderr),
+        });
     }
     Ok(events)
 }
@@ -52,13 +53,15 @@ pub fn run(driver: &Path, options: &RunOptions) -> Result<Vec<Event>> {
 ///
 /// # Errors
 /// A line that is not an event.
-pub fn parse_events(stdout: &[u8]) -> Result<Vec<Event>> {
+pub fn parse_events(stdout: &[u8]) -> Result<Vec<Event>, EngineError> {
     String::from_utf8_lossy(stdout)
         .lines()
         .filter(|line| line.starts_with('{'))
         .map(|line| {
-            serde_json::from_str(line)
-                .map_err(|error| Failure::new(format!("unreadable engine event ({error}): {line}")))
+            serde_json::from_str(line).map_err(|source| EngineError::BadEvent {
+                line: line.chars().take(200).collect(),
+                source,
+            })
         })
         .collect()
 }

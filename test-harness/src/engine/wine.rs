@@ -19,23 +19,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::{RunOptions, python::last_line, python::which, run_checked, run_with_timeout};
-use crate::events::{Event, Phase, RunError};
-use crate::failure::{Failure, Result};
+use super::{EngineError, RunOptions, last_line, run_checked, run_with_timeout, which};
+use crate::arch::Arch;
+use crate::error::ProcessError;
+use crate::events::{Event, Gap, Phase};
+use crate::pool_api::PoolRoutine;
+use crate::verdict::FaultKind;
 
-/// The pool routines relay tracing is limited to.
-const POOL_ROUTINES: [&str; 10] = [
-    "ExAllocatePoolWithTag",
-    "ExAllocatePoolWithTagPriority",
-    "ExAllocatePoolWithQuotaTag",
-    "ExAllocatePool",
-    "ExAllocatePool2",
-    "ExAllocatePool3",
-    "ExFreePoolWithTag",
-    "ExFreePool",
-    "ExFreePool2",
-    "KeBugCheckEx",
-];
+type Result<T> = std::result::Result<T, EngineError>;
+
+/// Routines relay tracing follows besides the pool routines.
+const OTHER_TRACED: [&str; 1] = ["KeBugCheckEx"];
 
 const SHIM_SOURCE: &str = include_str!("../../wine/bcryptprimitives.c");
 
@@ -59,9 +53,10 @@ impl Tools {
         };
         match (pick("wine64"), pick("wineserver")) {
             (Some(wine), Some(wineserver)) => Ok(Self { wine, wineserver }),
-            _ => Err(Failure::new(
-                "Wine not found: install it (Debian: apt-get install --no-install-recommends wine wine64)",
-            )),
+            _ => Err(EngineError::MissingTool {
+                tool: "Wine",
+                install: "install it (Debian: apt-get install --no-install-recommends wine wine64)",
+            }),
         }
     }
 }
@@ -94,9 +89,7 @@ impl WineMachine {
     /// Wine or MinGW missing, or a step failed.
     pub fn create(prefix: &Path, samplectl: &Path) -> Result<Self> {
         let tools = Tools::find()?;
-        fs::create_dir_all(prefix).map_err(|error| {
-            Failure::new(format!("cannot create {}: {error}", prefix.display()))
-        })?;
+        fs::create_dir_all(prefix).map_err(EngineError::io("create", prefix))?;
         let machine = Self {
             tools,
             prefix: prefix.to_path_buf(),
@@ -108,20 +101,21 @@ impl WineMachine {
                 .wine_command(&["wineboot", "-i"])
                 .env("WINEDEBUG", "-all"),
             Duration::from_mins(3),
-            "wineboot -i failed: {}",
+            "wineboot -i failed",
         )?;
         machine.wait_server();
         let system32 = prefix.join("drive_c/windows/system32");
         build_shim(&system32.join("bcryptprimitives.dll"))?;
         let harness_dir = machine.c_drive().join("harness");
-        fs::create_dir_all(&harness_dir).map_err(|error| Failure::new(error.to_string()))?;
-        fs::copy(samplectl, harness_dir.join("samplectl.exe")).map_err(|error| {
-            Failure::new(format!(
-                "cannot copy samplectl.exe into the prefix: {error}"
-            ))
-        })?;
-        let include = POOL_ROUTINES
+        fs::create_dir_all(&harness_dir).map_err(EngineError::io("create", &harness_dir))?;
+        fs::copy(samplectl, harness_dir.join("samplectl.exe"))
+            .map_err(EngineError::io("copy samplectl.exe into", &harness_dir))?;
+        let include = PoolRoutine::ALL
+            .iter()
+            .map(|routine| routine.name())
+            .chain(OTHER_TRACED)
             .map(|name| format!("ntoskrnl.exe.{name}"))
+            .collect::<Vec<_>>()
             .join(";");
         run_checked(
             machine
@@ -139,11 +133,11 @@ impl WineMachine {
                 ])
                 .env("WINEDEBUG", "-all"),
             Duration::from_mins(1),
-            "cannot configure relay tracing: {}",
+            "cannot configure relay tracing",
         )?;
         machine.wait_server();
-        fs::write(prefix.join(".harness-ready"), "ok")
-            .map_err(|error| Failure::new(error.to_string()))?;
+        let ready = prefix.join(".harness-ready");
+        fs::write(&ready, "ok").map_err(EngineError::io("write", &ready))?;
         Ok(machine)
     }
 
@@ -153,7 +147,7 @@ impl WineMachine {
     /// Wine missing, or the prefix was not made by the harness.
     pub fn open(prefix: &Path) -> Result<Self> {
         if !prefix.join(".harness-ready").is_file() {
-            return Err(Failure::new(format!(
+            return Err(EngineError::Unsupported(format!(
                 "{} is not a prefix made by the harness",
                 prefix.display()
             )));
@@ -200,9 +194,7 @@ impl WineMachine {
     /// Wine could not start.
     pub fn start_session(&mut self) -> Result<()> {
         self.stop_session();
-        let log = File::create(&self.log).map_err(|error| {
-            Failure::new(format!("cannot create {}: {error}", self.log.display()))
-        })?;
+        let log = File::create(&self.log).map_err(EngineError::io("create", &self.log))?;
         // Persistent, so the session survives between samplectl calls; it
         // daemonises, so it gets no pipes to hold open.
         let _ = self
@@ -219,9 +211,16 @@ impl WineMachine {
             .stdout(Stdio::null())
             .stderr(log)
             .status()
-            .map_err(|error| Failure::new(format!("cannot start Wine: {error}")))?;
+            .map_err(|source| ProcessError::Spawn {
+                program: "wineboot".into(),
+                source,
+            })?;
         if !status.success() {
-            return Err(Failure::new("wineboot failed to start a Wine session"));
+            return Err(ProcessError::Failed {
+                what: "wineboot failed to start a Wine session".into(),
+                detail: format!("{status}"),
+            }
+            .into());
         }
         self.session = true;
         Ok(())
@@ -254,12 +253,12 @@ impl WineMachine {
                 stdout: String::from_utf8_lossy(&output.stdout).trim().to_owned(),
                 stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
             }),
-            Err(failure) if failure.0.contains("did not finish") => Ok(ControlResult {
+            Err(timeout @ ProcessError::Timeout { .. }) => Ok(ControlResult {
                 code: None,
                 stdout: String::new(),
-                stderr: failure.0,
+                stderr: timeout.to_string(),
             }),
-            Err(failure) => Err(failure),
+            Err(error) => Err(error.into()),
         }
     }
 }
@@ -276,7 +275,7 @@ impl Drop for WineMachine {
 fn build_shim(target: &Path) -> Result<()> {
     let dir = target.parent().unwrap_or(Path::new("."));
     let source = dir.join("harness-bcryptprimitives.c");
-    fs::write(&source, SHIM_SOURCE).map_err(|error| Failure::new(error.to_string()))?;
+    fs::write(&source, SHIM_SOURCE).map_err(EngineError::io("write", &source))?;
     let output = Command::new("x86_64-w64-mingw32-gcc")
         .args(["-O2", "-shared", "-o"])
         .arg(target)
@@ -286,36 +285,38 @@ fn build_shim(target: &Path) -> Result<()> {
     let _ = fs::remove_file(&source);
     match output {
         Ok(output) if output.status.success() => Ok(()),
-        Ok(output) => Err(Failure::new(format!(
-            "building bcryptprimitives.dll failed: {}",
-            last_line(&output.stderr)
-        ))),
-        Err(_) => Err(Failure::new(
-            "x86_64-w64-mingw32-gcc not found: install MinGW (apt-get install gcc-mingw-w64-x86-64)",
-        )),
+        Ok(output) => Err(ProcessError::Failed {
+            what: "building bcryptprimitives.dll failed".into(),
+            detail: last_line(&output.stderr),
+        }
+        .into()),
+        Err(_) => Err(EngineError::MissingTool {
+            tool: "x86_64-w64-mingw32-gcc",
+            install: "install MinGW (apt-get install gcc-mingw-w64-x86-64)",
+        }),
     }
 }
 
 /// The harness's own prefix for `emulate --engine wine`, made on first use.
 fn cached_machine() -> Result<(WineMachine, File)> {
-    let cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-        .ok_or_else(|| Failure::new("neither HOME nor XDG_CACHE_HOME is set"))?
-        .join("sample-harness");
-    fs::create_dir_all(&cache)
-        .map_err(|error| Failure::new(format!("cannot create {}: {error}", cache.display())))?;
+    let cache = crate::cache_dir().ok_or_else(|| {
+        EngineError::Unsupported(
+            "neither HOME nor XDG_CACHE_HOME names an absolute directory for the Wine prefix"
+                .into(),
+        )
+    })?;
+    fs::create_dir_all(&cache).map_err(EngineError::io("create", &cache))?;
     // One run at a time per prefix: they share its services and wineserver.
-    let lock =
-        File::create(cache.join(".wine-lock")).map_err(|error| Failure::new(error.to_string()))?;
-    lock.lock()
-        .map_err(|error| Failure::new(format!("cannot lock the Wine prefix: {error}")))?;
+    let lock_path = cache.join(".wine-lock");
+    let lock = File::create(&lock_path).map_err(EngineError::io("create", &lock_path))?;
+    lock.lock().map_err(EngineError::io("lock", &lock_path))?;
     let prefix = cache.join("wine-prefix");
-    let samplectl = crate::driver_build::build_samplectl()?;
+    let samplectl = crate::driver_build::build_samplectl()
+        .map_err(|error| EngineError::Unsupported(error.to_string()))?;
     if let Ok(machine) = WineMachine::open(&prefix) {
         // Keep samplectl current with this harness.
-        fs::copy(&samplectl, machine.c_drive().join("harness/samplectl.exe"))
-            .map_err(|error| Failure::new(error.to_string()))?;
+        let target = machine.c_drive().join("harness/samplectl.exe");
+        fs::copy(&samplectl, &target).map_err(EngineError::io("copy samplectl.exe to", &target))?;
         return Ok((machine, lock));
     }
     eprintln!(
@@ -337,8 +338,8 @@ pub fn run(driver: &Path, image_size: u64, options: &RunOptions) -> Result<Vec<E
     // Wine runs the driver for real: no allocation can be made to fail, and
     // the Windows version is the prefix's.
     if options.fail_allocation != 0 || options.os_version.is_some() {
-        return Err(Failure::new(
-            "--fail-allocation and --os-version need the speakeasy engine; Wine runs the driver as it is",
+        return Err(EngineError::Unsupported(
+            "--fail-allocation and --os-version need the native or speakeasy engine; Wine runs the driver as it is".into(),
         ));
     }
     let (mut machine, _lock) = cached_machine()?;
@@ -352,9 +353,9 @@ pub fn run(driver: &Path, image_size: u64, options: &RunOptions) -> Result<Vec<E
         .unwrap_or_default();
     let run_dir = machine.c_drive().join("harness/run");
     let _ = fs::remove_dir_all(&run_dir);
-    fs::create_dir_all(&run_dir).map_err(|error| Failure::new(error.to_string()))?;
+    fs::create_dir_all(&run_dir).map_err(EngineError::io("create", &run_dir))?;
     fs::copy(driver, run_dir.join(&file_name))
-        .map_err(|error| Failure::new(format!("cannot copy the driver: {error}")))?;
+        .map_err(EngineError::io("copy the driver to", &run_dir))?;
     machine.start_session()?;
     let result = drive(&machine, &name, &format!(r"C:\harness\run\{file_name}"));
     machine.stop_session();
@@ -365,7 +366,7 @@ pub fn run(driver: &Path, image_size: u64, options: &RunOptions) -> Result<Vec<E
         .iter()
         .any(|event| matches!(event, Event::Load { .. }))
     {
-        return Err(Failure::new(format!(
+        return Err(EngineError::Unsupported(format!(
             "Wine did not load {file_name}: {}",
             if start.stderr.is_empty() {
                 "no trace of the load".to_owned()
@@ -383,10 +384,11 @@ fn drive(machine: &WineMachine, name: &str, path: &str) -> Result<(ControlResult
     let _ = machine.samplectl(&["uninstall", "--name", name])?;
     let install = machine.samplectl(&["install", path, "--name", name, "--no-copy"])?;
     if install.code != Some(0) {
-        return Err(Failure::new(format!(
-            "samplectl install failed under Wine: {}",
-            install.stderr
-        )));
+        return Err(ProcessError::Failed {
+            what: "samplectl install failed under Wine".into(),
+            detail: install.stderr,
+        }
+        .into());
     }
     let start = machine.samplectl(&["start", "--name", name])?;
     let stop = if start.code == Some(0) {
@@ -417,7 +419,10 @@ pub fn events_from_log(log: &str, file_name: &str, image_size: u64) -> Vec<Event
     let mut pending: HashMap<String, (String, Vec<u64>, u64)> = HashMap::new();
     let mut entry_status = None;
     let mut entry_done = false;
-    let mut driver_object = None;
+    let driver_name = file_name
+        .rsplit_once('.')
+        .map_or(file_name, |(stem, _)| stem)
+        .to_owned();
     let loaded = format!("\\\\{file_name}\" at ");
     for line in log.lines() {
         let (tid, rest) = line.split_once(':').unwrap_or(("", line));
@@ -427,7 +432,7 @@ pub fn events_from_log(log: &str, file_name: &str, image_size: u64) -> Vec<Event
                 tid.clone_into(&mut thread);
                 if let Some(base) = base {
                     events.push(Event::Load {
-                        arch: "x64".into(),
+                        arch: Arch::X64,
                         image_base: base,
                         image_size: size,
                         entry_point: 0,
@@ -457,9 +462,15 @@ pub fn events_from_log(log: &str, file_name: &str, image_size: u64) -> Vec<Event
             if let Some(Event::Load { entry_point, .. }) = events.first_mut() {
                 *entry_point = hex(rest.split_whitespace().next().unwrap_or("")).unwrap_or(0);
             }
-            driver_object = rest
+            if let Some(object) = rest
                 .split_once("obj=")
-                .and_then(|(_, after)| hex(after.split(',').next().unwrap_or("")));
+                .and_then(|(_, after)| hex(after.split(',').next().unwrap_or("")))
+            {
+                events.push(Event::DriverObject {
+                    address: object,
+                    name: driver_name.clone(),
+                });
+            }
             phase = Phase::Entry;
         } else if rest.starts_with("Ret  driver init ") {
             entry_status = rest
@@ -471,15 +482,26 @@ pub fn events_from_log(log: &str, file_name: &str, image_size: u64) -> Vec<Event
             .filter(|_| tid == thread && !entry_done)
         {
             entry_done = true;
-            events.push(Event::EntryReturn {
-                status: entry_status,
-                error: None,
-                unload_routine: hex(value).unwrap_or(0),
-            });
+            // `Ret driver init` comes first; a trace without it says nothing
+            // of DriverEntry's status, and the run cannot be judged.
+            events.push(entry_status.map_or_else(
+                || Event::Gap {
+                    phase: Some(Phase::Entry),
+                    gap: Gap::EngineError {
+                        message: "Wine's trace has no status for DriverEntry".into(),
+                        routine: None,
+                    },
+                    caller: None,
+                },
+                |status| Event::EntryReturn {
+                    status,
+                    unload_routine: hex(value).unwrap_or(0),
+                },
+            ));
         } else if rest.starts_with("Call driver unload ") {
             phase = Phase::Unload;
         } else if rest.starts_with("Ret  driver unload ") {
-            events.push(Event::UnloadReturn { error: None });
+            events.push(Event::UnloadReturn);
         } else if let Some(text) = rest
             .strip_prefix("warn:debugstr:")
             .filter(|_| tid == thread)
@@ -527,45 +549,34 @@ pub fn events_from_log(log: &str, file_name: &str, image_size: u64) -> Vec<Event
             let accessed = fault
                 .split_once(" access to ")
                 .and_then(|(_, after)| hex(after.split_whitespace().next().unwrap_or("")));
-            let kind = if fault.contains("write access") {
-                "invalid_write"
-            } else if fault.contains("execute access") {
-                "invalid_fetch"
-            } else if fault.contains("illegal instruction")
-                || fault.contains("privileged instruction")
-            {
-                "invalid instruction"
+            // Wine's words for the exception (dlls/ntdll, "Unhandled %s").
+            let kind = if let Some(access) = fault.strip_prefix("page fault on ") {
+                match access.split_whitespace().next() {
+                    Some("write") => Some(FaultKind::Write),
+                    Some("execute") => Some(FaultKind::Execute),
+                    Some("read") => Some(FaultKind::Read),
+                    _ => None,
+                }
+            } else if fault.starts_with("illegal instruction") {
+                Some(FaultKind::IllegalInstruction)
+            } else if fault.starts_with("privileged instruction") {
+                Some(FaultKind::PrivilegedInstruction)
+            } else if fault.starts_with("divide by zero") {
+                Some(FaultKind::DivideError)
+            } else if fault.starts_with("breakpoint") {
+                Some(FaultKind::Breakpoint)
             } else {
-                "invalid_read"
+                None
             };
-            let error = RunError {
-                kind: kind.into(),
-                pc,
-                address: accessed,
-                api: None,
-                caller: None,
-                instruction: None,
-            };
-            events.push(match phase {
-                Phase::Entry => Event::EntryReturn {
-                    status: None,
-                    error: Some(error),
-                    unload_routine: 0,
-                },
-                Phase::Unload => Event::UnloadReturn { error: Some(error) },
-            });
+            if let (Some(kind), Some(pc)) = (kind, pc) {
+                events.push(Event::Fault {
+                    phase,
+                    kind,
+                    pc,
+                    address: accessed.filter(|_| kind.is_access()),
+                });
+            }
         }
-    }
-    if let Some(object) = driver_object {
-        let name = file_name
-            .rsplit_once('.')
-            .map_or(file_name, |(stem, _)| stem)
-            .to_owned();
-        events.push(Event::DriverObject {
-            address: object,
-            name_address: object + 0x38,
-            name,
-        });
     }
     if base.is_some() {
         events.push(Event::End);
@@ -573,60 +584,25 @@ pub fn events_from_log(log: &str, file_name: &str, image_size: u64) -> Vec<Event
     events
 }
 
-/// One traced pool call as an event.
+/// One traced call as an event: a pool routine, raw, or a bug check.
 fn pool_event(name: &str, args: &[u64], result: u64, caller: u64, phase: Phase) -> Option<Event> {
-    let arg = |index: usize| args.get(index).copied().unwrap_or(0);
-    let alloc = |pool: u64, size: u64, tag: u64| Event::Alloc {
-        phase,
-        api: name.to_owned(),
-        pool: u32::try_from(pool & 0xffff_ffff).unwrap_or(0),
-        size,
-        tag: u32::try_from(tag & 0xffff_ffff).unwrap_or(0),
-        address: result,
-        caller,
-        injected_failure: false,
-    };
-    let pool2_type = |flags: u64| {
-        if flags & 0x100 != 0 {
-            1
-        } else if flags & 0x80 != 0 {
-            0
-        } else {
-            512
-        }
-    };
-    match name {
-        "ExAllocatePoolWithTag"
-        | "ExAllocatePoolWithTagPriority"
-        | "ExAllocatePoolWithQuotaTag" => Some(alloc(arg(0), arg(1), arg(2))),
-        "ExAllocatePool" => Some(alloc(
-            arg(0),
-            arg(1),
-            u64::from(u32::from_le_bytes(*b"None")),
-        )),
-        "ExAllocatePool2" | "ExAllocatePool3" => Some(alloc(pool2_type(arg(0)), arg(1), arg(2))),
-        "ExFreePoolWithTag" | "ExFreePool2" => Some(Event::Free {
+    if let Some(routine) = PoolRoutine::from_name(name) {
+        return Some(Event::PoolCall {
             phase,
-            api: name.to_owned(),
-            address: arg(0),
-            tag: u32::try_from(arg(1) & 0xffff_ffff).ok(),
+            routine,
+            args: args.to_vec(),
+            result,
             caller,
-        }),
-        "ExFreePool" => Some(Event::Free {
-            phase,
-            api: name.to_owned(),
-            address: arg(0),
-            tag: None,
-            caller,
-        }),
-        "KeBugCheckEx" => Some(Event::Bugcheck {
-            phase,
-            code: u32::try_from(arg(0) & 0xffff_ffff).unwrap_or(0),
-            args: [arg(1), arg(2), arg(3), arg(4)],
-            caller,
-        }),
-        _ => None,
+            injected_failure: false,
+        });
     }
+    let arg = |index: usize| args.get(index).copied().unwrap_or(0);
+    (name == "KeBugCheckEx").then(|| Event::BugCheckCall {
+        phase,
+        code: u32::try_from(arg(0) & 0xffff_ffff).unwrap_or(0),
+        args: [arg(1), arg(2), arg(3), arg(4)],
+        caller,
+    })
 }
 
 fn hex(text: &str) -> Option<u64> {
@@ -655,34 +631,36 @@ mod tests {
         ));
         let allocs: Vec<_> = events
             .iter()
-            .filter(|event| matches!(event, Event::Alloc { .. }))
+            .filter(|event| matches!(event, Event::PoolCall { routine, .. } if routine.allocates()))
             .collect();
         assert_eq!(
             allocs.len(),
             1,
             "Wine's own drivers' allocations are left out"
         );
-        assert!(matches!(
-            allocs[0],
-            Event::Alloc {
-                size: 0x74,
-                tag: 0x6463_6261,
-                pool: 1,
-                address: 0x14a_0370,
-                caller: 0x21a_102a,
-                ..
-            }
-        ));
+        assert!(
+            matches!(
+                allocs[0],
+                Event::PoolCall {
+                    routine: PoolRoutine::ExAllocatePoolWithTag,
+                    args,
+                    result: 0x14a_0370,
+                    caller: 0x21a_102a,
+                    ..
+                } if args == &[1, 0x74, 0x6463_6261]
+            ),
+            "{:?}",
+            allocs[0]
+        );
         assert!(events.contains(&Event::EntryReturn {
-            status: Some(0),
-            error: None,
+            status: 0,
             unload_routine: 0x21A_13E0
         }));
-        assert!(events.contains(&Event::UnloadReturn { error: None }));
+        assert!(events.contains(&Event::UnloadReturn));
         assert!(
-            !events
-                .iter()
-                .any(|event| matches!(event, Event::Free { .. }))
+            !events.iter().any(
+                |event| matches!(event, Event::PoolCall { routine, .. } if !routine.allocates())
+            )
         );
         let text: String = events
             .iter()
@@ -698,15 +676,16 @@ mod tests {
     #[test]
     fn real_crash_session_log() {
         let events = events_from_log(CRASH, "crash.sys", 0x6000);
-        let error = events.iter().find_map(|event| match event {
-            Event::EntryReturn {
-                error: Some(error), ..
-            } => Some(error.clone()),
+        let fault = events.iter().find_map(|event| match event {
+            Event::Fault {
+                kind, pc, address, ..
+            } => Some((*kind, *pc, *address)),
             _ => None,
         });
-        let error = error.expect("the crash is an entry error");
-        assert_eq!(error.kind, "invalid_write");
-        assert_eq!(error.pc, Some(0x21A_1031));
-        assert_eq!(error.address, Some(0x10));
+        assert_eq!(
+            fault,
+            Some((FaultKind::Write, 0x21A_1031, Some(0x10))),
+            "the crash is a write fault in DriverEntry"
+        );
     }
 }

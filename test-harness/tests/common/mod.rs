@@ -7,7 +7,7 @@ use std::process::Command;
 
 use harness::arch::Arch;
 use harness::driver_build::{self, BuiltDriver};
-use serde_json::Value;
+use harness::verdict::{ExitCode, Verdict};
 
 /// Builds (or reuses) a portable driver variant.
 pub fn driver(arch: Arch, leak: bool) -> BuiltDriver {
@@ -22,14 +22,44 @@ pub struct Run {
 }
 
 impl Run {
-    /// The `--json` verdict.
-    pub fn json(&self) -> Value {
+    /// The `--json` verdict, as the harness's own type.
+    pub fn verdict(&self) -> Verdict {
         serde_json::from_str(&self.stdout).unwrap_or_else(|error| {
             panic!(
-                "not JSON ({error}): {}\nstderr: {}",
+                "not a verdict ({error}): {}\nstderr: {}",
                 self.stdout, self.stderr
             )
         })
+    }
+
+    /// Asserts the exit code, showing the output if it differs.
+    pub fn expect(&self, code: ExitCode) -> &Self {
+        assert_eq!(
+            self.code,
+            i32::from(code as u8),
+            "stdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    /// Asserts "could not run or cannot judge": exit 2, one line on stderr
+    /// containing `expect`, no panic or traceback.
+    pub fn cannot_judge(&self, expect: &str) {
+        self.expect(ExitCode::CannotJudge);
+        assert_eq!(
+            self.stderr.trim().lines().count(),
+            1,
+            "one line expected: {}",
+            self.stderr
+        );
+        assert!(
+            self.stderr.contains(expect),
+            "{expect:?} not in {}",
+            self.stderr
+        );
+        assert!(!self.stderr.contains("Traceback") && !self.stderr.contains("panicked"));
     }
 }
 
@@ -74,11 +104,4 @@ pub fn c_driver(variant: &str, arch: Arch, dir: &Path) -> PathBuf {
         });
     assert!(status.success(), "{compiler} failed for {variant}");
     out
-}
-
-/// The hex value of a JSON number field, for messages.
-pub fn num(value: &Value) -> u64 {
-    value
-        .as_u64()
-        .unwrap_or_else(|| panic!("not a number: {value}"))
 }

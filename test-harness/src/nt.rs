@@ -1,0 +1,312 @@
+//! Windows names in one place: bug check codes, NTSTATUS values, pool types
+//! and pool tags, as `!analyze -v`, `!pool` and `!verifier` print them.
+
+use serde::{Deserialize, Serialize};
+
+/// `DRIVER_VERIFIER_DETECTED_VIOLATION`.
+pub const DRIVER_VERIFIER_DETECTED_VIOLATION: u32 = 0xC4;
+/// `SYSTEM_THREAD_EXCEPTION_NOT_HANDLED`.
+pub const SYSTEM_THREAD_EXCEPTION_NOT_HANDLED: u32 = 0x7E;
+/// `PAGE_FAULT_IN_NONPAGED_AREA`.
+pub const PAGE_FAULT_IN_NONPAGED_AREA: u32 = 0x50;
+/// wdk-panic's bug check code, "RPNC".
+pub const RUST_PANIC: u32 = 0x5250_4E43;
+
+/// 0xC4's Arg1 values the pool tracker raises.
+pub mod c4 {
+    /// A zero-byte allocation.
+    pub const ZERO_BYTES: u64 = 0x00;
+    /// Freeing an address no allocation returned.
+    pub const FREE_UNALLOCATED: u64 = 0x10;
+    /// Freeing pool already freed.
+    pub const DOUBLE_FREE: u64 = 0x13;
+    /// The driver unloaded with pool allocations outstanding.
+    pub const LEAKED_AT_UNLOAD: u64 = 0x62;
+}
+
+/// NTSTATUS values the harness names.
+pub mod status {
+    /// `STATUS_SUCCESS`.
+    pub const SUCCESS: u32 = 0;
+    /// `STATUS_UNSUCCESSFUL`.
+    pub const UNSUCCESSFUL: u32 = 0xC000_0001;
+    /// `STATUS_NOT_IMPLEMENTED`.
+    pub const NOT_IMPLEMENTED: u32 = 0xC000_0002;
+    /// `STATUS_ACCESS_VIOLATION`.
+    pub const ACCESS_VIOLATION: u32 = 0xC000_0005;
+    /// `STATUS_INVALID_PARAMETER`.
+    pub const INVALID_PARAMETER: u32 = 0xC000_000D;
+    /// `STATUS_ILLEGAL_INSTRUCTION`.
+    pub const ILLEGAL_INSTRUCTION: u32 = 0xC000_001D;
+    /// `STATUS_ACCESS_DENIED`.
+    pub const ACCESS_DENIED: u32 = 0xC000_0022;
+    /// `STATUS_BUFFER_TOO_SMALL`.
+    pub const BUFFER_TOO_SMALL: u32 = 0xC000_0023;
+    /// `STATUS_OBJECT_NAME_COLLISION`.
+    pub const OBJECT_NAME_COLLISION: u32 = 0xC000_0035;
+    /// `STATUS_INTEGER_DIVIDE_BY_ZERO`.
+    pub const INTEGER_DIVIDE_BY_ZERO: u32 = 0xC000_0094;
+    /// `STATUS_PRIVILEGED_INSTRUCTION`.
+    pub const PRIVILEGED_INSTRUCTION: u32 = 0xC000_0096;
+    /// `STATUS_INSUFFICIENT_RESOURCES`.
+    pub const INSUFFICIENT_RESOURCES: u32 = 0xC000_009A;
+    /// `STATUS_DLL_NOT_FOUND`.
+    pub const DLL_NOT_FOUND: u32 = 0xC000_0135;
+    /// `STATUS_INVALID_IMAGE_FORMAT`.
+    pub const INVALID_IMAGE_FORMAT: u32 = 0xC000_007B;
+    /// `STATUS_DRIVER_ENTRYPOINT_NOT_FOUND`.
+    pub const DRIVER_ENTRYPOINT_NOT_FOUND: u32 = 0xC000_0263;
+    /// `STATUS_INFO_LENGTH_MISMATCH`.
+    pub const INFO_LENGTH_MISMATCH: u32 = 0xC000_0004;
+    /// `STATUS_BREAKPOINT`.
+    pub const BREAKPOINT: u32 = 0x8000_0003;
+
+    /// Whether an NTSTATUS is an error (severity bits 11).
+    #[must_use]
+    pub const fn is_error(status: u32) -> bool {
+        status >> 30 == 3
+    }
+
+    /// Whether an NTSTATUS counts as failure (`!NT_SUCCESS`: warnings and errors).
+    #[must_use]
+    pub const fn failed(status: u32) -> bool {
+        status & 0x8000_0000 != 0
+    }
+}
+
+/// The symbolic name of an NTSTATUS the harness knows.
+#[must_use]
+pub fn status_name(value: u32) -> Option<&'static str> {
+    Some(match value {
+        status::SUCCESS => "STATUS_SUCCESS",
+        status::UNSUCCESSFUL => "STATUS_UNSUCCESSFUL",
+        status::NOT_IMPLEMENTED => "STATUS_NOT_IMPLEMENTED",
+        status::ACCESS_VIOLATION => "STATUS_ACCESS_VIOLATION",
+        status::INVALID_PARAMETER => "STATUS_INVALID_PARAMETER",
+        status::ILLEGAL_INSTRUCTION => "STATUS_ILLEGAL_INSTRUCTION",
+        status::ACCESS_DENIED => "STATUS_ACCESS_DENIED",
+        status::BUFFER_TOO_SMALL => "STATUS_BUFFER_TOO_SMALL",
+        status::OBJECT_NAME_COLLISION => "STATUS_OBJECT_NAME_COLLISION",
+        status::INTEGER_DIVIDE_BY_ZERO => "STATUS_INTEGER_DIVIDE_BY_ZERO",
+        status::PRIVILEGED_INSTRUCTION => "STATUS_PRIVILEGED_INSTRUCTION",
+        status::INSUFFICIENT_RESOURCES => "STATUS_INSUFFICIENT_RESOURCES",
+        status::DLL_NOT_FOUND => "STATUS_DLL_NOT_FOUND",
+        status::INVALID_IMAGE_FORMAT => "STATUS_INVALID_IMAGE_FORMAT",
+        status::DRIVER_ENTRYPOINT_NOT_FOUND => "STATUS_DRIVER_ENTRYPOINT_NOT_FOUND",
+        status::INFO_LENGTH_MISMATCH => "STATUS_INFO_LENGTH_MISMATCH",
+        status::BREAKPOINT => "STATUS_BREAKPOINT",
+        _ => return None,
+    })
+}
+
+/// The name of a bug check code, as `!analyze -v` titles it.
+#[must_use]
+pub fn bugcheck_name(code: u32) -> &'static str {
+    match code {
+        0x0A => "IRQL_NOT_LESS_OR_EQUAL",
+        0x19 => "BAD_POOL_HEADER",
+        0x1E => "KMODE_EXCEPTION_NOT_HANDLED",
+        PAGE_FAULT_IN_NONPAGED_AREA => "PAGE_FAULT_IN_NONPAGED_AREA",
+        SYSTEM_THREAD_EXCEPTION_NOT_HANDLED => "SYSTEM_THREAD_EXCEPTION_NOT_HANDLED",
+        0xC1 => "SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION",
+        0xC2 => "BAD_POOL_CALLER",
+        DRIVER_VERIFIER_DETECTED_VIOLATION => "DRIVER_VERIFIER_DETECTED_VIOLATION",
+        0xD1 => "DRIVER_IRQL_NOT_LESS_OR_EQUAL",
+        0x139 => "KERNEL_SECURITY_CHECK_FAILURE",
+        RUST_PANIC => "RUST_PANIC (wdk-panic \"RPNC\")",
+        _ => "UNKNOWN_BUGCHECK",
+    }
+}
+
+/// What Arg1 means for a bug check code, where the harness knows.
+#[must_use]
+pub fn bugcheck_description(code: u32, arg1: u64) -> &'static str {
+    match (code, arg1) {
+        (DRIVER_VERIFIER_DETECTED_VIOLATION, c4::ZERO_BYTES) => {
+            "The driver requested a zero-byte pool allocation."
+        }
+        (DRIVER_VERIFIER_DETECTED_VIOLATION, c4::FREE_UNALLOCATED) => {
+            "A driver attempted to free pool which was not allocated."
+        }
+        (DRIVER_VERIFIER_DETECTED_VIOLATION, 0x13 | 0x14) => {
+            "A driver attempted to free pool which was already freed."
+        }
+        (DRIVER_VERIFIER_DETECTED_VIOLATION, 0x60 | 0x62) => {
+            "A driver has forgotten to free its pool allocations prior to unloading."
+        }
+        (DRIVER_VERIFIER_DETECTED_VIOLATION, 0x61) => {
+            "A driver attempted to allocate pool while it was unloading."
+        }
+        (SYSTEM_THREAD_EXCEPTION_NOT_HANDLED, _) => {
+            "A system thread generated an exception which the error handler did not catch."
+        }
+        (PAGE_FAULT_IN_NONPAGED_AREA, _) => "Invalid system memory was referenced.",
+        (RUST_PANIC, _) => "A Rust driver panicked (wdk-panic bug-checks with \"RPNC\").",
+        _ => "",
+    }
+}
+
+/// `POOL_TYPE` values, as `!pool` and `!verifier` name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PoolType {
+    /// `NonPagedPool` (0; executable).
+    NonPagedPool,
+    /// `PagedPool` (1).
+    PagedPool,
+    /// `NonPagedPoolMustSucceed` (2).
+    NonPagedPoolMustSucceed,
+    /// `NonPagedPoolCacheAligned` (4).
+    NonPagedPoolCacheAligned,
+    /// `PagedPoolCacheAligned` (5).
+    PagedPoolCacheAligned,
+    /// `NonPagedPoolNx` (512).
+    NonPagedPoolNx,
+    /// Another value; bit 0 still tells paged from nonpaged.
+    Other(u32),
+    /// Not known from this source (a `!verifier 3` table without counters).
+    Unknown,
+}
+
+impl PoolType {
+    /// The type a `POOL_TYPE` value names.
+    #[must_use]
+    pub const fn from_value(value: u32) -> Self {
+        match value {
+            0 => Self::NonPagedPool,
+            1 => Self::PagedPool,
+            2 => Self::NonPagedPoolMustSucceed,
+            4 => Self::NonPagedPoolCacheAligned,
+            5 => Self::PagedPoolCacheAligned,
+            512 => Self::NonPagedPoolNx,
+            other => Self::Other(other),
+        }
+    }
+
+    /// The `POOL_TYPE` value, where known.
+    #[must_use]
+    pub const fn value(self) -> Option<u32> {
+        Some(match self {
+            Self::NonPagedPool => 0,
+            Self::PagedPool => 1,
+            Self::NonPagedPoolMustSucceed => 2,
+            Self::NonPagedPoolCacheAligned => 4,
+            Self::PagedPoolCacheAligned => 5,
+            Self::NonPagedPoolNx => 512,
+            Self::Other(value) => value,
+            Self::Unknown => return None,
+        })
+    }
+
+    /// The type named in debugger text (`PagedPool`, `NonPagedPoolNx`, ...).
+    #[must_use]
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "NonPagedPool" => Self::NonPagedPool,
+            "PagedPool" => Self::PagedPool,
+            "NonPagedPoolMustSucceed" => Self::NonPagedPoolMustSucceed,
+            "NonPagedPoolCacheAligned" => Self::NonPagedPoolCacheAligned,
+            "PagedPoolCacheAligned" => Self::PagedPoolCacheAligned,
+            "NonPagedPoolNx" => Self::NonPagedPoolNx,
+            _ => Self::Unknown,
+        }
+    }
+
+    /// Whether blocks of this type are pageable; `None` when unknown.
+    #[must_use]
+    pub const fn is_paged(self) -> Option<bool> {
+        match self {
+            Self::PagedPool | Self::PagedPoolCacheAligned => Some(true),
+            Self::NonPagedPool
+            | Self::NonPagedPoolMustSucceed
+            | Self::NonPagedPoolCacheAligned
+            | Self::NonPagedPoolNx => Some(false),
+            Self::Other(value) => Some(value & 1 == 1),
+            Self::Unknown => None,
+        }
+    }
+
+    /// The name as the debugger prints it.
+    #[must_use]
+    pub fn name(self) -> String {
+        match self {
+            Self::NonPagedPool => "NonPagedPool".into(),
+            Self::PagedPool => "PagedPool".into(),
+            Self::NonPagedPoolMustSucceed => "NonPagedPoolMustSucceed".into(),
+            Self::NonPagedPoolCacheAligned => "NonPagedPoolCacheAligned".into(),
+            Self::PagedPoolCacheAligned => "PagedPoolCacheAligned".into(),
+            Self::NonPagedPoolNx => "NonPagedPoolNx".into(),
+            Self::Other(value) if value & 1 == 1 => format!("PagedPool (type 0x{value:x})"),
+            Self::Other(value) => format!("NonPagedPool (type 0x{value:x})"),
+            Self::Unknown => "unknown".into(),
+        }
+    }
+}
+
+/// The tag `ExAllocatePool` gives (untagged allocations): "None".
+pub const TAG_NONE: u32 = u32::from_le_bytes(*b"None");
+
+/// A pool tag as text: the four bytes in memory order (`0x64636261` -> `abcd`).
+#[must_use]
+pub fn tag_text(tag: u32) -> String {
+    tag.to_le_bytes()
+        .iter()
+        .map(|&byte| {
+            if byte.is_ascii_graphic() || byte == b' ' {
+                char::from(byte)
+            } else {
+                '?'
+            }
+        })
+        .collect::<String>()
+        .trim_end()
+        .to_owned()
+}
+
+/// A tag given on the command line could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad pool tag '{0}': give 1-4 characters (abcd) or a number (0x64636261)")]
+pub struct BadTag(pub String);
+
+/// Parses a tag given as text (`abcd`) or as a number (`0x64636261`).
+///
+/// # Errors
+/// Neither one to four printable characters nor a number.
+pub fn parse_tag(text: &str) -> Result<u32, BadTag> {
+    let trimmed = text.trim().trim_matches('\'');
+    if let Some(hex) = trimmed
+        .strip_prefix("0x")
+        .or_else(|| trimmed.strip_prefix("0X"))
+    {
+        return u32::from_str_radix(hex, 16).map_err(|_| BadTag(text.to_owned()));
+    }
+    if (1..=4).contains(&trimmed.len()) && trimmed.bytes().all(|byte| byte.is_ascii_graphic()) {
+        let mut bytes = [b' '; 4];
+        bytes[..trimmed.len()].copy_from_slice(trimmed.as_bytes());
+        return Ok(u32::from_le_bytes(bytes));
+    }
+    Err(BadTag(text.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_read_as_the_debugger_shows_them() {
+        assert_eq!(tag_text(0x6463_6261), "abcd");
+        assert_eq!(parse_tag("abcd"), Ok(0x6463_6261));
+        assert_eq!(parse_tag("0x64636261"), Ok(0x6463_6261));
+        assert_eq!(tag_text(TAG_NONE), "None");
+        assert!(parse_tag("toolong").is_err());
+    }
+
+    #[test]
+    fn pool_types_round_trip_their_names() {
+        for value in [0, 1, 2, 4, 5, 512] {
+            let pool = PoolType::from_value(value);
+            assert_eq!(PoolType::from_name(&pool.name()), pool);
+        }
+        assert_eq!(PoolType::from_value(0x21).is_paged(), Some(true));
+        assert_eq!(PoolType::Unknown.is_paged(), None);
+    }
+}
