@@ -110,19 +110,20 @@ fn judge(
         })
         .unwrap_or((image.image_base, image.size_of_image));
     let symbols = Symbolizer::for_driver(driver, image, base, size);
+    let (pdb_problem, source) = (symbols.pdb_problem.clone(), symbols.source.clone());
     let context = Context {
         driver: file_name(driver),
         engine: request.engine.engine(),
-        symbols: &symbols,
+        symbols,
         arch,
         pool_hit_tag: request.pool_hit_tag,
     };
     let mut verdict = tracker::judge(events, context)?;
-    if let Some(problem) = &symbols.pdb_problem {
+    if let Some(problem) = &pdb_problem {
         verdict
             .notes
             .push(format!("symbols from exports only: {problem}"));
-    } else if symbols.source == SymbolSource::Exports {
+    } else if source == SymbolSource::Exports {
         verdict
             .notes
             .push("no PDB beside the driver: symbols from exports only".into());

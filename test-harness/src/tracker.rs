@@ -30,13 +30,13 @@ use crate::verdict::{
 use crate::wdm;
 
 /// What the tracker needs besides the events.
-pub struct Context<'a> {
+pub struct Context {
     /// The driver's file name.
     pub driver: String,
     /// The engine whose events these are.
     pub engine: Engine,
     /// Names for addresses inside the driver.
-    pub symbols: &'a Symbolizer,
+    pub symbols: Symbolizer,
     /// The driver's architecture.
     pub arch: Arch,
     /// nt!PoolHitTag: record a break on every allocation and free with this tag.
@@ -94,8 +94,8 @@ impl Pool {
 }
 
 /// Driver Verifier's pool tracking for one run, fed event by event.
-pub struct Tracker<'a> {
-    context: Context<'a>,
+pub struct Tracker {
+    context: Context,
     verdict: Verdict,
     pool: Pool,
     text: String,
@@ -105,10 +105,10 @@ pub struct Tracker<'a> {
     last_call: Option<(String, u64)>,
 }
 
-impl<'a> Tracker<'a> {
+impl Tracker {
     /// A tracker for a run that has not started.
     #[must_use]
-    pub fn new(context: Context<'a>) -> Self {
+    pub fn new(context: Context) -> Self {
         let verdict = Verdict::new(context.driver.clone(), context.engine, Some(context.arch));
         Self {
             context,
@@ -202,6 +202,12 @@ impl<'a> Tracker<'a> {
         verdict.debug_output = self.text.lines().map(str::to_owned).collect();
         verdict.pool_stats = self.pool.stats.clone();
         verdict
+    }
+
+    /// The names the tracker gives addresses.
+    #[must_use]
+    pub const fn symbols(&self) -> &Symbolizer {
+        &self.context.symbols
     }
 
     /// The bug check the machine raised, if it did.
@@ -357,14 +363,19 @@ impl<'a> Tracker<'a> {
             .is_some_and(|(base, size)| address >= base && address - base < size)
     }
 
-    /// A CPU fault: the driver's bug only if it faulted in its own code.
+    /// A CPU fault: the driver's bug if it faulted in its own code, or if it
+    /// jumped into nowhere before any engine routine could have handed it a
+    /// bad address. A fault in the engine's code, or a jump to an address
+    /// that may have come from the engine (right after an engine call),
+    /// cannot be judged.
     fn on_fault(
         &mut self,
         kind: FaultKind,
         pc: u64,
         accessed: Option<u64>,
     ) -> Result<(), CannotJudge> {
-        if !self.inside_driver(pc) {
+        let own_jump = kind == FaultKind::Execute && self.last_call.is_none();
+        if !self.inside_driver(pc) && !own_jump {
             let after = self.last_call.as_ref().map(|(routine, _)| routine.clone());
             let caller = self.last_call.as_ref().map(|(_, caller)| *caller);
             return Err(self.cannot_judge(
@@ -415,7 +426,7 @@ impl<'a> Tracker<'a> {
 ///
 /// # Errors
 /// The run cannot be judged (an engine gap, or a fault outside the driver).
-pub fn judge(events: &[Event], context: Context<'_>) -> Result<Verdict, CannotJudge> {
+pub fn judge(events: &[Event], context: Context) -> Result<Verdict, CannotJudge> {
     let mut tracker = Tracker::new(context);
     for event in events {
         tracker.event(event)?;
@@ -447,7 +458,7 @@ mod tests {
         let context = Context {
             driver: "Test.sys".into(),
             engine: Engine::Native,
-            symbols: &symbols,
+            symbols,
             arch: Arch::X64,
             pool_hit_tag: Some(TAG),
         };
@@ -644,6 +655,17 @@ mod tests {
         );
         assert!(text.contains("Test!DriverEntry+0x5"), "{text}");
         assert!(text.ends_with("the run cannot be judged"), "{text}");
+    }
+
+    #[test]
+    fn a_jump_to_nowhere_with_no_engine_call_before_is_the_drivers() {
+        let verdict = verdict(&[crash(FaultKind::Execute, 0, Some(0))]);
+        assert_eq!(
+            verdict.bugcheck.map(|b| (b.code, b.args[0])),
+            Some((0x7E, 0xC000_0005))
+        );
+        let read_in_engine = judge_events(&[crash(FaultKind::Read, 0x8000_0000, Some(0))]);
+        assert!(read_in_engine.is_err(), "a read fault in engine code is a gap");
     }
 
     #[test]
