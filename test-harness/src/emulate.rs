@@ -14,6 +14,8 @@ use crate::verdict::{Engine, Verdict};
 /// The engines `emulate` can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum EngineKind {
+    /// The harness's own emulated kernel on Unicorn (x64 and x86).
+    Native,
     /// Mandiant Speakeasy (x64 and x86).
     Speakeasy,
     /// Wine's winedevice.exe (x64 only).
@@ -25,6 +27,7 @@ impl EngineKind {
     #[must_use]
     pub const fn engine(self) -> Engine {
         match self {
+            Self::Native => Engine::Native,
             Self::Speakeasy => Engine::Speakeasy,
             Self::Wine => Engine::Wine,
         }
@@ -76,6 +79,10 @@ pub fn emulate(request: &Request) -> Result<Verdict, EmulateError> {
             why,
         })?;
     let events = match request.engine {
+        EngineKind::Native => {
+            let prepared = engine::native::prepare(driver, &image)?;
+            engine::native::run(&prepared, &native_options(request)?)?
+        }
         EngineKind::Speakeasy => engine::speakeasy::run(driver, &request.options)?,
         EngineKind::Wine => {
             if arch != Arch::X64 {
@@ -89,6 +96,28 @@ pub fn emulate(request: &Request) -> Result<Verdict, EmulateError> {
         }
     };
     Ok(judge(driver, &image, arch, &events, request)?)
+}
+
+/// The native machine's options for a request.
+///
+/// # Errors
+/// A version that is not `X.Y.B`.
+pub fn native_options(request: &Request) -> Result<engine::native::machine::Options, InputError> {
+    let options = &request.options;
+    let profile = match &options.os_version {
+        Some(version) => engine::native::profile::Profile::parse(version).ok_or_else(|| {
+            InputError::Unsupported(format!("'{version}' is not a version like 6.1.7601"))
+        })?,
+        None => engine::native::profile::Profile::default(),
+    };
+    Ok(engine::native::machine::Options {
+        profile,
+        fail_allocation: (options.fail_allocation != 0).then_some(options.fail_allocation),
+        pool_hit_tag: request.pool_hit_tag.unwrap_or(0),
+        debugger: false,
+        max_instructions: options.max_instructions,
+        timeout: options.timeout,
+    })
 }
 
 fn judge(

@@ -48,8 +48,9 @@ enum Command {
     Emulate {
         /// The driver (.sys); a PDB with the same stem beside it gives symbols.
         driver: PathBuf,
-        /// The engine that runs the driver.
-        #[arg(long, value_enum, default_value = "speakeasy")]
+        /// The engine that runs the driver: native (the harness's own
+        /// emulated kernel), speakeasy or wine.
+        #[arg(long, value_enum, default_value = "native")]
         engine: EngineKind,
         /// Print one JSON object instead of text.
         #[arg(long)]

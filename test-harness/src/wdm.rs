@@ -73,3 +73,57 @@ impl DriverObject {
 
 /// `IRP_MJ_MAXIMUM_FUNCTION + 1`: entries in `MajorFunction`.
 pub const MAJOR_FUNCTIONS: u64 = 28;
+
+/// Offsets in `DEVICE_OBJECT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceObject {
+    /// `sizeof(DEVICE_OBJECT)`.
+    pub size: u64,
+    /// `ReferenceCount`.
+    pub reference_count: u64,
+    /// `DriverObject`.
+    pub driver_object: u64,
+    /// `NextDevice`: the driver's next device.
+    pub next_device: u64,
+    /// `Flags`.
+    pub flags: u64,
+    /// `Characteristics`.
+    pub characteristics: u64,
+    /// `DeviceExtension`.
+    pub device_extension: u64,
+    /// `DeviceType`.
+    pub device_type: u64,
+    /// `StackSize` (a CCHAR).
+    pub stack_size: u64,
+}
+
+impl DeviceObject {
+    /// The layout for `arch`.
+    #[must_use]
+    pub const fn for_arch(arch: Arch) -> Self {
+        match arch {
+            Arch::X64 => Self {
+                size: 0x150,
+                reference_count: 0x04,
+                driver_object: 0x08,
+                next_device: 0x10,
+                flags: 0x30,
+                characteristics: 0x34,
+                device_extension: 0x40,
+                device_type: 0x48,
+                stack_size: 0x4c,
+            },
+            Arch::X86 => Self {
+                size: 0xB8,
+                reference_count: 0x04,
+                driver_object: 0x08,
+                next_device: 0x0C,
+                flags: 0x1C,
+                characteristics: 0x20,
+                device_extension: 0x28,
+                device_type: 0x2C,
+                stack_size: 0x30,
+            },
+        }
+    }
+}

@@ -3,6 +3,7 @@
 //! Wine's winedevice.exe.
 
 pub mod python;
+pub mod native;
 pub mod speakeasy;
 pub mod wine;
 
