@@ -665,7 +665,10 @@ mod tests {
             Some((0x7E, 0xC000_0005))
         );
         let read_in_engine = judge_events(&[crash(FaultKind::Read, 0x8000_0000, Some(0))]);
-        assert!(read_in_engine.is_err(), "a read fault in engine code is a gap");
+        assert!(
+            read_in_engine.is_err(),
+            "a read fault in engine code is a gap"
+        );
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! judges them. `speakeasy` emulates the kernel; `wine` loads the driver in
 //! Wine's winedevice.exe.
 
-pub mod python;
 pub mod native;
+pub mod python;
 pub mod speakeasy;
 pub mod wine;
 

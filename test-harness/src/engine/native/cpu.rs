@@ -30,7 +30,9 @@ pub fn read(uc: &Uc<'_>, va: u64, buffer: &mut [u8]) -> Result<(), BadAddress> {
     while done < buffer.len() {
         let at = va.wrapping_add(done as u64);
         let (pa, left, _) = uc.get_data().space.translate(at).ok_or(BadAddress(at))?;
-        let chunk = usize::try_from(left).unwrap_or(usize::MAX).min(buffer.len() - done);
+        let chunk = usize::try_from(left)
+            .unwrap_or(usize::MAX)
+            .min(buffer.len() - done);
         uc.mem_read(pa, &mut buffer[done..done + chunk])
             .map_err(|_| BadAddress(at))?;
         done += chunk;
@@ -47,7 +49,9 @@ pub fn write(uc: &mut Uc<'_>, va: u64, bytes: &[u8]) -> Result<(), BadAddress> {
     while done < bytes.len() {
         let at = va.wrapping_add(done as u64);
         let (pa, left, _) = uc.get_data().space.translate(at).ok_or(BadAddress(at))?;
-        let chunk = usize::try_from(left).unwrap_or(usize::MAX).min(bytes.len() - done);
+        let chunk = usize::try_from(left)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len() - done);
         uc.mem_write(pa, &bytes[done..done + chunk])
             .map_err(|_| BadAddress(at))?;
         done += chunk;
@@ -264,4 +268,80 @@ pub fn set_reg(uc: &mut Uc<'_>, reg: Reg, value: u64) {
     };
     // Writing a general register of the machine's own mode cannot fail.
     let _ = uc.reg_write(register, value);
+}
+
+/// The address the instruction at `pc` accesses in the page at `page`
+/// (its memory operand, computed from the registers).
+#[must_use]
+pub fn memory_operand(uc: &Uc<'_>, pc: u64, page: u64) -> Option<u64> {
+    use iced_x86::{Decoder, DecoderOptions, OpKind};
+    let bitness = match arch(uc) {
+        Arch::X86 => 32,
+        Arch::X64 => 64,
+    };
+    let bytes = read_vec(uc, pc, 15).ok()?;
+    let instruction = Decoder::with_ip(bitness, &bytes, pc, DecoderOptions::NONE).decode();
+    (0..instruction.op_count())
+        .filter(|&operand| instruction.op_kind(operand) == OpKind::Memory)
+        .find_map(|operand| {
+            let address = instruction
+                .virtual_address(operand, 0, |register, _, _| register_value(uc, register))?;
+            let address = match bitness {
+                32 => address & 0xffff_ffff,
+                _ => address,
+            };
+            (address & !0xfff == page & !0xfff).then_some(address)
+        })
+}
+
+/// A register's value, by iced's name for it.
+fn register_value(uc: &Uc<'_>, register: iced_x86::Register) -> Option<u64> {
+    use iced_x86::Register as R;
+    let arch = arch(uc);
+    let full = match arch {
+        Arch::X86 => register.full_register32(),
+        Arch::X64 => register.full_register(),
+    };
+    let unicorn = match full {
+        R::EAX => RegisterX86::EAX,
+        R::ECX => RegisterX86::ECX,
+        R::EDX => RegisterX86::EDX,
+        R::EBX => RegisterX86::EBX,
+        R::ESP => RegisterX86::ESP,
+        R::EBP => RegisterX86::EBP,
+        R::ESI => RegisterX86::ESI,
+        R::EDI => RegisterX86::EDI,
+        R::RAX => RegisterX86::RAX,
+        R::RCX => RegisterX86::RCX,
+        R::RDX => RegisterX86::RDX,
+        R::RBX => RegisterX86::RBX,
+        R::RSP => RegisterX86::RSP,
+        R::RBP => RegisterX86::RBP,
+        R::RSI => RegisterX86::RSI,
+        R::RDI => RegisterX86::RDI,
+        R::R8 => RegisterX86::R8,
+        R::R9 => RegisterX86::R9,
+        R::R10 => RegisterX86::R10,
+        R::R11 => RegisterX86::R11,
+        R::R12 => RegisterX86::R12,
+        R::R13 => RegisterX86::R13,
+        R::R14 => RegisterX86::R14,
+        R::R15 => RegisterX86::R15,
+        R::RIP => RegisterX86::RIP,
+        R::EIP => RegisterX86::EIP,
+        R::GS if arch == Arch::X64 => RegisterX86::GS_BASE,
+        // Flat segments: CS, DS, ES, SS start at 0.
+        R::CS | R::DS | R::ES | R::SS | R::FS | R::GS => return Some(0),
+        _ => return None,
+    };
+    let value = uc.reg_read(unicorn).ok()?;
+    Some(match register.size() {
+        1 if register != full && matches!(register, R::AH | R::CH | R::DH | R::BH) => {
+            (value >> 8) & 0xff
+        }
+        1 => value & 0xff,
+        2 => value & 0xffff,
+        4 => value & 0xffff_ffff,
+        _ => value,
+    })
 }

@@ -120,7 +120,11 @@ pub fn lay_out(file: &[u8], arch: Arch, base: u64) -> Result<Layout, LoadError> 
         let raw_size = u32_at(file, at + 16)?;
         let raw_at = u32_at(file, at + 20)?;
         let characteristics = u32_at(file, at + 36)?;
-        let in_memory = if virtual_size == 0 { raw_size } else { virtual_size };
+        let in_memory = if virtual_size == 0 {
+            raw_size
+        } else {
+            virtual_size
+        };
         let copy = index(raw_size.min(in_memory));
         let (start, source) = (index(rva), index(raw_at));
         let target = bytes
@@ -128,11 +132,17 @@ pub fn lay_out(file: &[u8], arch: Arch, base: u64) -> Result<Layout, LoadError> 
             .ok_or(LoadError::Malformed("a section lies outside SizeOfImage"))?;
         let data = file
             .get(source..source.saturating_add(copy))
-            .ok_or(LoadError::Malformed("a section's data lies outside the file"))?;
+            .ok_or(LoadError::Malformed(
+                "a section's data lies outside the file",
+            ))?;
         target.copy_from_slice(data);
         sections.push((rva, in_memory, characteristics & 0x2000_0000 != 0));
     }
-    relocate(&mut bytes, directory(DIRECTORY_BASERELOC)?, base.wrapping_sub(image_base))?;
+    relocate(
+        &mut bytes,
+        directory(DIRECTORY_BASERELOC)?,
+        base.wrapping_sub(image_base),
+    )?;
     let imports = imports(&bytes, arch, directory(DIRECTORY_IMPORT)?)?;
     let cookie = cookie(&bytes, arch, directory(DIRECTORY_LOAD_CONFIG)?, base);
     Ok(Layout {
@@ -178,7 +188,10 @@ fn relocate(bytes: &mut [u8], (rva, size): (u32, u32), delta: u64) -> Result<(),
 
 fn c_string(bytes: &[u8], at: usize) -> String {
     let tail = bytes.get(at..).unwrap_or_default();
-    let end = tail.iter().position(|&byte| byte == 0).unwrap_or(tail.len());
+    let end = tail
+        .iter()
+        .position(|&byte| byte == 0)
+        .unwrap_or(tail.len());
     String::from_utf8_lossy(&tail[..end.min(256)]).into_owned()
 }
 
@@ -209,7 +222,10 @@ fn imports(bytes: &[u8], arch: Arch, (rva, _): (u32, u32)) -> Result<Vec<ImportS
                 break;
             }
             let name = if value & ordinal_flag == 0 {
-                c_string(bytes, index(u32::try_from(value & 0x7fff_ffff).unwrap_or(0)) + 2)
+                c_string(
+                    bytes,
+                    index(u32::try_from(value & 0x7fff_ffff).unwrap_or(0)) + 2,
+                )
             } else {
                 format!("#{}", value & 0xffff)
             };

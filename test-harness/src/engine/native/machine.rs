@@ -132,15 +132,21 @@ impl Driver {
     ///
     /// # Errors
     /// The image cannot be laid out.
-    pub fn prepare(path: &Path, image: &PeImage, bytes: &[u8], arch: Arch) -> Result<Self, PrepareError> {
+    pub fn prepare(
+        path: &Path,
+        image: &PeImage,
+        bytes: &[u8],
+        arch: Arch,
+    ) -> Result<Self, PrepareError> {
         let base = driver_base(arch);
         let layout = loader::lay_out(bytes, arch, base)?;
         let size = u64::try_from(layout.bytes.len()).unwrap_or(0);
         let symbols = Symbolizer::for_driver(path, image, base, size);
         let file_name = crate::emulate::file_name(path);
-        let service = path
-            .file_stem()
-            .map_or_else(|| "Driver".to_owned(), |stem| stem.to_string_lossy().into_owned());
+        let service = path.file_stem().map_or_else(
+            || "Driver".to_owned(),
+            |stem| stem.to_string_lossy().into_owned(),
+        );
         let pdb = Some(path.with_extension("pdb")).filter(|pdb| pdb.is_file());
         Ok(Self {
             file_name,
@@ -159,7 +165,9 @@ impl Driver {
         self.layout
             .imports
             .iter()
-            .filter(|import| is_kernel_module(&import.library) && resolve_export(&nt, &import.name).is_none())
+            .filter(|import| {
+                is_kernel_module(&import.library) && resolve_export(&nt, &import.name).is_none()
+            })
             .map(|import| (import.library.clone(), import.name.clone()))
             .collect()
     }
@@ -500,7 +508,11 @@ impl Machine {
                     perms,
                 })
             } else {
-                kernel.tlb_miss = Some((va, access));
+                if std::env::var_os("HARNESS_DEBUG_NATIVE").is_some() {
+                    eprintln!("native: no page at 0x{va:x} ({access:?})");
+                }
+                // The first miss is the fault; delivering it may miss again.
+                kernel.tlb_miss.get_or_insert((va, access));
                 None
             }
         })?;
@@ -517,18 +529,25 @@ impl Machine {
         machine.map_driver()?;
         machine.install_hooks()?;
         let entry_point = base + u64::from(machine.driver.layout.entry);
-        let _ = emit(&mut machine.uc, Event::Load {
-            arch,
-            image_base: base,
-            image_size: size,
-            entry_point,
-        });
+        let _ = emit(
+            &mut machine.uc,
+            Event::Load {
+                arch,
+                image_base: base,
+                image_size: size,
+                entry_point,
+            },
+        );
         Ok(machine)
     }
 
     /// Maps `size` bytes at `va`.
     fn map(&mut self, va: u64, size: u64, perms: Prot, name: &str) -> Result<(), MachineError> {
-        let region = self.uc.get_data_mut().space.reserve(va, size, perms, name)?;
+        let region = self
+            .uc
+            .get_data_mut()
+            .space
+            .reserve(va, size, perms, name)?;
         self.uc.mem_map(region.pa, region.size, Prot::ALL)?;
         Ok(())
     }
@@ -542,7 +561,12 @@ impl Machine {
             let (top, size) = stack(arch, worker);
             self.map(top - size, size + PAGE, Prot::READ | Prot::WRITE, "stack")?;
         }
-        self.map(shared_user_data(arch), PAGE, Prot::READ, "KUSER_SHARED_DATA")?;
+        self.map(
+            shared_user_data(arch),
+            PAGE,
+            Prot::READ,
+            "KUSER_SHARED_DATA",
+        )?;
         self.map(missing_stubs(arch), PAGE, Prot::ALL, "missing imports")?;
         for region in [pool::Region::NonPaged, pool::Region::Paged] {
             // Pools grow page by page; reserve nothing up front.
@@ -559,11 +583,35 @@ impl Machine {
         let profile = self.options.profile.clone();
         let uc = &mut self.uc;
         let bad = |_| MachineError::Map(MapError::OutOfMemory);
-        cpu::write_uint(uc, data.pool_hit_tag, u64::from(self.options.pool_hit_tag), 4).map_err(bad)?;
+        cpu::write_uint(
+            uc,
+            data.pool_hit_tag,
+            u64::from(self.options.pool_hit_tag),
+            4,
+        )
+        .map_err(bad)?;
         // A free build: 0xF0000000 | build.
-        cpu::write_uint(uc, data.build_number, 0xF000_0000 | u64::from(profile.build), 4).map_err(bad)?;
-        cpu::write_uint(uc, data.debugger_enabled, u64::from(self.options.debugger), 1).map_err(bad)?;
-        cpu::write_uint(uc, data.debugger_not_present, u64::from(!self.options.debugger), 1).map_err(bad)?;
+        cpu::write_uint(
+            uc,
+            data.build_number,
+            0xF000_0000 | u64::from(profile.build),
+            4,
+        )
+        .map_err(bad)?;
+        cpu::write_uint(
+            uc,
+            data.debugger_enabled,
+            u64::from(self.options.debugger),
+            1,
+        )
+        .map_err(bad)?;
+        cpu::write_uint(
+            uc,
+            data.debugger_not_present,
+            u64::from(!self.options.debugger),
+            1,
+        )
+        .map_err(bad)?;
         let (probe, highest, system) = match arch {
             Arch::X86 => (0x7fff_0000, 0x7ffe_ffff, 0x8000_0000),
             Arch::X64 => (0x7fff_ffff_0000, 0x7fff_fffe_ffff, 0xFFFF_8000_0000_0000),
@@ -618,7 +666,12 @@ impl Machine {
         let pointer = usize::try_from(arch.pointer_size()).unwrap_or(8);
         let mut next_stub = missing_stubs(arch);
         let mut missing = HashMap::new();
-        for ImportSlot { library, name, slot } in &driver.layout.imports {
+        for ImportSlot {
+            library,
+            name,
+            slot,
+        } in &driver.layout.imports
+        {
             let target = if is_kernel_module(library) {
                 resolve_export(&nt, name)
             } else {
@@ -658,46 +711,64 @@ impl Machine {
 
     fn install_hooks(&mut self) -> Result<(), MachineError> {
         let (code_start, code_end) = self.uc.get_data().nt.code;
-        self.uc.add_code_hook(code_start, code_end, |uc, address, _| {
-            let trap = uc.get_data().nt.traps.get(&address).copied();
-            if let Some(trap) = trap {
-                on_trap(uc, address, trap);
-            }
-        })?;
+        self.uc
+            .add_code_hook(code_start, code_end, |uc, address, _| {
+                let trap = uc.get_data().nt.traps.get(&address).copied();
+                if let Some(trap) = trap {
+                    on_trap(uc, address, trap);
+                }
+            })?;
         let stubs = missing_stubs(self.driver.arch);
-        self.uc.add_code_hook(stubs, stubs + PAGE - 1, |uc, address, _| {
-            let Some(routine) = uc.get_data().missing.get(&address).cloned() else {
-                return;
-            };
-            let caller = cpu::read_ptr(uc, cpu::reg(uc, Reg::Sp)).ok();
-            let phase = uc.get_data().phase;
-            let _ = emit(uc, Event::Gap {
-                phase: Some(phase),
-                gap: Gap::MissingRoutine { routine },
-                caller,
-            });
-            halt(uc, Halt::Gap);
-        })?;
-        // Reading a missing import as data (a variable the engine lacks).
-        self.uc.add_mem_hook(HookType::MEM_READ, stubs, stubs + PAGE - 1, |uc, _, address, _, _| {
-            let routine = uc.get_data().missing.get(&(address & !1)).cloned();
-            if let Some(routine) = routine {
+        self.uc
+            .add_code_hook(stubs, stubs + PAGE - 1, |uc, address, _| {
+                let Some(routine) = uc.get_data().missing.get(&address).cloned() else {
+                    return;
+                };
+                let caller = cpu::read_ptr(uc, cpu::reg(uc, Reg::Sp)).ok();
                 let phase = uc.get_data().phase;
-                let _ = emit(uc, Event::Gap {
-                    phase: Some(phase),
-                    gap: Gap::MissingRoutine { routine },
-                    caller: None,
-                });
+                let _ = emit(
+                    uc,
+                    Event::Gap {
+                        phase: Some(phase),
+                        gap: Gap::MissingRoutine { routine },
+                        caller,
+                    },
+                );
                 halt(uc, Halt::Gap);
-            }
-            true
-        })?;
+            })?;
+        // Reading a missing import as data (a variable the engine lacks).
+        self.uc.add_mem_hook(
+            HookType::MEM_READ,
+            stubs,
+            stubs + PAGE - 1,
+            |uc, _, address, _, _| {
+                let routine = uc.get_data().missing.get(&(address & !1)).cloned();
+                if let Some(routine) = routine {
+                    let phase = uc.get_data().phase;
+                    let _ = emit(
+                        uc,
+                        Event::Gap {
+                            phase: Some(phase),
+                            gap: Gap::MissingRoutine { routine },
+                            caller: None,
+                        },
+                    );
+                    halt(uc, Halt::Gap);
+                }
+                true
+            },
+        )?;
         self.uc.add_intr_hook(on_interrupt)?;
         Ok(())
     }
 
     /// The CPU stopped: the reason a hook gave, or a fault Unicorn raised.
-    fn take_halt(&mut self, result: Result<(), uc_error>, budget: u64, limit: Duration) -> Option<Halt> {
+    fn take_halt(
+        &mut self,
+        result: Result<(), uc_error>,
+        budget: u64,
+        limit: Duration,
+    ) -> Option<Halt> {
         if let Some(halt) = self.uc.get_data_mut().halt.take() {
             return Some(halt);
         }
@@ -726,17 +797,34 @@ impl Machine {
             }
             Err(error) => {
                 let miss = self.uc.get_data_mut().tlb_miss.take();
+                if std::env::var_os("HARNESS_DEBUG_NATIVE").is_some() {
+                    eprintln!("native: {error:?} at 0x{pc:x}, miss {miss:x?}");
+                }
                 let event = match (error, miss) {
-                    (_, Some((address, access))) => {
+                    (_, Some((page, access))) => {
                         let kind = match access {
-                            MemType::WRITE | MemType::WRITE_UNMAPPED | MemType::WRITE_PROT => FaultKind::Write,
-                            MemType::FETCH | MemType::FETCH_UNMAPPED | MemType::FETCH_PROT => FaultKind::Execute,
+                            MemType::WRITE | MemType::WRITE_UNMAPPED | MemType::WRITE_PROT => {
+                                FaultKind::Write
+                            }
+                            MemType::FETCH | MemType::FETCH_UNMAPPED | MemType::FETCH_PROT => {
+                                FaultKind::Execute
+                            }
                             _ => FaultKind::Read,
+                        };
+                        // The TLB sees pages; the instruction says which byte.
+                        let address = if kind == FaultKind::Execute {
+                            pc
+                        } else {
+                            cpu::memory_operand(&self.uc, pc, page).unwrap_or(page)
                         };
                         fault(kind, Some(address))
                     }
-                    (uc_error::READ_UNMAPPED | uc_error::READ_PROT, None) => fault(FaultKind::Read, None),
-                    (uc_error::WRITE_UNMAPPED | uc_error::WRITE_PROT, None) => fault(FaultKind::Write, None),
+                    (uc_error::READ_UNMAPPED | uc_error::READ_PROT, None) => {
+                        fault(FaultKind::Read, None)
+                    }
+                    (uc_error::WRITE_UNMAPPED | uc_error::WRITE_PROT, None) => {
+                        fault(FaultKind::Write, None)
+                    }
                     (uc_error::FETCH_UNMAPPED | uc_error::FETCH_PROT, None) => {
                         fault(FaultKind::Execute, Some(pc))
                     }
@@ -836,8 +924,18 @@ impl Machine {
             let _ = emit(&mut self.uc, Event::Stopped { phase, limit });
             return Err(Stop::Limit(limit));
         }
-        let micros = u64::try_from(remaining.as_micros()).unwrap_or(u64::MAX).max(1);
-        let result = self.uc.emu_start(pc, u64::MAX, micros, usize::try_from(count).unwrap_or(usize::MAX));
+        let micros = u64::try_from(remaining.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        // Unicorn wants an address to stop at; nt's header page is mapped
+        // and never executed (an unmapped one would be looked up and fault).
+        let never = self.uc.get_data().nt.base + 0x10;
+        let result = self.uc.emu_start(
+            pc,
+            never,
+            micros,
+            usize::try_from(count).unwrap_or(usize::MAX),
+        );
         let halt = self.take_halt(result, count, self.options.timeout);
         if count == 1 && halt.is_none() {
             // A single step that ran its instruction is not a hang.
@@ -859,8 +957,13 @@ impl Machine {
                 Ok(None)
             }
             Halt::SwitchToWorker => {
-                let mut context = self.uc.context_init().map_err(|error| self.engine_error(error))?;
-                self.uc.context_save(&mut context).map_err(|error| self.engine_error(error))?;
+                let mut context = self
+                    .uc
+                    .context_init()
+                    .map_err(|error| self.engine_error(error))?;
+                self.uc
+                    .context_save(&mut context)
+                    .map_err(|error| self.engine_error(error))?;
                 self.caller = Some(context);
                 let pc = self.start_thread(Thread::Worker, Work::Unload);
                 self.uc.get_data_mut().resume_at = Some(pc);
@@ -890,14 +993,17 @@ impl Machine {
 
     fn engine_error(&mut self, error: uc_error) -> Stop {
         let phase = self.uc.get_data().phase;
-        let _ = emit(&mut self.uc, Event::Gap {
-            phase: Some(phase),
-            gap: Gap::EngineError {
-                message: format!("unicorn: {error:?}"),
-                routine: None,
+        let _ = emit(
+            &mut self.uc,
+            Event::Gap {
+                phase: Some(phase),
+                gap: Gap::EngineError {
+                    message: format!("unicorn: {error:?}"),
+                    routine: None,
+                },
+                caller: None,
             },
-            caller: None,
-        });
+        );
         self.scene = Scene::Done;
         Stop::CannotJudge(self.judgement_error())
     }
@@ -949,7 +1055,11 @@ impl Machine {
         match self.scene {
             Scene::Loading => {
                 let loaded = &self.uc.get_data().loaded;
-                if loaded.mapped && loaded.entry_status.is_some_and(|status| !crate::nt::status::failed(status)) {
+                if loaded.mapped
+                    && loaded
+                        .entry_status
+                        .is_some_and(|status| !crate::nt::status::failed(status))
+                {
                     self.scene = Scene::Unloading;
                     let pc = self.start_thread(Thread::Caller, Work::Unload);
                     self.uc.get_data_mut().resume_at = Some(pc);
@@ -1000,14 +1110,16 @@ impl Machine {
             if !enabled {
                 continue;
             }
-            let hook = self.uc.add_code_hook(*address, *address, move |uc, pc, _| {
-                let kernel = uc.get_data_mut();
-                if kernel.pass_breakpoint == Some(pc) {
-                    kernel.pass_breakpoint = None;
-                    return;
-                }
-                halt(uc, Halt::Breakpoint(index));
-            })?;
+            let hook = self
+                .uc
+                .add_code_hook(*address, *address, move |uc, pc, _| {
+                    let kernel = uc.get_data_mut();
+                    if kernel.pass_breakpoint == Some(pc) {
+                        kernel.pass_breakpoint = None;
+                        return;
+                    }
+                    halt(uc, Halt::Breakpoint(index));
+                })?;
             self.breakpoint_hooks.push(hook);
         }
         Ok(())
@@ -1036,16 +1148,22 @@ fn on_interrupt(uc: &mut Uc<'_>, number: u32) {
             let nt = Arc::clone(&kernel.nt);
             let debugger = kernel.debugger;
             let in_driver = kernel.in_driver(at);
-            if nt.symbol_at(at).is_some_and(|(symbol, _)| symbol.name == "RtlpBreakWithStatusInstruction") {
+            if nt
+                .symbol_at(at)
+                .is_some_and(|(symbol, _)| symbol.name == "RtlpBreakWithStatusInstruction")
+            {
                 cpu::set_reg(uc, Reg::Ip, at);
                 halt(uc, Halt::BugCheck);
             } else if in_driver && !debugger {
-                let _ = emit(uc, Event::Fault {
-                    phase,
-                    kind: FaultKind::Breakpoint,
-                    pc: at,
-                    address: None,
-                });
+                let _ = emit(
+                    uc,
+                    Event::Fault {
+                        phase,
+                        kind: FaultKind::Breakpoint,
+                        pc: at,
+                        address: None,
+                    },
+                );
                 halt(uc, Halt::Fault);
             } else if debugger {
                 // The debugger shows the `int 3` and steps past it on `g`.
@@ -1066,23 +1184,29 @@ fn on_interrupt(uc: &mut Uc<'_>, number: u32) {
                 6 => FaultKind::IllegalInstruction,
                 _ => FaultKind::PrivilegedInstruction,
             };
-            let _ = emit(uc, Event::Fault {
-                phase,
-                kind,
-                pc,
-                address: None,
-            });
+            let _ = emit(
+                uc,
+                Event::Fault {
+                    phase,
+                    kind,
+                    pc,
+                    address: None,
+                },
+            );
             halt(uc, Halt::Fault);
         }
         other => {
-            let _ = emit(uc, Event::Gap {
-                phase: Some(phase),
-                gap: Gap::EngineError {
-                    message: format!("interrupt 0x{other:x} at 0x{pc:x}"),
-                    routine: None,
+            let _ = emit(
+                uc,
+                Event::Gap {
+                    phase: Some(phase),
+                    gap: Gap::EngineError {
+                        message: format!("interrupt 0x{other:x} at 0x{pc:x}"),
+                        routine: None,
+                    },
+                    caller: None,
                 },
-                caller: None,
-            });
+            );
             halt(uc, Halt::Gap);
         }
     }
@@ -1097,12 +1221,15 @@ fn on_trap(uc: &mut Uc<'_>, address: u64, trap: Trap) {
             // The routine would fault inside nt on Windows: not the driver's
             // own instruction, so the tracker will not judge it.
             let phase = uc.get_data().phase;
-            let _ = emit(uc, Event::Fault {
-                phase,
-                kind: FaultKind::Read,
-                pc: address,
-                address: Some(bad),
-            });
+            let _ = emit(
+                uc,
+                Event::Fault {
+                    phase,
+                    kind: FaultKind::Read,
+                    pc: address,
+                    address: Some(bad),
+                },
+            );
             halt(uc, Halt::Gap);
         }
         Err(reason) => {

@@ -85,7 +85,13 @@ impl AddressSpace {
     ///
     /// # Errors
     /// Overlap, or the machine's memory limit.
-    pub fn reserve(&mut self, va: u64, size: u64, perms: Prot, name: &str) -> Result<Region, MapError> {
+    pub fn reserve(
+        &mut self,
+        va: u64,
+        size: u64,
+        perms: Prot,
+        name: &str,
+    ) -> Result<Region, MapError> {
         let size = size.div_ceil(PAGE) * PAGE;
         let va = va & !(PAGE - 1);
         if let Some(other) = self
@@ -159,7 +165,10 @@ mod tests {
         let driver = space
             .reserve(0xa04c_0000, 0x3000, Prot::ALL, "Sample")
             .expect("driver");
-        assert_eq!(space.translate(0xa04c_1027).map(|t| t.0), Some(driver.pa + 0x1027));
+        assert_eq!(
+            space.translate(0xa04c_1027).map(|t| t.0),
+            Some(driver.pa + 0x1027)
+        );
         assert_eq!(space.translate(0xa04c_3000), None);
         assert!(matches!(
             space.reserve(0x82a0_f000, 0x2000, Prot::ALL, "x"),

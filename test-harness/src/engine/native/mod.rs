@@ -28,8 +28,9 @@ use crate::pe::PeImage;
 /// # Errors
 /// The machine could not be built.
 pub fn run(driver: &Arc<Driver>, options: &Options) -> Result<Vec<Event>, EngineError> {
-    let mut machine = Machine::new(Arc::clone(driver), options.clone())
-        .map_err(|error| EngineError::Unsupported(format!("the native engine could not start: {error}")))?;
+    let mut machine = Machine::new(Arc::clone(driver), options.clone()).map_err(|error| {
+        EngineError::Unsupported(format!("the native engine could not start: {error}"))
+    })?;
     machine.run_to_end();
     Ok(machine.events().to_vec())
 }

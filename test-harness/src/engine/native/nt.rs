@@ -201,7 +201,9 @@ impl NtImage {
     /// The symbol holding `address`, and the offset into it.
     #[must_use]
     pub fn symbol_at(&self, address: u64) -> Option<(&Symbol, u64)> {
-        let at = self.symbols.partition_point(|symbol| symbol.address <= address);
+        let at = self
+            .symbols
+            .partition_point(|symbol| symbol.address <= address);
         let symbol = self.symbols.get(at.checked_sub(1)?)?;
         let offset = address - symbol.address;
         (offset < symbol.size.max(1)).then_some((symbol, offset))
@@ -315,78 +317,161 @@ fn kernel_functions(arch: Arch) -> Vec<Func> {
     vec![
         // The worker thread that loads and unloads drivers (sc start, and
         // the unload routine's half of sc stop).
-        func("KiThreadStartup", 0, vec![
-            Call("PspSystemThreadStartup", vec![Imm(0), Imm(0)]),
-            Op::Trap(Trap::ThreadExit),
-        ]),
-        func("PspSystemThreadStartup", 2, vec![Call("ExpWorkerThread", vec![Arg(1)])]),
-        func("ExpWorkerThread", 1, vec![Op::Trap(Trap::WorkItem), CallAx(vec![Cx])]),
+        func(
+            "KiThreadStartup",
+            0,
+            vec![
+                Call("PspSystemThreadStartup", vec![Imm(0), Imm(0)]),
+                Op::Trap(Trap::ThreadExit),
+            ],
+        ),
+        func(
+            "PspSystemThreadStartup",
+            2,
+            vec![Call("ExpWorkerThread", vec![Arg(1)])],
+        ),
+        func(
+            "ExpWorkerThread",
+            1,
+            vec![Op::Trap(Trap::WorkItem), CallAx(vec![Cx])],
+        ),
         // Calls IopLoadDriver, or the driver's unload routine.
-        func("IopLoadUnloadDriver", 1, vec![
-            Op::Trap(Trap::LoadOrUnload),
-            CallAx(vec![Cx]),
-            Op::Trap(Trap::UnloadReturned),
-        ]),
-        func("IopLoadDriver", 1, vec![
-            Op::Trap(Trap::StartDriver),
-            CallAx(vec![Cx, Dx]),
-            Op::Trap(Trap::DriverStarted),
-            ReturnIfAxZero,
-            Call("MmUnloadSystemImage", vec![Cx]),
-        ]),
+        func(
+            "IopLoadUnloadDriver",
+            1,
+            vec![
+                Op::Trap(Trap::LoadOrUnload),
+                CallAx(vec![Cx]),
+                Op::Trap(Trap::UnloadReturned),
+            ],
+        ),
+        func(
+            "IopLoadDriver",
+            1,
+            vec![
+                Op::Trap(Trap::StartDriver),
+                CallAx(vec![Cx, Dx]),
+                Op::Trap(Trap::DriverStarted),
+                ReturnIfAxZero,
+                Call("MmUnloadSystemImage", vec![Cx]),
+            ],
+        ),
         // The system call that unloads a driver (sc stop's other half).
-        func(system_call, 0, vec![
-            Call("NtUnloadDriver", vec![Imm(0)]),
-            Op::Trap(Trap::ThreadExit),
-        ]),
-        func("NtUnloadDriver", 1, vec![Call("IopUnloadDriver", vec![Arg(0), Imm(0)])]),
-        func("IopUnloadDriver", 2, vec![
-            Op::Trap(Trap::UnloadRequested),
-            ReturnIfAxZero,
-            Call("ObfDereferenceObject", vec![Cx]),
-        ]),
+        func(
+            system_call,
+            0,
+            vec![
+                Call("NtUnloadDriver", vec![Imm(0)]),
+                Op::Trap(Trap::ThreadExit),
+            ],
+        ),
+        func(
+            "NtUnloadDriver",
+            1,
+            vec![Call("IopUnloadDriver", vec![Arg(0), Imm(0)])],
+        ),
+        func(
+            "IopUnloadDriver",
+            2,
+            vec![
+                Op::Trap(Trap::UnloadRequested),
+                ReturnIfAxZero,
+                Call("ObfDereferenceObject", vec![Cx]),
+            ],
+        ),
         // Exported, fastcall on x86: drivers dereference objects with it too;
         // only the last reference to the unloading driver's object goes on.
-        fastcall("ObfDereferenceObject", vec![Call("ObfDereferenceObjectWithTag", vec![
-            Arg(0),
-            Imm(0x6d6c_6644),
-        ])]),
-        fastcall("ObfDereferenceObjectWithTag", vec![
-            Op::Trap(Trap::Dereference),
-            ReturnIfAxZero,
-            Call("ObpRemoveObjectRoutine", vec![Cx, Imm(0)]),
-        ]),
-        func("ObpRemoveObjectRoutine", 2, vec![Call("IopDeleteDriver", vec![Arg(0)])]),
-        func("IopDeleteDriver", 1, vec![Call("MmUnloadSystemImage", vec![Arg(0)])]),
-        func("MmUnloadSystemImage", 1, vec![Call("MiUnloadSystemImage", vec![Arg(0), Imm(0)])]),
-        func("MiUnloadSystemImage", 2, vec![
-            Call("VfDriverUnloadImage", vec![Arg(0)]),
-            Op::Trap(Trap::ImageUnloaded),
-        ]),
-        func("VfDriverUnloadImage", 1, vec![Call("VfTargetDriversRemove", vec![Arg(0)])]),
-        func("VfTargetDriversRemove", 1, vec![Call("VfPoolCheckForLeaks", vec![Arg(0)])]),
-        func("VfPoolCheckForLeaks", 1, vec![Op::Trap(Trap::CheckLeaks), BugCheckIfAx]),
+        fastcall(
+            "ObfDereferenceObject",
+            vec![Call(
+                "ObfDereferenceObjectWithTag",
+                vec![Arg(0), Imm(0x6d6c_6644)],
+            )],
+        ),
+        fastcall(
+            "ObfDereferenceObjectWithTag",
+            vec![
+                Op::Trap(Trap::Dereference),
+                ReturnIfAxZero,
+                Call("ObpRemoveObjectRoutine", vec![Cx, Imm(0)]),
+            ],
+        ),
+        func(
+            "ObpRemoveObjectRoutine",
+            2,
+            vec![Call("IopDeleteDriver", vec![Arg(0)])],
+        ),
+        func(
+            "IopDeleteDriver",
+            1,
+            vec![Call("MmUnloadSystemImage", vec![Arg(0)])],
+        ),
+        func(
+            "MmUnloadSystemImage",
+            1,
+            vec![Call("MiUnloadSystemImage", vec![Arg(0), Imm(0)])],
+        ),
+        func(
+            "MiUnloadSystemImage",
+            2,
+            vec![
+                Call("VfDriverUnloadImage", vec![Arg(0)]),
+                Op::Trap(Trap::ImageUnloaded),
+            ],
+        ),
+        func(
+            "VfDriverUnloadImage",
+            1,
+            vec![Call("VfTargetDriversRemove", vec![Arg(0)])],
+        ),
+        func(
+            "VfTargetDriversRemove",
+            1,
+            vec![Call("VfPoolCheckForLeaks", vec![Arg(0)])],
+        ),
+        func(
+            "VfPoolCheckForLeaks",
+            1,
+            vec![Op::Trap(Trap::CheckLeaks), BugCheckIfAx],
+        ),
         // The verifier raises its bug checks here (code 0xC4 and Arg1-Arg4).
-        func("VerifierBugCheckIfAppropriate", 4, vec![Call("KeBugCheckEx", vec![
-            Imm(0xC4),
-            Arg(0),
-            Arg(1),
-            Arg(2),
-            Arg(3),
-        ])]),
-        func("KeBugCheckEx", 5, vec![
-            Op::Trap(Trap::BugCheck),
-            Call("KeBugCheck2", vec![Arg(0), Arg(1), Arg(2), Arg(3), Arg(4), Imm(0)]),
-        ]),
-        func("KeBugCheck", 1, vec![Call("KeBugCheckEx", vec![
-            Arg(0),
-            Imm(0),
-            Imm(0),
-            Imm(0),
-            Imm(0),
-        ])]),
-        func("KeBugCheck2", 6, vec![Call("KiBugCheckDebugBreak", vec![Imm(3)])]),
-        func("KiBugCheckDebugBreak", 1, vec![Call("RtlpBreakWithStatusInstruction", vec![Arg(0)])]),
+        func(
+            "VerifierBugCheckIfAppropriate",
+            4,
+            vec![Call(
+                "KeBugCheckEx",
+                vec![Imm(0xC4), Arg(0), Arg(1), Arg(2), Arg(3)],
+            )],
+        ),
+        func(
+            "KeBugCheckEx",
+            5,
+            vec![
+                Op::Trap(Trap::BugCheck),
+                Call(
+                    "KeBugCheck2",
+                    vec![Arg(0), Arg(1), Arg(2), Arg(3), Arg(4), Imm(0)],
+                ),
+            ],
+        ),
+        func(
+            "KeBugCheck",
+            1,
+            vec![Call(
+                "KeBugCheckEx",
+                vec![Arg(0), Imm(0), Imm(0), Imm(0), Imm(0)],
+            )],
+        ),
+        func(
+            "KeBugCheck2",
+            6,
+            vec![Call("KiBugCheckDebugBreak", vec![Imm(3)])],
+        ),
+        func(
+            "KiBugCheckDebugBreak",
+            1,
+            vec![Call("RtlpBreakWithStatusInstruction", vec![Arg(0)])],
+        ),
         Func {
             name: "RtlpBreakWithStatusInstruction",
             pops: 1,
@@ -397,40 +482,70 @@ fn kernel_functions(arch: Arch) -> Vec<Func> {
         // Pool: the verifier's thunks the driver's imports are bound to,
         // and the allocator. The thunk rounds the size and marks the type
         // as the walkthrough's frames show (0x6c -> 0x70, 1 -> 0xc1).
-        func("VerifierExAllocatePoolWithTag", 3, vec![
-            Op::Trap(Trap::VerifyAllocation(PoolRoutine::ExAllocatePoolWithTag)),
-            BugCheckIfAx,
-            Call("VeAllocatePoolWithTagPriority", vec![
-                ArgOr(0, 0xC0),
-                ArgRound(1),
-                Arg(2),
-                Imm(16),
-                ReturnAddress,
-            ]),
-            Op::Trap(Trap::RecordAllocation(PoolRoutine::ExAllocatePoolWithTag)),
-        ]),
-        func("VeAllocatePoolWithTagPriority", 5, vec![Call(
+        func(
+            "VerifierExAllocatePoolWithTag",
+            3,
+            vec![
+                Op::Trap(Trap::VerifyAllocation(PoolRoutine::ExAllocatePoolWithTag)),
+                BugCheckIfAx,
+                Call(
+                    "VeAllocatePoolWithTagPriority",
+                    vec![ArgOr(0, 0xC0), ArgRound(1), Arg(2), Imm(16), ReturnAddress],
+                ),
+                Op::Trap(Trap::RecordAllocation(PoolRoutine::ExAllocatePoolWithTag)),
+            ],
+        ),
+        func(
+            "VeAllocatePoolWithTagPriority",
+            5,
+            vec![Call(
+                "ExAllocatePoolWithTagPriority",
+                vec![Arg(0), Arg(1), Arg(2), Arg(3)],
+            )],
+        ),
+        func(
             "ExAllocatePoolWithTagPriority",
-            vec![Arg(0), Arg(1), Arg(2), Arg(3)],
-        )]),
-        func("ExAllocatePoolWithTagPriority", 4, vec![Call(
+            4,
+            vec![Call("ExAllocatePoolWithTag", vec![Arg(0), Arg(1), Arg(2)])],
+        ),
+        func(
             "ExAllocatePoolWithTag",
-            vec![Arg(0), Arg(1), Arg(2)],
-        )]),
-        func("ExAllocatePoolWithTag", 3, vec![Op::Trap(Trap::Allocate), BreakOnTag(Arg(2))]),
-        func("VerifierExFreePoolWithTag", 2, vec![
-            Op::Trap(Trap::VerifyFree(PoolRoutine::ExFreePoolWithTag)),
-            BugCheckIfAx,
-            Call("ExFreePoolWithTag", vec![Arg(0), Arg(1)]),
-        ]),
-        func("VerifierExFreePool", 1, vec![
-            Op::Trap(Trap::VerifyFree(PoolRoutine::ExFreePool)),
-            BugCheckIfAx,
-            Call("ExFreePoolWithTag", vec![Arg(0), Imm(0)]),
-        ]),
-        func("ExFreePoolWithTag", 2, vec![Op::Trap(Trap::Free), BreakOnTag(Ax)]),
-        func("ExFreePool", 1, vec![Call("ExFreePoolWithTag", vec![Arg(0), Imm(0)])]),
-        func("IopInvalidDeviceRequest", 2, vec![Op::Trap(Trap::InvalidDeviceRequest)]),
+            3,
+            vec![Op::Trap(Trap::Allocate), BreakOnTag(Arg(2))],
+        ),
+        func(
+            "VerifierExFreePoolWithTag",
+            2,
+            vec![
+                Op::Trap(Trap::VerifyFree(PoolRoutine::ExFreePoolWithTag)),
+                BugCheckIfAx,
+                Call("ExFreePoolWithTag", vec![Arg(0), Arg(1)]),
+            ],
+        ),
+        func(
+            "VerifierExFreePool",
+            1,
+            vec![
+                Op::Trap(Trap::VerifyFree(PoolRoutine::ExFreePool)),
+                BugCheckIfAx,
+                Call("ExFreePoolWithTag", vec![Arg(0), Imm(0)]),
+            ],
+        ),
+        func(
+            "ExFreePoolWithTag",
+            2,
+            vec![Op::Trap(Trap::Free), BreakOnTag(Ax)],
+        ),
+        func(
+            "ExFreePool",
+            1,
+            vec![Call("ExFreePoolWithTag", vec![Arg(0), Imm(0)])],
+        ),
+        func(
+            "IopInvalidDeviceRequest",
+            2,
+            vec![Op::Trap(Trap::InvalidDeviceRequest)],
+        ),
     ]
 }
 
@@ -595,7 +710,10 @@ impl Builder {
         }
         let result = self
             .asm
-            .assemble_options(code_base, BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS)
+            .assemble_options(
+                code_base,
+                BlockEncoderOptions::RETURN_NEW_INSTRUCTION_OFFSETS,
+            )
             .unwrap_or_else(|error| panic!("nt does not assemble: {error}"));
         let ip = |label: &CodeLabel| {
             result
@@ -716,7 +834,10 @@ impl Builder {
             .filter(|(name, _)| *name != "IoDriverObjectType")
             .collect();
         for (index, name) in OBJECT_TYPES.iter().enumerate() {
-            symbols.push((name, data.object_types + ptr * u64::try_from(index).unwrap_or(0)));
+            symbols.push((
+                name,
+                data.object_types + ptr * u64::try_from(index).unwrap_or(0),
+            ));
         }
         symbols
     }
@@ -779,7 +900,11 @@ impl Builder {
         Ok(())
     }
 
-    fn emit_x86(&mut self, function: &Func, epilogue: &mut CodeLabel) -> Result<(), iced_x86::IcedError> {
+    fn emit_x86(
+        &mut self,
+        function: &Func,
+        epilogue: &mut CodeLabel,
+    ) -> Result<(), iced_x86::IcedError> {
         if function.frameless {
             for op in &function.body {
                 if matches!(op, Op::Break) {
@@ -844,7 +969,11 @@ impl Builder {
     }
 
     /// Puts a value in `scratch` (or returns the register already holding it).
-    fn value_x86(&mut self, value: A, scratch: AsmRegister32) -> Result<AsmRegister32, iced_x86::IcedError> {
+    fn value_x86(
+        &mut self,
+        value: A,
+        scratch: AsmRegister32,
+    ) -> Result<AsmRegister32, iced_x86::IcedError> {
         Ok(match value {
             A::Ax => eax,
             A::Cx => ecx,
@@ -853,21 +982,25 @@ impl Builder {
             A::Arg(0) if self.in_fastcall => ecx,
             A::Arg(1) if self.in_fastcall => edx,
             A::Arg(n) if self.in_fastcall => {
-                self.asm.mov(scratch, dword_ptr(ebp + 8 + 4 * (i32::from(n) - 2)))?;
+                self.asm
+                    .mov(scratch, dword_ptr(ebp + 8 + 4 * (i32::from(n) - 2)))?;
                 scratch
             }
             A::Arg(n) => {
-                self.asm.mov(scratch, dword_ptr(ebp + 8 + 4 * i32::from(n)))?;
+                self.asm
+                    .mov(scratch, dword_ptr(ebp + 8 + 4 * i32::from(n)))?;
                 scratch
             }
             A::ArgOr(n, bits) => {
-                self.asm.mov(scratch, dword_ptr(ebp + 8 + 4 * i32::from(n)))?;
+                self.asm
+                    .mov(scratch, dword_ptr(ebp + 8 + 4 * i32::from(n)))?;
                 self.asm.or(scratch, bits)?;
                 scratch
             }
             A::ArgRound(n) => {
                 // Rounded to the pool's 8-byte granularity on x86.
-                self.asm.mov(scratch, dword_ptr(ebp + 8 + 4 * i32::from(n)))?;
+                self.asm
+                    .mov(scratch, dword_ptr(ebp + 8 + 4 * i32::from(n)))?;
                 self.asm.add(scratch, 7)?;
                 self.asm.and(scratch, !7_i32)?;
                 scratch
@@ -894,9 +1027,10 @@ impl Builder {
         // must not also pass dx (the kernel's functions never do).
         debug_assert!(
             !(args.iter().any(|value| matches!(value, A::Dx))
-                && args
-                    .iter()
-                    .any(|value| matches!(value, A::ArgOr(..) | A::ArgRound(_) | A::Data(_) | A::ReturnAddress))),
+                && args.iter().any(|value| matches!(
+                    value,
+                    A::ArgOr(..) | A::ArgRound(_) | A::Data(_) | A::ReturnAddress
+                ))),
             "{args:?}"
         );
         for value in args.iter().rev() {
@@ -937,7 +1071,11 @@ impl Builder {
         Ok(())
     }
 
-    fn emit_x64(&mut self, function: &Func, epilogue: &mut CodeLabel) -> Result<(), iced_x86::IcedError> {
+    fn emit_x64(
+        &mut self,
+        function: &Func,
+        epilogue: &mut CodeLabel,
+    ) -> Result<(), iced_x86::IcedError> {
         if function.frameless {
             for op in &function.body {
                 if matches!(op, Op::Break) {
@@ -997,7 +1135,11 @@ impl Builder {
         self.asm.ret()
     }
 
-    fn value_x64(&mut self, value: A, scratch: AsmRegister64) -> Result<AsmRegister64, iced_x86::IcedError> {
+    fn value_x64(
+        &mut self,
+        value: A,
+        scratch: AsmRegister64,
+    ) -> Result<AsmRegister64, iced_x86::IcedError> {
         // Incoming argument n is homed at [rsp + frame + 8 + 8n].
         let arg = |n: u8| qword_ptr(rsp + X64_FRAME + 8 + 8 * i32::from(n));
         Ok(match value {
@@ -1029,7 +1171,8 @@ impl Builder {
                 scratch
             }
             A::Data(index) => {
-                self.asm.mov(scratch, self.data.pending_bugcheck + 8 * index)?;
+                self.asm
+                    .mov(scratch, self.data.pending_bugcheck + 8 * index)?;
                 self.asm.mov(scratch, qword_ptr(scratch))?;
                 scratch
             }

@@ -19,7 +19,12 @@ const PAGED: u32 = 1;
 ///
 /// # Errors
 /// Memory could not be written.
-pub fn new_unicode_string(uc: &mut Uc<'_>, text: &str, tag: &[u8; 4], pool_type: u32) -> Result<u64, Halt> {
+pub fn new_unicode_string(
+    uc: &mut Uc<'_>,
+    text: &str,
+    tag: &[u8; 4],
+    pool_type: u32,
+) -> Result<u64, Halt> {
     let units: Vec<u8> = text
         .encode_utf16()
         .chain([0])
@@ -33,11 +38,15 @@ pub fn new_unicode_string(uc: &mut Uc<'_>, text: &str, tag: &[u8; 4], pool_type:
         return Err(Halt::BadPointer(0));
     }
     cpu::write(uc, buffer, &units)?;
-    cpu::write_counted(uc, header, CountedString {
-        length,
-        maximum: length + 2,
-        buffer,
-    })?;
+    cpu::write_counted(
+        uc,
+        header,
+        CountedString {
+            length,
+            maximum: length + 2,
+            buffer,
+        },
+    )?;
     Ok(header)
 }
 
@@ -60,11 +69,20 @@ pub fn start_driver(uc: &mut Uc<'_>) -> Result<(), Halt> {
     let name = format!("\\Driver\\{service}");
     // DRIVER_OBJECT and DRIVER_EXTENSION are one allocation, as on Windows.
     let extension_size = 6 * ptr;
-    let object = allocate_pool(uc, NON_PAGED, layout.size + extension_size, u32::from_le_bytes(*b"Driv"))?;
+    let object = allocate_pool(
+        uc,
+        NON_PAGED,
+        layout.size + extension_size,
+        u32::from_le_bytes(*b"Driv"),
+    )?;
     if object == 0 {
         return Err(Halt::BadPointer(0));
     }
-    cpu::write(uc, object, &vec![0; usize::try_from(layout.size + extension_size).unwrap_or(0)])?;
+    cpu::write(
+        uc,
+        object,
+        &vec![0; usize::try_from(layout.size + extension_size).unwrap_or(0)],
+    )?;
     let extension = object + layout.size;
     cpu::write_uint(uc, object, 4, 2)?; // IO_TYPE_DRIVER
     cpu::write_uint(uc, object + 2, layout.size, 2)?;
@@ -87,10 +105,13 @@ pub fn start_driver(uc: &mut Uc<'_>) -> Result<(), Halt> {
     kernel.loaded.registry_path = registry_path;
     kernel.loaded.mapped = true;
     kernel.phase = Phase::Entry;
-    emit(uc, Event::DriverObject {
-        address: object,
-        name: service,
-    })?;
+    emit(
+        uc,
+        Event::DriverObject {
+            address: object,
+            name: service,
+        },
+    )?;
     cpu::set_reg(uc, Reg::Ax, entry);
     cpu::set_reg(uc, Reg::Cx, object);
     cpu::set_reg(uc, Reg::Dx, registry_path);

@@ -148,10 +148,8 @@ impl Pool {
         if block_size > PAGE - unit {
             return self.allocate_big(region, pool_type, size, tag, grow);
         }
-        if let Some((header, previous)) = self
-            .free
-            .get_mut(&(region, block_size))
-            .and_then(Vec::pop)
+        if let Some((header, previous)) =
+            self.free.get_mut(&(region, block_size)).and_then(Vec::pop)
         {
             let block = Block {
                 header,
@@ -173,7 +171,11 @@ impl Pool {
         let page_end = pages.next.div_ceil(PAGE) * PAGE;
         if pages.next == page_end || pages.next + block_size > page_end {
             // Start a new page.
-            let start = if pages.next == page_end { pages.next } else { page_end };
+            let start = if pages.next == page_end {
+                pages.next
+            } else {
+                page_end
+            };
             if start + PAGE > pages.mapped {
                 if pages.mapped + PAGE > Region::SIZE || !grow.grow(base + pages.mapped, PAGE) {
                     return None;
@@ -384,7 +386,9 @@ mod tests {
     fn the_walkthrough_block_is_0x78_on_x86_and_0x80_on_x64() {
         let tag = u32::from_le_bytes(*b"abcd");
         let mut x86 = Pool::new(Arch::X86);
-        let (block, writes) = x86.allocate(0xc1, 0x70, tag, &mut Unlimited).expect("block");
+        let (block, writes) = x86
+            .allocate(0xc1, 0x70, tag, &mut Unlimited)
+            .expect("block");
         assert_eq!(block.size, 0x78);
         assert_eq!(block.address, block.header + 8);
         let header = u32::from_le_bytes(writes[0].1[..4].try_into().expect("4"));
@@ -394,7 +398,9 @@ mod tests {
         assert_eq!(Region::of(0xc1), Region::Paged);
 
         let mut x64 = Pool::new(Arch::X64);
-        let (block, writes) = x64.allocate(0xc1, 0x70, tag, &mut Unlimited).expect("block");
+        let (block, writes) = x64
+            .allocate(0xc1, 0x70, tag, &mut Unlimited)
+            .expect("block");
         assert_eq!(block.size, 0x80);
         assert_eq!(writes[0].1[2], 8, "BlockSize in 16-byte units");
         assert_eq!(writes[0].1.len(), 16);
@@ -407,7 +413,11 @@ mod tests {
         let (second, writes) = pool.allocate(1, 0x20, 2, &mut Unlimited).expect("second");
         assert_eq!(second.header, first.header + first.size);
         let header = u32::from_le_bytes(writes[0].1[..4].try_into().expect("4"));
-        assert_eq!(header & 0x1ff, 3, "PreviousSize: the first block's 0x18 bytes");
+        assert_eq!(
+            header & 0x1ff,
+            3,
+            "PreviousSize: the first block's 0x18 bytes"
+        );
         assert!(pool.free(first.address).is_some());
         assert!(pool.free(first.address).is_none(), "already free");
         let (again, _) = pool.allocate(1, 0x10, 3, &mut Unlimited).expect("again");

@@ -87,7 +87,10 @@ mod tests {
     #[test]
     fn the_walkthrough_registry_path_is_0x6c_bytes() {
         let path = Profile::default().registry_path("Sample");
-        assert_eq!(path, "\\REGISTRY\\MACHINE\\SYSTEM\\ControlSet001\\services\\Sample");
+        assert_eq!(
+            path,
+            "\\REGISTRY\\MACHINE\\SYSTEM\\ControlSet001\\services\\Sample"
+        );
         assert_eq!(path.encode_utf16().count() * 2, 0x6c);
         let windows10 = Profile::parse("10.0.19045").expect("version");
         assert!(windows10.registry_path("Sample").contains("\\Services\\"));

@@ -49,14 +49,23 @@ pub fn run(uc: &mut Uc<'_>, trap: Trap) -> Result<(), Halt> {
 
 /// The argument slots of a pool routine's call, as the verifier's thunk got them.
 fn pool_args(call: &Call<'_, '_>, routine: PoolRoutine) -> Result<Vec<u64>, Halt> {
-    (0..routine.slots(call.arch())).map(|index| call.arg(index)).collect()
+    (0..routine.slots(call.arch()))
+        .map(|index| call.arg(index))
+        .collect()
 }
 
 /// When the verifier has just decided on a bug check, leaves its
 /// parameters in `VfPendingBugCheck` and says so in `ax`.
 fn verifier_decision(uc: &mut Uc<'_>, already: bool) -> Result<(), Halt> {
-    let decided = uc.get_data().tracker.bugcheck().cloned().filter(|_| !already);
-    let Some(bugcheck) = decided.filter(|bugcheck| bugcheck.code == DRIVER_VERIFIER_DETECTED_VIOLATION) else {
+    let decided = uc
+        .get_data()
+        .tracker
+        .bugcheck()
+        .cloned()
+        .filter(|_| !already);
+    let Some(bugcheck) =
+        decided.filter(|bugcheck| bugcheck.code == DRIVER_VERIFIER_DETECTED_VIOLATION)
+    else {
         cpu::set_reg(uc, Reg::Ax, 0);
         return Ok(());
     };
@@ -113,12 +122,12 @@ struct Mapper<'u, 'a>(&'u mut Uc<'a>);
 
 impl Grow for Mapper<'_, '_> {
     fn grow(&mut self, va: u64, size: u64) -> bool {
-        let Ok(region) = self
-            .0
-            .get_data_mut()
-            .space
-            .reserve(va, size, unicorn_engine::Prot::READ | unicorn_engine::Prot::WRITE, "pool")
-        else {
+        let Ok(region) = self.0.get_data_mut().space.reserve(
+            va,
+            size,
+            unicorn_engine::Prot::READ | unicorn_engine::Prot::WRITE,
+            "pool",
+        ) else {
             return false;
         };
         self.0
@@ -178,7 +187,10 @@ fn record_allocation(uc: &mut Uc<'_>, routine: PoolRoutine) -> Result<(), Halt> 
     let mut call = Call::at_trap(uc, Conv::Stdcall, routine.name())?;
     let args = pool_args(&call, routine)?;
     let arch = call.arch();
-    let PoolOp::Alloc { pool, size, tag, .. } = routine.read(arch, &args, 0) else {
+    let PoolOp::Alloc {
+        pool, size, tag, ..
+    } = routine.read(arch, &args, 0)
+    else {
         return Ok(());
     };
     let (result, injected) = if routine == PoolRoutine::ExAllocatePoolWithTag {
@@ -190,7 +202,11 @@ fn record_allocation(uc: &mut Uc<'_>, routine: PoolRoutine) -> Result<(), Halt> 
         if routine == PoolRoutine::ExAllocatePoolZero || routine == PoolRoutine::ExAllocatePool2 {
             // Both return zeroed memory (ExAllocatePool2 unless told otherwise).
             if address != 0 {
-                cpu::write(call.uc, address, &vec![0; usize::try_from(size).unwrap_or(0)])?;
+                cpu::write(
+                    call.uc,
+                    address,
+                    &vec![0; usize::try_from(size).unwrap_or(0)],
+                )?;
             }
         }
         (address, injected)
@@ -322,10 +338,13 @@ fn driver_started(uc: &mut Uc<'_>) -> Result<(), Halt> {
     let status_value = u32::try_from(cpu::reg(uc, Reg::Ax) & 0xffff_ffff).unwrap_or(0);
     let unload = driver_object_field(uc, layout(uc).driver_unload)?;
     uc.get_data_mut().loaded.entry_status = Some(status_value);
-    super::machine::emit(uc, Event::EntryReturn {
-        status: status_value,
-        unload_routine: unload,
-    })?;
+    super::machine::emit(
+        uc,
+        Event::EntryReturn {
+            status: status_value,
+            unload_routine: unload,
+        },
+    )?;
     let failed = status::failed(status_value);
     let object = uc.get_data().loaded.driver_object;
     cpu::set_reg(uc, Reg::Ax, u64::from(failed));

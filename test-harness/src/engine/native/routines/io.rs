@@ -47,7 +47,11 @@ pub fn io_create_device(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
     if device == 0 {
         return Ok(u64::from(status::INSUFFICIENT_RESOURCES));
     }
-    cpu::write(call.uc, device, &vec![0; usize::try_from(size).unwrap_or(0)])?;
+    cpu::write(
+        call.uc,
+        device,
+        &vec![0; usize::try_from(size).unwrap_or(0)],
+    )?;
     cpu::write_uint(call.uc, device, 3, 2)?; // IO_TYPE_DEVICE
     cpu::write_uint(call.uc, device + 2, layout.size, 2)?;
     cpu::write_uint(call.uc, device + layout.reference_count, 0, 4)?;
@@ -56,11 +60,25 @@ pub fn io_create_device(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
     cpu::write_ptr(call.uc, device + layout.next_device, first)?;
     cpu::write_ptr(call.uc, driver + driver_layout.device_object, device)?;
     cpu::write_uint(call.uc, device + layout.flags, DO_DEVICE_INITIALIZING, 4)?;
-    cpu::write_uint(call.uc, device + layout.characteristics, u64::from(characteristics), 4)?;
+    cpu::write_uint(
+        call.uc,
+        device + layout.characteristics,
+        u64::from(characteristics),
+        4,
+    )?;
     if extension_size > 0 {
-        cpu::write_ptr(call.uc, device + layout.device_extension, device + layout.size)?;
+        cpu::write_ptr(
+            call.uc,
+            device + layout.device_extension,
+            device + layout.size,
+        )?;
     }
-    cpu::write_uint(call.uc, device + layout.device_type, u64::from(device_type), 4)?;
+    cpu::write_uint(
+        call.uc,
+        device + layout.device_type,
+        u64::from(device_type),
+        4,
+    )?;
     cpu::write_uint(call.uc, device + layout.stack_size, 1, 1)?;
     cpu::write_ptr(call.uc, out, device)?;
     let kernel = call.kernel();

@@ -44,7 +44,12 @@ pub fn rtl_get_version(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
         .collect();
     cpu::write(call.uc, info + 20, &csd)?;
     if size == 284 {
-        cpu::write_uint(call.uc, info + 276, u64::from(profile.service_pack_major), 2)?;
+        cpu::write_uint(
+            call.uc,
+            info + 276,
+            u64::from(profile.service_pack_major),
+            2,
+        )?;
         cpu::write_uint(call.uc, info + 278, 0, 2)?;
         cpu::write_uint(call.uc, info + 280, 0x100, 2)?; // VER_SUITE_SINGLEUSERTS
         cpu::write_uint(call.uc, info + 282, 1, 1)?; // VER_NT_WORKSTATION
@@ -56,7 +61,10 @@ pub fn rtl_get_version(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
 /// TRUE on a checked build, FALSE here.
 pub fn ps_get_version(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
     let profile = call.kernel().profile.clone();
-    for (index, value) in [profile.major, profile.minor, profile.build].into_iter().enumerate() {
+    for (index, value) in [profile.major, profile.minor, profile.build]
+        .into_iter()
+        .enumerate()
+    {
         let pointer = call.arg(index)?;
         if pointer != 0 {
             cpu::write_uint(call.uc, pointer, u64::from(value), 4)?;
@@ -70,7 +78,9 @@ pub fn ps_get_version(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
 fn irql(call: &Call<'_, '_>) -> u8 {
     match call.arch() {
         Arch::X86 => call.uc.get_data().irql(),
-        Arch::X64 => u8::try_from(call.uc.reg_read(RegisterX86::CR8).unwrap_or(0) & 0xf).unwrap_or(0),
+        Arch::X64 => {
+            u8::try_from(call.uc.reg_read(RegisterX86::CR8).unwrap_or(0) & 0xf).unwrap_or(0)
+        }
     }
 }
 
@@ -307,7 +317,11 @@ pub fn ke_read_state_event(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
     Ok(u64::from(cpu::read_u32(call.uc, event + 4)?))
 }
 
-fn interlocked(call: &mut Call<'_, '_>, update: impl Fn(u32, &Call<'_, '_>) -> Result<u32, Halt>, returns_new: bool) -> Result<u64, Halt> {
+fn interlocked(
+    call: &mut Call<'_, '_>,
+    update: impl Fn(u32, &Call<'_, '_>) -> Result<u32, Halt>,
+    returns_new: bool,
+) -> Result<u64, Halt> {
     let target = call.arg(0)?;
     let old = cpu::read_u32(call.uc, target)?;
     let new = update(old, call)?;
@@ -334,7 +348,13 @@ pub fn interlocked_exchange(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
 pub fn interlocked_compare_exchange(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
     interlocked(
         call,
-        |old, call| Ok(if old == call.arg32(2)? { call.arg32(1)? } else { old }),
+        |old, call| {
+            Ok(if old == call.arg32(2)? {
+                call.arg32(1)?
+            } else {
+                old
+            })
+        },
         false,
     )
 }
@@ -353,7 +373,9 @@ pub fn ke_query_active_processor_count(call: &mut Call<'_, '_>) -> Result<u64, H
 /// driver asked for it, so it is the driver's).
 pub fn dbg_break_point(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
     if call.kernel().debugger {
-        return Err(Halt::Break(crate::engine::native::machine::BreakKind::Hardcoded));
+        return Err(Halt::Break(
+            crate::engine::native::machine::BreakKind::Hardcoded,
+        ));
     }
     let phase = call.kernel().phase;
     let pc = call.caller;

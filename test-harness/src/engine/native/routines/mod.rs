@@ -72,22 +72,72 @@ pub static ROUTINES: &[Routine] = &[
     routine("DbgPrint", Cdecl, 1, print::dbg_print),
     routine("DbgPrintEx", Cdecl, 3, print::dbg_print_ex),
     routine("vDbgPrintEx", Stdcall, 4, print::v_dbg_print_ex),
-    routine("vDbgPrintExWithPrefix", Stdcall, 5, print::v_dbg_print_ex_with_prefix),
+    routine(
+        "vDbgPrintExWithPrefix",
+        Stdcall,
+        5,
+        print::v_dbg_print_ex_with_prefix,
+    ),
     routine("DbgBreakPoint", Stdcall, 0, misc::dbg_break_point),
     // Versions.
     routine("RtlGetVersion", Stdcall, 1, misc::rtl_get_version),
     routine("PsGetVersion", Stdcall, 4, misc::ps_get_version),
     // Strings.
-    routine("RtlInitUnicodeString", Stdcall, 2, strings::rtl_init_unicode_string),
-    routine("RtlInitAnsiString", Stdcall, 2, strings::rtl_init_ansi_string),
+    routine(
+        "RtlInitUnicodeString",
+        Stdcall,
+        2,
+        strings::rtl_init_unicode_string,
+    ),
+    routine(
+        "RtlInitAnsiString",
+        Stdcall,
+        2,
+        strings::rtl_init_ansi_string,
+    ),
     routine("RtlInitString", Stdcall, 2, strings::rtl_init_ansi_string),
-    routine("RtlCopyUnicodeString", Stdcall, 2, strings::rtl_copy_unicode_string),
-    routine("RtlAppendUnicodeToString", Stdcall, 2, strings::rtl_append_unicode_to_string),
-    routine("RtlAppendUnicodeStringToString", Stdcall, 2, strings::rtl_append_unicode_string_to_string),
-    routine("RtlCompareUnicodeString", Stdcall, 3, strings::rtl_compare_unicode_string),
-    routine("RtlEqualUnicodeString", Stdcall, 3, strings::rtl_equal_unicode_string),
-    routine("RtlUnicodeStringToAnsiString", Stdcall, 3, strings::rtl_unicode_string_to_ansi_string),
-    routine("RtlAnsiStringToUnicodeString", Stdcall, 3, strings::rtl_ansi_string_to_unicode_string),
+    routine(
+        "RtlCopyUnicodeString",
+        Stdcall,
+        2,
+        strings::rtl_copy_unicode_string,
+    ),
+    routine(
+        "RtlAppendUnicodeToString",
+        Stdcall,
+        2,
+        strings::rtl_append_unicode_to_string,
+    ),
+    routine(
+        "RtlAppendUnicodeStringToString",
+        Stdcall,
+        2,
+        strings::rtl_append_unicode_string_to_string,
+    ),
+    routine(
+        "RtlCompareUnicodeString",
+        Stdcall,
+        3,
+        strings::rtl_compare_unicode_string,
+    ),
+    routine(
+        "RtlEqualUnicodeString",
+        Stdcall,
+        3,
+        strings::rtl_equal_unicode_string,
+    ),
+    routine(
+        "RtlUnicodeStringToAnsiString",
+        Stdcall,
+        3,
+        strings::rtl_unicode_string_to_ansi_string,
+    ),
+    routine(
+        "RtlAnsiStringToUnicodeString",
+        Stdcall,
+        3,
+        strings::rtl_ansi_string_to_unicode_string,
+    ),
     routine("RtlFreeUnicodeString", Stdcall, 1, strings::rtl_free_string),
     routine("RtlFreeAnsiString", Stdcall, 1, strings::rtl_free_string),
     routine("RtlCompareMemory", Stdcall, 3, strings::rtl_compare_memory),
@@ -129,30 +179,90 @@ pub static ROUTINES: &[Routine] = &[
     routine("KeGetCurrentIrql", Stdcall, 0, misc::ke_get_current_irql),
     routine("KfRaiseIrql", Fastcall, 1, misc::kf_raise_irql),
     routine("KfLowerIrql", Fastcall, 1, misc::kf_lower_irql),
-    routine("KeRaiseIrqlToDpcLevel", Stdcall, 0, misc::ke_raise_irql_to_dpc_level),
-    routine("KeRaiseIrqlToSynchLevel", Stdcall, 0, misc::ke_raise_irql_to_dpc_level),
+    routine(
+        "KeRaiseIrqlToDpcLevel",
+        Stdcall,
+        0,
+        misc::ke_raise_irql_to_dpc_level,
+    ),
+    routine(
+        "KeRaiseIrqlToSynchLevel",
+        Stdcall,
+        0,
+        misc::ke_raise_irql_to_dpc_level,
+    ),
     routine("KeLowerIrql", Stdcall, 1, misc::kf_lower_irql),
     // Spin locks.
-    routine("KeInitializeSpinLock", Stdcall, 1, misc::ke_initialize_spin_lock),
-    routine("KeAcquireSpinLockRaiseToDpc", Stdcall, 1, misc::ke_acquire_spin_lock_raise_to_dpc),
+    routine(
+        "KeInitializeSpinLock",
+        Stdcall,
+        1,
+        misc::ke_initialize_spin_lock,
+    ),
+    routine(
+        "KeAcquireSpinLockRaiseToDpc",
+        Stdcall,
+        1,
+        misc::ke_acquire_spin_lock_raise_to_dpc,
+    ),
     routine("KeReleaseSpinLock", Stdcall, 2, misc::ke_release_spin_lock),
-    routine("KfAcquireSpinLock", Fastcall, 1, misc::ke_acquire_spin_lock_raise_to_dpc),
+    routine(
+        "KfAcquireSpinLock",
+        Fastcall,
+        1,
+        misc::ke_acquire_spin_lock_raise_to_dpc,
+    ),
     routine("KfReleaseSpinLock", Fastcall, 2, misc::ke_release_spin_lock),
-    routine("KeAcquireSpinLockAtDpcLevel", Stdcall, 1, misc::ke_acquire_spin_lock_at_dpc_level),
-    routine("KeReleaseSpinLockFromDpcLevel", Stdcall, 1, misc::ke_release_spin_lock_from_dpc_level),
-    routine("KefAcquireSpinLockAtDpcLevel", Fastcall, 1, misc::ke_acquire_spin_lock_at_dpc_level),
-    routine("KefReleaseSpinLockFromDpcLevel", Fastcall, 1, misc::ke_release_spin_lock_from_dpc_level),
+    routine(
+        "KeAcquireSpinLockAtDpcLevel",
+        Stdcall,
+        1,
+        misc::ke_acquire_spin_lock_at_dpc_level,
+    ),
+    routine(
+        "KeReleaseSpinLockFromDpcLevel",
+        Stdcall,
+        1,
+        misc::ke_release_spin_lock_from_dpc_level,
+    ),
+    routine(
+        "KefAcquireSpinLockAtDpcLevel",
+        Fastcall,
+        1,
+        misc::ke_acquire_spin_lock_at_dpc_level,
+    ),
+    routine(
+        "KefReleaseSpinLockFromDpcLevel",
+        Fastcall,
+        1,
+        misc::ke_release_spin_lock_from_dpc_level,
+    ),
     routine("KeTestSpinLock", Stdcall, 1, misc::ke_test_spin_lock),
     // I/O.
     routine("IoCreateDevice", Stdcall, 7, io::io_create_device),
     routine("IoDeleteDevice", Stdcall, 1, io::io_delete_device),
-    routine("IoCreateSymbolicLink", Stdcall, 2, io::io_create_symbolic_link),
-    routine("IoDeleteSymbolicLink", Stdcall, 1, io::io_delete_symbolic_link),
+    routine(
+        "IoCreateSymbolicLink",
+        Stdcall,
+        2,
+        io::io_create_symbolic_link,
+    ),
+    routine(
+        "IoDeleteSymbolicLink",
+        Stdcall,
+        1,
+        io::io_delete_symbolic_link,
+    ),
     routine("IofCompleteRequest", Fastcall, 2, io::iof_complete_request),
     routine("IoCompleteRequest", Stdcall, 2, io::iof_complete_request),
     routine("IoGetCurrentProcess", Stdcall, 0, misc::current_process),
     routine("PsGetCurrentProcess", Stdcall, 0, misc::current_process),
-    routine("PsGetCurrentProcessId", Stdcall, 0, misc::current_process_id),
+    routine(
+        "PsGetCurrentProcessId",
+        Stdcall,
+        0,
+        misc::current_process_id,
+    ),
     routine("PsGetCurrentThreadId", Stdcall, 0, misc::current_thread_id),
     routine("KeGetCurrentThread", Stdcall, 0, misc::current_thread),
     routine("PsGetCurrentThread", Stdcall, 0, misc::current_thread),
@@ -160,15 +270,40 @@ pub static ROUTINES: &[Routine] = &[
     routine("ObDereferenceObject", Stdcall, 1, misc::object_reference),
     routine("ObReferenceObject", Stdcall, 1, misc::object_reference),
     // Routine lookup.
-    routine("MmGetSystemRoutineAddress", Stdcall, 1, misc::mm_get_system_routine_address),
+    routine(
+        "MmGetSystemRoutineAddress",
+        Stdcall,
+        1,
+        misc::mm_get_system_routine_address,
+    ),
     routine("MmIsAddressValid", Stdcall, 1, misc::mm_is_address_valid),
     // Time.
     routine("KeQuerySystemTime", Stdcall, 1, misc::ke_query_system_time),
     routine("KeQueryTickCount", Stdcall, 1, misc::ke_query_tick_count),
-    wide("KeQueryPerformanceCounter", Stdcall, 1, misc::ke_query_performance_counter),
-    routine("KeQueryTimeIncrement", Stdcall, 0, misc::ke_query_time_increment),
-    routine("KeStallExecutionProcessor", Stdcall, 1, misc::ke_stall_execution_processor),
-    routine("KeDelayExecutionThread", Stdcall, 3, misc::ke_delay_execution_thread),
+    wide(
+        "KeQueryPerformanceCounter",
+        Stdcall,
+        1,
+        misc::ke_query_performance_counter,
+    ),
+    routine(
+        "KeQueryTimeIncrement",
+        Stdcall,
+        0,
+        misc::ke_query_time_increment,
+    ),
+    routine(
+        "KeStallExecutionProcessor",
+        Stdcall,
+        1,
+        misc::ke_stall_execution_processor,
+    ),
+    routine(
+        "KeDelayExecutionThread",
+        Stdcall,
+        3,
+        misc::ke_delay_execution_thread,
+    ),
     // Events (a single emulated thread: waits on signalled events return).
     routine("KeInitializeEvent", Stdcall, 3, misc::ke_initialize_event),
     routine("KeSetEvent", Stdcall, 3, misc::ke_set_event),
@@ -176,17 +311,42 @@ pub static ROUTINES: &[Routine] = &[
     routine("KeResetEvent", Stdcall, 1, misc::ke_reset_event),
     routine("KeReadStateEvent", Stdcall, 1, misc::ke_read_state_event),
     // Interlocked lists and counters.
-    routine("InterlockedIncrement", Fastcall, 1, misc::interlocked_increment),
-    routine("InterlockedDecrement", Fastcall, 1, misc::interlocked_decrement),
-    routine("InterlockedExchange", Fastcall, 2, misc::interlocked_exchange),
-    routine("InterlockedCompareExchange", Fastcall, 3, misc::interlocked_compare_exchange),
+    routine(
+        "InterlockedIncrement",
+        Fastcall,
+        1,
+        misc::interlocked_increment,
+    ),
+    routine(
+        "InterlockedDecrement",
+        Fastcall,
+        1,
+        misc::interlocked_decrement,
+    ),
+    routine(
+        "InterlockedExchange",
+        Fastcall,
+        2,
+        misc::interlocked_exchange,
+    ),
+    routine(
+        "InterlockedCompareExchange",
+        Fastcall,
+        3,
+        misc::interlocked_compare_exchange,
+    ),
     routine("ExGetPreviousMode", Stdcall, 0, misc::zero),
     routine("KeGetPreviousMode", Stdcall, 0, misc::zero),
     routine("KeEnterCriticalRegion", Stdcall, 0, misc::zero),
     routine("KeLeaveCriticalRegion", Stdcall, 0, misc::zero),
     routine("KeGetCurrentProcessorNumber", Stdcall, 0, misc::zero),
     routine("KeGetCurrentProcessorNumberEx", Stdcall, 1, misc::zero),
-    routine("KeQueryActiveProcessorCount", Stdcall, 1, misc::ke_query_active_processor_count),
+    routine(
+        "KeQueryActiveProcessorCount",
+        Stdcall,
+        1,
+        misc::ke_query_active_processor_count,
+    ),
 ];
 
 /// The routine of this name, if the engine implements it.
@@ -257,12 +417,20 @@ impl<'u, 'a> Call<'u, 'a> {
         match (arch, self.conv) {
             (Arch::X86, Conv::Fastcall) if index < 2 => Ok(cpu::reg(
                 self.uc,
-                if index == 0 { cpu::Reg::Cx } else { cpu::Reg::Dx },
+                if index == 0 {
+                    cpu::Reg::Cx
+                } else {
+                    cpu::Reg::Dx
+                },
             )),
-            (Arch::X86, Conv::Fastcall) => {
-                Ok(u64::from(cpu::read_u32(self.uc, self.args + 4 * (index_u64 - 2))?))
-            }
-            (Arch::X86, _) => Ok(u64::from(cpu::read_u32(self.uc, self.args + 4 * index_u64)?)),
+            (Arch::X86, Conv::Fastcall) => Ok(u64::from(cpu::read_u32(
+                self.uc,
+                self.args + 4 * (index_u64 - 2),
+            )?)),
+            (Arch::X86, _) => Ok(u64::from(cpu::read_u32(
+                self.uc,
+                self.args + 4 * index_u64,
+            )?)),
             (Arch::X64, _) => Ok(cpu::read_u64(self.uc, self.args + 8 * index_u64)?),
         }
     }

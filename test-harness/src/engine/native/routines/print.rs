@@ -88,7 +88,10 @@ pub fn format(
     limit: usize,
 ) -> Result<String, Halt> {
     let mut out = String::new();
-    let mut chars = format.iter().map(|&unit| char::from_u32(u32::from(unit)).unwrap_or('?')).peekable();
+    let mut chars = format
+        .iter()
+        .map(|&unit| char::from_u32(u32::from(unit)).unwrap_or('?'))
+        .peekable();
     let pointer_bits = u32::try_from(cpu::arch(uc).pointer_size() * 8).unwrap_or(64);
     while let Some(c) = chars.next() {
         if out.chars().count() >= limit {
@@ -212,11 +215,30 @@ pub fn format(
                 let value = slots.take(bits)?;
                 let (digits, prefix) = match conversion {
                     'u' => (value.to_string(), ""),
-                    'x' => (format!("{value:x}"), if spec.alternate && value != 0 { "0x" } else { "" }),
-                    'X' => (format!("{value:X}"), if spec.alternate && value != 0 { "0X" } else { "" }),
+                    'x' => (
+                        format!("{value:x}"),
+                        if spec.alternate && value != 0 {
+                            "0x"
+                        } else {
+                            ""
+                        },
+                    ),
+                    'X' => (
+                        format!("{value:X}"),
+                        if spec.alternate && value != 0 {
+                            "0X"
+                        } else {
+                            ""
+                        },
+                    ),
                     _ => (format!("{value:o}"), if spec.alternate { "0" } else { "" }),
                 };
-                pad_number(prefix, &with_precision(digits, spec.precision), &spec, budget)
+                pad_number(
+                    prefix,
+                    &with_precision(digits, spec.precision),
+                    &spec,
+                    budget,
+                )
             }
             'p' => {
                 let value = slots.take(pointer_bits)?;
@@ -226,7 +248,11 @@ pub fn format(
             'c' | 'C' => {
                 let value = slots.take(32)?;
                 let unit = u32::try_from(value & 0xffff).unwrap_or(0);
-                pad(&char::from_u32(unit).unwrap_or('?').to_string(), &spec, budget)
+                pad(
+                    &char::from_u32(unit).unwrap_or('?').to_string(),
+                    &spec,
+                    budget,
+                )
             }
             's' | 'S' => {
                 let pointer = slots.take(pointer_bits)?;
@@ -275,7 +301,12 @@ fn number(chars: &mut std::iter::Peekable<impl Iterator<Item = char>>) -> Option
     let mut value: Option<usize> = None;
     while let Some(digit) = chars.peek().and_then(|c| c.to_digit(10)) {
         chars.next();
-        value = Some(value.unwrap_or(0).saturating_mul(10).saturating_add(digit as usize));
+        value = Some(
+            value
+                .unwrap_or(0)
+                .saturating_mul(10)
+                .saturating_add(digit as usize),
+        );
     }
     value
 }
@@ -396,11 +427,19 @@ pub fn v_dbg_print_ex_with_prefix(call: &mut Call<'_, '_>) -> Result<u64, Halt> 
 
 /// Writes formatted text into a caller's buffer of `count` characters,
 /// as `_snprintf` does: no terminator when it does not fit, and -1.
-fn print_into(call: &mut Call<'_, '_>, buffer: u64, count: Option<u64>, text: &str, wide: bool) -> Result<u64, Halt> {
+fn print_into(
+    call: &mut Call<'_, '_>,
+    buffer: u64,
+    count: Option<u64>,
+    text: &str,
+    wide: bool,
+) -> Result<u64, Halt> {
     let units: Vec<u16> = if wide {
         text.encode_utf16().collect()
     } else {
-        text.chars().map(|c| u16::try_from(u32::from(c)).map_or(u16::from(b'?'), |unit| unit & 0xff)).collect()
+        text.chars()
+            .map(|c| u16::try_from(u32::from(c)).map_or(u16::from(b'?'), |unit| unit & 0xff))
+            .collect()
     };
     let size = if wide { 2 } else { 1 };
     let length = units.len() as u64;
@@ -444,7 +483,9 @@ fn printf(call: &mut Call<'_, '_>, wide: bool, counted: bool, va_list: bool) -> 
         call.slot_address(format_at + 1)
     };
     // A caller's buffer bounds the text; an uncounted one still stops at 64 KiB.
-    let limit = count.map_or(65_536, |count| usize::try_from(count).unwrap_or(65_536).min(65_536) + 1);
+    let limit = count.map_or(65_536, |count| {
+        usize::try_from(count).unwrap_or(65_536).min(65_536) + 1
+    });
     let text = {
         let mut slots = Slots::new(call.uc, args);
         format(call.uc, &format_text, &mut slots, wide, limit)?

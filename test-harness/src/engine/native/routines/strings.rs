@@ -23,11 +23,15 @@ pub fn rtl_init_unicode_string(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
         cpu::read_wstring(call.uc, source, 0x7fff)?.len() * 2
     };
     let length = u16::try_from(length).unwrap_or(0xfffc);
-    cpu::write_counted(call.uc, destination, CountedString {
-        length,
-        maximum: if source == 0 { 0 } else { length + 2 },
-        buffer: source,
-    })?;
+    cpu::write_counted(
+        call.uc,
+        destination,
+        CountedString {
+            length,
+            maximum: if source == 0 { 0 } else { length + 2 },
+            buffer: source,
+        },
+    )?;
     Ok(0)
 }
 
@@ -40,11 +44,15 @@ pub fn rtl_init_ansi_string(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
         cpu::read_cstring(call.uc, source, 0xfffe)?.len()
     };
     let length = u16::try_from(length).unwrap_or(0xfffe);
-    cpu::write_counted(call.uc, destination, CountedString {
-        length,
-        maximum: if source == 0 { 0 } else { length + 1 },
-        buffer: source,
-    })?;
+    cpu::write_counted(
+        call.uc,
+        destination,
+        CountedString {
+            length,
+            maximum: if source == 0 { 0 } else { length + 1 },
+            buffer: source,
+        },
+    )?;
     Ok(0)
 }
 
@@ -154,7 +162,9 @@ pub fn rtl_compare_unicode_string(call: &mut Call<'_, '_>) -> Result<u64, Halt> 
 pub fn rtl_equal_unicode_string(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
     let (left, right) = (unicode_units(call, 0)?, unicode_units(call, 1)?);
     let insensitive = call.arg32(2)? & 0xff != 0;
-    Ok(u64::from(left.len() == right.len() && compare_units(&left, &right, insensitive) == 0))
+    Ok(u64::from(
+        left.len() == right.len() && compare_units(&left, &right, insensitive) == 0,
+    ))
 }
 
 /// `RtlUnicodeStringToAnsiString(Destination, Source, AllocateDestinationString)`.
@@ -184,13 +194,24 @@ pub fn rtl_ansi_string_to_unicode_string(call: &mut Call<'_, '_>) -> Result<u64,
 
 /// Stores converted text in a counted string, allocating its buffer (tag
 /// `Strg`, paged pool, as the Rtl routines do) when asked to.
-fn store(call: &mut Call<'_, '_>, destination_at: u64, bytes: &[u8], unit: u16, allocate: bool) -> Result<u64, Halt> {
+fn store(
+    call: &mut Call<'_, '_>,
+    destination_at: u64,
+    bytes: &[u8],
+    unit: u16,
+    allocate: bool,
+) -> Result<u64, Halt> {
     let Ok(length) = u16::try_from(bytes.len()) else {
         return Ok(u64::from(status::INVALID_PARAMETER));
     };
     let mut destination = cpu::read_counted(call.uc, destination_at)?;
     if allocate {
-        let buffer = allocate_pool(call.uc, 1, u64::from(length + unit), u32::from_le_bytes(*b"Strg"))?;
+        let buffer = allocate_pool(
+            call.uc,
+            1,
+            u64::from(length + unit),
+            u32::from_le_bytes(*b"Strg"),
+        )?;
         if buffer == 0 {
             return Ok(u64::from(status::INSUFFICIENT_RESOURCES));
         }
@@ -201,7 +222,11 @@ fn store(call: &mut Call<'_, '_>, destination_at: u64, bytes: &[u8], unit: u16, 
     }
     cpu::write(call.uc, destination.buffer, bytes)?;
     if length + unit <= destination.maximum {
-        cpu::write(call.uc, destination.buffer + u64::from(length), &vec![0; usize::from(unit)])?;
+        cpu::write(
+            call.uc,
+            destination.buffer + u64::from(length),
+            &vec![0; usize::from(unit)],
+        )?;
     }
     destination.length = length;
     cpu::write_counted(call.uc, destination_at, destination)?;
@@ -336,7 +361,11 @@ pub fn strcpy(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
 pub fn wcscpy(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
     let destination = call.arg(0)?;
     let units = cpu::read_wstring(call.uc, call.arg(1)?, MAX_SCAN)?;
-    let bytes: Vec<u8> = units.iter().chain([&0]).flat_map(|unit| unit.to_le_bytes()).collect();
+    let bytes: Vec<u8> = units
+        .iter()
+        .chain([&0])
+        .flat_map(|unit| unit.to_le_bytes())
+        .collect();
     cpu::write(call.uc, destination, &bytes)?;
     Ok(destination)
 }
@@ -362,7 +391,12 @@ pub fn wcsncpy(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
     Ok(destination)
 }
 
-fn compare_strings(call: &Call<'_, '_>, wide: bool, most: usize, insensitive: bool) -> Result<u64, Halt> {
+fn compare_strings(
+    call: &Call<'_, '_>,
+    wide: bool,
+    most: usize,
+    insensitive: bool,
+) -> Result<u64, Halt> {
     let read = |index| -> Result<Vec<u16>, Halt> {
         let pointer = call.arg(index)?;
         Ok(if wide {
