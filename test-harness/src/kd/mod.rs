@@ -1,519 +1,545 @@
-//! `harness analyze`: real debugger output (WinDbg or kd) turned into the same
-//! Verdict the emulators give. Reads the "*** Fatal System Error" banner,
-//! `!analyze -v` (new `BUGCHECK_CODE`/`BUGCHECK_P1..4` and old `BUGCHECK_STR`
-//! forms, `ArgN:` lines, `BugCheck C4, {...}`) and `!verifier 3 <driver>`
-//! (its counters and the Pool Allocations table, with `Caller` or
-//! `Caller Address` headers, x86 or x64 addresses, wrapped lines).
+//! `harness analyze`: debugger text (kd, WinDbg) as people paste it, turned
+//! into the same Verdict the emulators give (engine `kd`).
+//!
+//! The way through:
+//! 1. [`decode`]: UTF-8 with or without a BOM, UTF-16 LE/BE with or without
+//!    one; crash dumps are refused by name.
+//! 2. [`paste`]: each line as the debugger printed it (markdown quotes,
+//!    fences, backticks, list markers, HTML wrappers undone).
+//! 3. Sessions: a second banner after an analysis, a second `!analyze`
+//!    title, a field repeated with another value, or a new debugger start
+//!    (`Microsoft (R) Windows Debugger`, `Loading Dump File`) opens a new
+//!    session. Sessions that show the same bug check are one crash (the
+//!    same log pasted twice, a banner the debugger printed twice); the
+//!    verdict is the last crash whose bug check is complete, and the others
+//!    are named in `notes`.
+//! 4. Three recognisers read every line of a session, each with its own
+//!    documented precedence: [`bugcheck`] (which source's code and
+//!    arguments win), [`verifier`] (per-driver sections; whose table a row
+//!    belongs to) and [`platform`] (pointer width; driver names outside
+//!    `!verifier`).
+//!
+//! The driver the verdict is about, strongest first: with a bug check,
+//! `IMAGE_NAME` > `MODULE_NAME` > the failure bucket's image > the stack's
+//! innermost driver frame > the driver a `!verifier` command names >
+//! `Driver Verifier: Enabled for` > the first driver the `!verifier`
+//! output lists; without one, the command's driver comes first. Only that
+//! driver's allocations are listed; other drivers are named in `notes`.
+//!
+//! Stage: unloaded when the bug check is 0xC4 with Arg1 0x60/0x62 (raised
+//! while the image unloads, even if the module line still says `Loaded`),
+//! or when the driver's module line says `Unloaded`/`Loaded and Unloaded`,
+//! or its `loads`/`unloads` counters are equal; otherwise still loaded, so
+//! a text with no bug check and no unload is never judged clean.
+
+mod bugcheck;
+mod decode;
+mod paste;
+mod platform;
+mod scan;
+mod verifier;
+
+pub use decode::{Encoding, NotText};
 
 use crate::arch::Arch;
 use crate::nt::{self, PoolType};
-use crate::verdict::{BugCheck, Engine, Leak, PoolStats, Stage, Verdict};
+use crate::verdict::{BugCheck, Engine, Leak, Stage, Verdict};
 
-/// The text is not debugger output the harness can read.
+/// The driver name when the text names none.
+const UNKNOWN: &str = "unknown";
+
+/// The text holds nothing the harness can judge.
 #[derive(Debug, thiserror::Error)]
-#[error("{source_name}: no bug check, !analyze -v or !verifier output found")]
+#[error("{source_name}: {reason}")]
 pub struct NothingFound {
     /// Where the text came from.
     pub source_name: String,
+    /// What is missing.
+    pub reason: Unjudgeable,
+}
+
+/// Why a text cannot be judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unjudgeable {
+    /// No bug check, `!analyze` or `!verifier` output at all.
+    #[error("no bug check, !analyze -v or !verifier output found")]
+    NoDebuggerOutput,
+    /// `ArgN:` lines, but nothing says which bug check they belong to.
+    #[error(
+        "bug-check arguments but no bug-check code (no !analyze title, banner, BUGCHECK_CODE or BUGCHECK_STR); cannot tell which bug check it was"
+    )]
+    CodeMissing,
+}
+
+/// A file `analyze` cannot read.
+#[derive(Debug, thiserror::Error)]
+pub enum TextError {
+    /// Not debugger text at all.
+    #[error("{source_name}: {why}")]
+    NotText {
+        /// Where the bytes came from.
+        source_name: String,
+        /// What they are instead.
+        why: NotText,
+    },
+    /// Text, but nothing to judge.
+    #[error(transparent)]
+    Nothing(#[from] NothingFound),
 }
 
 /// Parses debugger text into a verdict (engine `kd`).
 ///
 /// # Errors
-/// The text holds no bug check, `!analyze` or `!verifier` output.
+/// The text holds no bug check, `!analyze` or `!verifier` output, or
+/// bug-check arguments without a code.
 pub fn analyze(text: &str, source: &str) -> Result<Verdict, NothingFound> {
-    let text = normalize(text);
-    let lines: Vec<&str> = text.lines().collect();
-    let mut found = Found::default();
-    for (index, line) in lines.iter().enumerate() {
-        found.line(line, lines.get(index + 1).copied());
-    }
-    found.leaks = leak_table(&lines);
-    found.into_verdict(source)
+    judge(text).map_err(|reason| NothingFound {
+        source_name: source.to_owned(),
+        reason,
+    })
 }
 
-/// Debuggers print 64-bit values with a backtick between the halves
-/// (fffff803\`569c53e1) and lines may end in `\r`; both would get in the way.
-fn normalize(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let chars: Vec<char> = text.chars().collect();
-    for (index, &c) in chars.iter().enumerate() {
-        let between_hex = index > 0
-            && chars[index - 1].is_ascii_hexdigit()
-            && chars.get(index + 1).is_some_and(char::is_ascii_hexdigit);
-        if (c == '`' && between_hex) || c == '\r' {
-            continue;
-        }
-        out.push(c);
+/// Decodes a file's bytes (see [`decode`]) and parses them.
+///
+/// # Errors
+/// A crash dump rather than text, or nothing to judge.
+pub fn analyze_bytes(bytes: &[u8], source: &str) -> Result<Verdict, TextError> {
+    let decoded = decode::decode(bytes).map_err(|why| TextError::NotText {
+        source_name: source.to_owned(),
+        why,
+    })?;
+    let mut verdict = analyze(&decoded.text, source)?;
+    if decoded.replaced {
+        verdict.notes.push(format!(
+            "parts of the file are not valid {} and were read as U+FFFD",
+            match decoded.encoding {
+                Encoding::Utf8 | Encoding::Utf8Bom => "UTF-8",
+                Encoding::Utf16Le { .. } | Encoding::Utf16Be { .. } => "UTF-16",
+            }
+        ));
     }
-    out
+    Ok(verdict)
 }
 
-/// What the lines say, before deciding which source wins.
-#[derive(Default)]
-struct Found {
-    /// `BUGCHECK_CODE` / `BUGCHECK_P1..4` (newest debuggers).
-    code_new: Option<u32>,
-    params_new: [Option<u64>; 4],
-    /// `DRIVER_VERIFIER_DETECTED_VIOLATION (c4)` and `ArgN:` lines.
-    analyze_name: Option<(String, u32)>,
-    analyze_args: [Option<u64>; 4],
-    arg1_text: Option<String>,
-    /// `*** Fatal System Error: 0x000000c4 (a,b,c,d)` or `BugCheck C4, {a, b, c, d}`.
-    banner: Option<(u32, [u64; 4])>,
-    /// `BUGCHECK_STR: 0xc4_62` (old debuggers): code and Arg1 only.
-    bugcheck_str: Option<(u32, u64)>,
-    /// Hex digits of `ArgN:` or banner values: 8 on x86, 16 on x64.
-    arg_digits: Option<usize>,
-    driver: Option<String>,
-    unloaded: bool,
-    pointer64: Option<bool>,
-    stats: PoolStats,
-    /// Per driver: current allocations (nonpaged, paged).
-    current_by_pool: Option<(u64, u64)>,
-    saw_verifier: bool,
-    leaks: Vec<Leak>,
+/// What one debugger session said, by recogniser.
+#[derive(Debug, Default)]
+struct Session {
+    bugcheck: bugcheck::Evidence,
+    verifier: verifier::Evidence,
+    platform: platform::Evidence,
 }
 
-impl Found {
-    #[allow(clippy::too_many_lines)]
-    fn line(&mut self, raw: &str, next: Option<&str>) {
-        let line = raw.trim();
-        if let Some(rest) = line
-            .split_once("*** Fatal System Error:")
-            .map(|(_, rest)| rest)
-        {
-            let code = hex(rest.split_whitespace().next().unwrap_or(""));
-            // The arguments follow on the same line or the next one.
-            let args_text = rest.find('(').map_or_else(
-                || next.unwrap_or("").trim().to_owned(),
-                |at| rest[at..].to_owned(),
-            );
-            if let (Some(code), Some(args)) = (code, four(&args_text, ',')) {
-                let first = args_text
-                    .trim_start_matches('(')
-                    .split(',')
-                    .next()
-                    .unwrap_or("");
-                self.arg_digits
-                    .get_or_insert(first.trim().trim_start_matches("0x").len());
-                self.banner = Some((u32::try_from(code).unwrap_or(u32::MAX), args));
-            }
-        } else if let Some(rest) = line.strip_prefix("BugCheck ") {
-            // `BugCheck C4, {62, ffffe00001b75978, ffffe00001bd56b0, 5}`
-            if let Some((code, args)) = rest.split_once(',')
-                && let (Some(code), Some(args)) = (hex(code), four(args, ','))
-            {
-                self.banner
-                    .get_or_insert((u32::try_from(code).unwrap_or(u32::MAX), args));
-            }
-        } else if let Some(value) = field(line, "BUGCHECK_CODE:") {
-            self.code_new = hex(value).and_then(|code| u32::try_from(code).ok());
-        } else if let Some((index, value)) =
-            (1..=4).find_map(|n| field(line, &format!("BUGCHECK_P{n}:")).map(|v| (n - 1, v)))
-        {
-            self.params_new[index] = hex(value);
-        } else if let Some(value) = field(line, "BUGCHECK_STR:") {
-            // `0xc4_62`, or `0xC4_62_VRF_...`
-            let mut parts = value
-                .trim_start_matches("0x")
-                .trim_start_matches("0X")
-                .split('_');
-            if let (Some(code), Some(arg1)) =
-                (parts.next().and_then(hex), parts.next().and_then(hex))
-            {
-                self.bugcheck_str = Some((u32::try_from(code).unwrap_or(u32::MAX), arg1));
-            }
-        } else if let Some(value) =
-            field(line, "PRIMARY_PROBLEM_CLASS:").or_else(|| field(line, "FAILURE_BUCKET_ID:"))
-        {
-            // `0xc4_62_VRF_LEAKED_POOL_IMAGE_echosrv.sys`
-            let mut parts = value.trim_start_matches("0x").split('_');
-            if let (Some(code), Some(arg1)) =
-                (parts.next().and_then(hex), parts.next().and_then(hex))
-            {
-                self.bugcheck_str
-                    .get_or_insert((u32::try_from(code).unwrap_or(u32::MAX), arg1));
-            }
-        } else if let Some((n, value, text)) = arg_line(line) {
-            self.analyze_args[n] = Some(value);
-            if let Some(digits) = line
-                .split_once(':')
-                .map(|(_, rest)| rest.trim().split(',').next().unwrap_or("").len())
-            {
-                self.arg_digits = Some(digits);
-            }
-            if n == 0 && !text.is_empty() {
-                self.arg1_text = Some(text.to_owned());
-            }
-        } else if let Some((name, code)) = analyze_title(line) {
-            self.analyze_name = Some((name, code));
-        } else if let Some(value) = field(line, "IMAGE_NAME:") {
-            self.driver = Some(value.to_owned());
-        } else if let Some(value) = field(line, "MODULE_NAME:") {
-            self.driver.get_or_insert_with(|| format!("{value}.sys"));
-        } else if let Some(rest) = line
-            .split_once("nt!_VF_TARGET_DRIVER")
-            .map(|(_, rest)| rest)
-        {
-            // `nt!_VF_TARGET_DRIVER 0xa013f2c8: Sample.sys (Loaded and Unloaded)`
-            self.saw_verifier = true;
-            if let Some((_, after)) = rest.split_once(':') {
-                self.target_driver(after);
-            }
-        } else if let Some(rest) = line.strip_prefix("MODULE:") {
-            // `MODULE: 0x84f3a1d8 Sample.sys (Loaded and Unloaded)` (older debuggers)
-            self.saw_verifier = true;
-            let rest = rest.trim();
-            let rest = rest
-                .split_once(char::is_whitespace)
-                .filter(|(first, _)| hex(first).is_some())
-                .map_or(rest, |(_, after)| after);
-            self.target_driver(rest);
-        } else if let Some(rest) = line
-            .split_once("!verifier ")
-            .filter(|_| !line.starts_with("Type !verifier")) // !analyze's hint, not a command
-            .map(|(_, rest)| rest)
-        {
-            self.saw_verifier = true;
-            if let Some(driver) = rest
-                .split_whitespace()
-                .find(|word| word.to_ascii_lowercase().ends_with(".sys"))
-            {
-                self.driver.get_or_insert_with(|| driver.to_owned());
-            }
-        } else if line.contains("ptr64 TRUE") {
-            self.pointer64 = Some(true);
-        } else if line.contains("ptr64 FALSE") {
-            self.pointer64 = Some(false);
-        } else if let Some(value) = field(line, "OSPLATFORM_TYPE:") {
-            self.pointer64 = Some(value.contains("64"));
-        } else if let Some((label, value)) = counter(line) {
-            self.saw_verifier = true;
-            let stats = &mut self.stats;
-            match label {
-                "Pool Allocations Attempted" => stats.attempted = value.0,
-                "Pool Allocations Succeeded" => stats.succeeded = value.0,
-                "Pool Allocations Failed" => stats.failed = value.0,
-                "Pool Allocations With NO TAG" => stats.no_tag = value.0,
-                "Current paged pool allocations" => stats.current_paged = value,
-                "Peak paged pool allocations" => stats.peak_paged = value,
-                "Current nonpaged pool allocations" => stats.current_nonpaged = value,
-                "Peak nonpaged pool allocations" => stats.peak_nonpaged = value,
-                _ => {}
-            }
-        } else if let Some(rest) = field(line, "Current Pool Allocations:") {
-            // `( 0x00000000 / 0x00000001 )`: NonPagedPool / PagedPool
-            let inner = rest.trim_matches(|c| c == '(' || c == ')' || c == ' ');
-            if let Some((nonpaged, paged)) = inner.split_once('/')
-                && let (Some(nonpaged), Some(paged)) = (hex(nonpaged.trim()), hex(paged.trim()))
-            {
-                self.current_by_pool = Some((nonpaged, paged));
-            }
-        }
+impl Session {
+    fn finish(&mut self) {
+        self.verifier.finish();
+        self.platform.finish();
     }
 
-    fn target_driver(&mut self, text: &str) {
-        let text = text.trim();
-        if let Some(name) = text.split_whitespace().next() {
-            self.driver.get_or_insert_with(|| name.to_owned());
-        }
-        if text.contains("Unloaded") {
-            self.unloaded = true;
-        }
+    fn judgeable(&self) -> bool {
+        self.bugcheck.any() || self.verifier.seen || !self.verifier.sections.is_empty()
     }
+}
 
-    fn bugcheck(&self) -> Option<BugCheck> {
-        let complete = |args: [Option<u64>; 4]| -> Option<[u64; 4]> {
-            Some([args[0]?, args[1]?, args[2]?, args[3]?])
+/// Reads the text into sessions (step 3 of the module docs).
+fn read(text: &str) -> Vec<Session> {
+    let mut sessions = vec![Session::default()];
+    let mut reader = bugcheck::Reader::default();
+    for raw in paste::lines(text) {
+        let cleaned = paste::clean(raw);
+        let line = cleaned.as_ref();
+        let obs = reader.line(line);
+        let mut current = sessions.last_mut().expect("at least one session");
+        let split = match &obs {
+            Some(obs) => current.bugcheck.starts_new_session(obs),
+            None => current.bugcheck.any() && starts_debugger(line),
         };
-        // ArgN lines first: they print values at the target's pointer width
-        // (BUGCHECK_Pn sign-extends 32-bit ones).
-        let (code, args) = if let (Some((_, code)), Some(args)) =
-            (&self.analyze_name, complete(self.analyze_args))
-        {
-            (*code, args)
-        } else if let (Some(code), Some(args)) = (self.code_new, complete(self.params_new)) {
-            (code, args)
-        } else if let Some((code, args)) = self.banner {
-            (code, args)
-        } else if let Some((code, arg1)) = self.bugcheck_str {
-            (code, [arg1, 0, 0, 0])
-        } else {
-            let (_, code) = self.analyze_name.as_ref()?;
-            (*code, [self.analyze_args[0].unwrap_or(0), 0, 0, 0])
+        if split {
+            current.finish();
+            sessions.push(Session::default());
+            current = sessions.last_mut().expect("just pushed");
+        }
+        if let Some(obs) = obs {
+            current.bugcheck.apply(obs);
+        }
+        current.verifier.line(line);
+        current.platform.line(line);
+    }
+    if let Some(last) = sessions.last_mut() {
+        last.finish();
+    }
+    sessions
+}
+
+fn starts_debugger(line: &str) -> bool {
+    let t = line.trim_start();
+    t.starts_with("Microsoft (R) Windows Debugger") || t.starts_with("Loading Dump File")
+}
+
+/// Sessions that show the same bug check, merged.
+#[derive(Debug)]
+struct Crash {
+    /// The most complete of its sessions' bug checks (the later on a tie).
+    best: Option<bugcheck::Resolved>,
+    /// Sessions that showed the bug check.
+    copies: usize,
+    verifier: verifier::Evidence,
+    platform: platform::Evidence,
+}
+
+impl Crash {
+    fn new(resolved: Option<bugcheck::Resolved>, session: Session) -> Self {
+        Self {
+            copies: usize::from(resolved.is_some()),
+            best: resolved,
+            verifier: session.verifier,
+            platform: session.platform,
+        }
+    }
+
+    fn add(&mut self, resolved: Option<bugcheck::Resolved>, session: Session) {
+        if let Some(resolved) = resolved {
+            self.copies += 1;
+            let better = self
+                .best
+                .as_ref()
+                .is_none_or(|best| resolved.complete() || !best.complete());
+            if better {
+                self.best = Some(resolved);
+            }
+        }
+        self.verifier.absorb(session.verifier);
+        self.platform.absorb(session.platform);
+    }
+}
+
+fn crashes(sessions: Vec<Session>) -> (Vec<Crash>, platform::Evidence) {
+    let mut crashes: Vec<Crash> = Vec::new();
+    let mut everywhere = platform::Evidence::default();
+    for session in sessions {
+        everywhere.absorb(session.platform.clone());
+        let resolved = session.bugcheck.any().then(|| session.bugcheck.resolve());
+        let same = match (&resolved, crashes.last()) {
+            (None, Some(_)) => true,
+            (Some(resolved), Some(last)) => last
+                .best
+                .as_ref()
+                .is_none_or(|best| best.same_crash(resolved)),
+            (_, None) => false,
         };
-        let (table_name, table_text) = (
-            nt::bugcheck_name(code).to_owned(),
-            nt::bugcheck_description(code, args[0]).to_owned(),
-        );
-        let name = self
-            .analyze_name
-            .as_ref()
-            .filter(|(_, named)| *named == code)
-            .map_or(table_name, |(name, _)| name.clone());
-        let description = self
+        match crashes.last_mut() {
+            Some(last) if same => last.add(resolved, session),
+            _ => crashes.push(Crash::new(resolved, session)),
+        }
+    }
+    (crashes, everywhere)
+}
+
+/// The crash the verdict is about: the last with a complete bug check,
+/// else the last with a code, else the last with anything.
+fn pick(crashes: &[Crash]) -> usize {
+    let last = |test: &dyn Fn(&bugcheck::Resolved) -> bool| {
+        crashes
+            .iter()
+            .rposition(|crash| crash.best.as_ref().is_some_and(test))
+    };
+    last(&bugcheck::Resolved::complete)
+        .or_else(|| last(&|best| best.code.is_some()))
+        .or_else(|| last(&|_| true))
+        .unwrap_or(crashes.len().saturating_sub(1))
+}
+
+fn judge(text: &str) -> Result<Verdict, Unjudgeable> {
+    let sessions = read(text);
+    if !sessions.iter().any(Session::judgeable) {
+        return Err(Unjudgeable::NoDebuggerOutput);
+    }
+    let (crashes, everywhere) = crashes(sessions);
+    let (crash, mut notes) = choose(crashes);
+    let resolved = match crash.best {
+        Some(best) if best.code.is_none() => return Err(Unjudgeable::CodeMissing),
+        other => other,
+    };
+    if let Some(resolved) = &resolved {
+        notes.extend(resolved.notes.iter().cloned());
+    }
+    let mut platform = everywhere;
+    platform.absorb(crash.platform);
+    let verifier = crash.verifier;
+
+    let (driver, driver_source) = driver(resolved.is_some(), &platform, &verifier);
+    if driver_source == DriverSource::Other && verifier.sections.len() > 1 {
+        notes.push(format!(
+            "nothing says which driver the text is about; judged {driver}, the first the !verifier output lists"
+        ));
+    }
+    let (leaks, listed) = leaks(&verifier, &driver, &mut notes);
+    let values: Vec<u64> = resolved
+        .iter()
+        .flat_map(|resolved| resolved.args.iter().flatten().copied())
+        .chain(leaks.iter().map(|leak| leak.address))
+        .collect();
+    let (arch, arch_note) = platform.arch(resolved.as_ref().and_then(|r| r.digits), &values);
+    notes.extend(arch_note);
+    let bugcheck = resolved
+        .as_ref()
+        .map(|resolved| bug_check(resolved, arch, &mut notes));
+    if let Some(bugcheck) = &bugcheck {
+        outstanding_note(bugcheck, listed.then_some(leaks.len()), &driver, &mut notes);
+    }
+
+    let unloaded = bugcheck.as_ref().is_some_and(|b| {
+        b.code == nt::DRIVER_VERIFIER_DETECTED_VIOLATION && matches!(b.args[0], 0x60 | 0x62)
+    }) || verifier
+        .section(&driver)
+        .and_then(verifier::Section::unloaded)
+        .unwrap_or(false);
+    let mut verdict = Verdict::new(driver, Engine::Kd, arch);
+    verdict.stage = if unloaded {
+        Stage::Unloaded
+    } else {
+        Stage::Loaded
+    };
+    verdict.verifier = pool_tracking(&verifier, bugcheck.as_ref(), &mut notes);
+    verdict.bugcheck = bugcheck;
+    verdict.leaks = leaks;
+    verdict.pool_stats = verifier.stats;
+    verdict.notes = notes;
+    Ok(verdict)
+}
+
+/// The crash the verdict is about, and notes on the others and on copies.
+fn choose(mut crashes: Vec<Crash>) -> (Crash, Vec<String>) {
+    let chosen = pick(&crashes);
+    let others: Vec<String> = crashes
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| *index != chosen)
+        .filter_map(|(_, crash)| crash.best.as_ref().map(bugcheck::Resolved::describe))
+        .collect();
+    let crash = crashes.swap_remove(chosen);
+    let mut notes = Vec::new();
+    if !others.is_empty() {
+        notes.push(format!(
+            "this text holds more than one bug check; judged: the last complete one; also present: {}",
+            others.join("; ")
+        ));
+    }
+    if crash.copies > 1
+        && let Some(best) = &crash.best
+    {
+        notes.push(format!(
+            "bug check {} appears {} times (printed again, or the log pasted twice); read once",
+            best.describe(),
+            crash.copies
+        ));
+    }
+    (crash, notes)
+}
+
+/// The driver's outstanding allocations (and whether the text lists them
+/// at all); other drivers' listings are named in a note, not counted.
+fn leaks(
+    verifier: &verifier::Evidence,
+    driver: &str,
+    notes: &mut Vec<String>,
+) -> (Vec<Leak>, bool) {
+    let listing = verifier
+        .section(driver)
+        .filter(|section| section.listed)
+        .or_else(|| verifier.unattributed());
+    // The global counters speak for the driver only when it is the only one.
+    let alone = verifier
+        .sections
+        .iter()
+        .filter(|section| section.listed || section.current.is_some())
+        .count()
+        <= 1;
+    let pool = listing
+        .and_then(verifier::Section::pool)
+        .or_else(|| alone.then(|| global_pool(verifier)).flatten())
+        .unwrap_or(PoolType::Unknown);
+    let mut leaks: Vec<Leak> = listing
+        .map(|section| section.leaks.clone())
+        .unwrap_or_default();
+    for leak in &mut leaks {
+        leak.pool = pool;
+    }
+    for section in &verifier.sections {
+        if let Some(name) = &section.driver
+            && !scan::same_driver(name, driver)
+            && section.listed
+        {
+            notes.push(format!(
+                "the !verifier output also lists {name} ({} allocations); not counted for {driver}",
+                section.leaks.len()
+            ));
+        }
+    }
+    (leaks, listing.is_some())
+}
+
+/// 0xC4/0x62's Arg4 against the listing.
+fn outstanding_note(
+    bugcheck: &BugCheck,
+    listed: Option<usize>,
+    driver: &str,
+    notes: &mut Vec<String>,
+) {
+    if !bugcheck.is_verifier(nt::c4::LEAKED_AT_UNLOAD) {
+        return;
+    }
+    let outstanding = bugcheck.args[3];
+    match listed {
+        Some(count) if u64::try_from(count).ok() != Some(outstanding) => notes.push(format!(
+            "Arg4 says {outstanding} allocations were not freed; the listing shows {count}"
+        )),
+        None => notes.push(format!(
+            "Arg4 says {outstanding} allocations were not freed; this text does not list them (!verifier 3 {} would)",
+            if driver == UNKNOWN { "<driver>.sys" } else { driver }
+        )),
+        Some(_) => {}
+    }
+}
+
+/// Whether pool tracking applied: the verify level or flag line when the
+/// text prints one, else any sign of the verifier (its output, a 0xC4).
+fn pool_tracking(
+    verifier: &verifier::Evidence,
+    bugcheck: Option<&BugCheck>,
+    notes: &mut Vec<String>,
+) -> bool {
+    let stated = verifier
+        .level
+        .map(|level| level & 0x8 != 0)
+        .or(verifier.pool_tracking);
+    if stated == Some(false) {
+        notes.push(format!(
+            "Driver Verifier is on{} but without pool tracking (0x8): leaks at unload are not checked",
+            verifier
+                .level
+                .map(|level| format!(" (level 0x{level:x})"))
+                .unwrap_or_default()
+        ));
+    }
+    stated.unwrap_or_else(|| {
+        verifier.seen || bugcheck.is_some_and(|b| b.code == nt::DRIVER_VERIFIER_DETECTED_VIOLATION)
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DriverSource {
+    /// `!analyze`'s fields, the stack, a command or statement naming it.
+    Named,
+    /// Only because it is listed (first) or its code allocated.
+    Other,
+}
+
+/// The driver the text is about, by the precedence in the module docs.
+fn driver(
+    bug_check: bool,
+    platform: &platform::Evidence,
+    verifier: &verifier::Evidence,
+) -> (String, DriverSource) {
+    let analyze = platform.analyze_driver();
+    let stack = platform.stack_driver.clone();
+    let named = verifier
+        .commands
+        .last()
+        .cloned()
+        .or_else(|| verifier.enabled_for.clone());
+    let chosen = if bug_check {
+        analyze.or(stack).or(named)
+    } else {
+        named.or(analyze).or(stack)
+    };
+    if let Some(name) = chosen {
+        // The module list spells the file as it was loaded (`MyDriver.sys`
+        // where the command said `Mydriver.sys`).
+        let listed = verifier
+            .section(&name)
+            .and_then(|section| section.driver.clone());
+        return (listed.unwrap_or(name), DriverSource::Named);
+    }
+    let listed = verifier
+        .sections
+        .iter()
+        .find_map(|section| section.driver.clone());
+    // A table no line attributes: its callers' module (`eBPFCore!...`).
+    let caller = || {
+        verifier.unattributed().and_then(|section| {
+            section.leaks.iter().find_map(|leak| {
+                let (module, _) = leak.caller.split_once('!')?;
+                scan::is_module_name(module).then(|| scan::driver_file(module))
+            })
+        })
+    };
+    (
+        listed.or_else(caller).unwrap_or_else(|| UNKNOWN.into()),
+        DriverSource::Other,
+    )
+}
+
+/// The pool when the global counters show only one kind outstanding.
+fn global_pool(verifier: &verifier::Evidence) -> Option<PoolType> {
+    let stats = &verifier.stats;
+    match (stats.current_nonpaged.0, stats.current_paged.0) {
+        (0, paged) if paged > 0 => Some(PoolType::PagedPool),
+        (nonpaged, 0) if nonpaged > 0 => Some(PoolType::NonPagedPool),
+        _ => None,
+    }
+}
+
+/// The verdict's bug check; missing arguments are 0 and said so.
+fn bug_check(
+    resolved: &bugcheck::Resolved,
+    arch: Option<Arch>,
+    notes: &mut Vec<String>,
+) -> BugCheck {
+    let code = resolved.code.unwrap_or_default();
+    let missing: Vec<String> = resolved
+        .args
+        .iter()
+        .enumerate()
+        .filter(|(_, arg)| arg.is_none())
+        .map(|(index, _)| format!("Arg{}", index + 1))
+        .collect();
+    if !missing.is_empty() {
+        notes.push(format!(
+            "bug check 0x{code:X}: {} not in the text (shown as 0)",
+            missing.join(", ")
+        ));
+    }
+    let mut args = resolved.args.map(Option::unwrap_or_default);
+    // BUGCHECK_Pn sign-extends 32-bit values; x86 values are 32 bits.
+    if arch == Some(Arch::X86) {
+        args = args.map(|arg| arg & 0xffff_ffff);
+    }
+    BugCheck {
+        code,
+        args,
+        name: resolved
+            .name
+            .clone()
+            .unwrap_or_else(|| nt::bugcheck_name(code).to_owned()),
+        // The table's meaning of Arg1 only for an Arg1 the text gives.
+        description: resolved
             .arg1_text
             .clone()
-            .filter(|_| self.analyze_args[0] == Some(args[0]))
-            .unwrap_or(table_text);
-        Some(BugCheck {
-            code,
-            args,
-            name,
-            description,
-        })
+            .filter(|text| !text.is_empty())
+            .or_else(|| {
+                resolved.args[0].map(|_| nt::bugcheck_description(code, args[0]).to_owned())
+            })
+            .unwrap_or_default(),
     }
-
-    fn arch(&self, bugcheck: Option<&BugCheck>) -> Option<Arch> {
-        if let Some(wide) = self.pointer64 {
-            return Some(if wide { Arch::X64 } else { Arch::X86 });
-        }
-        match self.arg_digits {
-            Some(8) => return Some(Arch::X86),
-            Some(16) => return Some(Arch::X64),
-            _ => {}
-        }
-        let values = bugcheck
-            .map(|b| b.args.to_vec())
-            .unwrap_or_default()
-            .into_iter()
-            .chain(self.leaks.iter().map(|leak| leak.address));
-        let mut any = false;
-        for value in values {
-            any = true;
-            if value > u64::from(u32::MAX) {
-                return Some(Arch::X64);
-            }
-        }
-        // Only 32-bit values seen: an x86 target (x64 kernel addresses are wider).
-        (any && (self.leaks.iter().any(|leak| leak.address != 0)
-            || bugcheck.is_some_and(|b| b.args[1] != 0)))
-        .then_some(Arch::X86)
-    }
-
-    fn into_verdict(mut self, source: &str) -> Result<Verdict, NothingFound> {
-        let mut bugcheck = self.bugcheck();
-        if bugcheck.is_none() && !self.saw_verifier && self.leaks.is_empty() {
-            return Err(NothingFound {
-                source_name: source.to_owned(),
-            });
-        }
-        // The table does not say which pool; the per-driver counters can.
-        let pool = match self.current_by_pool {
-            Some((0, paged)) if paged > 0 => PoolType::PagedPool,
-            Some((nonpaged, 0)) if nonpaged > 0 => PoolType::NonPagedPool,
-            _ if self.stats.current_nonpaged.0 == 0 && self.stats.current_paged.0 > 0 => {
-                PoolType::PagedPool
-            }
-            _ if self.stats.current_paged.0 == 0 && self.stats.current_nonpaged.0 > 0 => {
-                PoolType::NonPagedPool
-            }
-            _ => PoolType::Unknown,
-        };
-        for leak in &mut self.leaks {
-            leak.pool = pool;
-        }
-        let arch = self.arch(bugcheck.as_ref());
-        if arch == Some(Arch::X86)
-            && let Some(bugcheck) = &mut bugcheck
-        {
-            bugcheck.args = bugcheck.args.map(|arg| arg & 0xffff_ffff);
-        }
-        let unloaded = self.unloaded
-            || bugcheck
-                .as_ref()
-                .is_some_and(|b| b.is_verifier(nt::c4::LEAKED_AT_UNLOAD));
-        let mut verdict = Verdict::new(
-            self.driver.unwrap_or_else(|| "unknown".into()),
-            Engine::Kd,
-            arch,
-        );
-        // Without a sign of the unload, the driver is still loaded (or the
-        // text does not say): nothing was judged at unload.
-        verdict.stage = if unloaded {
-            Stage::Unloaded
-        } else {
-            Stage::Loaded
-        };
-        verdict.verifier = self.saw_verifier
-            || bugcheck
-                .as_ref()
-                .is_some_and(|b| b.code == nt::DRIVER_VERIFIER_DETECTED_VIOLATION);
-        verdict.bugcheck = bugcheck;
-        verdict.leaks = self.leaks;
-        verdict.pool_stats = self.stats;
-        Ok(verdict)
-    }
-}
-
-/// A hex number, with or without `0x`, as the debugger prints them.
-fn hex(text: &str) -> Option<u64> {
-    let text = text.trim().trim_end_matches(',');
-    let digits = text
-        .strip_prefix("0x")
-        .or_else(|| text.strip_prefix("0X"))
-        .unwrap_or(text);
-    if digits.is_empty() || digits.len() > 16 {
-        return None;
-    }
-    u64::from_str_radix(digits, 16).ok()
-}
-
-/// Four hex values inside `(...)` or `{...}`, separated by `separator`.
-fn four(text: &str, separator: char) -> Option<[u64; 4]> {
-    let inner = text
-        .trim()
-        .trim_start_matches(['(', '{'])
-        .split([')', '}'])
-        .next()?;
-    let values: Vec<u64> = inner.split(separator).map(hex).collect::<Option<_>>()?;
-    values.try_into().ok()
-}
-
-/// `LABEL: value` (any spacing).
-fn field<'a>(line: &'a str, label: &str) -> Option<&'a str> {
-    line.strip_prefix(label).map(str::trim)
-}
-
-/// `Arg1: 0000000000000062, A driver has forgotten ...` -> (0, 0x62, text).
-fn arg_line(line: &str) -> Option<(usize, u64, &str)> {
-    let rest = line.strip_prefix("Arg")?;
-    let (number, rest) = rest.split_once(':')?;
-    let index = number
-        .trim()
-        .parse::<usize>()
-        .ok()?
-        .checked_sub(1)
-        .filter(|index| *index < 4)?;
-    let (value, text) = rest.split_once(',').unwrap_or((rest, ""));
-    Some((index, hex(value)?, text.trim()))
-}
-
-/// `DRIVER_VERIFIER_DETECTED_VIOLATION (c4)`.
-fn analyze_title(line: &str) -> Option<(String, u32)> {
-    let (name, rest) = line.split_once(" (")?;
-    let code = rest.strip_suffix(')')?;
-    if name.len() < 4
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b == b'_' || b.is_ascii_digit())
-    {
-        return None;
-    }
-    Some((name.to_owned(), u32::try_from(hex(code)?).ok()?))
-}
-
-/// `Pool Allocations Attempted   0x3` or
-/// `Current paged pool allocations   0x1 for 00000070 bytes`.
-fn counter(line: &str) -> Option<(&str, (u64, u64))> {
-    let labels = [
-        "Pool Allocations Attempted",
-        "Pool Allocations Succeeded SpecialPool",
-        "Pool Allocations Succeeded",
-        "Pool Allocations With NO TAG",
-        "Pool Allocations Failed",
-        "Current paged pool allocations",
-        "Peak paged pool allocations",
-        "Current nonpaged pool allocations",
-        "Peak nonpaged pool allocations",
-    ];
-    let label = labels.iter().find(|label| line.starts_with(*label))?;
-    let mut words = line[label.len()..].split_whitespace();
-    let count = hex(words.next()?)?;
-    let bytes = match (words.next(), words.next()) {
-        (Some("for"), Some(bytes)) => hex(bytes)?,
-        _ => 0,
-    };
-    Some((label, (count, bytes)))
-}
-
-/// The rows of every Pool Allocations table: Address, Length, Tag, Caller.
-fn leak_table(lines: &[&str]) -> Vec<Leak> {
-    let mut leaks = Vec::new();
-    let mut in_table = false;
-    let mut index = 0;
-    while index < lines.len() {
-        let line = lines[index].trim();
-        let is_header = line.contains("Address") && line.contains("Length") && line.contains("Tag");
-        if is_header {
-            in_table = true;
-        } else if in_table && !line.is_empty() && !line.starts_with("---") {
-            match table_row(line) {
-                Some(mut leak) => {
-                    // A wrapped row: the symbol, or caller and symbol, on the next line.
-                    if let Some(next) = lines.get(index + 1).map(|next| next.trim())
-                        && !next.is_empty()
-                        && table_row(next).is_none()
-                        && !next.contains("kd>")
-                        && !next.starts_with("Contiguous")
-                        && leak.caller.is_empty()
-                    {
-                        let mut words = next.split_whitespace();
-                        if leak.caller_address.is_none() {
-                            leak.caller_address = words.clone().next().and_then(hex);
-                            if leak.caller_address.is_some() {
-                                words.next();
-                            }
-                        }
-                        leak.caller = words.collect::<Vec<_>>().join(" ");
-                        index += 1;
-                    }
-                    if leak.caller.is_empty() {
-                        leak.caller = leak
-                            .caller_address
-                            .map(|at| format!("0x{at:x}"))
-                            .unwrap_or_default();
-                    }
-                    leaks.push(leak);
-                }
-                None => in_table = false,
-            }
-        }
-        index += 1;
-    }
-    leaks
-}
-
-/// `0x86491d10  0x00000070  abcd  0xa05c1047  Sample!DriverEntry+0x27`
-fn table_row(line: &str) -> Option<Leak> {
-    let (address, rest) = line.split_once(char::is_whitespace)?;
-    if !address.starts_with("0x") && address.len() < 8 {
-        return None;
-    }
-    let address = hex(address)?;
-    let rest = rest.trim_start();
-    let (length, rest) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
-    let bytes = hex(length)?;
-    // The tag is four characters and may contain spaces ("Ntf ").
-    let rest = rest
-        .strip_prefix(' ')
-        .unwrap_or(rest)
-        .trim_start_matches(' ');
-    let tag: String = rest.chars().take(4).collect();
-    let rest = rest.get(tag.len()..).unwrap_or("").trim();
-    let mut words = rest.split_whitespace();
-    let caller_address = words.clone().next().and_then(hex);
-    if caller_address.is_some() {
-        words.next();
-    }
-    Some(Leak {
-        address,
-        bytes,
-        tag: tag.trim_end().to_owned(),
-        pool: PoolType::Unknown,
-        caller: words.collect::<Vec<_>>().join(" "),
-        caller_address,
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Forms the real fixtures do not cover, written out as the debugger
-    /// prints them: an older `MODULE:` line, tab indentation, a wrapped row,
-    /// a tag with a space and new-style `BUGCHECK_P` fields.
+    /// Forms the real fixtures do not cover, written by hand in the
+    /// debugger's layout: an older `MODULE:` line, tab indentation, a
+    /// wrapped row, a tag with a space and new-style `BUGCHECK_P` fields.
     #[test]
     fn module_line_tabs_wrapped_rows_and_new_fields() {
         let text = "BUGCHECK_CODE:  c4\nBUGCHECK_P1: 62\nBUGCHECK_P2: ffffffff86a84ebc\nBUGCHECK_P3: ffffffff86a2d4f8\nBUGCHECK_P4: 2\n\
@@ -548,6 +574,38 @@ mod tests {
 
     #[test]
     fn unrelated_text_is_refused() {
-        assert!(analyze("hello\nworld\n", "t.txt").is_err());
+        let refused = analyze("hello\nworld\n", "t.txt").unwrap_err();
+        assert_eq!(refused.reason, Unjudgeable::NoDebuggerOutput);
+    }
+
+    /// Written by hand: the arguments of a bug check and nothing that says
+    /// which one. The harness does not guess.
+    #[test]
+    fn arguments_without_any_code_are_not_guessed() {
+        let text = "Arg1: 0000000000000001, something\nArg2: 0000000000000002\nArg3: 0000000000000003\nArg4: 0000000000000004\n";
+        assert_eq!(
+            analyze(text, "t.txt").unwrap_err().reason,
+            Unjudgeable::CodeMissing
+        );
+    }
+
+    /// Written by hand: two different crashes in one file.
+    #[test]
+    fn the_last_complete_bug_check_of_several() {
+        let text = "*** Fatal System Error: 0x0000007e\n (0xC0000005,0x8C5D1234,0x8A1B2C3D,0x8A1B2A30)\n\
+                    SYSTEM_THREAD_EXCEPTION_NOT_HANDLED (7e)\nArg1: c0000005, The exception code\nArg2: 8c5d1234, a\nArg3: 8a1b2c3d, b\nArg4: 8a1b2a30, c\n\
+                    *** Fatal System Error: 0x000000c4\n (0x00000062,0x86A84EBC,0x86A2D4F8,0x00000001)\n\
+                    DRIVER_VERIFIER_DETECTED_VIOLATION (c4)\nArg1: 00000062, A driver has forgotten\nArg2: 86a84ebc, n\nArg3: 86a2d4f8, v\nArg4: 00000001, t\n\
+                    *** Fatal System Error: 0x000000d1\n";
+        let verdict = analyze(text, "t.txt").expect("parsed");
+        let bugcheck = verdict.bugcheck.as_ref().expect("bug check");
+        assert_eq!((bugcheck.code, bugcheck.args[0]), (0xC4, 0x62));
+        assert!(
+            verdict
+                .notes
+                .iter()
+                .any(|note| note.contains("0x7E") && note.contains("more than one"))
+        );
+        assert!(verdict.unloaded());
     }
 }
