@@ -249,6 +249,19 @@ pub fn verifier3(verdict: &Verdict, arch: Arch) -> String {
         let _ = writeln!(out, "  {label}      0x{count:x} for {bytes:08X} bytes");
     }
     out.push('\n');
+    // The module line carries the load state, as the debugger's does. The
+    // entry address is 0 outside a real machine (like 0xC4/0x62's Arg3).
+    let _ = writeln!(
+        out,
+        "Driver Verification List\n------------------------\n\nnt!_VF_TARGET_DRIVER 0x{}: {} ({})\n",
+        arch.address(0),
+        verdict.driver,
+        if verdict.unloaded() {
+            "Loaded and Unloaded"
+        } else {
+            "Loaded"
+        }
+    );
     let _ = writeln!(out, "    Pool Allocations:\n");
     let width = arch.pointer_digits() + 2;
     let _ = writeln!(out, "      {:<width$}  Length      Tag   Caller", "Address");
