@@ -208,7 +208,6 @@ fn fields(line: &str) -> Option<Obs> {
         "BUGCHECK_STR:",
         "FAILURE_BUCKET_ID:",
         "PRIMARY_PROBLEM_CLASS:",
-        "DEFAULT_BUCKET_ID:",
     ] {
         if let Some(value) = scan::field(line, label) {
             // `0xc4_62`, `0xC4_62_VRF_...`, `0xD1`; a blog may cut it after `0xc4_`.
@@ -410,37 +409,37 @@ impl Evidence {
             ));
         }
         let chosen = sources.iter().find_map(|source| source.code);
-        let mut args = [None; 4];
+        let mut args: [Option<(u64, &str)>; 4] = [None; 4];
         if let Some(code) = chosen {
+            let chosen_what = chosen_source(&sources, code);
             for source in &sources {
                 // Analyze's arguments without a code of their own go with
                 // the chosen code only when nothing contradicts them.
-                let agrees = source.code.is_none_or(|own| own == code);
-                if !agrees {
+                if source.code.is_some_and(|own| own != code) {
                     notes.push(format!(
-                        "{} says bug check 0x{:X}{}, but {} says 0x{code:X}; following {}",
+                        "{} says bug check 0x{:X}{}, but {chosen_what} says 0x{code:X}; following {chosen_what}",
                         capitalised(source.what),
                         source.code.unwrap_or_default(),
                         shown(&source.args),
-                        chosen_source(&sources, code),
-                        chosen_source(&sources, code),
                     ));
                     continue;
                 }
                 for (index, value) in source.args.iter().enumerate() {
                     match (args[index], value) {
-                        (None, Some(value)) => args[index] = Some(*value),
-                        (Some(kept), Some(value)) if !same_value(kept, *value) => notes.push(format!(
-                            "{} gives Arg{} = 0x{value:x}, but {} gives 0x{kept:x}; following the latter",
-                            capitalised(source.what),
-                            index + 1,
-                            chosen_source(&sources, code),
-                        )),
+                        (None, Some(value)) => args[index] = Some((*value, source.what)),
+                        (Some((kept, from)), Some(value)) if !same_value(kept, *value) => {
+                            notes.push(format!(
+                                "{} gives Arg{} = 0x{value:x}, but {from} gives 0x{kept:x}; following {from}",
+                                capitalised(source.what),
+                                index + 1,
+                            ));
+                        }
                         _ => {}
                     }
                 }
             }
         }
+        let args = args.map(|arg| arg.map(|(value, _)| value));
         let name = self
             .title
             .as_ref()
@@ -598,6 +597,30 @@ mod tests {
         assert_eq!(resolved.code, None);
         let with_bucket = format!("{plain}BUGCHECK_STR: 0xc4_\n");
         assert_eq!(read(&with_bucket).resolve().code, Some(0xC4));
+    }
+
+    /// Written by hand: `ArgN:` lines with no title, and a banner that
+    /// gives the code; a differing argument is named with both sources.
+    #[test]
+    fn arguments_take_the_banners_code() {
+        let args = "Arg1: 00000062, A\nArg2: 86a84ebc, n\nArg3: 86a2d4f8, v\nArg4: 00000001, t\n";
+        let banner =
+            "*** Fatal System Error: 0x000000c4\n (0x00000062,0x86A84EBC,0x86A2D4F8,0x00000001)\n";
+        let resolved = read(&format!("{banner}{args}")).resolve();
+        assert!(resolved.complete());
+        assert!(resolved.notes.is_empty(), "{:?}", resolved.notes);
+        let resolved = read(&format!(
+            "{}{args}",
+            banner.replace("0x00000001)", "0x00000002)")
+        ))
+        .resolve();
+        assert_eq!(resolved.args[3], Some(1));
+        assert_eq!(
+            resolved.notes,
+            [
+                "The Fatal System Error banner gives Arg4 = 0x2, but !analyze gives 0x1; following !analyze"
+            ]
+        );
     }
 
     #[test]
