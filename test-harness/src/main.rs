@@ -230,10 +230,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Analyze { kd_output, json } => {
             let bytes = harness::input::read_file(&kd_output, harness::input::MAX_TEXT_FILE)?;
-            let verdict = harness::kd::analyze(
-                &String::from_utf8_lossy(&bytes),
-                &kd_output.display().to_string(),
-            )?;
+            let verdict = harness::kd::analyze_bytes(&bytes, &kd_output.display().to_string())?;
             print_verdict(&verdict, json)?;
             Ok(verdict.exit_code())
         }

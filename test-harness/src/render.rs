@@ -216,9 +216,14 @@ pub fn verifier3(verdict: &Verdict, arch: Arch) -> String {
     let stats = &verdict.pool_stats;
     let mut out = String::new();
     let _ = writeln!(out, "kd> !verifier 3 {}\n", verdict.driver);
+    let (level, mark) = if verdict.verifier {
+        (0x8, 'X')
+    } else {
+        (0, ' ')
+    };
     let _ = writeln!(
         out,
-        "Verify Flags Level 0x00000008\n\n  [X] (0x00000008) Pool tracking\n"
+        "Verify Flags Level 0x{level:08x}\n\n  [{mark}] (0x00000008) Pool tracking\n"
     );
     let _ = writeln!(
         out,
@@ -249,6 +254,19 @@ pub fn verifier3(verdict: &Verdict, arch: Arch) -> String {
         let _ = writeln!(out, "  {label}      0x{count:x} for {bytes:08X} bytes");
     }
     out.push('\n');
+    // The module line carries the load state, as the debugger's does. The
+    // entry address is 0 outside a real machine (like 0xC4/0x62's Arg3).
+    let _ = writeln!(
+        out,
+        "Driver Verification List\n------------------------\n\nnt!_VF_TARGET_DRIVER 0x{}: {} ({})\n",
+        arch.address(0),
+        verdict.driver,
+        if verdict.unloaded() {
+            "Loaded and Unloaded"
+        } else {
+            "Loaded"
+        }
+    );
     let _ = writeln!(out, "    Pool Allocations:\n");
     let width = arch.pointer_digits() + 2;
     let _ = writeln!(out, "      {:<width$}  Length      Tag   Caller", "Address");
@@ -258,19 +276,30 @@ pub fn verifier3(verdict: &Verdict, arch: Arch) -> String {
         "-".repeat(width)
     );
     for leak in &verdict.leaks {
-        // The verifier shows the pool block's size, rounded up.
+        // The verifier shows the pool block's size, rounded up; debugger
+        // output already shows it so.
         let granularity = arch.pool_granularity();
-        let shown = leak.bytes.div_ceil(granularity) * granularity;
+        let shown = if verdict.engine.is_emulator() {
+            leak.bytes.div_ceil(granularity) * granularity
+        } else {
+            leak.bytes
+        };
         let caller_address = leak
             .caller_address
             .map(|at| format!("0x{}  ", arch.address(at)))
             .unwrap_or_default();
+        // Without a symbol the caller is its address: print it once.
+        let symbol =
+            if leak.caller_address.map(|at| format!("0x{at:x}")) == Some(leak.caller.clone()) {
+                ""
+            } else {
+                leak.caller.as_str()
+            };
         let _ = writeln!(
             out,
-            "      0x{}  0x{shown:08x}  {:<4}  {caller_address}{}",
+            "      0x{}  0x{shown:08x}  {:<4}  {caller_address}{symbol}",
             arch.address(leak.address),
             leak.tag,
-            leak.caller
         );
     }
     if verdict.leaks.is_empty() {
