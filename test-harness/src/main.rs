@@ -41,6 +41,11 @@ enum Command {
         /// Build with `leak-on-unload`: the unload routine skips the free.
         #[arg(long)]
         leak: bool,
+        /// Also test-sign a copy (SHA-256 Authenticode, osslsigncode) with the
+        /// harness's test certificate, into `<arch>-<variant>-signed/`; prints
+        /// the certificate's path before the .sys path.
+        #[arg(long)]
+        sign: bool,
     },
     /// Run a driver's DriverEntry and unload routine under emulated pool
     /// tracking and print the verdict.
@@ -197,9 +202,18 @@ fn usage_error(usage: &clap::Error) -> std::process::ExitCode {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Build { arch, leak } => {
-            let built = driver_build::build(arch, leak)?;
-            println!("{}", built.sys.display());
+        Command::Build { arch, leak, sign } => {
+            let sys = if sign {
+                let signed = driver_build::build_signed(arch, leak)?;
+                println!(
+                    "harness: test certificate (import it on the guest): {}",
+                    signed.certificate.display()
+                );
+                signed.sys
+            } else {
+                driver_build::build(arch, leak)?.sys
+            };
+            println!("{}", sys.display());
             Ok(ExitCode::Clean)
         }
         Command::Emulate {
