@@ -66,9 +66,7 @@ fn check_signed(signed: &Signed, variant: &str) {
     );
     assert!(signed.certificate.is_file());
     assert!(
-        signed
-            .sys
-            .ends_with(Path::new(variant).join("Sample.sys")),
+        signed.sys.ends_with(Path::new(variant).join("Sample.sys")),
         "{}",
         signed.sys.display()
     );
@@ -126,7 +124,11 @@ fn the_certificate_is_made_once_and_has_the_code_signing_usage() {
     let first = signing::certificate_in(dir.path()).expect("made");
     let pem = std::fs::read(&first.certificate).expect("crt");
     let again = signing::certificate_in(dir.path()).expect("kept");
-    assert_eq!(std::fs::read(&again.certificate).expect("crt"), pem, "not made again");
+    assert_eq!(
+        std::fs::read(&again.certificate).expect("crt"),
+        pem,
+        "not made again"
+    );
     let text = Command::new("openssl")
         .args(["x509", "-noout", "-text", "-in"])
         .arg(&first.certificate)
@@ -137,7 +139,10 @@ fn the_certificate_is_made_once_and_has_the_code_signing_usage() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&first.key).expect("key").permissions().mode();
+        let mode = std::fs::metadata(&first.key)
+            .expect("key")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o077, 0, "the key is private");
     }
 }
