@@ -13,7 +13,7 @@ APT_PACKAGES=(
   gcc-mingw-w64-x86-64 gcc-mingw-w64-i686  # samplectl.exe, C test drivers
   wine wine64                              # Wine engine and samplectl tests
   python3-venv                             # Speakeasy's virtualenv
-  osslsigncode                             # test-signing the x64 driver
+  osslsigncode openssl                     # test-signing the x64 driver (signature, certificate)
   openssh-client                           # harness vm
 )
 RUST_TARGETS=(x86_64-pc-windows-msvc i686-pc-windows-msvc x86_64-pc-windows-gnu i686-pc-windows-gnu)

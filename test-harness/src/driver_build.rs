@@ -47,6 +47,9 @@ pub enum BuildError {
     /// rustup could not add the target.
     #[error("rustup target add {0} failed")]
     Rustup(String),
+    /// Test-signing the build failed.
+    #[error(transparent)]
+    Sign(#[from] crate::signing::SignError),
     /// A file operation failed.
     #[error("cannot {what} {}: {source}", .path.display())]
     Io {
@@ -115,6 +118,38 @@ pub fn build(arch: Arch, leak: bool) -> Result<BuiltDriver, BuildError> {
         pdb,
         arch,
         leak,
+    })
+}
+
+/// A test-signed copy of a portable build.
+#[derive(Debug, Clone)]
+pub struct SignedDriver {
+    /// The build it was made from.
+    pub built: BuiltDriver,
+    /// `target/drivers/<arch>-<variant>-signed/Sample.sys` (PDB beside it).
+    pub sys: PathBuf,
+    /// The test certificate it is signed with (PEM), for the guest to import.
+    pub certificate: PathBuf,
+}
+
+/// Builds the portable driver and test-signs a copy of it (SHA-256
+/// Authenticode, [`crate::signing`]) into `<variant>-signed/`.
+///
+/// # Errors
+/// The build failed, or openssl/osslsigncode are missing or failed.
+pub fn build_signed(arch: Arch, leak: bool) -> Result<SignedDriver, BuildError> {
+    let built = build(arch, leak)?;
+    let certificate = crate::signing::test_certificate()?;
+    let variant = format!("{arch}-{}-signed", if leak { "leak" } else { "clean" });
+    let out = workspace_root()
+        .join("target")
+        .join("drivers")
+        .join(variant);
+    let sys = crate::signing::signed_copy(&built.sys, &out, &certificate)?;
+    Ok(SignedDriver {
+        built,
+        sys,
+        certificate: certificate.certificate,
     })
 }
 
@@ -220,7 +255,8 @@ fn ensure_target(triple: &str) -> Result<(), BuildError> {
             {
                 return Ok(());
             }
-            eprintln!("harness: installing the Rust target {triple} (rustup target add {triple})");
+            // Progress goes to stdout; stderr is for the one-line error.
+            println!("harness: installing the Rust target {triple} (rustup target add {triple})");
             let status = Command::new("rustup")
                 .args(["target", "add", triple])
                 .stdout(Stdio::null())

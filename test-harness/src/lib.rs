@@ -15,6 +15,7 @@ pub mod nt;
 pub mod pe;
 pub mod pool_api;
 pub mod render;
+pub mod signing;
 pub mod symbols;
 pub mod tracker;
 pub mod verdict;

@@ -41,6 +41,11 @@ enum Command {
         /// Build with `leak-on-unload`: the unload routine skips the free.
         #[arg(long)]
         leak: bool,
+        /// Also test-sign a copy (SHA-256 Authenticode, osslsigncode) with the
+        /// harness's test certificate, into `<arch>-<variant>-signed/`; prints
+        /// the certificate's path before the .sys path.
+        #[arg(long)]
+        sign: bool,
     },
     /// Run a driver's DriverEntry and unload routine under emulated pool
     /// tracking and print the verdict.
@@ -100,7 +105,7 @@ enum Command {
 #[derive(clap::Args)]
 struct VmArgs {
     /// The guest, as ssh takes it (`user@host`); OpenSSH server on the guest.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_host)]
     host: String,
     /// The driver; without it the portable build for --arch is used.
     #[arg(long, value_name = "PATH.sys")]
@@ -108,6 +113,10 @@ struct VmArgs {
     /// Use the leak-on-unload build (when --driver is not given).
     #[arg(long)]
     leak: bool,
+    /// Do not test-sign an unsigned x64 driver (64-bit Windows then refuses
+    /// it with error 577). A driver that is already signed is never re-signed.
+    #[arg(long)]
+    no_sign: bool,
     /// Architecture of the build (when --driver is not given).
     #[arg(long, value_enum, default_value = "x64")]
     arch: Arch,
@@ -151,6 +160,12 @@ struct VmArgs {
 #[derive(Debug, thiserror::Error)]
 #[error("'{0}' is not a version like 6.1.7601")]
 struct BadVersion(String);
+
+/// `--host` as ssh takes it; a value starting with `-` would be an ssh option.
+fn parse_host(text: &str) -> Result<String, harness::vm::TransportError> {
+    harness::vm::check_host(text)?;
+    Ok(text.to_owned())
+}
 
 fn parse_version(text: &str) -> Result<String, BadVersion> {
     let parts: Vec<&str> = text.split('.').collect();
@@ -198,9 +213,18 @@ fn usage_error(usage: &clap::Error) -> std::process::ExitCode {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Build { arch, leak } => {
-            let built = driver_build::build(arch, leak)?;
-            println!("{}", built.sys.display());
+        Command::Build { arch, leak, sign } => {
+            let sys = if sign {
+                let signed = driver_build::build_signed(arch, leak)?;
+                println!(
+                    "harness: test certificate (import it on the guest): {}",
+                    signed.certificate.display()
+                );
+                signed.sys
+            } else {
+                driver_build::build(arch, leak)?.sys
+            };
+            println!("{}", sys.display());
             Ok(ExitCode::Clean)
         }
         Command::Emulate {
@@ -256,6 +280,7 @@ fn run_vm(args: VmArgs) -> anyhow::Result<ExitCode> {
         host,
         driver,
         leak,
+        no_sign,
         arch,
         samplectl,
         guest_dir,
@@ -276,6 +301,7 @@ fn run_vm(args: VmArgs) -> anyhow::Result<ExitCode> {
     let arch = image
         .require_kernel_driver()
         .with_context(|| driver.display().to_string())?;
+    let driver = sign_for_guest(driver, arch, !no_sign)?;
     let samplectl = match samplectl {
         Some(path) => path,
         None => driver_build::build_samplectl_for(arch)?,
@@ -307,6 +333,45 @@ fn run_vm(args: VmArgs) -> anyhow::Result<ExitCode> {
     let verdict = harness::vm::run(&mut ssh, &options, &mut |line| println!("harness: {line}"))?;
     print_verdict(&verdict, json)?;
     Ok(verdict.exit_code())
+}
+
+/// 64-bit Windows loads only signed drivers, even in test mode: an unsigned
+/// x64 driver is test-signed (a copy, in the harness's cache) unless
+/// `--no-sign`; a signed one is used as it is. x86 drivers are left alone.
+fn sign_for_guest(driver: PathBuf, arch: Arch, sign: bool) -> anyhow::Result<PathBuf> {
+    use harness::signing::{self, GuestSigning};
+    let dir = signing::certificate_dir()?.join("signed");
+    let wanted = sign && arch == Arch::X64;
+    match signing::for_guest(&driver, wanted, signing::test_certificate, &dir)? {
+        GuestSigning::Signed {
+            driver: signed,
+            certificate,
+        } => {
+            println!(
+                "harness: test-signed a copy of {}: {} (certificate to import on the guest: {})",
+                driver.display(),
+                signed.display(),
+                certificate.display()
+            );
+            Ok(signed)
+        }
+        GuestSigning::AlreadySigned => {
+            println!(
+                "harness: {} is signed already; using it as it is",
+                driver.display()
+            );
+            Ok(driver)
+        }
+        GuestSigning::Unsigned => {
+            if arch == Arch::X64 {
+                println!(
+                    "harness: not signing {} (--no-sign): 64-bit Windows will refuse to start it (error 577)",
+                    driver.display()
+                );
+            }
+            Ok(driver)
+        }
+    }
 }
 
 fn print_verdict(verdict: &Verdict, json: bool) -> anyhow::Result<()> {

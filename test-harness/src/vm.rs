@@ -40,6 +40,22 @@ pub enum TransportError {
     /// The guest has no such file.
     #[error("no such file on the guest: {0}")]
     NoRemoteFile(String),
+    /// A host that ssh would read as an option (`-oProxyCommand=...` runs a
+    /// local command).
+    #[error("the guest '{0}' starts with '-'; give it as user@host")]
+    BadHost(String),
+}
+
+/// Refuses a guest name that ssh or scp would parse as an option.
+///
+/// # Errors
+/// The name is empty or starts with `-`.
+pub fn check_host(host: &str) -> Result<(), TransportError> {
+    if host.is_empty() || host.starts_with('-') {
+        Err(TransportError::BadHost(host.to_owned()))
+    } else {
+        Ok(())
+    }
 }
 
 /// A step of the VM run failed.
@@ -99,8 +115,25 @@ pub enum VmError {
     )]
     NoKd(String),
     /// The verifier did not become active.
-    #[error("Driver Verifier is not active for {0} after the reboot")]
+    #[error(
+        "Driver Verifier is not active for {0} after the reboot (verifier /query does not list it)"
+    )]
     NotVerified(String),
+    /// The driver loaded, but not under the verifier.
+    #[error(
+        "verifier /query shows no load of {0} under Driver Verifier: the image the kernel loaded is not the one being verified"
+    )]
+    NotLoadedVerified(String),
+    /// The counters show allocations outstanding, yet nothing bug-checked.
+    #[error(
+        "verifier /query shows {count} pool allocations of {driver} outstanding after it unloaded, but the guest did not bug-check; not judged clean (run !verifier 3 {driver} on the guest)"
+    )]
+    Outstanding {
+        /// The image.
+        driver: String,
+        /// Paged + nonpaged allocations outstanding.
+        count: u64,
+    },
     /// The guest rebooted without a new dump.
     #[error(
         "the guest rebooted but wrote no new kernel dump (C:\\Windows\\MEMORY.DMP); check the crash dump settings"
@@ -116,12 +149,14 @@ pub enum VmError {
     #[error("--driver names no file")]
     NoDriverFile,
     /// A step failed; the guest was restored, or was never changed.
-    #[error("{cause} ({})", if *.changed { "the guest was restored" } else { "nothing on the guest was changed" })]
+    #[error("{cause} ({changes}{})", if *.reverted { "; the revert command ran" } else { "" })]
     Restored {
         /// What failed.
         cause: Box<VmError>,
-        /// Whether the run had changed the guest.
-        changed: bool,
+        /// What the run had changed on the guest (and undid).
+        changes: Changes,
+        /// Whether the revert command ran.
+        reverted: bool,
     },
     /// Restoring the guest failed (after a test that ran, or after a failure).
     #[error("{}the guest was not fully restored; left: {}", .cause.as_ref().map_or_else(|| "the test ran, but ".to_owned(), |cause| format!("{cause}; and ")), .left.join("; "))]
@@ -131,6 +166,30 @@ pub enum VmError {
         /// What is left to undo by hand.
         left: Vec<String>,
     },
+}
+
+/// What a run had changed on the guest when it stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changes {
+    /// Nothing: the checks failed before the first copy.
+    Nothing,
+    /// Only files copied into the working folder (left there).
+    CopiesOnly(String),
+    /// Verifier settings or the service, which were undone.
+    Settings,
+}
+
+impl std::fmt::Display for Changes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Nothing => f.write_str("nothing on the guest was changed"),
+            Self::CopiesOnly(dir) => write!(
+                f,
+                "only files were copied to {dir}, and are left there; nothing else was changed"
+            ),
+            Self::Settings => f.write_str("the guest was restored"),
+        }
+    }
 }
 
 type Result<T, E = VmError> = std::result::Result<T, E>;
@@ -220,8 +279,10 @@ impl Ssh {
 
 impl Transport for Ssh {
     fn run(&mut self, command: &str, timeout: Duration) -> Result<Remote, TransportError> {
+        check_host(&self.target)?;
         let mut ssh = self.base("ssh");
-        ssh.arg(&self.target).arg(command);
+        // `--` ends ssh's options: nothing after it is read as one.
+        ssh.arg("--").arg(&self.target).arg(command);
         match crate::engine::run_with_timeout(&mut ssh, b"", timeout) {
             Ok(output) => Ok(Remote {
                 // ssh's own failures (unreachable, dropped) exit 255.
@@ -265,8 +326,11 @@ impl Ssh {
         to: &std::ffi::OsStr,
         what: &str,
     ) -> Result<(), TransportError> {
+        check_host(&self.target)?;
         let mut scp = self.base("scp");
-        scp.arg(from).arg(to);
+        // `--` ends scp's options, so neither path is read as one (a local
+        // file named `-x.sys`, a guest name starting with `-`).
+        scp.arg("--").arg(from).arg(to);
         crate::engine::run_checked(&mut scp, Duration::from_mins(5), what)?;
         Ok(())
     }
@@ -318,10 +382,22 @@ enum Action {
     Uninstall,
     VerifierEnable,
     VerifierDisable,
-    VerifierStatus,
 }
 
 const SERVICE: &str = "Sample";
+
+/// `verifier /query`: what Driver Verifier does in this boot, with the pool
+/// counters of each verified image. samplectl's `verifier status` also prints
+/// `/querysettings`, which lists the drivers set for verification whether or
+/// not the verifier is active, so the harness asks verifier.exe directly.
+const QUERY: &str = "verifier /query";
+
+/// verifier.exe's exit codes ("Driver Verifier Command Syntax", Return Codes):
+/// 0 success, 1 error, 2 success that needs a reboot (what `/flags` and
+/// `/reset` return, since both take effect at the next boot).
+const fn verifier_succeeded(code: Option<i32>) -> bool {
+    matches!(code, Some(0 | 2))
+}
 
 struct Run<'a> {
     transport: &'a mut dyn Transport,
@@ -330,6 +406,7 @@ struct Run<'a> {
     control: Control,
     driver_file: String,
     /// What has been changed on the guest and must be undone.
+    copied: bool,
     verifier_set: bool,
     service_installed: bool,
 }
@@ -355,12 +432,20 @@ pub fn run(
         progress,
         control: Control::Samplectl,
         driver_file,
+        copied: false,
         verifier_set: false,
         service_installed: false,
     };
     let result = run.test();
-    let changed = run.verifier_set || run.service_installed;
-    let restored = run.restore();
+    let changes = if run.verifier_set || run.service_installed {
+        Changes::Settings
+    } else if run.copied {
+        Changes::CopiesOnly(options.guest_dir.clone())
+    } else {
+        Changes::Nothing
+    };
+    let restored = run.restore(&changes);
+    let reverted = changes != Changes::Nothing && options.revert_command.is_some();
     match (result, restored) {
         (Ok(verdict), Ok(())) => {
             (run.progress)("[7/7] verdict");
@@ -369,7 +454,8 @@ pub fn run(
         (Ok(_), Err(left)) => Err(VmError::NotRestored { cause: None, left }),
         (Err(cause), Ok(())) => Err(VmError::Restored {
             cause: Box::new(cause),
-            changed,
+            changes,
+            reverted,
         }),
         (Err(cause), Err(left)) => Err(VmError::NotRestored {
             cause: Some(Box::new(cause)),
@@ -387,9 +473,10 @@ impl Run<'_> {
         Ok(self.transport.run(command, timeout)?)
     }
 
-    fn must(&mut self, command: &str, what: &str) -> Result<Remote> {
+    /// Runs a command that must succeed (`ok` says what success is).
+    fn expect(&mut self, command: &str, what: &str, ok: fn(Option<i32>) -> bool) -> Result<Remote> {
         let remote = self.guest(command, Duration::from_mins(2))?;
-        if remote.ok() {
+        if ok(remote.code) {
             Ok(remote)
         } else if remote.code.is_none() {
             Err(VmError::Lost {
@@ -404,15 +491,30 @@ impl Run<'_> {
         }
     }
 
+    fn must(&mut self, command: &str, what: &str) -> Result<Remote> {
+        self.expect(command, what, |code| code == Some(0))
+    }
+
     fn path(&self, file: &str) -> String {
         format!("{}\\{file}", self.options.guest_dir)
+    }
+
+    /// The name of the image the kernel loads, which is the name Driver
+    /// Verifier matches (`/driver` takes "binary names, such as Driver.sys").
+    /// samplectl installs a copy as `%SystemRoot%\System32\drivers\<service>.sys`;
+    /// sc.exe's binPath is the uploaded file itself.
+    fn image_name(&self) -> String {
+        match self.control {
+            Control::Samplectl => format!("{SERVICE}.sys"),
+            Control::Builtin => self.driver_file.clone(),
+        }
     }
 
     /// The guest command for a service or verifier action.
     fn control(&self, action: Action) -> String {
         let samplectl = format!("\"{}\"", self.path("samplectl.exe"));
         let driver = self.path(&self.driver_file);
-        let file = &self.driver_file;
+        let image = self.image_name();
         match self.control {
             Control::Samplectl => match action {
                 Action::Install => format!("{samplectl} install \"{driver}\" --name {SERVICE}"),
@@ -420,10 +522,9 @@ impl Run<'_> {
                 Action::Stop => format!("{samplectl} stop --name {SERVICE}"),
                 Action::Uninstall => format!("{samplectl} uninstall --name {SERVICE}"),
                 Action::VerifierEnable => {
-                    format!("{samplectl} verifier enable --flags 0x8 --driver {file}")
+                    format!("{samplectl} verifier enable --flags 0x8 --driver {image}")
                 }
                 Action::VerifierDisable => format!("{samplectl} verifier disable"),
-                Action::VerifierStatus => format!("{samplectl} verifier status"),
             },
             Control::Builtin => match action {
                 Action::Install => {
@@ -432,9 +533,8 @@ impl Run<'_> {
                 Action::Start => format!("sc start {SERVICE}"),
                 Action::Stop => format!("sc stop {SERVICE}"),
                 Action::Uninstall => format!("sc stop {SERVICE} & sc delete {SERVICE}"),
-                Action::VerifierEnable => format!("verifier /flags 0x8 /driver {file}"),
+                Action::VerifierEnable => format!("verifier /flags 0x8 /driver {image}"),
                 Action::VerifierDisable => "verifier /reset".to_owned(),
-                Action::VerifierStatus => "verifier /query".to_owned(),
             },
         }
     }
@@ -483,20 +583,30 @@ impl Run<'_> {
         self.wait_for_boot(&before, why)
     }
 
+    /// `verifier /query`, read.
+    fn query(&mut self) -> Result<VerifierQuery> {
+        let text = self.must(QUERY, "could not query Driver Verifier")?.stdout;
+        Ok(parse_query(&text))
+    }
+
     fn test(&mut self) -> Result<Verdict> {
         let dump_before = self.prepare()?;
         self.enable_verifier()?;
         if !self.exercise()? {
-            let status = self.control(Action::VerifierStatus);
-            let counters = self
-                .must(&status, "could not query Driver Verifier")?
-                .stdout;
-            self.say(5, "no bug check: reading the verifier's pool counters");
-            return Ok(clean_verdict(
-                &self.driver_file,
-                self.options.arch,
-                &counters,
-            ));
+            self.say(
+                5,
+                "no bug check: reading the verifier's pool counters (verifier /query)",
+            );
+            let query = self.query()?;
+            let mut verdict = clean_verdict(&self.image_name(), self.options.arch, &query)?;
+            if verdict.driver != self.driver_file {
+                verdict.notes.push(format!(
+                    "{} was loaded and verified as {}",
+                    self.driver_file, verdict.driver
+                ));
+                verdict.driver.clone_from(&self.driver_file);
+            }
+            return Ok(verdict);
         }
         let dump_after = self.dump_stamp()?;
         if dump_after.is_empty() || dump_after == dump_before {
@@ -577,6 +687,7 @@ impl Run<'_> {
             "cannot create the guest folder",
         )?;
         let guest_driver = self.path(&self.driver_file);
+        self.copied = true;
         self.transport.upload(&options.driver, &guest_driver)?;
         let pdb = options.driver.with_extension("pdb");
         if pdb.is_file() {
@@ -595,25 +706,25 @@ impl Run<'_> {
         self.dump_stamp()
     }
 
-    /// Step 2: pool tracking for the driver, active after a reboot.
+    /// Step 2: pool tracking for the image the kernel will load, active after
+    /// a reboot, which `verifier /query` must show.
     fn enable_verifier(&mut self) -> Result<()> {
+        let image = self.image_name();
         self.say(
             2,
-            "enabling Driver Verifier pool tracking (0x8) for the driver and rebooting",
+            &format!("enabling Driver Verifier pool tracking (0x8) for {image} and rebooting"),
         );
         let enable = self.control(Action::VerifierEnable);
         self.verifier_set = true;
-        self.must(&enable, "could not enable Driver Verifier")?;
+        self.expect(
+            &enable,
+            "could not enable Driver Verifier",
+            verifier_succeeded,
+        )?;
         self.reboot("enabling Driver Verifier")?;
-        let status = self.control(Action::VerifierStatus);
-        let active = self
-            .must(&status, "could not query Driver Verifier")?
-            .stdout;
-        if !active
-            .to_ascii_lowercase()
-            .contains(&self.driver_file.to_ascii_lowercase())
-        {
-            return Err(VmError::NotVerified(self.driver_file.clone()));
+        let query = self.query()?;
+        if query.module(&image).is_none() {
+            return Err(VmError::NotVerified(image));
         }
         Ok(())
     }
@@ -649,9 +760,10 @@ impl Run<'_> {
     /// Step 5: kd on the dump; its output read into a verdict.
     fn analyze_dump(&mut self) -> Result<Verdict> {
         let options = self.options;
+        let image = self.image_name();
         self.say(
             5,
-            "running kd on the kernel dump (!analyze -v; !verifier 3)",
+            &format!("running kd on the kernel dump (!analyze -v; !verifier 3 {image})"),
         );
         let kd_out = self.path("kd.txt");
         let commands = match &options.kd_script {
@@ -660,7 +772,7 @@ impl Run<'_> {
                 self.transport.upload(script, &guest_script)?;
                 format!("$$<{guest_script}; q")
             }
-            None => format!("!analyze -v; !verifier 3 {}; q", self.driver_file),
+            None => format!("!analyze -v; !verifier 3 {image}; q"),
         };
         let kd_command = format!(
             "\"{}\" -z C:\\Windows\\MEMORY.DMP -y \"{};{}\" -c \"{commands}\" > \"{kd_out}\" 2>&1",
@@ -685,7 +797,12 @@ impl Run<'_> {
     }
 
     /// Undoes what the run changed; says what is left if anything fails.
-    fn restore(&mut self) -> std::result::Result<(), Vec<String>> {
+    /// The revert command runs only if something was changed.
+    fn restore(&mut self, changes: &Changes) -> std::result::Result<(), Vec<String>> {
+        if *changes == Changes::Nothing {
+            self.say(6, "nothing on the guest to restore");
+            return Ok(());
+        }
         self.say(6, "restoring the guest");
         let mut left = Vec::new();
         if self.service_installed {
@@ -701,11 +818,16 @@ impl Run<'_> {
             let disable = self.control(Action::VerifierDisable);
             let reset = self
                 .guest(&disable, Duration::from_mins(2))
-                .is_ok_and(|remote| remote.ok());
+                .is_ok_and(|remote| verifier_succeeded(remote.code));
             let rebooted = reset && self.reboot("resetting Driver Verifier").is_ok();
-            if !rebooted {
+            if !reset {
                 left.push(
                     "Driver Verifier settings (run `verifier /reset` on the guest and reboot)"
+                        .into(),
+                );
+            } else if !rebooted {
+                left.push(
+                    "a reboot: Driver Verifier is reset but stays active until the guest reboots"
                         .into(),
                 );
             }
@@ -727,55 +849,202 @@ fn windows_major(ver: &str) -> Option<u32> {
     rest.split('.').next()?.trim().parse().ok()
 }
 
-/// A run without a bug check: the verdict, with the verifier's counters for
-/// the driver where `verifier /query` shows them.
-fn clean_verdict(driver: &str, arch: Arch, counters: &str) -> Verdict {
-    let mut stats = PoolStats::default();
-    let mut notes = Vec::new();
-    let mut in_driver = false;
-    let mut saw = false;
-    for line in counters.lines() {
-        let line = line.trim();
-        if line.to_ascii_lowercase().starts_with("name:") {
-            in_driver = line
-                .to_ascii_lowercase()
-                .contains(&driver.to_ascii_lowercase());
+/// One verified image in `verifier /query`'s output.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifiedModule {
+    /// The image name as printed (`Sample.sys`).
+    pub name: String,
+    /// Times it was loaded in this boot.
+    pub loads: u64,
+    /// Times it was unloaded.
+    pub unloads: u64,
+    /// Paged pool allocations outstanding.
+    pub current_paged: u64,
+    /// Nonpaged pool allocations outstanding.
+    pub current_nonpaged: u64,
+    /// Paged pool bytes outstanding.
+    pub paged_bytes: u64,
+    /// Nonpaged pool bytes outstanding.
+    pub nonpaged_bytes: u64,
+}
+
+/// `verifier /query`'s output.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifierQuery {
+    /// "No drivers are currently verified."
+    pub none_verified: bool,
+    /// Each verified image with its counters.
+    pub modules: Vec<VerifiedModule>,
+}
+
+impl VerifierQuery {
+    /// The entry for `image` (case-insensitive, whole name).
+    #[must_use]
+    pub fn module(&self, image: &str) -> Option<&VerifiedModule> {
+        self.modules
+            .iter()
+            .find(|module| module.name.eq_ignore_ascii_case(image))
+    }
+}
+
+/// A counter as verifier.exe prints it: decimal, or hex with `0x`.
+fn number(text: &str) -> Option<u64> {
+    let text = text.trim().trim_end_matches(',');
+    match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
+}
+
+/// `( 3 / 0 )` -> (3, 0): nonpaged first, then paged, as the header
+/// `Pool Allocation Statistics: ( NonPagedPool / PagedPool )` says.
+fn pair(text: &str) -> Option<(u64, u64)> {
+    let inner = text.trim().strip_prefix('(')?.strip_suffix(')')?;
+    let (nonpaged, paged) = inner.split_once('/')?;
+    Some((number(nonpaged)?, number(paged)?))
+}
+
+/// Reads `verifier /query` in both known forms.
+///
+/// Windows 10/11: `MODULE: Sample.sys (load: 1 / unload: 1)` followed by
+/// `Current Pool Allocations: ( NP / P )` and `Current Pool Bytes: ( NP / P )`.
+/// Older Windows: `Name: sample.sys, loads: 1, unloads: 1` followed by
+/// `CurrentPagedPoolAllocations: n`, `CurrentNonPagedPoolAllocations: n`,
+/// `PagedPoolUsageInBytes: n`, `NonPagedPoolUsageInBytes: n`.
+/// Sources: `test-harness/tests/fixtures/vm/README.md`.
+#[must_use]
+pub fn parse_query(text: &str) -> VerifierQuery {
+    let mut query = VerifierQuery::default();
+    for raw in text.lines() {
+        let line = raw.trim();
+        let lower = line.to_ascii_lowercase();
+        if lower.starts_with("no drivers are currently verified") {
+            query.none_verified = true;
+            continue;
         }
-        let value = |label: &str| {
-            line.strip_prefix(label).and_then(|rest| {
-                rest.trim()
-                    .trim_start_matches(':')
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-            })
+        if let Some(rest) = strip_label(line, "MODULE:") {
+            // `Sample.sys (load: 1 / unload: 0)`; kd's `!verifier` puts an
+            // address first (`0x84226b28 MyDriver.sys (Loaded)`).
+            let mut words = rest.split_whitespace();
+            let mut name = words.next().unwrap_or("");
+            if name.starts_with("0x") {
+                name = words.next().unwrap_or("");
+            }
+            let mut module = VerifiedModule {
+                name: name.to_owned(),
+                ..VerifiedModule::default()
+            };
+            if let Some((_, counts)) = rest.split_once('(') {
+                let counts = counts.trim_end_matches(')');
+                for part in counts.split('/') {
+                    if let Some((label, value)) = part.split_once(':') {
+                        match label.trim() {
+                            "load" => module.loads = number(value).unwrap_or(0),
+                            "unload" => module.unloads = number(value).unwrap_or(0),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            query.modules.push(module);
+            continue;
+        }
+        if let Some(rest) = strip_label(line, "Name:") {
+            // `sample.sys, loads: 1, unloads: 0`
+            let mut parts = rest.split(',');
+            let mut module = VerifiedModule {
+                name: parts.next().unwrap_or("").trim().to_owned(),
+                ..VerifiedModule::default()
+            };
+            for part in parts {
+                if let Some((label, value)) = part.split_once(':') {
+                    match label.trim() {
+                        "loads" => module.loads = number(value).unwrap_or(0),
+                        "unloads" => module.unloads = number(value).unwrap_or(0),
+                        _ => {}
+                    }
+                }
+            }
+            query.modules.push(module);
+            continue;
+        }
+        let Some(module) = query.modules.last_mut() else {
+            continue;
         };
-        if in_driver {
-            if let Some(count) = value("CurrentPagedPoolAllocations") {
-                stats.current_paged.0 = count;
-                saw = true;
+        let Some((label, value)) = line.split_once(':') else {
+            continue;
+        };
+        match label.trim() {
+            "Current Pool Allocations" => {
+                if let Some((nonpaged, paged)) = pair(value) {
+                    module.current_nonpaged = nonpaged;
+                    module.current_paged = paged;
+                }
             }
-            if let Some(count) = value("CurrentNonPagedPoolAllocations") {
-                stats.current_nonpaged.0 = count;
-                saw = true;
+            "Current Pool Bytes" => {
+                if let Some((nonpaged, paged)) = pair(value) {
+                    module.nonpaged_bytes = nonpaged;
+                    module.paged_bytes = paged;
+                }
             }
+            "CurrentPagedPoolAllocations" => {
+                module.current_paged = number(value).unwrap_or(module.current_paged);
+            }
+            "CurrentNonPagedPoolAllocations" => {
+                module.current_nonpaged = number(value).unwrap_or(module.current_nonpaged);
+            }
+            "PagedPoolUsageInBytes" => {
+                module.paged_bytes = number(value).unwrap_or(module.paged_bytes);
+            }
+            "NonPagedPoolUsageInBytes" => {
+                module.nonpaged_bytes = number(value).unwrap_or(module.nonpaged_bytes);
+            }
+            _ => {}
         }
     }
-    if !saw {
-        notes.push("verifier /query showed no pool counters for the driver".into());
-    }
-    let outstanding = stats.current_paged.0 + stats.current_nonpaged.0;
-    if outstanding > 0 {
-        notes.push(format!(
-            "{outstanding} allocations outstanding per verifier /query"
-        ));
-    }
-    let mut verdict = Verdict::new(driver, Engine::Vm, Some(arch));
-    verdict.stage = Stage::Unloaded;
+    query
+}
+
+/// `MODULE: x` -> `x`, case-insensitively.
+fn strip_label<'a>(line: &'a str, label: &str) -> Option<&'a str> {
+    let head = line.get(..label.len())?;
+    head.eq_ignore_ascii_case(label)
+        .then(|| line[label.len()..].trim())
+}
+
+/// A run without a bug check: the verdict from the verifier's counters for
+/// the loaded image. Not clean unless the verifier saw the image load and
+/// unload with nothing outstanding.
+fn clean_verdict(image: &str, arch: Arch, query: &VerifierQuery) -> Result<Verdict> {
+    let module = query
+        .module(image)
+        .filter(|module| module.loads > 0)
+        .ok_or_else(|| VmError::NotLoadedVerified(image.to_owned()))?;
+    let outstanding = module.current_paged + module.current_nonpaged;
+    let mut verdict = Verdict::new(image, Engine::Vm, Some(arch));
     verdict.verifier = true;
-    verdict.pool_stats = stats;
-    verdict.notes = notes;
-    verdict
+    verdict.pool_stats = PoolStats {
+        current_paged: (module.current_paged, module.paged_bytes),
+        current_nonpaged: (module.current_nonpaged, module.nonpaged_bytes),
+        ..PoolStats::default()
+    };
+    if module.unloads < module.loads {
+        // The stop returned, yet the verifier counts the image as loaded.
+        verdict.stage = Stage::Loaded;
+        verdict.notes.push(format!(
+            "verifier /query: {image} loaded {} times, unloaded {} times",
+            module.loads, module.unloads
+        ));
+        return Ok(verdict);
+    }
+    if outstanding > 0 {
+        return Err(VmError::Outstanding {
+            driver: image.to_owned(),
+            count: outstanding,
+        });
+    }
+    verdict.stage = Stage::Unloaded;
+    Ok(verdict)
 }
 
 #[cfg(test)]
@@ -793,5 +1062,22 @@ mod tests {
             Some(10)
         );
         assert_eq!(windows_major("nonsense"), None);
+    }
+
+    #[test]
+    fn counter_numbers() {
+        assert_eq!(number(" 40128 "), Some(40128));
+        assert_eq!(number("0x00001058"), Some(0x1058));
+        assert_eq!(pair("(      3 /      0 )"), Some((3, 0)));
+        assert_eq!(pair("( 0x00000003 / 0x00000001 )"), Some((3, 1)));
+        assert_eq!(pair("3 / 0"), None);
+    }
+
+    #[test]
+    fn verifier_exit_codes() {
+        assert!(verifier_succeeded(Some(0)));
+        assert!(verifier_succeeded(Some(2)));
+        assert!(!verifier_succeeded(Some(1)));
+        assert!(!verifier_succeeded(None));
     }
 }
