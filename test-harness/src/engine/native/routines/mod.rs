@@ -2,6 +2,10 @@
 //! convention of each: stdcall on x86 unless noted, `DbgPrint` and the C
 //! runtime's functions cdecl, and `Kf*`, `Kef*`, `Iof*`, `Obf*` fastcall
 //! (ecx, edx); on x64 the Microsoft x64 convention for all.
+//!
+//! Every handler has the [`Handler`] signature, whatever it needs, and its
+//! only error is "the machine stops here" ([`Halt`]): hence the allows.
+#![allow(clippy::unnecessary_wraps, clippy::missing_errors_doc)]
 
 mod io;
 mod misc;
