@@ -162,7 +162,7 @@ pub fn read_wstring(uc: &Uc<'_>, va: u64, max: usize) -> Result<Vec<u16>, BadAdd
     Ok(out)
 }
 
-/// A `UNICODE_STRING` (or `ANSI_STRING`): Length, MaximumLength, Buffer.
+/// A `UNICODE_STRING` (or `ANSI_STRING`): Length, `MaximumLength`, Buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CountedString {
     /// Bytes in use.

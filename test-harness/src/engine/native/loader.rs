@@ -21,7 +21,7 @@ pub enum LoadError {
     /// A header or table lies outside the file or the image.
     #[error("malformed image: {0}")]
     Malformed(&'static str),
-    /// SizeOfImage is beyond what the engine maps.
+    /// `SizeOfImage` is beyond what the engine maps.
     #[error("SizeOfImage 0x{0:x} is larger than the native engine maps (64 MiB)")]
     TooLarge(u64),
     /// A relocation type the engine does not apply.
@@ -242,7 +242,7 @@ fn imports(bytes: &[u8], arch: Arch, (rva, _): (u32, u32)) -> Result<Vec<ImportS
     Ok(slots)
 }
 
-/// The load config's SecurityCookie, as an RVA inside the image.
+/// The load config's `SecurityCookie`, as an RVA inside the image.
 fn cookie(bytes: &[u8], arch: Arch, (rva, size): (u32, u32), base: u64) -> Option<u32> {
     if rva == 0 || size == 0 {
         return None;

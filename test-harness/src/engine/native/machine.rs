@@ -292,7 +292,7 @@ enum Scene {
     Start,
     /// The worker thread runs DriverEntry.
     Loading,
-    /// The caller thread runs NtUnloadDriver (and the worker the unload routine).
+    /// The caller thread runs `NtUnloadDriver` (and the worker the unload routine).
     Unloading,
     /// Over.
     Done,
@@ -851,10 +851,8 @@ impl Machine {
             let Some(pc) = self.next_pc() else {
                 return Stop::Finished;
             };
-            match self.run_from(pc, self.options.max_instructions) {
-                Ok(Some(stop)) => return stop,
-                Ok(None) => {}
-                Err(stop) => return stop,
+            if let Ok(Some(stop)) | Err(stop) = self.run_from(pc, self.options.max_instructions) {
+                return stop;
             }
         }
     }

@@ -90,11 +90,11 @@ pub struct Symbol {
 pub struct Data {
     /// `nt!PoolHitTag` (ULONG).
     pub pool_hit_tag: u64,
-    /// `nt!KiBugCheckData` (ULONG_PTR[5]: code and four parameters).
+    /// `nt!KiBugCheckData` (`ULONG_PTR`[5]: code and four parameters).
     pub bugcheck_data: u64,
     /// `nt!NtBuildNumber` (ULONG).
     pub build_number: u64,
-    /// `nt!KeTickCount` (KSYSTEM_TIME on x86).
+    /// `nt!KeTickCount` (`KSYSTEM_TIME` on x86).
     pub tick_count: u64,
     /// `nt!InitSafeBootMode` (ULONG).
     pub safe_boot_mode: u64,
@@ -102,7 +102,7 @@ pub struct Data {
     pub debugger_enabled: u64,
     /// `nt!KdDebuggerNotPresent` (BOOLEAN).
     pub debugger_not_present: u64,
-    /// `nt!MmUserProbeAddress` (ULONG_PTR).
+    /// `nt!MmUserProbeAddress` (`ULONG_PTR`).
     pub user_probe_address: u64,
     /// `nt!MmHighestUserAddress` (PVOID).
     pub highest_user_address: u64,
@@ -307,6 +307,7 @@ fn fastcall(name: &'static str, body: Vec<Op>) -> Func {
 }
 
 /// The kernel's own functions around the driver, as Windows names them.
+#[allow(clippy::too_many_lines)] // a table, one function per entry
 fn kernel_functions(arch: Arch) -> Vec<Func> {
     use A::{Arg, ArgOr, ArgRound, Ax, Cx, Dx, Imm, ReturnAddress};
     use Op::{Break, BreakOnTag, BugCheckIfAx, Call, CallAx, ReturnIfAxZero};
@@ -667,6 +668,7 @@ impl Builder {
         label
     }
 
+    #[allow(clippy::too_many_lines)] // assembly, then the image's tables in order
     fn build(mut self) -> NtImage {
         let code_base = base(self.arch) + CODE_OFFSET;
         let mut thunks = HashMap::new();

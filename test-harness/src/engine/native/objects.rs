@@ -22,7 +22,7 @@ const PAGED: u32 = 1;
 pub fn new_unicode_string(
     uc: &mut Uc<'_>,
     text: &str,
-    tag: &[u8; 4],
+    tag: [u8; 4],
     pool_type: u32,
 ) -> Result<u64, Halt> {
     let units: Vec<u8> = text
@@ -32,8 +32,8 @@ pub fn new_unicode_string(
         .collect();
     let length = u16::try_from(units.len() - 2).unwrap_or(u16::MAX);
     let ptr = cpu::arch(uc).pointer_size();
-    let header = allocate_pool(uc, NON_PAGED, 2 * ptr, u32::from_le_bytes(*tag))?;
-    let buffer = allocate_pool(uc, pool_type, units.len() as u64, u32::from_le_bytes(*tag))?;
+    let header = allocate_pool(uc, NON_PAGED, 2 * ptr, u32::from_le_bytes(tag))?;
+    let buffer = allocate_pool(uc, pool_type, units.len() as u64, u32::from_le_bytes(tag))?;
     if header == 0 || buffer == 0 {
         return Err(Halt::BadPointer(0));
     }
@@ -91,7 +91,7 @@ pub fn start_driver(uc: &mut Uc<'_>) -> Result<(), Halt> {
     cpu::write_ptr(uc, object + layout.driver_extension, extension)?;
     cpu::write_ptr(uc, object + layout.driver_init, entry)?;
     cpu::write_ptr(uc, extension, object)?; // DRIVER_EXTENSION.DriverObject
-    let name_string = new_unicode_string(uc, &name, b"ObNm", NON_PAGED)?;
+    let name_string = new_unicode_string(uc, &name, *b"ObNm", NON_PAGED)?;
     let name_header = cpu::read_counted(uc, name_string)?;
     cpu::write_counted(uc, object + layout.driver_name, name_header)?;
     let nt = Arc::clone(&uc.get_data().nt);
@@ -99,7 +99,7 @@ pub fn start_driver(uc: &mut Uc<'_>) -> Result<(), Halt> {
     for index in 0..wdm::MAJOR_FUNCTIONS {
         cpu::write_ptr(uc, object + layout.major_function + index * ptr, invalid)?;
     }
-    let registry_path = new_unicode_string(uc, &registry_text, b"IoRP", PAGED)?;
+    let registry_path = new_unicode_string(uc, &registry_text, *b"IoRP", PAGED)?;
     let kernel = uc.get_data_mut();
     kernel.loaded.driver_object = object;
     kernel.loaded.registry_path = registry_path;

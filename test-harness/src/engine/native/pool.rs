@@ -3,7 +3,7 @@
 //! paged or nonpaged pool region. The x86 header is 8 bytes (PreviousSize:9,
 //! PoolIndex:7, BlockSize:9, PoolType:7 in 8-byte units, then the tag); the
 //! x64 header is 16 bytes (one byte each, in 16-byte units, the tag, then
-//! ProcessBilled). Blocks too large for a page are "big pool": page aligned,
+//! `ProcessBilled`). Blocks too large for a page are "big pool": page aligned,
 //! no header, as on Windows.
 //!
 //! The allocator keeps its own bookkeeping; the headers it writes are what
@@ -18,7 +18,7 @@ use super::memory::PAGE;
 /// Which pool region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Region {
-    /// Nonpaged pool (also NonPagedPoolNx: the same pages here).
+    /// Nonpaged pool (also `NonPagedPoolNx`: the same pages here).
     NonPaged,
     /// Paged pool.
     Paged,
@@ -77,7 +77,7 @@ pub struct Block {
     pub pool_type: u32,
     /// Page aligned with no header.
     pub big: bool,
-    /// Bytes of the block before it in its page (its header's PreviousSize).
+    /// Bytes of the block before it in its page (its header's `PreviousSize`).
     pub previous: u64,
     /// Still allocated.
     pub allocated: bool,
@@ -93,7 +93,7 @@ struct Pages {
     mapped: u64,
     /// Next unused byte (page aligned when a new page starts).
     next: u64,
-    /// The block before `next` in its page (for PreviousSize), in bytes.
+    /// The block before `next` in its page (for `PreviousSize`), in bytes.
     previous: u64,
 }
 

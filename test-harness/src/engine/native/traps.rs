@@ -8,7 +8,6 @@ use super::machine::{Halt, Thread, run_routine};
 use super::nt::Trap;
 use super::pool::{Grow, Pool};
 use super::routines::{Call, Conv};
-use crate::arch::Arch;
 use crate::events::{Event, Phase};
 use crate::nt::{DRIVER_VERIFIER_DETECTED_VIOLATION, status};
 use crate::pool_api::{PoolOp, PoolRoutine};
@@ -28,7 +27,10 @@ pub fn run(uc: &mut Uc<'_>, trap: Trap) -> Result<(), Halt> {
         Trap::Free => free_trap(uc),
         Trap::CheckLeaks => check_leaks(uc),
         Trap::BugCheck => bug_check(uc),
-        Trap::WorkItem => work_item(uc),
+        Trap::WorkItem => {
+            work_item(uc);
+            Ok(())
+        }
         Trap::StartDriver => super::objects::start_driver(uc),
         Trap::DriverStarted => driver_started(uc),
         Trap::LoadOrUnload => load_or_unload(uc),
@@ -295,12 +297,11 @@ fn bug_check(uc: &mut Uc<'_>) -> Result<(), Halt> {
 }
 
 /// `ExpWorkerThread` takes its work item: `IopLoadUnloadDriver`.
-fn work_item(uc: &mut Uc<'_>) -> Result<(), Halt> {
+fn work_item(uc: &mut Uc<'_>) {
     let nt = Arc::clone(&uc.get_data().nt);
     let routine = nt.symbol("IopLoadUnloadDriver").unwrap_or(0);
     cpu::set_reg(uc, Reg::Ax, routine);
     cpu::set_reg(uc, Reg::Cx, 0);
-    Ok(())
 }
 
 fn driver_object_field(uc: &Uc<'_>, offset: u64) -> Result<u64, Halt> {
@@ -315,19 +316,16 @@ fn layout(uc: &Uc<'_>) -> wdm::DriverObject {
 /// `IopLoadUnloadDriver`: load (call `IopLoadDriver`) or unload (call the
 /// driver's unload routine with its driver object).
 fn load_or_unload(uc: &mut Uc<'_>) -> Result<(), Halt> {
-    match uc.get_data().work() {
-        Some(super::machine::Work::Unload) => {
-            let unload = driver_object_field(uc, layout(uc).driver_unload)?;
-            let object = uc.get_data().loaded.driver_object;
-            uc.get_data_mut().phase = Phase::Unload;
-            cpu::set_reg(uc, Reg::Ax, unload);
-            cpu::set_reg(uc, Reg::Cx, object);
-        }
-        _ => {
-            let nt = Arc::clone(&uc.get_data().nt);
-            cpu::set_reg(uc, Reg::Ax, nt.symbol("IopLoadDriver").unwrap_or(0));
-            cpu::set_reg(uc, Reg::Cx, 0);
-        }
+    if let Some(super::machine::Work::Unload) = uc.get_data().work() {
+        let unload = driver_object_field(uc, layout(uc).driver_unload)?;
+        let object = uc.get_data().loaded.driver_object;
+        uc.get_data_mut().phase = Phase::Unload;
+        cpu::set_reg(uc, Reg::Ax, unload);
+        cpu::set_reg(uc, Reg::Cx, object);
+    } else {
+        let nt = Arc::clone(&uc.get_data().nt);
+        cpu::set_reg(uc, Reg::Ax, nt.symbol("IopLoadDriver").unwrap_or(0));
+        cpu::set_reg(uc, Reg::Cx, 0);
     }
     Ok(())
 }
@@ -386,6 +384,5 @@ fn dereference(uc: &mut Uc<'_>) -> Result<(), Halt> {
         && kernel.loaded.mapped;
     cpu::set_reg(uc, Reg::Ax, u64::from(goes));
     cpu::set_reg(uc, Reg::Cx, object);
-    let _ = Arch::X86;
     Ok(())
 }

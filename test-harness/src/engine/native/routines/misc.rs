@@ -1,7 +1,7 @@
 //! Versions, IRQL and spin locks, time, events, and the other small
 //! routines an everyday WDM driver calls. The machine has one processor;
 //! a spin lock that is already held when acquired would deadlock there,
-//! as it would on Windows with one CPU at DISPATCH_LEVEL.
+//! as it would on Windows with one CPU at `DISPATCH_LEVEL`.
 
 use std::sync::Arc;
 
@@ -211,7 +211,7 @@ pub fn current_thread(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
 /// `ObfReferenceObject` and friends: reference counts are not tracked
 /// beyond the driver object's own.
 pub fn object_reference(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
-    Ok(call.arg(0)?)
+    call.arg(0)
 }
 
 /// `MmGetSystemRoutineAddress(SystemRoutineName)`: what the engine
@@ -236,7 +236,7 @@ fn shared(call: &Call<'_, '_>, offset: u64, size: usize) -> Result<u64, Halt> {
     Ok(cpu::read_uint(call.uc, base + offset, size)?)
 }
 
-/// `KeQuerySystemTime(CurrentTime)`: KUSER_SHARED_DATA's SystemTime.
+/// `KeQuerySystemTime(CurrentTime)`: `KUSER_SHARED_DATA`'s `SystemTime`.
 pub fn ke_query_system_time(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
     let time = shared(call, 0x14, 8)?;
     let out = call.arg(0)?;

@@ -58,8 +58,9 @@ impl<'a, 'b> Slots<'a, 'b> {
     }
 }
 
-/// One conversion's parsed form.
+/// One conversion's parsed form: printf's flags are booleans.
 #[derive(Default)]
+#[allow(clippy::struct_excessive_bools)]
 struct Spec {
     left: bool,
     plus: bool,
@@ -80,6 +81,7 @@ struct Spec {
 ///
 /// # Errors
 /// An argument or string is not readable.
+#[allow(clippy::too_many_lines)] // printf's grammar, in order
 pub fn format(
     uc: &Uc<'_>,
     format: &[u16],
@@ -115,9 +117,8 @@ pub fn format(
         }
         if chars.peek() == Some(&'*') {
             chars.next();
-            let value = slots.take(32)?;
             // A negative width means left alignment.
-            let signed = i64::from(i32::try_from(value as u32 as i32).unwrap_or(0));
+            let signed = i64::from(int32(slots.take(32)?));
             spec.left |= signed < 0;
             spec.width = Some(usize::try_from(signed.unsigned_abs()).unwrap_or(0));
         } else {
@@ -127,8 +128,8 @@ pub fn format(
             chars.next();
             if chars.peek() == Some(&'*') {
                 chars.next();
-                let value = slots.take(32)? as u32 as i32;
-                spec.precision = usize::try_from(value).ok();
+                // A negative precision counts as none.
+                spec.precision = usize::try_from(int32(slots.take(32)?)).ok();
             } else {
                 spec.precision = Some(number(&mut chars).unwrap_or(0));
             }
@@ -295,6 +296,13 @@ pub fn format(
         out.extend(text.chars().take(budget));
     }
     Ok(out.chars().take(limit).collect())
+}
+
+/// The low 32 bits of an argument slot as a C `int`.
+fn int32(value: u64) -> i32 {
+    u32::try_from(value & 0xffff_ffff)
+        .unwrap_or(0)
+        .cast_signed()
 }
 
 fn number(chars: &mut std::iter::Peekable<impl Iterator<Item = char>>) -> Option<usize> {
