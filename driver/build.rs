@@ -1,14 +1,32 @@
 //! Build script: link settings for whichever build path is selected.
 
 /// Official path: windows-drivers-rs configures the link from the WDK.
-#[cfg(feature = "wdk")]
+#[cfg(all(feature = "wdk", windows))]
 fn main() -> Result<(), wdk_build::ConfigError> {
     wdk_build::configure_wdk_binary_build()
 }
 
+// The wdk crates build only on a Windows host (wdk-build refuses others).
+#[cfg(all(feature = "wdk", not(windows)))]
+compile_error!(
+    "the `wdk` feature (official build) needs a Windows host with the WDK; \
+     on this host build the portable driver: cargo run -p harness -- build --arch x64"
+);
+#[cfg(all(feature = "wdk", not(windows)))]
+fn main() {}
+
 /// Portable path: make rust-lld emit a native kernel-mode image.
 #[cfg(not(feature = "wdk"))]
 fn main() {
+    // `cargo make` packages the library as the driver; without `wdk` it is an
+    // empty user-mode DLL, so stop before cargo-make names it sample.sys.
+    if std::env::var_os("CARGO_MAKE").is_some() {
+        println!(
+            "cargo::error=`cargo make` builds the official driver, which needs the `wdk` feature: \
+             run `cargo make default --features wdk --profile release`"
+        );
+        return;
+    }
     let target_os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     if std::env::var_os("CARGO_FEATURE_PORTABLE").is_none() || target_os != "windows" {
         return;

@@ -3,7 +3,7 @@
 //! routine frees it. With the `leak-on-unload` feature the unload routine skips
 //! the free, and Driver Verifier's pool tracking bug-checks (0xC4 / 0x62).
 
-use core::{cell::UnsafeCell, mem, ptr};
+use core::{mem, ptr};
 
 use crate::{
     ntos::{
@@ -18,23 +18,26 @@ use crate::{
 /// "abcd" and the value is 0x64636261 (`ed nt!PoolHitTag 'dcba'`).
 pub const DRIVER_TAG: u32 = u32::from_le_bytes(*b"abcd");
 
-/// The driver's copy of its registry path (`g_RegistryPath` in the C original).
-struct RegistryPathCopy(UnsafeCell<UNICODE_STRING>);
-
-// SAFETY: the I/O manager never runs DriverEntry and the unload routine at the
-// same time, and nothing else touches the copy.
-unsafe impl Sync for RegistryPathCopy {}
-
-static REGISTRY_PATH: RegistryPathCopy = RegistryPathCopy(UnsafeCell::new(UNICODE_STRING {
+/// The driver's copy of its registry path, under the C original's name, so
+/// that `dt Sample!g_RegistryPath` shows it in the debugger.
+///
+/// A `static mut` rather than a `Sync` wrapper, so that its debug type is
+/// `UNICODE_STRING` itself. Only DriverEntry and then the unload routine touch
+/// it, and the I/O manager never runs the two at the same time.
+// SAFETY: no other symbol in the image is named `g_RegistryPath`.
+#[unsafe(export_name = "g_RegistryPath")]
+#[allow(non_upper_case_globals)]
+static mut g_RegistryPath: UNICODE_STRING = UNICODE_STRING {
     Length: 0,
     MaximumLength: 0,
     Buffer: ptr::null_mut(),
-}));
+};
 
 /// The driver's entry point, called once by the I/O manager at load.
 ///
 /// # Safety
 /// Called only by the kernel, with a valid driver object and registry path.
+// SAFETY: the image's entry point, and no other symbol has this name.
 #[unsafe(export_name = "DriverEntry")]
 pub unsafe extern "system" fn driver_entry(
     driver: &mut DRIVER_OBJECT,
@@ -48,9 +51,8 @@ pub unsafe extern "system" fn driver_entry(
         return STATUS_INSUFFICIENT_RESOURCES;
     }
 
-    let copy = REGISTRY_PATH.0.get();
-    // SAFETY: nothing else runs yet (see `RegistryPathCopy`), and `copy` points
-    // to a static, so the write is exclusive and in bounds.
+    let copy = &raw mut g_RegistryPath;
+    // SAFETY: nothing else runs yet (see `g_RegistryPath`), so the write is exclusive.
     unsafe {
         *copy = UNICODE_STRING {
             Length: 0,
@@ -62,7 +64,7 @@ pub unsafe extern "system" fn driver_entry(
     unsafe { RtlCopyUnicodeString(copy, registry_path) };
 
     println!("original registry path: {}", Utf16Text(registry_path));
-    // SAFETY: `copy` was initialised above and is only read here.
+    // SAFETY: the copy was filled above, and nothing writes it while it is read.
     println!("Copied registry path: {}", Utf16Text(unsafe { &*copy }));
 
     set_unload_routine(driver, sample_unload);
@@ -73,11 +75,15 @@ pub unsafe extern "system" fn driver_entry(
         .try_into()
         .unwrap_or(u32::MAX);
     // SAFETY: `info` is a writable RTL_OSVERSIONINFOW whose size field is set.
-    unsafe { RtlGetVersion(&raw mut info) };
-    println!(
-        "Windows Version: {}.{}.{}",
-        info.dwMajorVersion, info.dwMinorVersion, info.dwBuildNumber
-    );
+    let status = unsafe { RtlGetVersion(&raw mut info) };
+    if status == STATUS_SUCCESS {
+        println!(
+            "Windows Version: {}.{}.{}",
+            info.dwMajorVersion, info.dwMinorVersion, info.dwBuildNumber
+        );
+    } else {
+        println!("RtlGetVersion failed: {status:#010x}");
+    }
 
     println!("Sample driver initialized successfully");
     STATUS_SUCCESS
@@ -90,9 +96,10 @@ pub unsafe extern "system" fn driver_entry(
 unsafe extern "system" fn sample_unload(_driver: *mut DRIVER_OBJECT) {
     // The leaky build drops this block, as the walkthrough comments out the free.
     if cfg!(not(feature = "leak-on-unload")) {
+        let copy = &raw const g_RegistryPath;
         // SAFETY: DriverEntry filled the copy and returned success (else no
         // unload routine would be set); nothing runs concurrently.
-        let buffer = unsafe { (*REGISTRY_PATH.0.get()).Buffer };
+        let buffer = unsafe { (*copy).Buffer };
         // SAFETY: `buffer` came from ExAllocatePoolWithTag with this tag and
         // has not been freed; unload runs at PASSIVE_LEVEL.
         unsafe { ExFreePoolWithTag(buffer.cast(), DRIVER_TAG) };

@@ -1,16 +1,21 @@
 //! samplectl: installs, starts, stops and removes Sample.sys on a Windows test
 //! machine, like sc.exe, and controls Driver Verifier through verifier.exe.
 
-// Used by the Windows build; on other hosts only its tests run.
+// Used by the Windows build; on other hosts only their tests run.
 #[cfg_attr(not(windows), allow(dead_code))]
 mod errors;
+#[cfg_attr(not(windows), allow(dead_code))]
+mod ownership;
 #[cfg(windows)]
 mod scm;
+#[cfg_attr(not(windows), allow(dead_code))]
+mod stopping;
 mod verifier;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
 
 const EXIT_CODES: &str = "\
@@ -59,11 +64,15 @@ enum Command {
         name: String,
     },
     /// Stop the service if it runs, then delete it (and the driver copy
-    /// `install` made).
+    /// `install` made). Only services samplectl created.
     Uninstall {
         /// Service name.
         #[arg(long, default_value = "Sample")]
         name: String,
+        /// Also remove a service samplectl did not create (its driver file
+        /// is never deleted).
+        #[arg(long)]
+        force: bool,
     },
     /// Driver Verifier (verifier.exe); changes apply after a reboot.
     Verifier {
@@ -99,7 +108,24 @@ fn parse_flags(text: &str) -> Result<u32, String> {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse().command) {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error)
+            if matches!(
+                error.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            ) =>
+        {
+            // The help or version text, on stdout.
+            let _ = error.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("{}", usage_error(&error));
+            return ExitCode::from(2);
+        }
+    };
+    match run(cli.command) {
         Ok(message) => {
             if !message.is_empty() {
                 println!("{message}");
@@ -111,6 +137,30 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// clap's usage error as one line, with where to look for more.
+fn usage_error(error: &clap::Error) -> String {
+    let rendered = error.render().to_string();
+    let text = if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        // clap prints the whole help here; name what is missing instead.
+        let usage = rendered
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("Usage: "))
+            .unwrap_or("samplectl <COMMAND>");
+        format!("a command is missing: {usage}")
+    } else {
+        // The first paragraph: the message and any arguments it lists.
+        let paragraph: Vec<&str> = rendered
+            .lines()
+            .map(str::trim)
+            .skip_while(|line| line.is_empty())
+            .take_while(|line| !line.is_empty())
+            .collect();
+        let text = paragraph.join(" ");
+        text.strip_prefix("error: ").unwrap_or(&text).to_owned()
+    };
+    format!("samplectl: {text} (see samplectl --help)")
 }
 
 fn run(command: Command) -> Result<String, String> {
@@ -128,7 +178,7 @@ fn run(command: Command) -> Result<String, String> {
         Command::Start { name } => service::start(&name),
         Command::Stop { name } => service::stop(&name),
         Command::Status { name } => service::status(&name),
-        Command::Uninstall { name } => service::uninstall(&name),
+        Command::Uninstall { name, force } => service::uninstall(&name, force),
     }
 }
 
@@ -158,7 +208,8 @@ mod service {
     use std::path::Path;
 
     use super::installed_copy;
-    use crate::errors::{Action, explain};
+    use crate::errors::{Action, code, explain};
+    use crate::ownership::file_to_remove;
     use crate::scm;
 
     fn fail(action: Action, name: &str) -> impl Fn(scm::ScmError) -> String + '_ {
@@ -168,37 +219,44 @@ mod service {
     pub fn install(driver: &Path, name: &str, copy_to: Option<&Path>) -> Result<String, String> {
         // Refuse before touching any file: an existing service keeps its driver.
         if scm::exists(name).map_err(fail(Action::Install, name))? {
-            return Err(explain(
-                Action::Install,
-                name,
-                crate::errors::code::SERVICE_EXISTS,
-                "",
-            ));
+            return Err(explain(Action::Install, name, code::SERVICE_EXISTS, ""));
         }
-        let binary = match &copy_to {
-            Some(target) => {
-                let same = std::fs::read(target).ok() == std::fs::read(driver).ok();
-                if target.exists() && !same {
+        // `copied`: the file this install creates, and so may remove again.
+        let (binary, copied, note) = match copy_to {
+            Some(target) if target.exists() => {
+                if std::fs::read(target).ok() != std::fs::read(driver).ok() {
                     return Err(format!(
                         "{} already exists and is another file: remove it, or install with --no-copy",
                         target.display()
                     ));
                 }
+                // Identical, but not ours: uninstall will leave it.
+                (target, None, " (already there; uninstall leaves it)")
+            }
+            Some(target) => {
                 std::fs::copy(driver, target).map_err(|error| {
                     format!("cannot copy the driver to {}: {error}", target.display())
                 })?;
-                target.to_path_buf()
+                (target, Some(target), "")
             }
-            None => driver.to_path_buf(),
+            None => (driver, None, ""),
+        };
+        let undo_copy = || {
+            if let Some(copy) = copied {
+                let _ = std::fs::remove_file(copy); // leave nothing half-done
+            }
         };
         if let Err(error) = scm::create(name, &binary.to_string_lossy()) {
-            if copy_to.is_some() {
-                let _ = std::fs::remove_file(&binary); // leave nothing half-done
-            }
+            undo_copy();
+            return Err(fail(Action::Install, name)(error));
+        }
+        if let Err(error) = scm::record_install(name, copied) {
+            let _ = scm::delete(name);
+            undo_copy();
             return Err(fail(Action::Install, name)(error));
         }
         Ok(format!(
-            "service '{name}' created: kernel driver, demand start, {}",
+            "service '{name}' created: kernel driver, demand start, {}{note}",
             binary.display()
         ))
     }
@@ -220,16 +278,40 @@ mod service {
         ))
     }
 
-    pub fn uninstall(name: &str) -> Result<String, String> {
+    pub fn uninstall(name: &str, force: bool) -> Result<String, String> {
+        let failed = fail(Action::Uninstall, name);
+        if !scm::exists(name).map_err(&failed)? {
+            return Err(explain(
+                Action::Uninstall,
+                name,
+                code::SERVICE_DOES_NOT_EXIST,
+                "",
+            ));
+        }
+        // Read before deleting: the record goes with the service's key.
+        let record = scm::install_record(name).map_err(&failed)?;
+        let file = file_to_remove(name, &record, force, installed_copy(name).as_deref())?;
         match scm::stop(name) {
-            Ok(()) | Err((crate::errors::code::SERVICE_NOT_ACTIVE, _)) => {}
-            Err(error) => return Err(fail(Action::Uninstall, name)(error)),
+            Ok(()) | Err((code::SERVICE_NOT_ACTIVE, _)) => {}
+            Err(error) => return Err(failed(error)),
         }
-        scm::delete(name).map_err(fail(Action::Uninstall, name))?;
-        if let Some(copy) = installed_copy(name).filter(|copy| copy.exists()) {
-            let _ = std::fs::remove_file(copy);
+        scm::delete(name).map_err(&failed)?;
+        match file {
+            Some(file) if file.exists() => std::fs::remove_file(&file).map_err(|error| {
+                format!(
+                    "service '{name}' deleted, but its driver copy {} could not be removed ({error}): delete it by hand",
+                    file.display()
+                )
+            })?,
+            _ => {}
         }
-        Ok(format!("service '{name}' deleted"))
+        Ok(if record.created {
+            format!("service '{name}' deleted")
+        } else {
+            format!(
+                "service '{name}' deleted (not created by samplectl: its driver file was left in place)"
+            )
+        })
     }
 }
 
@@ -252,7 +334,82 @@ mod service {
     pub fn status(_: &str) -> Result<String, String> {
         Err(NOT_WINDOWS.into())
     }
-    pub fn uninstall(_: &str) -> Result<String, String> {
+    pub fn uninstall(_: &str, _: bool) -> Result<String, String> {
         Err(NOT_WINDOWS.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_error(args: &[&str]) -> (ErrorKind, String) {
+        let error = Cli::try_parse_from(args).err().expect("a parse error");
+        (error.kind(), usage_error(&error))
+    }
+
+    #[test]
+    fn usage_errors_are_one_line_with_a_hint() {
+        for (args, expected) in [
+            (
+                &["samplectl"][..],
+                "a command is missing: samplectl <COMMAND>",
+            ),
+            (
+                &["samplectl", "verifier"],
+                "a command is missing: samplectl verifier <COMMAND>",
+            ),
+            (
+                &["samplectl", "nonsense"],
+                "unrecognized subcommand 'nonsense'",
+            ),
+            (
+                &["samplectl", "install"],
+                "the following required arguments were not provided: <DRIVER>",
+            ),
+            (
+                &["samplectl", "stop", "--nmae", "x"],
+                "unexpected argument '--nmae' found",
+            ),
+            (
+                &["samplectl", "verifier", "enable", "--flags", "0xZZ"],
+                "invalid value '0xZZ' for '--flags <FLAGS>': '0xZZ' is not a flags value like 0x8",
+            ),
+        ] {
+            let (kind, line) = parse_error(args);
+            assert!(
+                !matches!(kind, ErrorKind::DisplayHelp | ErrorKind::DisplayVersion),
+                "{args:?}"
+            );
+            assert_eq!(
+                line,
+                format!("samplectl: {expected} (see samplectl --help)")
+            );
+        }
+    }
+
+    #[test]
+    fn help_and_version_are_not_errors() {
+        for args in [
+            &["samplectl", "--help"][..],
+            &["samplectl", "--version"],
+            &["samplectl", "stop", "-h"],
+        ] {
+            let (kind, _) = parse_error(args);
+            assert!(
+                matches!(kind, ErrorKind::DisplayHelp | ErrorKind::DisplayVersion),
+                "{args:?}: {kind:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn uninstall_takes_force() {
+        let cli = Cli::try_parse_from(["samplectl", "uninstall", "--name", "http", "--force"])
+            .expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Uninstall { ref name, force: true } if name == "http"
+        ));
     }
 }

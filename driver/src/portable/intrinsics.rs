@@ -4,6 +4,7 @@
 
 /// # Safety
 /// `dest` and `src` are valid for `n` bytes and do not overlap.
+// SAFETY: the C library name LLVM calls; the image defines it nowhere else.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
     for i in 0..n {
@@ -17,6 +18,7 @@ pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut
 
 /// # Safety
 /// `dest` and `src` are valid for `n` bytes; they may overlap.
+// SAFETY: the C library name LLVM calls; the image defines it nowhere else.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
     let copy = |i: usize| {
@@ -36,6 +38,7 @@ pub unsafe extern "C" fn memmove(dest: *mut u8, src: *const u8, n: usize) -> *mu
 
 /// # Safety
 /// `dest` is valid for `n` bytes.
+// SAFETY: the C library name LLVM calls; the image defines it nowhere else.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memset(dest: *mut u8, value: i32, n: usize) -> *mut u8 {
     // memset takes an int and stores its low byte.
@@ -50,6 +53,7 @@ pub unsafe extern "C" fn memset(dest: *mut u8, value: i32, n: usize) -> *mut u8 
 
 /// # Safety
 /// `left` and `right` are valid for `n` bytes.
+// SAFETY: the C library name LLVM calls; the image defines it nowhere else.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memcmp(left: *const u8, right: *const u8, n: usize) -> i32 {
     for i in 0..n {
