@@ -338,6 +338,29 @@ def report_error(emu, driver, error):
             message=kind, routine=last["api_name"] if last else None)
 
 
+def use_registry_path(path):
+    """The registry path DriverEntry gets: the harness's, for the Windows
+    version it emulates, instead of Speakeasy's CurrentControlSet one."""
+    from speakeasy.windows import objman
+
+    def create_reg_path(self, name):
+        original(self, name)
+        text = path + "\x00"
+        buf = text.encode("utf-16le")
+        us = self.nt_types.UNICODE_STRING(self.emu.get_ptr_size())
+        addr = self.emu.mem_map(self.sizeof(us) + len(buf), tag="emu.object.reg_path")
+        us.Length = len(buf) - 2
+        us.MaximumLength = len(buf)
+        us.Buffer = addr + self.sizeof(us)
+        self.emu.mem_write(addr, self.get_bytes(us))
+        self.emu.mem_write(us.Buffer, buf)
+        self.reg_path = path
+        self.reg_path_ptr = addr
+
+    original = objman.Driver.create_reg_path
+    objman.Driver.create_reg_path = create_reg_path
+
+
 def patch_run_order(emu, driver):
     """DriverEntry, then the unload routine if DriverEntry succeeded; nothing else."""
     from speakeasy.windows import kernel
@@ -394,6 +417,7 @@ def main():
     parser.add_argument("--os-version", default="6.1.7601")
     parser.add_argument("--max-instructions", type=int, default=2_000_000)
     parser.add_argument("--timeout", type=int, default=20)
+    parser.add_argument("--registry-path", default=None)
     args = parser.parse_args()
 
     try:
@@ -412,6 +436,8 @@ def main():
     config["max_instructions"] = args.max_instructions
     config["max_api_count"] = 100000
 
+    if args.registry_path:
+        use_registry_path(args.registry_path)
     se = speakeasy.Speakeasy(config=config)
     try:
         module = se.load_module(args.driver)

@@ -16,6 +16,7 @@ pub mod pe;
 pub mod pool_api;
 pub mod render;
 pub mod signing;
+pub mod sweep;
 pub mod symbols;
 pub mod tracker;
 pub mod verdict;

@@ -67,6 +67,11 @@ enum Command {
         /// Make the Nth pool allocation fail (1 = the first).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         fail_allocation: Option<u32>,
+        /// The allocation-failure sweep: count the driver's allocations, then
+        /// run once per allocation with that one failing; exit 3 if any run
+        /// leaks or crashes on its error path.
+        #[arg(long, conflicts_with = "fail_allocation")]
+        fail_each: bool,
         /// Windows version the emulated kernel reports (Speakeasy; default
         /// 6.1.7601, the walkthrough's Windows 7 SP1).
         #[arg(long, value_name = "X.Y.B", value_parser = parse_version)]
@@ -233,6 +238,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             json,
             pool_hit_tag,
             fail_allocation,
+            fail_each,
             os_version,
             max_instructions,
             timeout,
@@ -248,6 +254,15 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     timeout: Duration::from_secs(timeout.max(1)),
                 },
             };
+            if fail_each {
+                let sweep = harness::sweep::sweep(&request)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&sweep)?);
+                } else {
+                    print!("{}", sweep.render());
+                }
+                return Ok(sweep.exit_code());
+            }
             let verdict = emulate::emulate(&request)?;
             print_verdict(&verdict, json)?;
             Ok(verdict.exit_code())

@@ -30,6 +30,8 @@ pub fn run(driver: &Path, options: &RunOptions) -> Result<Vec<Event>, EngineErro
         ])
         .args(["--max-instructions", &options.max_instructions.to_string()])
         .args(["--timeout", &inner.to_string()])
+        // The registry path the native engine passes for the same version.
+        .args(["--registry-path", &registry_path(driver, options)])
         // A file name starting with `-` must not read as an option.
         .arg("--")
         .arg(driver);
@@ -47,6 +49,21 @@ pub fn run(driver: &Path, options: &RunOptions) -> Result<Vec<Event>, EngineErro
         });
     }
     Ok(events)
+}
+
+/// `\REGISTRY\MACHINE\SYSTEM\ControlSet001\services\<stem>` for the
+/// emulated Windows version (service named after the file, as samplectl does).
+fn registry_path(driver: &Path, options: &RunOptions) -> String {
+    let profile = options
+        .os_version
+        .as_deref()
+        .and_then(super::native::profile::Profile::parse)
+        .unwrap_or_default();
+    let service = driver.file_stem().map_or_else(
+        || "Driver".to_owned(),
+        |stem| stem.to_string_lossy().into_owned(),
+    );
+    profile.registry_path(&service)
 }
 
 /// Parses JSON-line events.

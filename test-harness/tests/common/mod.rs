@@ -85,11 +85,19 @@ pub fn emulate_json(driver: &Path, extra: &[&str]) -> Run {
 
 /// Compiles `tests/drivers/misbehaving.c` with `-DVARIANT_<variant>` into `dir`.
 pub fn c_driver(variant: &str, arch: Arch, dir: &Path) -> PathBuf {
+    c_driver_from("misbehaving.c", variant, arch, dir)
+}
+
+/// Compiles `tests/drivers/<source>` with `-DVARIANT_<variant>` into `dir`
+/// (imports from ntoskrnl.exe and hal.dll).
+pub fn c_driver_from(source: &str, variant: &str, arch: Arch, dir: &Path) -> PathBuf {
     let (compiler, entry) = match arch {
         Arch::X64 => ("x86_64-w64-mingw32-gcc", "DriverEntry"),
         Arch::X86 => ("i686-w64-mingw32-gcc", "_DriverEntry@8"),
     };
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers/misbehaving.c");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/drivers")
+        .join(source);
     let out = dir.join(format!("{}_{arch}.sys", variant.to_ascii_lowercase()));
     let status = Command::new(compiler)
         .args(["-O1", "-ffreestanding", "-nostdlib", "-Wno-multichar"])
@@ -97,7 +105,7 @@ pub fn c_driver(variant: &str, arch: Arch, dir: &Path) -> PathBuf {
         .args(["-Wl,--subsystem,native", &format!("-Wl,-e,{entry}"), "-o"])
         .arg(&out)
         .arg(&source)
-        .arg("-lntoskrnl")
+        .args(["-lntoskrnl", "-lhal"])
         .status()
         .unwrap_or_else(|error| {
             panic!("{compiler} not runnable ({error}); the README's setup installs MinGW")
