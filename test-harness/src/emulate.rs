@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 
 use crate::arch::Arch;
 use crate::engine::{self, EngineError, RunOptions};
-use crate::error::{CannotJudge, InputError, LoadRefused};
+use crate::error::{CannotJudge, InputError, LoadRefused, UnknownImport};
 use crate::events::Event;
+use crate::loader::{self, ImportProblem};
 use crate::pe::PeImage;
 use crate::symbols::{SymbolSource, Symbolizer};
 use crate::tracker::{self, Context};
@@ -59,6 +60,9 @@ pub enum EmulateError {
     /// Windows would not load the image.
     #[error(transparent)]
     LoadRefused(#[from] LoadRefused),
+    /// Whether Windows would load the image cannot be told.
+    #[error(transparent)]
+    UnknownImport(#[from] UnknownImport),
 }
 
 /// Runs a driver and judges it.
@@ -68,13 +72,30 @@ pub enum EmulateError {
 /// a run that cannot be judged.
 pub fn emulate(request: &Request) -> Result<Verdict, EmulateError> {
     let driver = &request.driver;
-    let image = PeImage::read(driver)?;
+    let image = check_image(driver)?;
     let arch = image
         .require_kernel_driver()
         .map_err(|why| InputError::Image {
             path: driver.clone(),
             why,
         })?;
+    match loader::check_imports(&image) {
+        Ok(()) => {}
+        Err(ImportProblem::Refused(reason)) => {
+            return Err(LoadRefused {
+                driver: file_name(driver),
+                reason,
+            }
+            .into());
+        }
+        Err(ImportProblem::Unknown(why)) => {
+            return Err(UnknownImport {
+                driver: file_name(driver),
+                why,
+            }
+            .into());
+        }
+    }
     let events = match request.engine {
         EngineKind::Speakeasy => engine::speakeasy::run(driver, &request.options)?,
         EngineKind::Wine => {
@@ -89,6 +110,23 @@ pub fn emulate(request: &Request) -> Result<Verdict, EmulateError> {
         }
     };
     Ok(judge(driver, &image, arch, &events, request)?)
+}
+
+/// Reads the image and checks it as the Windows loader would, before any
+/// engine maps it.
+///
+/// # Errors
+/// The file cannot be used, or Windows would refuse its layout.
+pub fn check_image(driver: &Path) -> Result<PeImage, EmulateError> {
+    match PeImage::read(driver) {
+        Ok(image) => Ok(image),
+        Err(InputError::Image { why, .. }) if why.windows_refuses() => Err(LoadRefused {
+            driver: file_name(driver),
+            reason: why.to_string(),
+        }
+        .into()),
+        Err(error) => Err(error.into()),
+    }
 }
 
 fn judge(
