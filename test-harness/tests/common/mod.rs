@@ -85,23 +85,98 @@ pub fn emulate_json(driver: &Path, extra: &[&str]) -> Run {
 
 /// Compiles `tests/drivers/misbehaving.c` with `-DVARIANT_<variant>` into `dir`.
 pub fn c_driver(variant: &str, arch: Arch, dir: &Path) -> PathBuf {
-    let (compiler, entry) = match arch {
-        Arch::X64 => ("x86_64-w64-mingw32-gcc", "DriverEntry"),
-        Arch::X86 => ("i686-w64-mingw32-gcc", "_DriverEntry@8"),
-    };
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers/misbehaving.c");
     let out = dir.join(format!("{}_{arch}.sys", variant.to_ascii_lowercase()));
-    let status = Command::new(compiler)
+    compile_c(&CBuild::new("misbehaving.c", variant), arch, &out);
+    out
+}
+
+/// How to build one C test driver with MinGW.
+pub struct CBuild<'a> {
+    /// File under `tests/drivers/`.
+    pub source: &'a str,
+    /// `-DVARIANT_<variant>`.
+    pub variant: &'a str,
+    /// Other `-D` definitions (`ALLOC_COUNT=1000`).
+    pub defines: Vec<String>,
+    /// Import libraries made here with dlltool, for DLLs MinGW has none for:
+    /// (DLL name, exports as x86 stdcall names such as `WdfVersionBind@16`),
+    /// and whether the x86 import names keep their decoration.
+    pub made_libraries: Vec<(&'a str, &'a [&'a str], bool)>,
+    /// MinGW import libraries (`ntoskrnl`, `ndis`, `kernel32`).
+    pub libraries: Vec<&'a str>,
+}
+
+impl<'a> CBuild<'a> {
+    /// A build of `source` with `-DVARIANT_<variant>`, linked with ntoskrnl.
+    pub fn new(source: &'a str, variant: &'a str) -> Self {
+        Self {
+            source,
+            variant,
+            defines: Vec::new(),
+            made_libraries: Vec::new(),
+            libraries: vec!["ntoskrnl"],
+        }
+    }
+}
+
+/// Compiles a C test driver into `out`.
+pub fn compile_c(build: &CBuild<'_>, arch: Arch, out: &Path) {
+    let (prefix, entry) = match arch {
+        Arch::X64 => ("x86_64-w64-mingw32", "DriverEntry"),
+        Arch::X86 => ("i686-w64-mingw32", "_DriverEntry@8"),
+    };
+    let compiler = format!("{prefix}-gcc");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/drivers")
+        .join(build.source);
+    let dir = out.parent().expect("output directory");
+    let mut made = Vec::new();
+    for (index, (dll, exports, decorated)) in build.made_libraries.iter().enumerate() {
+        let def = dir.join(format!("made{index}_{arch}.def"));
+        let names: Vec<&str> = exports
+            .iter()
+            .map(|name| match arch {
+                Arch::X64 => name.split('@').next().unwrap_or(name),
+                Arch::X86 => name,
+            })
+            .collect();
+        std::fs::write(
+            &def,
+            format!("LIBRARY {dll}\nEXPORTS\n{}\n", names.join("\n")),
+        )
+        .expect("write .def");
+        let library = dir.join(format!("libmade{index}_{arch}.a"));
+        let mut dlltool = Command::new(format!("{prefix}-dlltool"));
+        if arch == Arch::X86 && !decorated {
+            dlltool.arg("-k");
+        }
+        let status = dlltool
+            .arg("-d")
+            .arg(&def)
+            .arg("-l")
+            .arg(&library)
+            .status()
+            .expect("dlltool runs");
+        assert!(status.success(), "dlltool failed for {dll}");
+        made.push(library);
+    }
+    let status = Command::new(&compiler)
         .args(["-O1", "-ffreestanding", "-nostdlib", "-Wno-multichar"])
-        .arg(format!("-DVARIANT_{variant}"))
+        .arg(format!("-DVARIANT_{}", build.variant))
+        .args(build.defines.iter().map(|define| format!("-D{define}")))
         .args(["-Wl,--subsystem,native", &format!("-Wl,-e,{entry}"), "-o"])
-        .arg(&out)
+        .arg(out)
         .arg(&source)
-        .arg("-lntoskrnl")
+        .args(&made)
+        .args(build.libraries.iter().map(|library| format!("-l{library}")))
         .status()
         .unwrap_or_else(|error| {
             panic!("{compiler} not runnable ({error}); the README's setup installs MinGW")
         });
-    assert!(status.success(), "{compiler} failed for {variant}");
-    out
+    assert!(
+        status.success(),
+        "{compiler} failed for {} {}",
+        build.source,
+        build.variant
+    );
 }

@@ -84,6 +84,12 @@ static unsigned short routine_name[] = {'N','t','Q','u','e','r','y','S','y','s',
 __declspec(dllimport) ULONG __stdcall GetTickCount(void);
 #elif defined(VARIANT_NTDLL)
 __declspec(dllimport) ULONG __stdcall RtlGetCurrentProcessorNumber(void);
+#elif defined(VARIANT_UNKNOWN_IMPORT)
+/* A name no list of kernel exports has (imported through a made library). */
+__declspec(dllimport) NTSTATUS __stdcall ExHarnessNoSuchRoutine(void);
+#elif defined(VARIANT_PLAIN)
+/* Well-behaved; the test damages its import table the way broken builds do
+ * (ntoskrnl without .exe, stdcall-decorated names). */
 #else
 #error "pick a VARIANT_*"
 #endif
@@ -127,6 +133,11 @@ __declspec(dllexport) NTSTATUS __stdcall DriverEntry(DRIVER_OBJECT *driver, UNIC
 #elif defined(VARIANT_NTDLL)
     (void)registry_path;
     DbgPrint("processor %u\n", RtlGetCurrentProcessorNumber());
+#elif defined(VARIANT_UNKNOWN_IMPORT)
+    (void)registry_path;
+    DbgPrint("status 0x%x\n", ExHarnessNoSuchRoutine());
+#elif defined(VARIANT_PLAIN)
+    (void)registry_path;
 #endif
     ExFreePoolWithTag(buffer, 'paGT');
     driver->DriverUnload = Unload;
