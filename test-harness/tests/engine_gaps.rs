@@ -172,15 +172,16 @@ fn build(case: &str, arch: Arch, dir: &Path) -> PathBuf {
     let variant = case.to_ascii_uppercase();
     let mut c = CBuild::new("gaps.c", &variant);
     match case {
-        "kmdf" => c
-            .made_libraries
-            .push(("WDFLDR.SYS", &["WdfVersionBind@16"], false)),
+        "kmdf" => {
+            c.made_libraries
+                .push(("WDFLDR.SYS", &["WdfVersionBind@16"], false));
+        }
         "ndis" => c.libraries.push("ndis"),
         "user_dll" => c.libraries.push("kernel32"),
         "ntdll" => c.libraries.push("ntdll"),
         "unknown_import" => {
             c.made_libraries
-                .push(("ntoskrnl.exe", &["ExHarnessNoSuchRoutine@0"], false))
+                .push(("ntoskrnl.exe", &["ExHarnessNoSuchRoutine@0"], false));
         }
         "no_exe" => c.variant = "PLAIN",
         "decorated" => {
@@ -243,7 +244,7 @@ fn run_case(engine: &'static str, case: &str, arch: Arch, driver: &Path, expect:
     }
 }
 
-fn expectations<'a>(case: &'a Case, engine: &str) -> Vec<Expect> {
+fn expectations(case: &Case, engine: &str) -> Vec<Expect> {
     case.expected
         .iter()
         .filter(|(name, _)| *name == engine)
@@ -296,8 +297,8 @@ fn every_engine_ends_each_gap_case_in_a_verdict_or_one_line() {
     report(&rows);
 }
 
-/// WinDivert 1.3 (LGPL-3.0 / GPL-2.0), as shipped in the `pydivert` 2.1.0
-/// wheel on PyPI: a real KMDF driver. Not committed: fetched here with pip
+/// `WinDivert` 1.3 (LGPL-3.0 / GPL-2.0), as shipped in the `pydivert` 2.1.0
+/// wheel on the Python package index: a real KMDF driver. Not committed: fetched here with pip
 /// (the harness's own virtualenv) and checked against these SHA-256 sums.
 const WINDIVERT: &[(&str, Arch, &str)] = &[
     (
