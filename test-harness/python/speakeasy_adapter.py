@@ -13,6 +13,7 @@ then the unload routine only: no synthetic IRPs, no calls into exports.
 
 import argparse
 import json
+import os
 import struct
 import sys
 import time
@@ -27,10 +28,14 @@ def emit(event, **fields):
 
 
 def gap(kind, phase=None, caller=None, **fields):
-    """The engine could not do its part: the harness will not judge the run."""
+    """The engine could not do its part: the harness will not judge the run,
+    so the report ends here (exit 0 means "report complete"). The process
+    ends at once: Unicorn 1.0.2 does not always honour a stop requested from
+    inside a kernel call, and the driver must not run on unobserved."""
     fields["kind"] = kind
     emit("gap", phase=phase, gap=fields, caller=caller)
-    return 0  # the gap is reported as an event; exit 0 means "report complete"
+    sys.stdout.flush()
+    os._exit(0)
 
 
 CALL_CONV_CDECL = 0  # speakeasy.winenv.arch
@@ -90,6 +95,7 @@ class Driver:
         self.stopped = False  # the run ended for good (bug check, failed hook)
         self.uc_errno = None
         self.deadline = args.deadline  # time.monotonic() when the run must end
+        self.timeout = args.timeout
         self.region_next = 0  # next free byte in the current pool region
         self.region_end = 0
         self.pool_mapped = 0  # bytes of pool mapped so far
@@ -354,6 +360,9 @@ def guarded(callback, driver):
     letting Speakeasy carry on with a half-done call."""
 
     def hook(emu, api, orig, argv):
+        out_of_time(emu, driver)
+        if driver.stopped:
+            return 0
         try:
             return callback(emu, api, orig, argv)
         except Exception as error:
@@ -383,6 +392,21 @@ def memory_cap():
     import resource
     soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
     return "none" if soft == resource.RLIM_INFINITY else "%d MiB of address space" % (soft >> 20)
+
+
+def out_of_time(emu, driver):
+    """Ends the run at the deadline. Unicorn's own timer can miss it while
+    the driver keeps calling into the kernel, so every call checks too."""
+    if driver.stopped or time.monotonic() < driver.deadline:
+        return
+    emit("stopped", phase=driver.phase,
+         limit={"kind": "time", "seconds": int(round(driver.timeout))})
+    # Unicorn 1.0.2 does not always honour a stop requested from inside a
+    # kernel call (nor its own timer) while the driver keeps calling: the
+    # report is complete, so end the process here.
+    emit("end")
+    sys.stdout.flush()
+    os._exit(0)
 
 
 def hex_field(error, key):
@@ -482,6 +506,7 @@ def patch_run_order(emu, driver):
     call_api_func = api.call_api_func
 
     def call_and_report(mod, func, argv, ctx={}):
+        out_of_time(emu, driver)
         try:
             return call_api_func(mod, func, argv, ctx=ctx)
         except Exception as error:

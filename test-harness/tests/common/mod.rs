@@ -180,3 +180,89 @@ pub fn compile_c(build: &CBuild<'_>, arch: Arch, out: &Path) {
         build.variant
     );
 }
+
+/// A harness run with what it cost.
+pub struct Measured {
+    pub run: Run,
+    /// Peak resident memory of the harness and every process it waited for
+    /// (the engine), in KiB.
+    pub peak_rss_kib: i64,
+    /// Wall time.
+    pub elapsed: std::time::Duration,
+}
+
+/// Runs the harness binary with `args` (in `cwd`, with `env` changes),
+/// killing it after `limit`; measures its peak memory with `wait4`.
+pub fn harness_measured(
+    args: &[&std::ffi::OsStr],
+    cwd: Option<&Path>,
+    env: &[(&str, Option<&std::ffi::OsStr>)],
+    limit: std::time::Duration,
+) -> Measured {
+    use std::io::Read;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_harness"));
+    command
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(cwd) = cwd {
+        command.current_dir(cwd);
+    }
+    for (name, value) in env {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    let started = std::time::Instant::now();
+    #[expect(
+        clippy::zombie_processes,
+        reason = "reaped by wait4 below, which also measures it"
+    )]
+    let mut child = command.spawn().expect("harness starts");
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        bytes
+    });
+    let err = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stderr.read_to_end(&mut bytes);
+        bytes
+    });
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: pid is our own child; status and usage are valid out pointers.
+        let done = unsafe { libc::wait4(pid, &raw mut status, libc::WNOHANG, &raw mut usage) };
+        if done == pid {
+            break;
+        }
+        assert!(done == 0, "wait4 failed");
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("harness {args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let elapsed = started.elapsed();
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    Measured {
+        run: Run {
+            code,
+            stdout: String::from_utf8_lossy(&out.join().expect("stdout")).into_owned(),
+            stderr: String::from_utf8_lossy(&err.join().expect("stderr")).into_owned(),
+        },
+        peak_rss_kib: usage.ru_maxrss,
+        elapsed,
+    }
+}

@@ -38,6 +38,9 @@ __declspec(dllimport) void __stdcall RtlInitUnicodeString(UNICODE_STRING *s, con
 #ifndef ALLOC_COUNT
 #define ALLOC_COUNT 1000
 #endif
+#ifndef CALL_COUNT
+#define CALL_COUNT 150000
+#endif
 
 #if defined(VARIANT_ALLOC_MANY)
 /* Each block holds the address of the one before: the unload routine walks
@@ -78,11 +81,19 @@ __declspec(dllexport) NTSTATUS __stdcall DriverEntry(DRIVER_OBJECT *driver, UNIC
     }
     DbgPrint("allocated %lu\n", (ULONG)ALLOC_COUNT);
 #elif defined(VARIANT_API_FLOOD)
-    /* More kernel calls than the Speakeasy adapter allows in one routine. */
+    /* By default more kernel calls than the Speakeasy adapter allows in one
+     * routine (100,000). */
     UNICODE_STRING name;
     static const unsigned short text[] = {'x', 0};
-    for (ULONG i = 0; i < 150000; i++) {
+    for (ULONG i = 0; i < CALL_COUNT; i++) {
         RtlInitUnicodeString(&name, text);
+    }
+#elif defined(VARIANT_POOL_HOG)
+    /* 2 GiB of pool in 32 MiB blocks: more than the Speakeasy adapter's pool. */
+    for (int i = 0; i < 64; i++) {
+        if (!ExAllocatePoolWithTag(PagedPool, 32 << 20, 'goHP')) {
+            return 0xC000009A; /* STATUS_INSUFFICIENT_RESOURCES */
+        }
     }
 #elif defined(VARIANT_DIVIDE)
     DbgPrint("quotient %d\n", 100 / zero);
