@@ -13,9 +13,12 @@ then the unload routine only: no synthetic IRPs, no calls into exports.
 
 import argparse
 import json
+import os
 import struct
 import sys
 import time
+
+STARTED = time.monotonic()
 
 
 def emit(event, **fields):
@@ -25,10 +28,14 @@ def emit(event, **fields):
 
 
 def gap(kind, phase=None, caller=None, **fields):
-    """The engine could not do its part: the harness will not judge the run."""
+    """The engine could not do its part: the harness will not judge the run,
+    so the report ends here (exit 0 means "report complete"). The process
+    ends at once: Unicorn 1.0.2 does not always honour a stop requested from
+    inside a kernel call, and the driver must not run on unobserved."""
     fields["kind"] = kind
     emit("gap", phase=phase, gap=fields, caller=caller)
-    return 0  # the gap is reported as an event; exit 0 means "report complete"
+    sys.stdout.flush()
+    os._exit(0)
 
 
 CALL_CONV_CDECL = 0  # speakeasy.winenv.arch
@@ -49,12 +56,31 @@ POOL_ROUTINES = {
 }
 WIDE_FLAGS = ("ExAllocatePool2", "ExAllocatePool3")
 # Unicorn's error numbers (unicorn_const.py) for what the CPU itself refused.
+UC_ERR_NOMEM = 1
 UC_ERR_INSN_INVALID = 10
 # x86 exception vectors Speakeasy reports as "unhandled_interrupt".
 VECTOR_FAULTS = {0: "divide_error", 3: "breakpoint", 6: "illegal_instruction",
                  13: "privileged_instruction"}
 ACCESS_FAULTS = {"invalid_read": "read", "invalid_write": "write",
                  "invalid_protect_write": "write", "invalid_fetch": "execute"}
+# DbgPrint formats into a 512-byte buffer: at most 511 characters and the NUL
+# ("any single call to DbgPrint will only transmit 512 bytes", Microsoft's
+# DbgPrint documentation). Longer output is cut, as Windows cuts it.
+DBGPRINT_MAX = 511
+# API calls Speakeasy allows per run before it stops the driver (its
+# max_api_count); reaching it is reported as the engine's limit.
+MAX_API_CALLS = 100_000
+# The emulated pool: carved from regions mapped once (mapping each block
+# through Speakeasy costs time linear in the blocks already mapped, so many
+# allocations would cost quadratic time), POOL_REGION bytes at a time, at
+# most POOL_LIMIT bytes in all.
+POOL_REGION = 16 << 20
+POOL_LIMIT = 1 << 30
+POOL_ALIGN = 16  # block alignment, and the room a pool header takes before each block
+
+
+class EngineLimit(Exception):
+    """The adapter reached one of its own documented limits."""
 
 
 class Driver:
@@ -68,6 +94,11 @@ class Driver:
         self.returned = False  # the current routine returned (or faulted)
         self.stopped = False  # the run ended for good (bug check, failed hook)
         self.uc_errno = None
+        self.deadline = args.deadline  # time.monotonic() when the run must end
+        self.timeout = args.timeout
+        self.region_next = 0  # next free byte in the current pool region
+        self.region_end = 0
+        self.pool_mapped = 0  # bytes of pool mapped so far
 
     # -- helpers -----------------------------------------------------------
 
@@ -109,6 +140,7 @@ class Driver:
     def format(self, emu, fmt, first_arg_index):
         """printf as the kernel's DbgPrint does it, including %wZ and %Z."""
         out = []
+        length = 0  # characters in out; formatting stops past DBGPRINT_MAX
         index = first_arg_index
         i = 0
 
@@ -119,10 +151,11 @@ class Driver:
             index += 1
             return value
 
-        while i < len(fmt):
+        while i < len(fmt) and length <= DBGPRINT_MAX:
             c = fmt[i]
             if c != "%":
                 out.append(c)
+                length += 1
                 i += 1
                 continue
             j = i + 1
@@ -132,23 +165,30 @@ class Driver:
                 j += 1
             width = ""
             if j < len(fmt) and fmt[j] == "*":
-                width = str(next_arg())
+                star = next_arg() & 0xFFFFFFFF
+                star -= (star >> 31) << 32  # an int: negative means left-justified
+                if star < 0:
+                    flags += "-"
+                width = str(abs(star))
                 j += 1
             while j < len(fmt) and fmt[j].isdigit():
                 width += fmt[j]
                 j += 1
+            # No field is wider than what DbgPrint can transmit.
+            width = str(min(int(width), DBGPRINT_MAX + 1)) if width else ""
             precision = None
             if j < len(fmt) and fmt[j] == ".":
                 j += 1
                 if j < len(fmt) and fmt[j] == "*":
-                    precision = next_arg()
+                    precision = next_arg() & 0xFFFFFFFF
+                    precision = None if precision >> 31 else min(precision, 65536)
                     j += 1
                 else:
                     digits = ""
                     while j < len(fmt) and fmt[j].isdigit():
                         digits += fmt[j]
                         j += 1
-                    precision = int(digits or "0")
+                    precision = min(int(digits or "0"), 65536)
             size = ""
             for prefix in ("I64", "I32", "ll", "hh", "l", "h", "w", "I", "z"):
                 if fmt.startswith(prefix, j):
@@ -164,7 +204,8 @@ class Driver:
                 text = "%"
             elif spec in "sS":
                 wide = (spec == "S") != (size in ("w", "l"))
-                text = self.read_cstring(emu, next_arg(), wide=wide, limit=precision)
+                limit = DBGPRINT_MAX + 1 if precision is None else min(precision, DBGPRINT_MAX + 1)
+                text = self.read_cstring(emu, next_arg(), wide=wide, limit=limit)
             elif spec in "Z":
                 text = self.read_unicode_string(emu, next_arg()) if size == "w" \
                     else self.read_ansi_string(emu, next_arg())
@@ -193,8 +234,9 @@ class Driver:
             if width and len(text) < int(width):
                 text = text.ljust(int(width)) if "-" in flags else text.rjust(int(width))
             out.append(text)
+            length += len(text)
             i = j
-        return "".join(out)
+        return "".join(out)[:DBGPRINT_MAX]
 
     def read_ansi_string(self, emu, address):
         if not address:
@@ -235,9 +277,26 @@ class Driver:
         injected = self.allocations == self.fail_allocation
         address = 0
         if size > 0 and not injected:
-            address = emu.mem_map(size, tag="pool")
+            address = self.pool_alloc(emu, size)
         emit("pool_call", phase=self.phase, routine=name, args=slots, result=address,
              caller=caller, injected_failure=injected)
+        return address
+
+    def pool_alloc(self, emu, size):
+        """A block of pool: carved from a region mapped once, so that each
+        allocation costs the same however many came before."""
+        need = POOL_ALIGN + ((size + POOL_ALIGN - 1) & ~(POOL_ALIGN - 1))
+        if self.region_next + need > self.region_end:
+            region = max(POOL_REGION, (need + 0xFFF) & ~0xFFF)
+            if self.pool_mapped + region > POOL_LIMIT:
+                raise EngineLimit(
+                    "the emulated pool holds at most %d MiB and the driver asked for 0x%x "
+                    "bytes more" % (POOL_LIMIT >> 20, size))
+            self.region_next = emu.mem_map(region, tag="pool")
+            self.region_end = self.region_next + region
+            self.pool_mapped += region
+        address = self.region_next + POOL_ALIGN  # room for the pool header
+        self.region_next += need
         return address
 
     # -- other fixes ---------------------------------------------------------
@@ -269,6 +328,14 @@ class Driver:
         emu.stop()
         return 0
 
+    def wdf_version_bind(self, emu, api, orig, argv):
+        """Speakeasy binds KMDF with a function table of a few dozen of its
+        hundreds of entries; the rest jump to 0. The run cannot be judged."""
+        gap("kmdf", phase=self.phase, caller=self.caller(emu), routine="WdfVersionBind")
+        self.stopped = True
+        emu.stop()
+        return 0xC0000001  # STATUS_UNSUCCESSFUL, never seen: the run ends here
+
     def install(self):
         hooks = [
             ("DbgPrint", self.dbg_print, 1, "cdecl"),
@@ -284,6 +351,8 @@ class Driver:
             call_conv = CALL_CONV_CDECL if conv == "cdecl" else CALL_CONV_STDCALL
             self.se.add_api_hook(guarded(callback, self), "ntoskrnl", name, argc=argc,
                                  call_conv=call_conv)
+        self.se.add_api_hook(guarded(self.wdf_version_bind, self), "wdfldr", "WdfVersionBind",
+                             argc=4, call_conv=CALL_CONV_STDCALL)
 
 
 def guarded(callback, driver):
@@ -291,16 +360,53 @@ def guarded(callback, driver):
     letting Speakeasy carry on with a half-done call."""
 
     def hook(emu, api, orig, argv):
+        out_of_time(emu, driver)
+        if driver.stopped:
+            return 0
         try:
             return callback(emu, api, orig, argv)
         except Exception as error:
-            gap("engine_error", phase=driver.phase, caller=driver.caller(emu),
-                message="%s: %s" % (type(error).__name__, error), routine=api)
+            report_exception(driver, error, driver.caller(emu), api)
             driver.stopped = True
             emu.stop()
             return 0
 
     return hook
+
+
+def report_exception(driver, error, caller, routine):
+    """An exception inside an engine routine the driver called: a gap."""
+    if isinstance(error, EngineLimit):
+        gap("engine_limit", phase=driver.phase, caller=caller,
+            detail="%s (in %s)" % (error, routine))
+    elif isinstance(error, MemoryError) or getattr(error, "errno", None) == UC_ERR_NOMEM:
+        gap("engine_limit", phase=driver.phase, caller=caller,
+            detail="the engine process ran out of memory (its cap is %s) in %s"
+            % (memory_cap(), routine))
+    else:
+        gap("engine_error", phase=driver.phase, caller=caller, routine=routine,
+            message="%s: %s" % (type(error).__name__, error))
+
+
+def memory_cap():
+    import resource
+    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    return "none" if soft == resource.RLIM_INFINITY else "%d MiB of address space" % (soft >> 20)
+
+
+def out_of_time(emu, driver):
+    """Ends the run at the deadline. Unicorn's own timer can miss it while
+    the driver keeps calling into the kernel, so every call checks too."""
+    if driver.stopped or time.monotonic() < driver.deadline:
+        return
+    emit("stopped", phase=driver.phase,
+         limit={"kind": "time", "seconds": int(round(driver.timeout))})
+    # Unicorn 1.0.2 does not always honour a stop requested from inside a
+    # kernel call (nor its own timer) while the driver keeps calling: the
+    # report is complete, so end the process here.
+    emit("end")
+    sys.stdout.flush()
+    os._exit(0)
 
 
 def hex_field(error, key):
@@ -331,8 +437,9 @@ def report_error(emu, driver, error):
         gap("missing_routine", phase=phase, caller=emu.get_ret_address(),
             routine=error.get("api_name", "an API"))
     elif kind == "max_api_count":
-        gap("engine_limit", phase=phase,
-            detail="Speakeasy stops a run after %s API calls" % error.get("count"))
+        gap("engine_limit", phase=phase, caller=emu.get_ret_address(),
+            detail="Speakeasy stops a driver routine after %s calls to the kernel "
+            "(the adapter's MAX_API_CALLS)" % error.get("count"))
     else:
         gap("engine_error", phase=phase, caller=int(last["pc"], 16) if last else None,
             message=kind, routine=last["api_name"] if last else None)
@@ -391,6 +498,9 @@ def patch_run_order(emu, driver):
             return
         driver.phase = "unload"
         driver.returned = False
+        # Speakeasy restarts its clock for each routine: give the unload
+        # routine only what is left of the run's time.
+        self.timeout = max(driver.deadline - time.monotonic(), 0.001)
         self.driver_unload(drv)
 
     import types
@@ -408,6 +518,28 @@ def patch_run_order(emu, driver):
             raise
 
     engine.start = start_and_keep_errno
+    # Fractions of a second left must reach Unicorn as whole microseconds
+    # (0 would mean no limit at all).
+    engine._sec_to_usec = lambda seconds: max(int(seconds * 1_000_000), 1)
+
+    # An exception inside one of Speakeasy's own routines (ApiEmuError for an
+    # unsupported information class, say) is the engine's failure, reported
+    # with the routine and the driver's call site while both are known.
+    api = emu.api
+    call_api_func = api.call_api_func
+
+    def call_and_report(mod, func, argv, ctx={}):
+        out_of_time(emu, driver)
+        try:
+            return call_api_func(mod, func, argv, ctx=ctx)
+        except Exception as error:
+            if not driver.stopped:
+                report_exception(driver, error, emu.get_ret_address(),
+                                 (ctx or {}).get("func_name", getattr(func, "__name__", None)))
+                driver.stopped = True
+            raise
+
+    api.call_api_func = call_and_report
 
 
 def main():
@@ -416,9 +548,11 @@ def main():
     parser.add_argument("--fail-allocation", type=int, default=0)
     parser.add_argument("--os-version", default="6.1.7601")
     parser.add_argument("--max-instructions", type=int, default=2_000_000)
-    parser.add_argument("--timeout", type=int, default=20)
+    parser.add_argument("--timeout", type=float, default=20,
+                        help="seconds for the whole run, loading included")
     parser.add_argument("--registry-path", default=None)
     args = parser.parse_args()
+    args.deadline = STARTED + args.timeout
 
     try:
         import speakeasy
@@ -432,9 +566,9 @@ def main():
     major, minor, build = (int(part) for part in args.os_version.split("."))
     config = json.loads(json.dumps(speakeasy.Speakeasy().config))
     config["os_ver"] = {"name": "windows", "major": major, "minor": minor, "build": build}
-    config["timeout"] = args.timeout
+    config["timeout"] = max(1, int(args.timeout))  # replaced by the time left, below
     config["max_instructions"] = args.max_instructions
-    config["max_api_count"] = 100000
+    config["max_api_count"] = MAX_API_CALLS
 
     if args.registry_path:
         use_registry_path(args.registry_path)
@@ -445,25 +579,29 @@ def main():
         return gap("engine_error", message="speakeasy could not load the image: %s" % error)
 
     emu = se.emu
+    # The time left of the run, loading included (Speakeasy's clock starts
+    # with each routine).
+    emu.timeout = max(args.deadline - time.monotonic(), 0.001)
     driver = Driver(se, args)
     driver.install()
     patch_run_order(emu, driver)
     emit("load", arch="x86" if emu.get_ptr_size() == 4 else "x64",
          image_base=module.base, image_size=module.image_size,
          entry_point=module.base + module.ep if module.ep else 0)
-    started = time.monotonic()
     try:
         se.run_module(module, all_entrypoints=True)
     except Exception as error:
-        return gap("engine_error", phase=driver.phase,
-                   message="speakeasy stopped: %s: %s" % (type(error).__name__, error))
+        if driver.stopped:
+            return 0  # already reported
+        report_exception(driver, error, None, "speakeasy's run")
+        return 0
     if not driver.returned and not driver.stopped:
         # Speakeasy ends a run quietly when a budget runs out (Unicorn's
         # instruction count, or its timeout): the clock tells which.
-        if time.monotonic() - started < args.timeout:
+        if time.monotonic() < args.deadline - 0.05:
             limit = {"kind": "instructions", "count": args.max_instructions}
         else:
-            limit = {"kind": "time", "seconds": args.timeout}
+            limit = {"kind": "time", "seconds": int(round(args.timeout))}
         emit("stopped", phase=driver.phase, limit=limit)
     emit("end")
     return 0

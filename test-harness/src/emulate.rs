@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 
 use crate::arch::Arch;
 use crate::engine::{self, EngineError, RunOptions};
-use crate::error::{CannotJudge, InputError, LoadRefused};
+use crate::error::{CannotJudge, InputError, LoadRefused, UnknownImport};
 use crate::events::Event;
+use crate::loader::{self, ImportProblem};
 use crate::pe::PeImage;
 use crate::symbols::{SymbolSource, Symbolizer};
 use crate::tracker::{self, Context};
@@ -62,6 +63,9 @@ pub enum EmulateError {
     /// Windows would not load the image.
     #[error(transparent)]
     LoadRefused(#[from] LoadRefused),
+    /// Whether Windows would load the image cannot be told.
+    #[error(transparent)]
+    UnknownImport(#[from] UnknownImport),
 }
 
 /// Runs a driver and judges it.
@@ -71,13 +75,7 @@ pub enum EmulateError {
 /// a run that cannot be judged.
 pub fn emulate(request: &Request) -> Result<Verdict, EmulateError> {
     let driver = &request.driver;
-    let image = PeImage::read(driver)?;
-    let arch = image
-        .require_kernel_driver()
-        .map_err(|why| InputError::Image {
-            path: driver.clone(),
-            why,
-        })?;
+    let (image, arch) = load_checks(driver)?;
     let events = match request.engine {
         EngineKind::Native => {
             let prepared = engine::native::prepare(driver, &image)?;
@@ -118,6 +116,52 @@ pub fn native_options(request: &Request) -> Result<engine::native::machine::Opti
         max_instructions: options.max_instructions,
         timeout: options.timeout,
     })
+}
+
+/// Reads the image and checks it as the Windows loader would (layout and
+/// imports), before any engine maps it.
+///
+/// # Errors
+/// The file cannot be used, Windows would refuse it, or an import cannot be
+/// told apart from one no Windows exports.
+pub fn load_checks(driver: &Path) -> Result<(PeImage, Arch), EmulateError> {
+    let image = check_image(driver)?;
+    let arch = image
+        .require_kernel_driver()
+        .map_err(|why| InputError::Image {
+            path: driver.to_path_buf(),
+            why,
+        })?;
+    match loader::check_imports(&image) {
+        Ok(()) => Ok((image, arch)),
+        Err(ImportProblem::Refused(reason)) => Err(LoadRefused {
+            driver: file_name(driver),
+            reason,
+        }
+        .into()),
+        Err(ImportProblem::Unknown(why)) => Err(UnknownImport {
+            driver: file_name(driver),
+            why,
+        }
+        .into()),
+    }
+}
+
+/// Reads the image and checks it as the Windows loader would, before any
+/// engine maps it.
+///
+/// # Errors
+/// The file cannot be used, or Windows would refuse its layout.
+pub fn check_image(driver: &Path) -> Result<PeImage, EmulateError> {
+    match PeImage::read(driver) {
+        Ok(image) => Ok(image),
+        Err(InputError::Image { why, .. }) if why.windows_refuses() => Err(LoadRefused {
+            driver: file_name(driver),
+            reason: why.to_string(),
+        }
+        .into()),
+        Err(error) => Err(error.into()),
+    }
 }
 
 fn judge(

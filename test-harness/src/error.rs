@@ -100,10 +100,26 @@ pub struct LoadRefused {
     pub reason: String,
 }
 
+/// The harness cannot tell whether Windows would load the image at all (an
+/// import it cannot vouch for), so no verdict about it can be trusted.
+#[derive(Debug, thiserror::Error)]
+#[error("{driver}: {why}; the run cannot be judged")]
+pub struct UnknownImport {
+    /// The driver's file name.
+    pub driver: String,
+    /// Which import, and why it cannot be vouched for.
+    pub why: String,
+}
+
 /// The exit code for an error that ended a command.
 #[must_use]
 pub fn exit_code(error: &anyhow::Error) -> ExitCode {
-    if error.downcast_ref::<LoadRefused>().is_some() {
+    let refused = error.downcast_ref::<LoadRefused>().is_some()
+        || matches!(
+            error.downcast_ref::<crate::emulate::EmulateError>(),
+            Some(crate::emulate::EmulateError::LoadRefused(_))
+        );
+    if refused {
         ExitCode::LoadRefused
     } else {
         ExitCode::CannotJudge

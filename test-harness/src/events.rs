@@ -186,16 +186,26 @@ impl Gap {
     pub fn describe(&self, engine: crate::verdict::Engine, site: Option<&str>) -> String {
         let at = |prefix: &str| site.map_or_else(String::new, |site| format!("{prefix}{site}"));
         match self {
-            Self::MissingRoutine { routine } => format!(
-                "calls {routine}{}, which the {engine} engine does not implement",
-                at(" from ")
-            ),
+            Self::MissingRoutine { routine } => match crate::loader::is_known_export(routine) {
+                Some(true) => format!(
+                    "calls {routine}{}, which Windows exports and the {engine} engine does not implement",
+                    at(" from ")
+                ),
+                Some(false) => format!(
+                    "calls {routine}{}, which is not among the kernel exports the harness knows and which the {engine} engine does not implement",
+                    at(" from ")
+                ),
+                None => format!(
+                    "calls {routine}{}, which the {engine} engine does not implement (the harness has no list of that module's exports)",
+                    at(" from ")
+                ),
+            },
             Self::MissingModules { modules } => format!(
                 "needs {}, which the {engine} engine does not have",
                 modules.join(", ")
             ),
             Self::Kmdf { routine } => format!(
-                "calls {routine} (KMDF{}): the {engine} engine binds KMDF without a function table",
+                "calls {routine} (KMDF{}): the {engine} engine binds KMDF without a full function table",
                 at("; ")
             ),
             Self::EngineError { message, routine } => format!(

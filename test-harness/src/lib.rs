@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod input;
 pub mod kd;
+pub mod loader;
 pub mod nt;
 pub mod pe;
 pub mod pool_api;

@@ -13,6 +13,13 @@ use crate::error::InputError;
 /// `IMAGE_SUBSYSTEM_NATIVE`: kernel drivers and native programs.
 pub const SUBSYSTEM_NATIVE: u16 = pe::IMAGE_SUBSYSTEM_NATIVE.0;
 
+/// The largest `SizeOfImage` the harness lets an engine map: far beyond any
+/// real driver (the largest Windows ships are a few tens of MiB).
+pub const MAX_SIZE_OF_IMAGE: u64 = 256 << 20;
+
+/// The most sections an image may have (the PE format's own limit).
+pub const MAX_SECTIONS: usize = 96;
+
 /// One imported function.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Import {
@@ -76,6 +83,24 @@ pub enum PeError {
     /// No entry point.
     #[error("no entry point, so there is no DriverEntry to call")]
     NoEntryPoint,
+    /// Larger in memory than the harness maps.
+    #[error(
+        "SizeOfImage 0x{0:x} is larger than the {limit} MiB the harness maps for an image",
+        limit = MAX_SIZE_OF_IMAGE >> 20
+    )]
+    ImageTooLarge(u64),
+    /// A layout the Windows loader refuses (`STATUS_INVALID_IMAGE_FORMAT`).
+    #[error("{0}")]
+    BadLayout(String),
+}
+
+impl PeError {
+    /// Whether the Windows loader itself would refuse an image with this
+    /// problem (as opposed to the harness not being able to use it).
+    #[must_use]
+    pub const fn windows_refuses(&self) -> bool {
+        matches!(self, Self::BadLayout(_))
+    }
 }
 
 impl PeImage {
@@ -227,6 +252,24 @@ fn parse_as<Pe: ImageNtHeaders>(data: &[u8]) -> Result<PeImage, PeError> {
     let nt = file.nt_headers();
     let header = nt.file_header();
     let optional = nt.optional_header();
+    check_layout(
+        &Layout {
+            file_len: u64::try_from(data.len()).unwrap_or(u64::MAX),
+            size_of_image: u64::from(optional.size_of_image()),
+            size_of_headers: u64::from(optional.size_of_headers()),
+            section_alignment: u64::from(optional.section_alignment()),
+            file_alignment: u64::from(optional.file_alignment()),
+        },
+        file.section_table().iter().map(|section| Section {
+            name: String::from_utf8_lossy(section.raw_name())
+                .trim_end_matches('\0')
+                .to_owned(),
+            rva: u64::from(section.virtual_address.get(LE)),
+            virtual_size: u64::from(section.virtual_size.get(LE)),
+            raw_offset: u64::from(section.pointer_to_raw_data.get(LE)),
+            raw_size: u64::from(section.size_of_raw_data.get(LE)),
+        }),
+    )?;
     let machine = header.machine.get(LE).0;
     let arch = match machine {
         x if x == pe::IMAGE_FILE_MACHINE_AMD64.0 => Some(Arch::X64),
@@ -294,6 +337,94 @@ fn parse_as<Pe: ImageNtHeaders>(data: &[u8]) -> Result<PeImage, PeError> {
         code,
         has_relocations,
     })
+}
+
+/// The header fields the layout check reads.
+struct Layout {
+    file_len: u64,
+    size_of_image: u64,
+    size_of_headers: u64,
+    section_alignment: u64,
+    file_alignment: u64,
+}
+
+/// One section table entry, as the layout check reads it.
+struct Section {
+    name: String,
+    rva: u64,
+    virtual_size: u64,
+    raw_offset: u64,
+    raw_size: u64,
+}
+
+/// Checks what the Windows loader checks before it maps an image (sizes
+/// against the file, alignment, sections inside the image and in order), so
+/// that no engine maps an image Windows would refuse, or one of any size.
+fn check_layout(layout: &Layout, sections: impl Iterator<Item = Section>) -> Result<(), PeError> {
+    let bad = |why: String| Err(PeError::BadLayout(why));
+    if layout.size_of_image > MAX_SIZE_OF_IMAGE {
+        return Err(PeError::ImageTooLarge(layout.size_of_image));
+    }
+    let (section_alignment, file_alignment) = (layout.section_alignment, layout.file_alignment);
+    if !file_alignment.is_power_of_two() || !section_alignment.is_power_of_two() {
+        return bad(format!(
+            "SectionAlignment 0x{section_alignment:x} and FileAlignment 0x{file_alignment:x} must be powers of two"
+        ));
+    }
+    if section_alignment < file_alignment {
+        return bad(format!(
+            "SectionAlignment 0x{section_alignment:x} is smaller than FileAlignment 0x{file_alignment:x}"
+        ));
+    }
+    if layout.size_of_headers > layout.size_of_image || layout.size_of_headers > layout.file_len {
+        return bad(format!(
+            "SizeOfHeaders 0x{:x} is larger than the image (0x{:x}) or the file (0x{:x})",
+            layout.size_of_headers, layout.size_of_image, layout.file_len
+        ));
+    }
+    let align = |value: u64| value.div_ceil(section_alignment) * section_alignment;
+    let mut next_free = layout.size_of_headers;
+    for (index, section) in sections.enumerate() {
+        if index >= MAX_SECTIONS {
+            return bad(format!("more than {MAX_SECTIONS} sections"));
+        }
+        let name = &section.name;
+        // The loader maps VirtualSize bytes (SizeOfRawData when it is 0).
+        let size = if section.virtual_size == 0 {
+            section.raw_size
+        } else {
+            section.virtual_size
+        };
+        if section.rva % section_alignment != 0 {
+            return bad(format!(
+                "section {name} at RVA 0x{:x} is not aligned to SectionAlignment 0x{section_alignment:x}",
+                section.rva
+            ));
+        }
+        if section.rva.saturating_add(size) > layout.size_of_image {
+            return bad(format!(
+                "section {name} (RVA 0x{:x}, 0x{size:x} bytes) ends beyond SizeOfImage 0x{:x}",
+                section.rva, layout.size_of_image
+            ));
+        }
+        if section.rva < next_free {
+            return bad(format!(
+                "section {name} at RVA 0x{:x} overlaps the headers or the section before it",
+                section.rva
+            ));
+        }
+        next_free = section.rva + align(size);
+        if section.raw_size > 0
+            && section.raw_offset.saturating_add(section.raw_size)
+                > layout.file_len.div_ceil(file_alignment) * file_alignment
+        {
+            return bad(format!(
+                "section {name}'s data (0x{:x} bytes at file offset 0x{:x}) ends beyond the file (0x{:x} bytes)",
+                section.raw_size, section.raw_offset, layout.file_len
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn name_text(name: &object::NameOrOrdinal<&[u8]>) -> String {

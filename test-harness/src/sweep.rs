@@ -125,13 +125,7 @@ impl Sweep {
 /// # Errors
 /// Bad input, an engine that cannot run, or a run that cannot be judged.
 pub fn sweep(request: &Request) -> Result<Sweep, EmulateError> {
-    let image = PeImage::read(&request.driver)?;
-    let arch = image
-        .require_kernel_driver()
-        .map_err(|why| InputError::Image {
-            path: request.driver.clone(),
-            why,
-        })?;
+    let (image, arch) = emulate::load_checks(&request.driver)?;
     let engine_kind = request.engine;
     if engine_kind == EngineKind::Wine {
         return Err(InputError::Unsupported(

@@ -684,7 +684,7 @@ mod tests {
         assert!(
             error
                 .to_string()
-                .contains("calls ntoskrnl.exe!Foo from Test!DriverEntry+0x5, which the native engine does not implement"),
+                .contains("calls ntoskrnl.exe!Foo from Test!DriverEntry+0x5, which is not among the kernel exports the harness knows and which the native engine does not implement"),
             "{error}"
         );
     }

@@ -97,6 +97,13 @@ fn unsupported_api_is_named() {
     let run = run("UNSUPPORTED", Arch::X64, &[]);
     run.cannot_judge("ntoskrnl.FsRtlIsNameInExpression");
     assert!(run.stderr.contains("!DriverEntry+0x"), "{}", run.stderr);
+    // The truth: Windows has it, the engine does not.
+    assert!(
+        run.stderr
+            .contains("which Windows exports and the speakeasy engine does not implement"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

@@ -16,6 +16,15 @@ use harness::pe::PeImage;
 use harness::sweep::Sweep;
 use harness::verdict::{Engine, ExitCode, Outcome, Verdict};
 
+/// Pages for a pool that lives outside a machine.
+struct Grow;
+
+impl native::pool::Grow for Grow {
+    fn grow(&mut self, _: u64, _: u64) -> bool {
+        true
+    }
+}
+
 fn native(driver: &std::path::Path, extra: &[&str]) -> common::Run {
     let mut args = vec!["--engine", "native"];
     args.extend_from_slice(extra);
@@ -94,12 +103,6 @@ fn the_verifier_length_0x70_comes_from_the_pool_block() {
     let tag = u32::from_le_bytes(*b"abcd");
     for (arch, block) in [(Arch::X86, 0x78), (Arch::X64, 0x80)] {
         let mut pool = native::pool::Pool::new(arch);
-        struct Grow;
-        impl native::pool::Grow for Grow {
-            fn grow(&mut self, _: u64, _: u64) -> bool {
-                true
-            }
-        }
         // The verifier's thunk rounds 0x6c to 0x70 and marks the type 0xc1.
         let (allocated, _) = pool.allocate(0xc1, 0x70, tag, &mut Grow).expect("block");
         assert_eq!(allocated.size, block, "{arch}");

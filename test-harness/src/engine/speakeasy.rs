@@ -1,15 +1,32 @@
 //! Speakeasy engine: runs `speakeasy_adapter.py` (fed on stdin, so nothing is
 //! written to disk) and reads its JSON-line events.
+//!
+//! Limits: the Python process may use at most [`MEMORY_CAP`] bytes of address
+//! space (`RLIMIT_AS`, set between fork and exec), and the whole run, loading
+//! included, gets the caller's time budget: the adapter hands Speakeasy only
+//! the time left, and a process still running [`KILL_GRACE`] after the budget
+//! is killed.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use super::{EngineError, RunOptions, last_line, python, run_with_timeout};
+use crate::error::ProcessError;
 use crate::events::Event;
 
 /// The adapter, shipped inside the harness binary.
 pub const ADAPTER: &str = include_str!("../../python/speakeasy_adapter.py");
+
+/// The most address space the engine's process may take: Python and
+/// Speakeasy (about 110 MiB), the image (at most
+/// [`crate::pe::MAX_SIZE_OF_IMAGE`]) and the adapter's emulated pool (at most
+/// 1 GiB), with room to spare.
+pub const MEMORY_CAP: u64 = 2 << 30;
+
+/// How long after the time budget a process that did not stop by itself is
+/// killed.
+pub const KILL_GRACE: Duration = Duration::from_secs(3);
 
 /// Runs `driver` under Speakeasy and returns what it did.
 ///
@@ -17,9 +34,8 @@ pub const ADAPTER: &str = include_str!("../../python/speakeasy_adapter.py");
 /// Speakeasy cannot be provisioned or started, or the adapter reported no result.
 pub fn run(driver: &Path, options: &RunOptions) -> Result<Vec<Event>, EngineError> {
     let python = python::speakeasy_python()?;
-    // Speakeasy's own budget ends a hung routine cleanly (reported as "did
-    // not return"); the outer limit only guards against a stuck interpreter.
-    let inner = options.timeout.as_secs().max(1);
+    // The adapter's clock starts with Python: importing Speakeasy and
+    // loading the image count against the budget.
     let mut command = Command::new(&python);
     command
         .arg("-")
@@ -29,17 +45,35 @@ pub fn run(driver: &Path, options: &RunOptions) -> Result<Vec<Event>, EngineErro
             options.os_version.as_deref().unwrap_or("6.1.7601"),
         ])
         .args(["--max-instructions", &options.max_instructions.to_string()])
-        .args(["--timeout", &inner.to_string()])
+        .args([
+            "--timeout",
+            &format!("{:.3}", options.timeout.as_secs_f64()),
+        ])
         // The registry path the native engine passes for the same version.
         .args(["--registry-path", &registry_path(driver, options)])
         // A file name starting with `-` must not read as an option.
         .arg("--")
         .arg(driver);
-    let output = run_with_timeout(
+    limit_memory(&mut command, MEMORY_CAP);
+    let output = match run_with_timeout(
         &mut command,
         ADAPTER.as_bytes(),
-        options.timeout + Duration::from_mins(1),
-    )?;
+        options.timeout + KILL_GRACE,
+    ) {
+        Ok(output) => output,
+        Err(ProcessError::Timeout { .. }) => {
+            return Err(EngineError::Stopped {
+                engine: "speakeasy",
+                code: -1,
+                detail: format!(
+                    "still running {} s after the --timeout of {} s (loading included) and killed",
+                    KILL_GRACE.as_secs(),
+                    options.timeout.as_secs()
+                ),
+            });
+        }
+        Err(error) => return Err(error.into()),
+    };
     let events = parse_events(&output.stdout)?;
     if !matches!(events.last(), Some(Event::End | Event::Gap { .. })) {
         return Err(EngineError::Stopped {
@@ -65,6 +99,32 @@ fn registry_path(driver: &Path, options: &RunOptions) -> String {
     );
     profile.registry_path(&service)
 }
+
+/// Caps the address space of the process `command` starts.
+#[cfg(unix)]
+fn limit_memory(command: &mut Command, bytes: u64) {
+    use std::os::unix::process::CommandExt;
+    let limit = libc::rlimit {
+        rlim_cur: bytes,
+        rlim_max: bytes,
+    };
+    let set_limit = move || {
+        // SAFETY: `limit` is a valid rlimit that outlives the call.
+        if unsafe { libc::setrlimit(libc::RLIMIT_AS, &raw const limit) } == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    // SAFETY: the closure runs in the child between fork and exec; it only
+    // calls setrlimit, which is async-signal-safe, and allocates nothing.
+    unsafe {
+        command.pre_exec(set_limit);
+    }
+}
+
+#[cfg(not(unix))]
+fn limit_memory(_command: &mut Command, _bytes: u64) {}
 
 /// Parses JSON-line events.
 ///

@@ -85,31 +85,194 @@ pub fn emulate_json(driver: &Path, extra: &[&str]) -> Run {
 
 /// Compiles `tests/drivers/misbehaving.c` with `-DVARIANT_<variant>` into `dir`.
 pub fn c_driver(variant: &str, arch: Arch, dir: &Path) -> PathBuf {
-    c_driver_from("misbehaving.c", variant, arch, dir)
+    let out = dir.join(format!("{}_{arch}.sys", variant.to_ascii_lowercase()));
+    compile_c(&CBuild::new("misbehaving.c", variant), arch, &out);
+    out
 }
 
-/// Compiles `tests/drivers/<source>` with `-DVARIANT_<variant>` into `dir`
-/// (imports from ntoskrnl.exe and hal.dll).
+/// Compiles `tests/drivers/<source>` with `-DVARIANT_<variant>` into `dir`,
+/// importing from ntoskrnl.exe and hal.dll.
 pub fn c_driver_from(source: &str, variant: &str, arch: Arch, dir: &Path) -> PathBuf {
-    let (compiler, entry) = match arch {
-        Arch::X64 => ("x86_64-w64-mingw32-gcc", "DriverEntry"),
-        Arch::X86 => ("i686-w64-mingw32-gcc", "_DriverEntry@8"),
+    let out = dir.join(format!("{}_{arch}.sys", variant.to_ascii_lowercase()));
+    let mut build = CBuild::new(source, variant);
+    build.libraries.push("hal");
+    compile_c(&build, arch, &out);
+    out
+}
+
+/// How to build one C test driver with MinGW.
+pub struct CBuild<'a> {
+    /// File under `tests/drivers/`.
+    pub source: &'a str,
+    /// `-DVARIANT_<variant>`.
+    pub variant: &'a str,
+    /// Other `-D` definitions (`ALLOC_COUNT=1000`).
+    pub defines: Vec<String>,
+    /// Import libraries made here with dlltool, for DLLs MinGW has none for:
+    /// (DLL name, exports as x86 stdcall names such as `WdfVersionBind@16`),
+    /// and whether the x86 import names keep their decoration.
+    pub made_libraries: Vec<(&'a str, &'a [&'a str], bool)>,
+    /// MinGW import libraries (`ntoskrnl`, `ndis`, `kernel32`).
+    pub libraries: Vec<&'a str>,
+}
+
+impl<'a> CBuild<'a> {
+    /// A build of `source` with `-DVARIANT_<variant>`, linked with ntoskrnl.
+    pub fn new(source: &'a str, variant: &'a str) -> Self {
+        Self {
+            source,
+            variant,
+            defines: Vec::new(),
+            made_libraries: Vec::new(),
+            libraries: vec!["ntoskrnl"],
+        }
+    }
+}
+
+/// Compiles a C test driver into `out`.
+pub fn compile_c(build: &CBuild<'_>, arch: Arch, out: &Path) {
+    let (prefix, entry) = match arch {
+        Arch::X64 => ("x86_64-w64-mingw32", "DriverEntry"),
+        Arch::X86 => ("i686-w64-mingw32", "_DriverEntry@8"),
     };
+    let compiler = format!("{prefix}-gcc");
     let source = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/drivers")
-        .join(source);
-    let out = dir.join(format!("{}_{arch}.sys", variant.to_ascii_lowercase()));
-    let status = Command::new(compiler)
+        .join(build.source);
+    let dir = out.parent().expect("output directory");
+    let mut made = Vec::new();
+    for (index, (dll, exports, decorated)) in build.made_libraries.iter().enumerate() {
+        let def = dir.join(format!("made{index}_{arch}.def"));
+        let names: Vec<&str> = exports
+            .iter()
+            .map(|name| match arch {
+                Arch::X64 => name.split('@').next().unwrap_or(name),
+                Arch::X86 => name,
+            })
+            .collect();
+        std::fs::write(
+            &def,
+            format!("LIBRARY {dll}\nEXPORTS\n{}\n", names.join("\n")),
+        )
+        .expect("write .def");
+        let library = dir.join(format!("libmade{index}_{arch}.a"));
+        let mut dlltool = Command::new(format!("{prefix}-dlltool"));
+        if arch == Arch::X86 && !decorated {
+            dlltool.arg("-k");
+        }
+        let status = dlltool
+            .arg("-d")
+            .arg(&def)
+            .arg("-l")
+            .arg(&library)
+            .status()
+            .expect("dlltool runs");
+        assert!(status.success(), "dlltool failed for {dll}");
+        made.push(library);
+    }
+    let status = Command::new(&compiler)
         .args(["-O1", "-ffreestanding", "-nostdlib", "-Wno-multichar"])
-        .arg(format!("-DVARIANT_{variant}"))
+        .arg(format!("-DVARIANT_{}", build.variant))
+        .args(build.defines.iter().map(|define| format!("-D{define}")))
         .args(["-Wl,--subsystem,native", &format!("-Wl,-e,{entry}"), "-o"])
-        .arg(&out)
+        .arg(out)
         .arg(&source)
-        .args(["-lntoskrnl", "-lhal"])
+        .args(&made)
+        .args(build.libraries.iter().map(|library| format!("-l{library}")))
         .status()
         .unwrap_or_else(|error| {
             panic!("{compiler} not runnable ({error}); the README's setup installs MinGW")
         });
-    assert!(status.success(), "{compiler} failed for {variant}");
-    out
+    assert!(
+        status.success(),
+        "{compiler} failed for {} {}",
+        build.source,
+        build.variant
+    );
+}
+
+/// A harness run with what it cost.
+pub struct Measured {
+    pub run: Run,
+    /// Peak resident memory of the harness and every process it waited for
+    /// (the engine), in KiB.
+    pub peak_rss_kib: i64,
+    /// Wall time.
+    pub elapsed: std::time::Duration,
+}
+
+/// Runs the harness binary with `args` (in `cwd`, with `env` changes),
+/// killing it after `limit`; measures its peak memory with `wait4`.
+pub fn harness_measured(
+    args: &[&std::ffi::OsStr],
+    cwd: Option<&Path>,
+    env: &[(&str, Option<&std::ffi::OsStr>)],
+    limit: std::time::Duration,
+) -> Measured {
+    use std::io::Read;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_harness"));
+    command
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(cwd) = cwd {
+        command.current_dir(cwd);
+    }
+    for (name, value) in env {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    let started = std::time::Instant::now();
+    #[expect(
+        clippy::zombie_processes,
+        reason = "reaped by wait4 below, which also measures it"
+    )]
+    let mut child = command.spawn().expect("harness starts");
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stdout.read_to_end(&mut bytes);
+        bytes
+    });
+    let err = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stderr.read_to_end(&mut bytes);
+        bytes
+    });
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: pid is our own child; status and usage are valid out pointers.
+        let done = unsafe { libc::wait4(pid, &raw mut status, libc::WNOHANG, &raw mut usage) };
+        if done == pid {
+            break;
+        }
+        assert!(done == 0, "wait4 failed");
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("harness {args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let elapsed = started.elapsed();
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    Measured {
+        run: Run {
+            code,
+            stdout: String::from_utf8_lossy(&out.join().expect("stdout")).into_owned(),
+            stderr: String::from_utf8_lossy(&err.join().expect("stderr")).into_owned(),
+        },
+        peak_rss_kib: usage.ru_maxrss,
+        elapsed,
+    }
 }
