@@ -76,9 +76,11 @@ pub enum EmulateError {
 pub fn emulate(request: &Request) -> Result<Verdict, EmulateError> {
     let driver = &request.driver;
     let (image, arch) = load_checks(driver)?;
+    let mut lacking = Vec::new();
     let events = match request.engine {
         EngineKind::Native => {
             let prepared = engine::native::prepare(driver, &image)?;
+            lacking = prepared.missing_imports();
             engine::native::run(&prepared, &native_options(request)?)?
         }
         EngineKind::Speakeasy => engine::speakeasy::run(driver, &request.options)?,
@@ -93,7 +95,19 @@ pub fn emulate(request: &Request) -> Result<Verdict, EmulateError> {
             engine::wine::run(driver, image.size_of_image, &request.options)?
         }
     };
-    Ok(judge(driver, &image, arch, &events, request)?)
+    let mut verdict = judge(driver, &image, arch, &events, request)?;
+    if !lacking.is_empty() {
+        verdict.notes.push(format!(
+            "the native engine lacks {} of the driver's imports (a call to one stops the run): {}",
+            lacking.len(),
+            lacking
+                .iter()
+                .map(|(library, name)| format!("{library}!{name}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(verdict)
 }
 
 /// The native machine's options for a request.

@@ -134,9 +134,11 @@ fn a_control_device_with_a_symbolic_link_and_a_spin_lock_unloads_clean() {
                 .starts_with("created \\DosDevices\\SampleCtl -> \\Device\\SampleCtl (extension "),
             "{arch}: {lines:?}"
         );
+        // The inline KeGetCurrentThread() (fs:/gs:) finds the same thread.
+        assert_eq!(lines[1], "current thread matches", "{arch}");
         // DISPATCH_LEVEL inside the lock, PASSIVE_LEVEL after it; %I64x and %-4s.
         assert_eq!(
-            lines[1], "irql inside the lock 2, after 0, count 1, ok 1122334455667788 ab  |",
+            lines[2], "irql inside the lock 2, after 0, count 1, ok 1122334455667788 ab  |",
             "{arch}"
         );
         assert_eq!(lines.last().map(String::as_str), Some("unloaded"));

@@ -32,7 +32,7 @@ use harness::verdict::ExitCode;
 
 /// The engines the corpus runs on: adding an engine is one line here (its
 /// expected results default to each case's `acceptable` list).
-const ENGINES: &[&str] = &["speakeasy"];
+const ENGINES: &[&str] = &["native", "speakeasy"];
 
 /// What a run must end in.
 #[derive(Debug, Clone, Copy)]

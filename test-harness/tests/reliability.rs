@@ -310,7 +310,12 @@ fn more_pool_than_the_adapter_has_is_the_engines_limit() {
     let dir = tempfile::tempdir().expect("dir");
     let driver = reliability_driver("POOL_HOG", Arch::X64, dir.path(), &[]);
     let measured = common::harness_measured(
-        &[os("emulate"), driver.as_os_str()],
+        &[
+            os("emulate"),
+            driver.as_os_str(),
+            os("--engine"),
+            os("speakeasy"),
+        ],
         None,
         &[],
         Duration::from_mins(1),
@@ -363,6 +368,8 @@ fn too_many_kernel_calls_is_the_engines_limit_not_a_hang() {
         &[
             os("emulate"),
             driver.as_os_str(),
+            os("--engine"),
+            os("speakeasy"),
             os("--max-instructions"),
             os("100000000"),
             os("--timeout"),

@@ -46,14 +46,33 @@ __declspec(dllimport) NTSTATUS __stdcall IoCreateDevice(DRIVER_OBJECT *driver, U
 __declspec(dllimport) void __stdcall IoDeleteDevice(DEVICE_OBJECT *device);
 __declspec(dllimport) NTSTATUS __stdcall IoCreateSymbolicLink(UNICODE_STRING *link, UNICODE_STRING *target);
 __declspec(dllimport) NTSTATUS __stdcall IoDeleteSymbolicLink(UNICODE_STRING *link);
-__declspec(dllimport) KIRQL __stdcall KeGetCurrentIrql(void);
+__declspec(dllimport) void *__stdcall PsGetCurrentThread(void);
+
+/* What the WDK's inline KeGetCurrentThread() reads: the processor block's
+   current thread, at gs:0x188 (x64) or fs:0x124 (x86). */
+static void *inline_current_thread(void) {
+    void *thread;
+#ifdef _WIN64
+    __asm__ volatile("movq %%gs:0x188, %0" : "=r"(thread));
+#else
+    __asm__ volatile("movl %%fs:0x124, %0" : "=r"(thread));
+#endif
+    return thread;
+}
 #ifdef _WIN64
 __declspec(dllimport) KIRQL __stdcall KeAcquireSpinLockRaiseToDpc(KSPIN_LOCK *lock);
 __declspec(dllimport) void __stdcall KeReleaseSpinLock(KSPIN_LOCK *lock, KIRQL old);
 #define ACQUIRE(lock) KeAcquireSpinLockRaiseToDpc(lock)
 #define RELEASE(lock, old) KeReleaseSpinLock(lock, old)
 #define INIT_LOCK(lock) (*(lock) = 0)
+/* The WDK's x64 KeGetCurrentIrql() is inline: it reads CR8. */
+static KIRQL KeGetCurrentIrql(void) {
+    unsigned long long irql;
+    __asm__ volatile("movq %%cr8, %0" : "=r"(irql));
+    return (KIRQL)irql;
+}
 #else
+__declspec(dllimport) KIRQL __stdcall KeGetCurrentIrql(void);
 /* x86: the WDK's KeAcquireSpinLock is hal.dll's fastcall KfAcquireSpinLock. */
 __declspec(dllimport) KIRQL __fastcall KfAcquireSpinLock(KSPIN_LOCK *lock);
 __declspec(dllimport) void __fastcall KfReleaseSpinLock(KSPIN_LOCK *lock, KIRQL old);
@@ -114,6 +133,7 @@ __declspec(dllexport) NTSTATUS __stdcall DriverEntry(DRIVER_OBJECT *driver, UNIC
         return status;
     }
     DbgPrint("created %wZ -> %wZ (extension %p)\n", &link, &name, *(void **)((char *)control + (sizeof(void *) == 8 ? 0x40 : 0x28)));
+    DbgPrint("current thread %s\n", inline_current_thread() == PsGetCurrentThread() ? "matches" : "differs");
 #endif
     KIRQL old = ACQUIRE(&global->lock);
     KIRQL inside = KeGetCurrentIrql();

@@ -294,6 +294,43 @@ pub fn memory_operand(uc: &Uc<'_>, pc: u64, page: u64) -> Option<u64> {
         })
 }
 
+/// The Unicorn register for iced's name of a 64-bit general register.
+fn unicorn_register64(register: iced_x86::Register) -> Option<RegisterX86> {
+    use iced_x86::Register as R;
+    Some(match register.full_register() {
+        R::RAX => RegisterX86::RAX,
+        R::RCX => RegisterX86::RCX,
+        R::RDX => RegisterX86::RDX,
+        R::RBX => RegisterX86::RBX,
+        R::RSP => RegisterX86::RSP,
+        R::RBP => RegisterX86::RBP,
+        R::RSI => RegisterX86::RSI,
+        R::RDI => RegisterX86::RDI,
+        R::R8 => RegisterX86::R8,
+        R::R9 => RegisterX86::R9,
+        R::R10 => RegisterX86::R10,
+        R::R11 => RegisterX86::R11,
+        R::R12 => RegisterX86::R12,
+        R::R13 => RegisterX86::R13,
+        R::R14 => RegisterX86::R14,
+        R::R15 => RegisterX86::R15,
+        _ => return None,
+    })
+}
+
+/// Reads a 64-bit general register by iced's name.
+#[must_use]
+pub fn read_register64(uc: &Uc<'_>, register: iced_x86::Register) -> Option<u64> {
+    uc.reg_read(unicorn_register64(register)?).ok()
+}
+
+/// Writes a 64-bit general register by iced's name.
+pub fn write_register64(uc: &mut Uc<'_>, register: iced_x86::Register, value: u64) {
+    if let Some(register) = unicorn_register64(register) {
+        let _ = uc.reg_write(register, value);
+    }
+}
+
 /// A register's value, by iced's name for it.
 fn register_value(uc: &Uc<'_>, register: iced_x86::Register) -> Option<u64> {
     use iced_x86::Register as R;

@@ -642,10 +642,13 @@ impl Machine {
         let kernel = uc.get_data_mut();
         kernel.ethreads = threads;
         kernel.system_process = process;
-        // x64 finds its processor block through GS; on x86 Unicorn has no
-        // FS base to set, and the x86 drivers here never read fs:.
-        if arch == Arch::X64 {
-            let _ = uc.reg_write(RegisterX86::GS_BASE, pcr);
+        // The processor block is at gs: on x64 and fs: on x86, where inline
+        // KeGetCurrentThread() and friends read it.
+        match arch {
+            Arch::X64 => {
+                let _ = uc.reg_write(RegisterX86::GS_BASE, pcr);
+            }
+            Arch::X86 => load_x86_segments(uc, nt.base + 0x800, pcr).map_err(bad)?,
         }
         // KUSER_SHARED_DATA: tick count multiplier, time, version.
         let shared = shared_user_data(arch);
@@ -759,6 +762,62 @@ impl Machine {
             },
         )?;
         self.uc.add_intr_hook(on_interrupt)?;
+        if self.driver.arch == Arch::X64 {
+            self.hook_cr8()?;
+        }
+        Ok(())
+    }
+
+    /// x64 drivers read and set the IRQL inline through CR8
+    /// (`KeGetCurrentIrql`, `KeRaiseIrql`, `KeLowerIrql` in the WDK), which
+    /// Unicorn does not model: each such instruction in the driver's code
+    /// is carried out here, on the kernel's IRQL.
+    fn hook_cr8(&mut self) -> Result<(), MachineError> {
+        use iced_x86::{Code, Decoder, DecoderOptions, Register};
+        let base = driver_base(Arch::X64);
+        let driver = Arc::clone(&self.driver);
+        for &(rva, size, executable) in &driver.layout.sections {
+            if !executable {
+                continue;
+            }
+            let start = usize::try_from(rva).unwrap_or(usize::MAX);
+            let end = start.saturating_add(usize::try_from(size).unwrap_or(0));
+            let Some(code) = driver
+                .layout
+                .bytes
+                .get(start..end.min(driver.layout.bytes.len()))
+            else {
+                continue;
+            };
+            let mut decoder =
+                Decoder::with_ip(64, code, base + u64::from(rva), DecoderOptions::NONE);
+            for instruction in &mut decoder {
+                let (read, register) = match instruction.code() {
+                    Code::Mov_r64_cr if instruction.op1_register() == Register::CR8 => {
+                        (true, instruction.op0_register())
+                    }
+                    Code::Mov_cr_r64 if instruction.op0_register() == Register::CR8 => {
+                        (false, instruction.op1_register())
+                    }
+                    _ => continue,
+                };
+                let length = instruction.len() as u64;
+                self.uc.add_code_hook(
+                    instruction.ip(),
+                    instruction.ip(),
+                    move |uc, address, _| {
+                        if read {
+                            let irql = u64::from(uc.get_data().irql);
+                            cpu::write_register64(uc, register, irql);
+                        } else {
+                            let value = cpu::read_register64(uc, register).unwrap_or(0);
+                            uc.get_data_mut().irql = u8::try_from(value & 0xf).unwrap_or(0);
+                        }
+                        let _ = uc.set_pc(address + length);
+                    },
+                )?;
+            }
+        }
         Ok(())
     }
 
@@ -1126,6 +1185,50 @@ impl Machine {
     /// Resuming from a breakpoint: its instruction runs without stopping again.
     pub fn pass_breakpoint_at(&mut self, address: u64) {
         self.uc.get_data_mut().pass_breakpoint = Some(address);
+    }
+}
+
+/// The x86 kernel's segments, as Windows sets them: a flat ring-0 code
+/// (0x08) and data (0x10) segment, flat user data (0x23) in DS and ES, and
+/// the processor control region at FS (0x30).
+fn load_x86_segments(uc: &mut Uc<'_>, gdt: u64, pcr: u64) -> Result<(), cpu::BadAddress> {
+    let descriptor = |base: u64, limit: u64, access: u64, flags: u64| -> u64 {
+        (limit & 0xffff)
+            | ((base & 0xff_ffff) << 16)
+            | (access << 40)
+            | (((limit >> 16) & 0xf) << 48)
+            | (flags << 52)
+            | (((base >> 24) & 0xff) << 56)
+    };
+    let entries = [
+        0,
+        descriptor(0, 0xfffff, 0x9a, 0xc), // 0x08 ring-0 code
+        descriptor(0, 0xfffff, 0x92, 0xc), // 0x10 ring-0 data
+        descriptor(0, 0xfffff, 0xfa, 0xc), // 0x18 user code
+        descriptor(0, 0xfffff, 0xf2, 0xc), // 0x20 user data (0x23)
+        0,                                 // 0x28 the TSS (none here)
+        descriptor(pcr, 0xfff, 0x92, 0x4), // 0x30 KPCR
+    ];
+    for (index, entry) in entries.iter().enumerate() {
+        cpu::write_uint(uc, gdt + 8 * index as u64, *entry, 8)?;
+    }
+    // uc_x86_mmr: selector, base, limit, flags.
+    let mut table = [0_u8; 24];
+    table[8..16].copy_from_slice(&gdt.to_le_bytes());
+    table[16..20].copy_from_slice(
+        &u32::try_from(entries.len() * 8 - 1)
+            .unwrap_or(0)
+            .to_le_bytes(),
+    );
+    let loaded = uc.reg_write_long(RegisterX86::GDTR, &table).is_ok()
+        && uc.reg_write(RegisterX86::SS, 0x10).is_ok()
+        && uc.reg_write(RegisterX86::DS, 0x23).is_ok()
+        && uc.reg_write(RegisterX86::ES, 0x23).is_ok()
+        && uc.reg_write(RegisterX86::FS, 0x30).is_ok();
+    if loaded {
+        Ok(())
+    } else {
+        Err(cpu::BadAddress(gdt))
     }
 }
 

@@ -28,6 +28,16 @@ use crate::pe::PeImage;
 /// # Errors
 /// The machine could not be built.
 pub fn run(driver: &Arc<Driver>, options: &Options) -> Result<Vec<Event>, EngineError> {
+    let modules = driver.missing_modules();
+    if !modules.is_empty() {
+        // The engine is ntoskrnl.exe and hal.dll only: it cannot load the
+        // driver's other modules (KMDF's WDFLDR.SYS, NDIS.SYS, ...).
+        return Ok(vec![Event::Gap {
+            phase: None,
+            gap: crate::events::Gap::MissingModules { modules },
+            caller: None,
+        }]);
+    }
     let mut machine = Machine::new(Arc::clone(driver), options.clone()).map_err(|error| {
         EngineError::Unsupported(format!("the native engine could not start: {error}"))
     })?;

@@ -5,8 +5,6 @@
 
 use std::sync::Arc;
 
-use unicorn_engine::RegisterX86;
-
 use super::Call;
 use crate::arch::Arch;
 use crate::engine::native::cpu;
@@ -73,24 +71,14 @@ pub fn ps_get_version(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
     Ok(0)
 }
 
-/// The current IRQL: x86 keeps it in the kernel's state, x64 in CR8 (where
-/// inline `KeGetCurrentIrql` reads it).
+/// The current IRQL, kept by the kernel (x64 drivers' inline CR8 accesses
+/// are carried out on it too).
 fn irql(call: &Call<'_, '_>) -> u8 {
-    match call.arch() {
-        Arch::X86 => call.uc.get_data().irql(),
-        Arch::X64 => {
-            u8::try_from(call.uc.reg_read(RegisterX86::CR8).unwrap_or(0) & 0xf).unwrap_or(0)
-        }
-    }
+    call.uc.get_data().irql()
 }
 
 fn set_irql(call: &mut Call<'_, '_>, level: u8) {
-    match call.arch() {
-        Arch::X86 => call.kernel().irql = level,
-        Arch::X64 => {
-            let _ = call.uc.reg_write(RegisterX86::CR8, u64::from(level));
-        }
-    }
+    call.kernel().irql = level;
 }
 
 /// `KeGetCurrentIrql()`.
@@ -215,11 +203,29 @@ pub fn object_reference(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
 }
 
 /// `MmGetSystemRoutineAddress(SystemRoutineName)`: what the engine
-/// implements, NULL otherwise (as Windows returns NULL for what it lacks).
+/// implements; NULL for a name Windows does not export either (Windows
+/// returns NULL then). A routine Windows has and the engine lacks is a
+/// gap: handing the driver NULL would send it down a path Windows would not.
 pub fn mm_get_system_routine_address(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
     let name = cpu::read_unicode_string(call.uc, call.arg(0)?)?;
     let nt = Arc::clone(&call.kernel().nt);
-    Ok(resolve_export(&nt, &name).unwrap_or(0))
+    if let Some(address) = resolve_export(&nt, &name) {
+        return Ok(address);
+    }
+    let routine = format!("ntoskrnl.exe!{name}");
+    if crate::loader::is_known_export(&routine) == Some(false)
+        && crate::loader::is_known_export(&format!("hal.dll!{name}")) == Some(false)
+    {
+        return Ok(0);
+    }
+    let phase = call.kernel().phase;
+    let caller = call.caller;
+    call.emit(Event::Gap {
+        phase: Some(phase),
+        gap: crate::events::Gap::MissingRoutine { routine },
+        caller: Some(caller),
+    })?;
+    Err(Halt::Gap)
 }
 
 /// `MmIsAddressValid(VirtualAddress)`.

@@ -339,26 +339,41 @@ fn with_precision(digits: String, precision: Option<usize>) -> String {
     }
 }
 
-/// Pads to the width, never beyond `budget` characters.
+/// Pads to the width; only the first `budget` characters of the padded text
+/// are produced (a huge width never builds a huge string).
 fn pad(text: &str, spec: &Spec, budget: usize) -> String {
     let length = text.chars().count();
-    let width = spec.width.unwrap_or(0).min(budget);
+    let width = spec.width.unwrap_or(0);
     if length >= width {
-        return text.to_owned();
+        return text.chars().take(budget).collect();
     }
-    let fill = " ".repeat(width - length);
+    let fill = (width - length).min(budget);
+    let mut out = String::new();
     if spec.left {
-        format!("{text}{fill}")
+        out.extend(text.chars().take(budget));
+        out.extend(std::iter::repeat_n(
+            ' ',
+            fill.min(budget.saturating_sub(length)),
+        ));
     } else {
-        format!("{fill}{text}")
+        out.extend(std::iter::repeat_n(' ', fill));
+        out.extend(text.chars().take(budget - fill));
     }
+    out
 }
 
 fn pad_number(prefix: &str, digits: &str, spec: &Spec, budget: usize) -> String {
-    let width = spec.width.unwrap_or(0).min(budget);
+    let width = spec.width.unwrap_or(0);
     let length = prefix.len() + digits.len();
     if spec.zero && !spec.left && spec.precision.is_none() && length < width {
-        return format!("{prefix}{}{digits}", "0".repeat(width - length));
+        let zeros = (width - length).min(budget);
+        let mut out: String = prefix.chars().take(budget).collect();
+        out.extend(std::iter::repeat_n(
+            '0',
+            zeros.min(budget.saturating_sub(out.len())),
+        ));
+        out.extend(digits.chars().take(budget.saturating_sub(out.len())));
+        return out;
     }
     pad(&format!("{prefix}{digits}"), spec, budget)
 }
