@@ -1,14 +1,22 @@
-//! Benchmark: wall time of one emulated run (Speakeasy and Wine) and of the
-//! whole demo, with ratios against baselines measured in the same run.
-//! Run: `cargo bench -p harness` (prints figures; asserts nothing).
+//! Benchmark: wall times of whole `harness` processes, each against a
+//! baseline measured in the same run.
+//! Run: `cargo bench -p harness` (prints figures and ratios; asserts nothing).
+//!
+//! - one verdict on the leaky x64 Sample.sys: native engine against
+//!   Speakeasy (goal: at least 20x faster, at most 25 ms) and Wine;
+//! - the demo, warm (goal: at most 1 s), against one Speakeasy run;
+//! - an allocation-failure sweep (`--fail-each`) of a C driver with 30
+//!   allocations: native against Speakeasy;
+//! - the walkthrough's debugger session on the emulated machine
+//!   (`harness kd --script`, goal: at most 100 ms), against one native verdict.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use harness::arch::Arch;
 
-const RUNS: usize = 5;
+const RUNS: usize = 7;
 
 fn harness(args: &[&str]) -> Duration {
     let started = Instant::now();
@@ -30,8 +38,40 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
-fn seconds(duration: Duration) -> f64 {
-    duration.as_secs_f64()
+fn timed(runs: usize, args: &[&str]) -> Duration {
+    median((0..runs).map(|_| harness(args)).collect())
+}
+
+fn line(label: &str, value: Duration, against: Option<(&str, Duration)>) {
+    let seconds = value.as_secs_f64();
+    match against {
+        Some((name, baseline)) => {
+            let ratio = baseline.as_secs_f64() / seconds;
+            if ratio >= 1.0 {
+                println!("{label:<52} {seconds:>8.4} s  = {ratio:.1}x faster than {name}");
+            } else {
+                println!("{label:<52} {seconds:>8.4} s  = {:.2}x {name}", 1.0 / ratio);
+            }
+        }
+        None => println!("{label:<52} {seconds:>8.4} s"),
+    }
+}
+
+/// A MinGW C driver with `count` allocations (tests/drivers/reliability.c).
+fn many_allocations(count: u32, dir: &Path) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/drivers/reliability.c");
+    let out = dir.join("alloc_many.sys");
+    let status = Command::new("x86_64-w64-mingw32-gcc")
+        .args(["-O1", "-ffreestanding", "-nostdlib", "-Wno-multichar"])
+        .args(["-DVARIANT_ALLOC_MANY", &format!("-DALLOC_COUNT={count}")])
+        .args(["-Wl,--subsystem,native", "-Wl,-e,DriverEntry", "-o"])
+        .arg(&out)
+        .arg(source)
+        .arg("-lntoskrnl")
+        .status()
+        .expect("MinGW runs");
+    assert!(status.success());
+    out
 }
 
 fn main() {
@@ -41,7 +81,7 @@ fn main() {
         .sys;
     let path = leaky.to_str().expect("utf-8");
 
-    // Baseline: starting Python and importing Speakeasy, the fixed cost of every run.
+    // Baseline: starting Python and importing Speakeasy, the fixed cost of every Speakeasy run.
     let import = median(
         (0..RUNS)
             .map(|_| {
@@ -55,36 +95,83 @@ fn main() {
             })
             .collect(),
     );
-    let speakeasy = median((0..RUNS).map(|_| harness(&["emulate", path])).collect());
-    println!(
-        "python + import speakeasy (baseline)  {:>7.3} s",
-        seconds(import)
+    line("python + import speakeasy (baseline)", import, None);
+    let speakeasy = timed(RUNS, &["emulate", path, "--engine", "speakeasy"]);
+    line(
+        "one verdict, Speakeasy (x64 leak, whole process)",
+        speakeasy,
+        Some(("python + import", import)),
     );
-    println!(
-        "one emulated run, Speakeasy (x64 leak) {:>7.3} s  = {:.2} x baseline",
-        seconds(speakeasy),
-        seconds(speakeasy) / seconds(import)
+    let native = timed(RUNS * 3, &["emulate", path, "--engine", "native"]);
+    line(
+        "one verdict, native (x64 leak, whole process)",
+        native,
+        Some(("Speakeasy", speakeasy)),
     );
-
     if Path::new("/usr/lib/wine/wine64").exists() {
-        harness(&["emulate", path, "--engine", "wine"]); // first use creates the prefix
-        let wine = median(
-            (0..RUNS)
-                .map(|_| harness(&["emulate", path, "--engine", "wine"]))
-                .collect(),
-        );
-        println!(
-            "one emulated run, Wine (x64 leak)      {:>7.3} s  = {:.2} x Speakeasy",
-            seconds(wine),
-            seconds(wine) / seconds(speakeasy)
+        harness(&["emulate", path, "--engine", "wine"]); // first use may create the prefix
+        let wine = timed(3, &["emulate", path, "--engine", "wine"]);
+        line(
+            "one verdict, Wine (x64 leak, whole process)",
+            wine,
+            Some(("Speakeasy", speakeasy)),
         );
     }
 
-    // The demo: four builds (cached after the first) and four emulations.
-    let demo = harness(&["demo"]);
-    println!(
-        "whole demo (4 builds + 4 emulations)   {:>7.3} s  = {:.2} x one run",
-        seconds(demo),
-        seconds(demo) / seconds(speakeasy)
+    harness(&["demo"]); // builds the four variants once
+    let demo = timed(3, &["demo"]);
+    line(
+        "the demo, warm (4 builds checked + 4 native verdicts)",
+        demo,
+        Some(("one Speakeasy verdict", speakeasy)),
     );
+
+    let dir = tempfile::tempdir().expect("dir");
+    let sweep_driver = many_allocations(30, dir.path());
+    let sweep_path = sweep_driver.to_str().expect("utf-8");
+    let speakeasy_sweep = timed(
+        1,
+        &[
+            "emulate",
+            sweep_path,
+            "--fail-each",
+            "--engine",
+            "speakeasy",
+        ],
+    );
+    line(
+        "--fail-each over 30 allocations, Speakeasy (31 runs)",
+        speakeasy_sweep,
+        None,
+    );
+    let native_sweep = timed(
+        RUNS,
+        &["emulate", sweep_path, "--fail-each", "--engine", "native"],
+    );
+    line(
+        "--fail-each over 30 allocations, native (31 runs)",
+        native_sweep,
+        Some(("Speakeasy", speakeasy_sweep)),
+    );
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/kd/walkthrough-x86.txt");
+    if script.is_file() {
+        let x86 = harness::driver_build::build(Arch::X86, true)
+            .expect("build")
+            .sys;
+        let session = timed(
+            RUNS,
+            &[
+                "kd",
+                x86.to_str().expect("utf-8"),
+                "--script",
+                script.to_str().expect("utf-8"),
+            ],
+        );
+        line(
+            "harness kd --script: the walkthrough (x86 leak)",
+            session,
+            Some(("one native verdict", native)),
+        );
+    }
 }

@@ -76,7 +76,7 @@ pub fn run() -> Result<Vec<Row>, DemoError> {
             let built = driver_build::build(arch, leak)?;
             let verdict = emulate::emulate(&Request {
                 driver: built.sys,
-                engine: EngineKind::Speakeasy,
+                engine: EngineKind::Native,
                 pool_hit_tag: None,
                 options: RunOptions::default(),
             })?;
@@ -96,7 +96,7 @@ pub fn render(rows: &[Row]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Sample.sys under emulated Driver Verifier pool tracking (Speakeasy)\n"
+        "Sample.sys under emulated Driver Verifier pool tracking (native engine)\n"
     );
     let _ = writeln!(
         out,
