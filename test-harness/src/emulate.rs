@@ -85,7 +85,7 @@ pub fn emulate(request: &Request) -> Result<Verdict, EmulateError> {
                 ))
                 .into());
             }
-            engine::wine::run(driver, image.size_of_image, &request.options)?
+            engine::wine::run(driver, &image, &request.options)?
         }
     };
     Ok(judge(driver, &image, arch, &events, request)?)
