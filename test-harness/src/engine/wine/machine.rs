@@ -199,12 +199,19 @@ impl Prefix {
         self.kill_session();
     }
 
-    /// Stops any session of the prefix and removes the services an earlier
-    /// run of the harness left registered.
+    /// Stops any session of the prefix, removes the services an earlier run
+    /// of the harness left registered and the driver copies it left in
+    /// `C:\harness\run`.
     fn remove_leftovers(&self) {
         self.kill_session();
         for service in self.harness_services() {
             self.deregister(&service);
+        }
+        let run_dir = self.path.join("drive_c/harness/run");
+        if let Ok(entries) = fs::read_dir(&run_dir) {
+            for entry in entries.filter_map(std::result::Result::ok) {
+                let _ = fs::remove_file(entry.path());
+            }
         }
     }
 }
@@ -455,6 +462,14 @@ impl WineMachine {
         Ok(machine)
     }
 
+    /// Whether Wine is installed.
+    ///
+    /// # Errors
+    /// It is not: how to install it.
+    pub fn tools_present() -> Result<()> {
+        Tools::find().map(|_| ())
+    }
+
     /// Opens an existing prefix made by [`WineMachine::create`].
     ///
     /// # Errors
@@ -512,6 +527,12 @@ impl WineMachine {
     pub fn remove_leftovers(&mut self) {
         self.stop_session();
         self.prefix.remove_leftovers();
+    }
+
+    /// Ends every process of the prefix (any session, traced or not).
+    pub fn kill_session(&mut self) {
+        self.stop_session();
+        self.prefix.kill_session();
     }
 
     /// Services named [`SERVICE_PREFIX`]`*` the prefix's registry holds

@@ -98,7 +98,15 @@ pub fn samplectl_exe() -> Result<PathBuf> {
 /// # Errors
 /// The prefix cannot be made, locked or cleaned.
 pub fn prepared_machine() -> Result<WineMachine> {
-    let prefix = prefix_path()?;
+    prepared_machine_at(&prefix_path()?)
+}
+
+/// [`prepared_machine`] for the prefix at `prefix`.
+///
+/// # Errors
+/// The prefix cannot be made, locked or cleaned.
+pub fn prepared_machine_at(prefix: &Path) -> Result<WineMachine> {
+    let prefix = prefix.to_path_buf();
     let samplectl = samplectl_exe()?;
     let lock = lock_prefix(&prefix)?;
     let mut machine = if let Ok(machine) = WineMachine::open(&prefix) {
@@ -170,11 +178,36 @@ pub fn service_name(driver: &Path) -> String {
     format!("{SERVICE_PREFIX}{stem}_{}", std::process::id())
 }
 
+/// `harness setup`'s part: samplectl.exe built and the prefix made, when
+/// Wine is installed (`Ok(false)` when it is not).
+///
+/// # Errors
+/// The build or the prefix failed.
+pub fn setup() -> Result<bool> {
+    if let Err(EngineError::MissingTool { .. }) = WineMachine::tools_present() {
+        return Ok(false);
+    }
+    prepared_machine().map(|_| true)
+}
+
 /// Loads, starts, stops and removes `driver` in Wine and returns the events.
 ///
 /// # Errors
 /// Wine could not run it, or the options ask for what Wine cannot do.
 pub fn run(driver: &Path, image: &PeImage, options: &RunOptions) -> Result<Vec<Event>> {
+    run_at(&prefix_path()?, driver, image, options)
+}
+
+/// [`run`] in the prefix at `prefix`.
+///
+/// # Errors
+/// Wine could not run it, or the options ask for what Wine cannot do.
+pub fn run_at(
+    prefix: &Path,
+    driver: &Path,
+    image: &PeImage,
+    options: &RunOptions,
+) -> Result<Vec<Event>> {
     // Wine runs the driver for real: no allocation can be made to fail, and
     // the Windows version is the prefix's.
     if options.fail_allocation != 0 || options.os_version.is_some() {
@@ -183,7 +216,7 @@ pub fn run(driver: &Path, image: &PeImage, options: &RunOptions) -> Result<Vec<E
         ));
     }
     interrupt_guard()?;
-    let mut machine = prepared_machine()?;
+    let mut machine = prepared_machine_at(prefix)?;
     let name = service_name(driver);
     let file_name = format!("{name}.sys");
     let run_dir = machine.c_drive().join("harness/run");
