@@ -165,7 +165,17 @@ pub fn samplectl_up_to_date(arch: Arch, limit: Duration) -> Result<PathBuf, Buil
     .max();
     match (built, sources) {
         (Some(built), Some(sources)) if built >= sources => Ok(exe),
-        _ => build_samplectl_within(arch, Some(limit)),
+        _ => {
+            let exe = build_samplectl_within(arch, Some(limit))?;
+            // Cargo leaves an exe it finds fresh alone: mark it checked, so
+            // that the next call does not run cargo again.
+            File::options()
+                .write(true)
+                .open(&exe)
+                .and_then(|file| file.set_modified(SystemTime::now()))
+                .map_err(io_error("touch", &exe))?;
+            Ok(exe)
+        }
     }
 }
 
