@@ -865,3 +865,41 @@ fn build_shim(target: &Path, tmp: &Path) -> Result<()> {
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_session_log_keeps_at_most_the_limit_and_counts_the_rest() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("log");
+        let log = File::create(&path).expect("log");
+        let written = AtomicU64::new(0);
+        let more = LOG_LIMIT + 4096;
+        copy_capped(Some(std::io::repeat(b'x').take(more)), log, &written);
+        assert_eq!(fs::metadata(&path).expect("log").len(), LOG_LIMIT);
+        assert_eq!(written.load(Ordering::SeqCst), more);
+    }
+
+    #[test]
+    fn registered_harness_services_are_read_from_system_reg() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        fs::write(
+            dir.path().join("system.reg"),
+            "[System\\\\CurrentControlSet\\\\Services\\\\PlugPlay] 1\n\
+             [System\\\\CurrentControlSet\\\\Services\\\\HarnessTest_a_1] 1\n\
+             [System\\\\CurrentControlSet\\\\Services\\\\HarnessTest_a_1\\\\Enum] 1\n",
+        )
+        .expect("write");
+        let prefix = Prefix {
+            tools: Tools {
+                wine: "wine64".into(),
+                wineserver: "wineserver".into(),
+            },
+            path: dir.path().to_path_buf(),
+            tmp: dir.path().join("tmp"),
+        };
+        assert_eq!(prefix.harness_services(), ["HarnessTest_a_1"]);
+    }
+}
