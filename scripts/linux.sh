@@ -34,10 +34,39 @@ setup() {
     "${sudo[@]}" apt-get update -qq
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
+  wine32
   command -v rustup >/dev/null || { echo "linux.sh: rustup not found: install Rust from https://rustup.rs" >&2; exit 2; }
   rustup target add "${RUST_TARGETS[@]}" >/dev/null
   rustup component add clippy rustfmt >/dev/null 2>&1 || true
   cargo run -q --locked -p harness -- setup >/dev/null
+}
+
+# 32-bit Wine (wine32:i386) would let the Wine engine load x86 drivers. It
+# needs the i386 architecture; if it cannot be installed (an i386 index that
+# fails to download makes apt refuse), the architecture is removed again, so
+# that apt-get update keeps working, and the setup goes on without it.
+wine32() {
+  dpkg-query -W -f='${Status}' wine32:i386 2>/dev/null | grep -q "ok installed" && return 0
+  local sudo=()
+  if ((EUID != 0)); then
+    command -v sudo >/dev/null || { echo "linux.sh: 32-bit Wine not tried (needs root): the Wine engine runs x64 drivers only" >&2; return 0; }
+    sudo=(sudo)
+  fi
+  local added=0
+  if ! dpkg --print-foreign-architectures | grep -qx i386; then
+    "${sudo[@]}" dpkg --add-architecture i386
+    added=1
+  fi
+  if "${sudo[@]}" apt-get update -qq >/dev/null 2>&1 &&
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends wine32:i386 >/dev/null 2>&1; then
+    echo "linux.sh: installed 32-bit Wine (wine32:i386)" >&2
+    return 0
+  fi
+  if ((added)); then
+    "${sudo[@]}" dpkg --remove-architecture i386 || true
+    "${sudo[@]}" apt-get update -qq >/dev/null 2>&1 || true
+  fi
+  echo "linux.sh: 32-bit Wine (wine32:i386) is not installable here; going on without it: the Wine engine runs x64 drivers only" >&2
 }
 
 lint() {

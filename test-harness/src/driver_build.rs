@@ -5,6 +5,7 @@
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::arch::Arch;
 
@@ -42,6 +43,16 @@ pub enum BuildError {
         /// A hint about what may be missing.
         hint: &'static str,
         /// Cargo's whole output.
+        log: PathBuf,
+    },
+    /// Cargo outlived its time limit and was stopped.
+    #[error("cargo build of {what} did not finish within {} s and was stopped (output so far: {})", .limit.as_secs(), .log.display())]
+    Timeout {
+        /// What was being built.
+        what: String,
+        /// The limit.
+        limit: Duration,
+        /// Cargo's output.
         log: PathBuf,
     },
     /// rustup could not add the target.
@@ -105,6 +116,7 @@ pub fn build(arch: Arch, leak: bool) -> Result<BuiltDriver, BuildError> {
         ],
         &format!("the {variant} driver"),
         "",
+        None,
     )?;
     let built = target_dir.join(triple).join("release");
     let out = root.join("target").join("drivers").join(&variant);
@@ -166,42 +178,117 @@ pub fn build_samplectl() -> Result<PathBuf, BuildError> {
 /// # Errors
 /// A missing toolchain piece or a failed build.
 pub fn build_samplectl_for(arch: Arch) -> Result<PathBuf, BuildError> {
+    build_samplectl_within(arch, None)
+}
+
+/// `samplectl.exe` for `arch`: the one built before if it is newer than the
+/// installer's sources and the lock file, else built now within `limit`.
+///
+/// # Errors
+/// A missing toolchain piece, a failed build, or one that took too long.
+pub fn samplectl_up_to_date(arch: Arch, limit: Duration) -> Result<PathBuf, BuildError> {
+    let exe = samplectl_path(arch);
     let root = workspace_root();
-    let triple = match arch {
+    let built = fs::metadata(&exe).and_then(|meta| meta.modified()).ok();
+    let sources = [
+        root.join("installer"),
+        root.join("Cargo.lock"),
+        root.join("Cargo.toml"),
+    ]
+    .iter()
+    .filter_map(|path| newest_change(path))
+    .max();
+    match (built, sources) {
+        (Some(built), Some(sources)) if built >= sources => Ok(exe),
+        _ => {
+            let exe = build_samplectl_within(arch, Some(limit))?;
+            // Cargo leaves an exe it finds fresh alone: mark it checked, so
+            // that the next call does not run cargo again.
+            File::options()
+                .write(true)
+                .open(&exe)
+                .and_then(|file| file.set_modified(SystemTime::now()))
+                .map_err(io_error("touch", &exe))?;
+            Ok(exe)
+        }
+    }
+}
+
+/// The newest modification time of a file, or of anything under a directory.
+fn newest_change(path: &Path) -> Option<SystemTime> {
+    let meta = fs::symlink_metadata(path).ok()?;
+    let own = meta.modified().ok();
+    if !meta.is_dir() {
+        return own;
+    }
+    fs::read_dir(path)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| newest_change(&entry.path()))
+        .chain(own)
+        .max()
+}
+
+fn samplectl_triple(arch: Arch) -> &'static str {
+    match arch {
         Arch::X64 => "x86_64-pc-windows-gnu",
         Arch::X86 => "i686-pc-windows-gnu",
-    };
-    ensure_target(triple)?;
-    let target_dir = root
+    }
+}
+
+fn samplectl_target_dir(arch: Arch) -> PathBuf {
+    workspace_root()
         .join("target")
         .join("portable")
-        .join(format!("samplectl-{arch}"));
+        .join(format!("samplectl-{arch}"))
+}
+
+/// Where `build_samplectl_for(arch)` puts `samplectl.exe`.
+#[must_use]
+pub fn samplectl_path(arch: Arch) -> PathBuf {
+    samplectl_target_dir(arch)
+        .join(samplectl_triple(arch))
+        .join("release")
+        .join("samplectl.exe")
+}
+
+/// Builds `samplectl.exe` for `arch`, stopping cargo after `limit` if given.
+///
+/// # Errors
+/// A missing toolchain piece, a failed build, or one that took too long.
+pub fn build_samplectl_within(arch: Arch, limit: Option<Duration>) -> Result<PathBuf, BuildError> {
+    let triple = samplectl_triple(arch);
+    ensure_target(triple)?;
     cargo_build(
-        &target_dir,
+        &samplectl_target_dir(arch),
         &["-p", "samplectl", "--target", triple],
         &format!("samplectl.exe for {triple}"),
         " (it needs MinGW: apt-get install gcc-mingw-w64-x86-64 gcc-mingw-w64-i686)",
+        limit,
     )?;
-    Ok(target_dir
-        .join(triple)
-        .join("release")
-        .join("samplectl.exe"))
+    Ok(samplectl_path(arch))
 }
 
 /// `cargo build --release --locked <args>` in the workspace, into its own
 /// target dir (`cargo test` holds the workspace target dir's lock while the
-/// tests that call this run), with cargo's output in `build.log` there.
+/// tests that call this run), with cargo's output in `build.log` there and
+/// temporary files in `tmp` there (removed after). With a `limit`, cargo and
+/// what it started are killed after it.
 fn cargo_build(
     target_dir: &Path,
     args: &[&str],
     what: &str,
     hint: &'static str,
+    limit: Option<Duration>,
 ) -> Result<(), BuildError> {
+    use std::os::unix::process::CommandExt as _;
     fs::create_dir_all(target_dir).map_err(io_error("create", target_dir))?;
     let log = target_dir.join("build.log");
     let output = File::create(&log).map_err(io_error("create", &log))?;
+    let tmp = target_dir.join("tmp");
+    fs::create_dir_all(&tmp).map_err(io_error("create", &tmp))?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
+    let mut child = Command::new(cargo)
         .current_dir(workspace_root())
         .args(["build", "--release", "--locked", "--color", "never"])
         .args(args)
@@ -210,14 +297,41 @@ fn cargo_build(
         // (they keep SSE out of the x86 kernel code).
         .env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env("TMPDIR", &tmp)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(output)
-        .status()
+        // Its own process group, so that a time limit stops rustc and the
+        // linkers with it.
+        .process_group(0)
+        .spawn()
         .map_err(|source| BuildError::Spawn {
             program: "cargo",
             source,
         })?;
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Ok(status),
+            Ok(None) => {}
+            Err(source) => break Err(source),
+        }
+        if let Some(limit) = limit.filter(|limit| started.elapsed() > *limit) {
+            kill_group(&mut child);
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(BuildError::Timeout {
+                what: what.to_owned(),
+                limit,
+                log,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = fs::remove_dir_all(&tmp);
+    let status = status.map_err(|source| BuildError::Spawn {
+        program: "cargo",
+        source,
+    })?;
     if status.success() {
         return Ok(());
     }
@@ -234,6 +348,18 @@ fn cargo_build(
         hint,
         log,
     })
+}
+
+/// Kills a child that leads its own process group, and the group.
+fn kill_group(child: &mut std::process::Child) {
+    if let Ok(group) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) on the process group the child leads
+        // (`process_group(0)`); it touches no memory of ours.
+        unsafe {
+            libc::kill(-group, libc::SIGKILL);
+        }
+    }
+    let _ = child.wait();
 }
 
 fn copy(from: &Path, to: &Path) -> Result<(), BuildError> {

@@ -92,7 +92,7 @@ pub fn emulate(request: &Request) -> Result<Verdict, EmulateError> {
                 ))
                 .into());
             }
-            engine::wine::run(driver, image.size_of_image, &request.options)?
+            engine::wine::run(driver, &image, &request.options)?
         }
     };
     let mut verdict = judge(driver, &image, arch, &events, request)?;

@@ -101,8 +101,9 @@ enum Command {
     /// check, run kd on the kernel dump, restore the guest, print the verdict.
     #[command(after_help = EXIT_CODES)]
     Vm(Box<VmArgs>),
-    /// Provision the pinned Speakeasy virtualenv now (otherwise done on first
-    /// use); prints the interpreter's path.
+    /// Provision the pinned Speakeasy virtualenv, build samplectl.exe and make
+    /// the Wine engine's prefix (when Wine is installed) now, instead of on
+    /// first use; prints the interpreter's path.
     Setup,
 }
 
@@ -275,7 +276,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Vm(args) => run_vm(*args),
         Command::Setup => {
-            println!("{}", harness::engine::python::speakeasy_python()?.display());
+            let python = harness::engine::python::speakeasy_python()?;
+            harness::engine::wine::setup()?;
+            println!("{}", python.display());
             Ok(ExitCode::Clean)
         }
         Command::Demo => {

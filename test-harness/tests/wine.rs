@@ -3,6 +3,8 @@
 //! and the real x64 Sample.sys loaded by winedevice.exe.
 
 mod common;
+#[path = "common/wine.rs"]
+mod wine;
 
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
@@ -10,17 +12,22 @@ use std::time::Instant;
 use harness::arch::Arch;
 use harness::engine::wine::WineMachine;
 
-/// One fresh prefix for this test binary; tests take turns on it.
-fn machine() -> &'static Mutex<(WineMachine, tempfile::TempDir)> {
-    static MACHINE: OnceLock<Mutex<(WineMachine, tempfile::TempDir)>> = OnceLock::new();
+/// One fresh prefix for this test binary, made anew on each run in cargo's
+/// target tmp dir (`wine-machine`, so that it never piles up); tests take
+/// turns on it.
+fn machine() -> &'static Mutex<WineMachine> {
+    static MACHINE: OnceLock<Mutex<WineMachine>> = OnceLock::new();
     MACHINE.get_or_init(|| {
         let samplectl = harness::driver_build::build_samplectl().expect("samplectl.exe builds");
-        let dir = tempfile::tempdir().expect("temp dir");
+        let prefix = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("wine-machine");
+        if let Ok(mut old) = WineMachine::open(&prefix) {
+            old.kill_session();
+        }
+        let _ = std::fs::remove_dir_all(&prefix);
         let started = Instant::now();
-        let machine = WineMachine::create(&dir.path().join("prefix"), &samplectl)
-            .expect("a fresh Wine prefix");
+        let machine = WineMachine::create(&prefix, &samplectl).expect("a fresh Wine prefix");
         println!("fresh prefix in {:.1} s", started.elapsed().as_secs_f64());
-        Mutex::new((machine, dir))
+        Mutex::new(machine)
     })
 }
 
@@ -41,7 +48,7 @@ fn install_start_stop_uninstall_clean_and_leaky() {
     let mut guard = machine()
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let machine = &mut guard.0;
+    let machine = &mut *guard;
     for leak in [false, true] {
         let path = copy_in(machine, leak);
         machine.start_session().expect("session");
@@ -97,7 +104,7 @@ fn error_paths_give_one_clear_line_and_exit_1() {
     let mut guard = machine()
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let machine = &mut guard.0;
+    let machine = &mut *guard;
     let path = copy_in(machine, false);
     machine.start_session().expect("session");
     let expect_error = |args: &[&str], needle: &str| {
@@ -132,24 +139,35 @@ fn error_paths_give_one_clear_line_and_exit_1() {
     machine.stop_session();
 }
 
-/// The Wine engine and Speakeasy agree on the same .sys.
+/// The Wine engine and Speakeasy agree on the same .sys. Wine installs it
+/// under a service name of its own (`HarnessTest_Sample_<pid>`), so the
+/// registry path it prints and copies is longer by that many characters.
 #[test]
 fn wine_engine_verdicts_equal_speakeasy() {
-    // The engine uses its own cached prefix; keep the tests from overlapping.
-    let _guard = machine()
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = wine::serial();
     for leak in [false, true] {
         let built = common::driver(Arch::X64, leak);
         let started = Instant::now();
-        let wine = common::emulate_json(&built.sys, &["--engine", "wine"]);
+        let wine = wine::emulate(&built.sys, &[]);
         println!("one Wine verdict: {:.2} s", started.elapsed().as_secs_f64());
         let speakeasy = common::emulate_json(&built.sys, &["--engine", "speakeasy"]);
         assert_eq!(wine.code, speakeasy.code, "{}", wine.stderr);
+        assert_eq!(wine.stderr, "", "nothing on stderr");
         let (wine, speakeasy) = (wine.verdict(), speakeasy.verdict());
         assert_eq!(wine.engine, harness::verdict::Engine::Wine);
         assert_eq!(wine.entry_status, speakeasy.entry_status);
-        assert_eq!(wine.debug_output, speakeasy.debug_output);
+        let service = wine.debug_output[0]
+            .rsplit('\\')
+            .next()
+            .expect("a registry path")
+            .to_owned();
+        assert!(service.starts_with("HarnessTest_Sample_"), "{service}");
+        let as_speakeasy: Vec<String> = wine
+            .debug_output
+            .iter()
+            .map(|line| line.replace(&service, "Sample"))
+            .collect();
+        assert_eq!(as_speakeasy, speakeasy.debug_output);
         let essentials = |verdict: &harness::verdict::Verdict| {
             verdict
                 .bugcheck
@@ -157,15 +175,16 @@ fn wine_engine_verdicts_equal_speakeasy() {
                 .map(|b| (b.code, b.name.clone(), b.args[0], b.args[3]))
         };
         assert_eq!(essentials(&wine), essentials(&speakeasy));
-        let leaked = |verdict: &harness::verdict::Verdict| -> Vec<(String, u64)> {
+        let longer = 2 * u64::try_from(service.len() - "Sample".len()).expect("length");
+        let leaked = |verdict: &harness::verdict::Verdict, extra: u64| -> Vec<(String, u64)> {
             verdict
                 .leaks
                 .iter()
-                .map(|leak| (leak.tag.clone(), leak.bytes))
+                .map(|leak| (leak.tag.clone(), leak.bytes - extra))
                 .collect()
         };
-        assert_eq!(leaked(&wine), leaked(&speakeasy));
-        assert_eq!(leaked(&wine).len(), usize::from(leak));
+        assert_eq!(leaked(&wine, longer), leaked(&speakeasy, 0));
+        assert_eq!(leaked(&wine, longer).len(), usize::from(leak));
     }
 }
 

@@ -105,16 +105,44 @@ pub fn run_with_timeout(
     stdin: &[u8],
     timeout: Duration,
 ) -> Result<Output, ProcessError> {
-    let program = command.get_program().to_string_lossy().into_owned();
-    let mut child = command
+    let child = spawn_piped(command)?;
+    wait_with_timeout(
+        child,
+        &command.get_program().to_string_lossy(),
+        stdin,
+        timeout,
+    )
+}
+
+/// Starts a command with piped stdin, stdout and stderr (for
+/// [`wait_with_timeout`]).
+///
+/// # Errors
+/// The program cannot be started.
+pub fn spawn_piped(command: &mut Command) -> Result<Child, ProcessError> {
+    command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|source| ProcessError::Spawn {
-            program: program.clone(),
+            program: command.get_program().to_string_lossy().into_owned(),
             source,
-        })?;
+        })
+}
+
+/// Feeds `stdin` to a child started by [`spawn_piped`] and waits for it,
+/// with a wall-clock limit; `program` names it in errors.
+///
+/// # Errors
+/// The child outlives `timeout` (it is killed), or cannot be waited for.
+pub fn wait_with_timeout(
+    mut child: Child,
+    program: &str,
+    stdin: &[u8],
+    timeout: Duration,
+) -> Result<Output, ProcessError> {
+    let program = program.to_owned();
     if let Some(mut input) = child.stdin.take() {
         use std::io::Write;
         // A child that exits early closes the pipe; its output says why.
