@@ -32,7 +32,7 @@ use harness::verdict::ExitCode;
 
 /// The engines the corpus runs on: adding an engine is one line here (its
 /// expected results default to each case's `acceptable` list).
-const ENGINES: &[&str] = &["native", "speakeasy"];
+const ENGINES: &[&str] = &["native", "speakeasy", "wine"];
 
 /// What a run must end in.
 #[derive(Debug, Clone, Copy)]
@@ -94,6 +94,7 @@ const CASES: &[Case] = &[
         acceptable: &[
             Expect::Verdict(ExitCode::Clean),
             Expect::CannotJudge("NDIS"),
+            Expect::CannotJudge("NdisGetVersion"),
         ],
     },
     Case {
@@ -290,10 +291,18 @@ fn every_engine_ends_each_gap_case_in_a_verdict_or_one_line() {
             }
         }
     }
-    assert_eq!(
-        rows.len(),
-        CASES.iter().map(|case| case.arches.len()).sum::<usize>() * ENGINES.len()
-    );
+    // Every case on every engine, but Wine on x86.
+    let expected: usize = CASES
+        .iter()
+        .flat_map(|case| case.arches.iter())
+        .map(|arch| {
+            ENGINES
+                .iter()
+                .filter(|engine| !(**engine == "wine" && *arch == Arch::X86))
+                .count()
+        })
+        .sum();
+    assert_eq!(rows.len(), expected);
     report(&rows);
 }
 
