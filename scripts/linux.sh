@@ -15,6 +15,8 @@ APT_PACKAGES=(
   python3-venv                             # Speakeasy's virtualenv
   osslsigncode openssl                     # test-signing the x64 driver (signature, certificate)
   openssh-client                           # harness vm
+  cmake libclang-dev                       # Unicorn (native engine): unicorn-engine-sys builds its C with CMake, binds it with bindgen
+  tmux                                     # the harness kd interactive test drives the kd> prompt in a terminal
 )
 RUST_TARGETS=(x86_64-pc-windows-msvc i686-pc-windows-msvc x86_64-pc-windows-gnu i686-pc-windows-gnu)
 

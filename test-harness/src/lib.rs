@@ -3,6 +3,7 @@
 //! drives a Windows test VM. Every source ends in one [`verdict::Verdict`].
 
 pub mod arch;
+pub mod console;
 pub mod debugger;
 pub mod demo;
 pub mod driver_build;

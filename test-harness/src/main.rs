@@ -11,6 +11,7 @@ use harness::emulate::{EngineKind, Request};
 use harness::engine::RunOptions;
 use harness::nt::parse_tag;
 use harness::verdict::{ExitCode, Verdict};
+use harness::console::{emit, emit_line};
 use harness::{demo, driver_build, emulate, error, render};
 
 const EXIT_CODES: &str = "\
@@ -222,15 +223,15 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Build { arch, leak, sign } => {
             let sys = if sign {
                 let signed = driver_build::build_signed(arch, leak)?;
-                println!(
+                emit_line(&format!(
                     "harness: test certificate (import it on the guest): {}",
                     signed.certificate.display()
-                );
+                ))?;
                 signed.sys
             } else {
                 driver_build::build(arch, leak)?.sys
             };
-            println!("{}", sys.display());
+            emit_line(&sys.display().to_string())?;
             Ok(ExitCode::Clean)
         }
         Command::Emulate {
@@ -258,9 +259,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             if fail_each {
                 let sweep = harness::sweep::sweep(&request)?;
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&sweep)?);
+                    emit_line(&serde_json::to_string_pretty(&sweep)?)?;
                 } else {
-                    print!("{}", sweep.render());
+                    emit(&sweep.render())?;
                 }
                 return Ok(sweep.exit_code());
             }
@@ -278,12 +279,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Setup => {
             let python = harness::engine::python::speakeasy_python()?;
             harness::engine::wine::setup()?;
-            println!("{}", python.display());
+            emit_line(&python.display().to_string())?;
             Ok(ExitCode::Clean)
         }
         Command::Demo => {
             let rows = demo::run()?;
-            print!("{}", demo::render(&rows));
+            emit(&demo::render(&rows))?;
             Ok(if rows.iter().all(demo::Row::as_expected) {
                 ExitCode::Clean
             } else {
@@ -348,7 +349,9 @@ fn run_vm(args: VmArgs) -> anyhow::Result<ExitCode> {
         options: ssh_options,
     };
     // Progress on stdout, so that stderr holds only the one-line error.
-    let verdict = harness::vm::run(&mut ssh, &options, &mut |line| println!("harness: {line}"))?;
+    let verdict = harness::vm::run(&mut ssh, &options, &mut |line| {
+        let _ = emit_line(&format!("harness: {line}"));
+    })?;
     print_verdict(&verdict, json)?;
     Ok(verdict.exit_code())
 }
@@ -365,27 +368,27 @@ fn sign_for_guest(driver: PathBuf, arch: Arch, sign: bool) -> anyhow::Result<Pat
             driver: signed,
             certificate,
         } => {
-            println!(
+            emit_line(&format!(
                 "harness: test-signed a copy of {}: {} (certificate to import on the guest: {})",
                 driver.display(),
                 signed.display(),
                 certificate.display()
-            );
+            ))?;
             Ok(signed)
         }
         GuestSigning::AlreadySigned => {
-            println!(
+            emit_line(&format!(
                 "harness: {} is signed already; using it as it is",
                 driver.display()
-            );
+            ))?;
             Ok(driver)
         }
         GuestSigning::Unsigned => {
             if arch == Arch::X64 {
-                println!(
+                emit_line(&format!(
                     "harness: not signing {} (--no-sign): 64-bit Windows will refuse to start it (error 577)",
                     driver.display()
-                );
+                ))?;
             }
             Ok(driver)
         }
@@ -394,9 +397,9 @@ fn sign_for_guest(driver: PathBuf, arch: Arch, sign: bool) -> anyhow::Result<Pat
 
 fn print_verdict(verdict: &Verdict, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(verdict)?);
+        emit_line(&serde_json::to_string_pretty(verdict)?)?;
     } else {
-        print!("{}", render::report(verdict));
+        emit(&render::report(verdict))?;
     }
     Ok(())
 }
