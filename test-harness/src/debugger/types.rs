@@ -446,3 +446,5 @@ pub fn last_segment(name: &str) -> &str {
     name.get(start..).unwrap_or(name)
 }
 
+#[cfg(test)]
+mod tests;
