@@ -89,10 +89,14 @@ pub unsafe extern "system" fn driver_entry(
     STATUS_SUCCESS
 }
 
-/// The unload routine (`SampleUnload`), called by the I/O manager at unload.
+/// The unload routine, called by the I/O manager at unload. Named
+/// `SampleUnload` as in the C original, so that the debugger's stacks show
+/// `Sample!SampleUnload`.
 ///
 /// # Safety
 /// Called only by the kernel, after a successful DriverEntry.
+// SAFETY: no other symbol in the image is named `SampleUnload`.
+#[unsafe(export_name = "SampleUnload")]
 unsafe extern "system" fn sample_unload(_driver: *mut DRIVER_OBJECT) {
     // The leaky build drops this block, as the walkthrough comments out the free.
     if cfg!(not(feature = "leak-on-unload")) {

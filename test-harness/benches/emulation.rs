@@ -154,24 +154,22 @@ fn main() {
         Some(("Speakeasy", speakeasy_sweep)),
     );
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/kd/walkthrough-x86.txt");
-    if script.is_file() {
-        let x86 = harness::driver_build::build(Arch::X86, true)
-            .expect("build")
-            .sys;
-        let session = timed(
-            RUNS,
-            &[
-                "kd",
-                x86.to_str().expect("utf-8"),
-                "--script",
-                script.to_str().expect("utf-8"),
-            ],
-        );
-        line(
-            "harness kd --script: the walkthrough (x86 leak)",
-            session,
-            Some(("one native verdict", native)),
-        );
-    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/kd/live-session.txt");
+    let x86 = harness::driver_build::build(Arch::X86, true)
+        .expect("build")
+        .sys;
+    let session = timed(
+        RUNS,
+        &[
+            "kd",
+            x86.to_str().expect("utf-8"),
+            "--script",
+            script.to_str().expect("utf-8"),
+        ],
+    );
+    line(
+        "harness kd --script docs/kd/live-session.txt (x86 leak; goal 100 ms)",
+        session,
+        Some(("one native verdict", native)),
+    );
 }

@@ -7,12 +7,26 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use harness::arch::Arch;
+use harness::console::{emit, emit_line};
 use harness::emulate::{EngineKind, Request};
 use harness::engine::RunOptions;
 use harness::nt::parse_tag;
 use harness::verdict::{ExitCode, Verdict};
-use harness::console::{emit, emit_line};
 use harness::{demo, driver_build, emulate, error, render};
+
+const KD_HELP: &str = "\
+Commands: g gu p t; bp bu bl bc bd be; r k kb kv kn kvn .frame dv; .thread .cxr;
+d{b,w,d,q,p,c,a,u} e{b,w,d,q,p} ? ?? .formats; lm ln x u dt .reload .asm;
+!pool !poolfind !verifier !analyze; .echo, * comments, ; between commands; q.
+
+Exit codes (the verdict of the run so far):
+  0  the driver was started and stopped with no violation
+  3  the machine bug-checked (or the verifier found a violation)
+  4  DriverEntry failed, or the driver cannot be unloaded
+  5  the session ended with the driver still loaded (or never started)
+  6  Windows would not load the image; one line on stderr
+  2  cannot judge (the engine lacks what the driver needs), or bad input;
+     one line on stderr";
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -73,8 +87,8 @@ enum Command {
         /// leaks or crashes on its error path.
         #[arg(long, conflicts_with = "fail_allocation")]
         fail_each: bool,
-        /// Windows version the emulated kernel reports (Speakeasy; default
-        /// 6.1.7601, the walkthrough's Windows 7 SP1).
+        /// Windows version the emulated kernel reports (native and
+        /// Speakeasy; default 6.1.7601, the walkthrough's Windows 7 SP1).
         #[arg(long, value_name = "X.Y.B", value_parser = parse_version)]
         os_version: Option<String>,
         /// Instructions each driver routine may run before it counts as hung.
@@ -102,6 +116,31 @@ enum Command {
     /// check, run kd on the kernel dump, restore the guest, print the verdict.
     #[command(after_help = EXIT_CODES)]
     Vm(Box<VmArgs>),
+    /// A kd session on the native engine's emulated machine: the
+    /// walkthrough's debugger commands (ed nt!PoolHitTag, g, kvn, !pool,
+    /// !verifier 3, !analyze -v ...) without a VM. The target starts stopped
+    /// before the driver loads; g starts it, then stops it as sc would.
+    /// Interactive at a `kd> ` prompt; with --script or piped commands it
+    /// prints a kd-style transcript.
+    #[command(after_help = KD_HELP)]
+    Kd {
+        /// The driver (.sys); its PDB beside it gives symbols and types.
+        #[arg(value_name = "PATH.sys", required_unless_present = "arch", conflicts_with_all = ["arch", "leak"])]
+        driver: Option<PathBuf>,
+        /// Build and debug the portable Sample.sys for this architecture.
+        #[arg(long, value_enum)]
+        arch: Option<Arch>,
+        /// With --arch: the leak-on-unload build.
+        #[arg(long, requires = "arch")]
+        leak: bool,
+        /// Run the commands in FILE (one per line), echoing each after `kd> `.
+        #[arg(long, value_name = "FILE")]
+        script: Option<PathBuf>,
+        /// Windows version the emulated kernel reports (default 6.1.7601,
+        /// the walkthrough's Windows 7 SP1).
+        #[arg(long, value_name = "X.Y.B", value_parser = parse_version)]
+        os_version: Option<String>,
+    },
     /// Provision the pinned Speakeasy virtualenv, build samplectl.exe and make
     /// the Wine engine's prefix (when Wine is installed) now, instead of on
     /// first use; prints the interpreter's path.
@@ -276,6 +315,29 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(verdict.exit_code())
         }
         Command::Vm(args) => run_vm(*args),
+        Command::Kd {
+            driver,
+            arch,
+            leak,
+            script,
+            os_version,
+        } => {
+            let driver = match (driver, arch) {
+                (Some(driver), _) => driver,
+                (None, Some(arch)) => driver_build::build(arch, leak)?.sys,
+                (None, None) => {
+                    anyhow::bail!("kd needs a driver or --arch (see harness kd --help)")
+                }
+            };
+            let options = harness::debugger::KdOptions {
+                driver,
+                script,
+                os_version,
+                max_instructions: 5_000_000,
+                timeout: Duration::from_mins(1),
+            };
+            Ok(harness::debugger::run(&options)?)
+        }
         Command::Setup => {
             let python = harness::engine::python::speakeasy_python()?;
             harness::engine::wine::setup()?;

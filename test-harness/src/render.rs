@@ -129,21 +129,35 @@ fn pool_hit(hit: &crate::verdict::PoolHit, arch: Arch) -> String {
 /// The fatal-error banner and `!analyze -v`'s bug check section.
 #[must_use]
 pub fn analyze(bugcheck: &BugCheck, verdict: &Verdict, arch: Arch) -> String {
-    let mut out = String::new();
-    // kd prints the arguments at the target's pointer width.
+    format!(
+        "{}\n{}",
+        fatal_error(bugcheck, arch),
+        bugcheck_analysis(bugcheck, verdict, arch)
+    )
+}
+
+/// kd's two `*** Fatal System Error` lines, the arguments at the target's
+/// pointer width.
+#[must_use]
+pub fn fatal_error(bugcheck: &BugCheck, arch: Arch) -> String {
     let short = |value: u64| format!("0x{value:0width$X}", width = arch.pointer_digits());
-    let _ = writeln!(out, "*** Fatal System Error: 0x{:08x}", bugcheck.code);
-    let _ = writeln!(
-        out,
-        "                       ({})",
+    format!(
+        "*** Fatal System Error: 0x{:08x}\n                       ({})\n",
+        bugcheck.code,
         bugcheck
             .args
             .iter()
             .map(|arg| short(*arg))
             .collect::<Vec<_>>()
             .join(",")
-    );
-    out.push('\n');
+    )
+}
+
+/// `!analyze -v`'s bug check section: the name, the arguments and the
+/// `BUGCHECK_*` fields (x86 values sign-extended, as kd keeps them).
+#[must_use]
+pub fn bugcheck_analysis(bugcheck: &BugCheck, verdict: &Verdict, arch: Arch) -> String {
+    let mut out = String::new();
     let _ = writeln!(out, "{} ({:x})", bugcheck.name, bugcheck.code);
     if bugcheck.code == 0xC4 {
         out.push_str(
@@ -193,7 +207,11 @@ pub fn analyze(bugcheck: &BugCheck, verdict: &Verdict, arch: Arch) -> String {
     out.push('\n');
     let _ = writeln!(out, "BUGCHECK_CODE:  {:x}", bugcheck.code);
     for (index, arg) in bugcheck.args.iter().enumerate() {
-        let _ = writeln!(out, "BUGCHECK_P{}: {arg:x}", index + 1);
+        let shown = match arch {
+            Arch::X86 if arg & 0x8000_0000 != 0 => arg | 0xffff_ffff_0000_0000,
+            _ => *arg,
+        };
+        let _ = writeln!(out, "BUGCHECK_P{}: {shown:x}", index + 1);
     }
     let module = verdict
         .driver

@@ -115,6 +115,15 @@ impl Symbolizer {
             .map(|function| function.name.as_str())
     }
 
+    /// Where the function named `name` starts.
+    #[must_use]
+    pub fn function_rva(&self, name: &str) -> Option<u32> {
+        self.functions
+            .iter()
+            .find(|function| function.name == name)
+            .map(|function| function.rva)
+    }
+
     /// Every function name the symbols know.
     pub fn function_names(&self) -> impl Iterator<Item = &str> {
         self.functions.iter().map(|function| function.name.as_str())

@@ -266,7 +266,10 @@ impl Tracker {
             if tag == 0 || tag == TAG_NONE {
                 stats.no_tag += 1;
             }
-            self.pool.count(pool, size, true);
+            // The verifier counts whole pool units: the walkthrough's
+            // `!verifier 3` shows 0x70 bytes for a 0x6c-byte request.
+            let unit = self.context.arch.pool_granularity();
+            self.pool.count(pool, size.div_ceil(unit) * unit, true);
             self.pool.freed.remove(&address);
             self.pool.live.insert(address, self.pool.allocations.len());
             self.pool.allocations.push(Allocation {
@@ -286,7 +289,8 @@ impl Tracker {
             let allocation = &mut self.pool.allocations[index];
             allocation.freed = true;
             let (pool, bytes, allocated_tag) = (allocation.pool, allocation.bytes, allocation.tag);
-            self.pool.count(pool, bytes, false);
+            let unit = self.context.arch.pool_granularity();
+            self.pool.count(pool, bytes.div_ceil(unit) * unit, false);
             self.pool.freed.insert(address, index);
             if let Some(given) = tag
                 && given != allocated_tag
@@ -515,7 +519,7 @@ mod tests {
         ]);
         assert_eq!(verdict.exit_code(), ExitCode::Clean);
         assert_eq!(verdict.outcome(), Outcome::Unloaded);
-        assert_eq!(verdict.pool_stats.peak_paged, (1, 0x6c));
+        assert_eq!(verdict.pool_stats.peak_paged, (1, 0x70));
         assert_eq!(verdict.pool_stats.current_paged, (0, 0));
         assert_eq!(verdict.pool_hits.len(), 2);
     }

@@ -49,7 +49,7 @@ pub struct Frame {
     /// The frame's instruction pointer (frame 0: the current one; others:
     /// the return address into them).
     pub ip: u64,
-    /// x86: the frame's EBP (kd's ChildEBP); x64: its RSP (Child-SP).
+    /// x86: the frame's EBP (kd's `ChildEBP`); x64: its RSP (`Child-SP`).
     pub child: u64,
     /// The address this frame returns to (0: the bottom of the stack).
     pub return_address: u64,
@@ -66,7 +66,12 @@ const MAX_FRAMES: usize = 64;
 
 /// Walks the stack from `registers`.
 #[must_use]
-pub fn walk(arch: Arch, memory: &dyn Memory, modules: &[Module], registers: Registers) -> Vec<Frame> {
+pub fn walk(
+    arch: Arch,
+    memory: &dyn Memory,
+    modules: &[Module],
+    registers: Registers,
+) -> Vec<Frame> {
     match arch {
         Arch::X86 => walk_x86(memory, modules, registers),
         Arch::X64 => walk_x64(memory, modules, registers),
@@ -171,6 +176,30 @@ fn walk_x64(memory: &dyn Memory, modules: &[Module], registers: Registers) -> Ve
     frames
 }
 
+/// The `RUNTIME_FUNCTION` holding `rva`: its start and `UNWIND_INFO` RVA.
+fn runtime_function(memory: &dyn Memory, module: &Module, rva: u32) -> Option<(u32, u32)> {
+    let (table, size) = module.exception_directory;
+    let entries = usize::try_from(size / 12).ok()?;
+    let bytes = memory.bytes(module.base + u64::from(table), entries * 12)?;
+    let read32 = |at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+    };
+    (0..entries).find_map(|index| {
+        let begin = read32(index * 12)?;
+        let end = read32(index * 12 + 4)?;
+        (rva >= begin && rva < end).then_some((begin, read32(index * 12 + 8)?))
+    })
+}
+
+/// `UNWIND_CODE` slots an operation takes.
+const fn code_slots(op: u8, op_info: u64) -> usize {
+    match (op, op_info) {
+        (1, 0) | (4 | 8, _) => 2,
+        (1 | 5 | 9, _) => 3,
+        _ => 1,
+    }
+}
+
 /// Applies the unwind information for `ip`; returns where the return
 /// address is.
 fn unwind_x64(
@@ -180,25 +209,8 @@ fn unwind_x64(
     sp: u64,
     saved: &mut [u64; 16],
 ) -> Option<Unwound> {
-    let (table, size) = module.exception_directory;
     let rva = u32::try_from(ip - module.base).ok()?;
-    let entries = size / 12;
-    let table_bytes = memory.bytes(module.base + u64::from(table), usize::try_from(entries * 12).ok()?)?;
-    let read32 = |bytes: &[u8], at: usize| -> Option<u32> {
-        Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
-    };
-    let mut info_rva = None;
-    let mut function_start = 0;
-    for index in 0..usize::try_from(entries).ok()? {
-        let begin = read32(&table_bytes, index * 12)?;
-        let end = read32(&table_bytes, index * 12 + 4)?;
-        if rva >= begin && rva < end {
-            function_start = begin;
-            info_rva = Some(read32(&table_bytes, index * 12 + 8)?);
-            break;
-        }
-    }
-    let mut info_rva = info_rva?;
+    let (function_start, mut info_rva) = runtime_function(memory, module, rva)?;
     let offset_in_function = rva - function_start;
     let mut sp = sp;
     let mut frame_base = None;
@@ -221,13 +233,7 @@ fn unwind_x64(
             let code_offset = u32::from(codes[index * 2]);
             let op = codes[index * 2 + 1] & 0x0f;
             let op_info = u64::from(codes[index * 2 + 1] >> 4);
-            let slots = match op {
-                1 if op_info == 0 => 2,
-                1 => 3,
-                4 | 8 => 2,
-                5 | 9 => 3,
-                _ => 1,
-            };
+            let slots = code_slots(op, op_info);
             // Codes for prologue instructions not yet run are skipped.
             let applies = !first || offset_in_function >= code_offset;
             let slot16 = |at: usize| -> u64 {
@@ -239,7 +245,8 @@ fn unwind_x64(
                 match op {
                     0 => {
                         // UWOP_PUSH_NONVOL
-                        saved[usize::try_from(op_info).unwrap_or(0)] = memory.pointer(sp).unwrap_or(0);
+                        saved[usize::try_from(op_info).unwrap_or(0)] =
+                            memory.pointer(sp).unwrap_or(0);
                         sp += 8;
                     }
                     1 => {
@@ -251,15 +258,16 @@ fn unwind_x64(
                         };
                     }
                     2 => sp += op_info * 8 + 8, // UWOP_ALLOC_SMALL
-                    3 => {}                     // UWOP_SET_FPREG: handled above
                     4 => {
                         // UWOP_SAVE_NONVOL
                         let at = sp + slot16(index + 1) * 8;
-                        saved[usize::try_from(op_info).unwrap_or(0)] = memory.pointer(at).unwrap_or(0);
+                        saved[usize::try_from(op_info).unwrap_or(0)] =
+                            memory.pointer(at).unwrap_or(0);
                     }
                     5 => {
                         let at = sp + (slot16(index + 1) | (slot16(index + 2) << 16));
-                        saved[usize::try_from(op_info).unwrap_or(0)] = memory.pointer(at).unwrap_or(0);
+                        saved[usize::try_from(op_info).unwrap_or(0)] =
+                            memory.pointer(at).unwrap_or(0);
                     }
                     10 => {
                         // UWOP_PUSH_MACHFRAME: the return address is in the frame.
@@ -269,6 +277,8 @@ fn unwind_x64(
                             frame_base: frame_base.unwrap_or(sp),
                         });
                     }
+                    // UWOP_SET_FPREG (handled above) and the XMM saves,
+                    // which restore no general register.
                     _ => {}
                 }
             }
@@ -280,7 +290,7 @@ fn unwind_x64(
         }
         let chained = module.base + u64::from(info_rva) + 4 + 2 * ((count as u64 + 1) & !1);
         let entry = memory.bytes(chained, 12)?;
-        info_rva = read32(&entry, 8)?;
+        info_rva = u32::from_le_bytes(entry.get(8..12)?.try_into().ok()?);
         first = false;
     }
     Some(Unwound {
@@ -359,7 +369,10 @@ mod tests {
             },
         );
         assert_eq!(frames.len(), 2);
-        assert_eq!((frames[0].child, frames[0].return_address), (0x1000, 0x4010));
+        assert_eq!(
+            (frames[0].child, frames[0].return_address),
+            (0x1000, 0x4010)
+        );
         assert_eq!(frames[0].args[..3], [0xc1, 0x70, 0x6463_6261]);
         assert_eq!((frames[1].ip, frames[1].child), (0x4010, 0x1100));
     }

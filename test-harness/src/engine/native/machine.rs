@@ -24,7 +24,6 @@ use super::pool::{self, Pool};
 use super::profile::Profile;
 use super::routines::{self, Call};
 use crate::arch::Arch;
-use crate::error::CannotJudge;
 use crate::events::{Event, Gap, Phase};
 use crate::pe::PeImage;
 use crate::pool_api::PoolRoutine;
@@ -718,6 +717,12 @@ impl Machine {
             .add_code_hook(code_start, code_end, |uc, address, _| {
                 let trap = uc.get_data().nt.traps.get(&address).copied();
                 if let Some(trap) = trap {
+                    // A debugger breakpoint on a trap stops before the
+                    // trap's work is done, so that it is done once, on resume.
+                    if let Some(index) = breakpoint_to_stop_at(uc, address) {
+                        halt(uc, Halt::Breakpoint(index));
+                        return;
+                    }
                     on_trap(uc, address, trap);
                 }
             })?;
@@ -958,6 +963,8 @@ impl Machine {
         cpu::set_reg(&mut self.uc, Reg::Sp, sp);
         cpu::set_reg(&mut self.uc, Reg::Bp, 0);
         cpu::set_reg(&mut self.uc, Reg::Ip, start);
+        // Threads run with interrupts enabled (IF), as at PASSIVE_LEVEL.
+        let _ = self.uc.reg_write(RegisterX86::EFLAGS, 0x202);
         let kernel = self.uc.get_data_mut();
         kernel.work = Some(work);
         kernel.thread = thread;
@@ -1076,21 +1083,9 @@ impl Machine {
             arch: self.driver.arch,
             pool_hit_tag: None,
         };
-        match crate::tracker::judge(events, context) {
-            Err(CannotJudge { .. }) => crate::tracker::judge(
-                events,
-                TrackerContext {
-                    driver: self.driver.file_name.clone(),
-                    engine: Engine::Native,
-                    symbols: self.driver.symbols.clone(),
-                    arch: self.driver.arch,
-                    pool_hit_tag: None,
-                },
-            )
+        crate::tracker::judge(events, context)
             .err()
-            .map_or_else(String::new, |error| error.to_string()),
-            Ok(_) => "the run stopped".into(),
-        }
+            .map_or_else(|| "the run stopped".into(), |error| error.to_string())
     }
 
     /// A thread ended: the next stage of the scenario.
@@ -1148,6 +1143,13 @@ impl Machine {
         self.uc.get_data()
     }
 
+    /// Whether the scenario has begun (the worker thread started loading
+    /// the driver): before that, the driver is not in the loaded-module list.
+    #[must_use]
+    pub fn started(&self) -> bool {
+        self.scene != Scene::Start
+    }
+
     /// Whether the scenario is over.
     #[must_use]
     pub fn finished(&self) -> bool {
@@ -1170,12 +1172,12 @@ impl Machine {
             let hook = self
                 .uc
                 .add_code_hook(*address, *address, move |uc, pc, _| {
-                    let kernel = uc.get_data_mut();
-                    if kernel.pass_breakpoint == Some(pc) {
-                        kernel.pass_breakpoint = None;
-                        return;
+                    if uc.get_data().nt.traps.contains_key(&pc) {
+                        return; // the trap hook stops there
                     }
-                    halt(uc, Halt::Breakpoint(index));
+                    if breakpoint_to_stop_at(uc, pc) == Some(index) {
+                        halt(uc, Halt::Breakpoint(index));
+                    }
                 })?;
             self.breakpoint_hooks.push(hook);
         }
@@ -1230,6 +1232,21 @@ fn load_x86_segments(uc: &mut Uc<'_>, gdt: u64, pcr: u64) -> Result<(), cpu::Bad
     } else {
         Err(cpu::BadAddress(gdt))
     }
+}
+
+/// The debugger breakpoint the CPU must stop at before running `pc`, if
+/// any; a breakpoint being resumed from is passed once.
+fn breakpoint_to_stop_at(uc: &mut Uc<'_>, pc: u64) -> Option<usize> {
+    let kernel = uc.get_data_mut();
+    let index = kernel
+        .breakpoints
+        .iter()
+        .position(|(address, enabled)| *enabled && *address == pc)?;
+    if kernel.pass_breakpoint == Some(pc) {
+        kernel.pass_breakpoint = None;
+        return None;
+    }
+    Some(index)
 }
 
 /// Stops the CPU with a reason.

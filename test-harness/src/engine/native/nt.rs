@@ -209,6 +209,19 @@ impl NtImage {
         (offset < symbol.size.max(1)).then_some((symbol, offset))
     }
 
+    /// x64: the `.pdata` table's RVA and size in bytes (`RUNTIME_FUNCTION`
+    /// entries after the shared `UNWIND_INFO`); x86: none.
+    #[must_use]
+    pub fn exception_directory(&self) -> (u32, u32) {
+        let written = self
+            .runtime_functions
+            .iter()
+            .take_while(|function| function.2 != 0)
+            .count();
+        let table = u32::try_from(UNWIND_OFFSET + 16).unwrap_or(0);
+        (table, u32::try_from(written * 12).unwrap_or(0))
+    }
+
     /// Bytes the image takes in memory.
     #[must_use]
     pub fn size(&self) -> u64 {
@@ -861,11 +874,11 @@ impl Builder {
         // The RUNTIME_FUNCTION table follows it.
         let table = at + 16;
         for (index, function) in functions.iter_mut().enumerate() {
-            function.2 = info_rva;
             let entry = table + index * 12;
             if entry + 12 > at + usize::try_from(PAGE * 2).unwrap_or(0) {
                 break;
             }
+            function.2 = info_rva;
             bytes[entry..entry + 4].copy_from_slice(&function.0.to_le_bytes());
             bytes[entry + 4..entry + 8].copy_from_slice(&function.1.to_le_bytes());
             bytes[entry + 8..entry + 12].copy_from_slice(&function.2.to_le_bytes());

@@ -1,0 +1,622 @@
+//! `harness kd`: the walkthrough's debugger session on the emulated machine,
+//! with the real portable Sample.sys builds (x86 and x64, clean and leaky)
+//! and their PDBs. Every value checked is read back from what the session
+//! printed, and compared with what the walkthrough's Windows 7 showed or
+//! with what the session itself reported elsewhere (the buffer `r` shows is
+//! the one `!pool`, `!poolfind` and `!verifier 3` show).
+
+mod common;
+
+use std::path::Path;
+
+use harness::arch::Arch;
+use harness::verdict::ExitCode;
+
+/// One command of a transcript and what it printed.
+struct Step {
+    command: String,
+    output: Vec<String>,
+}
+
+/// A transcript cut at the `kd> ` echoes.
+struct Transcript {
+    steps: Vec<Step>,
+    code: i32,
+}
+
+impl Transcript {
+    fn parse(stdout: &str, code: i32) -> Self {
+        let mut steps: Vec<Step> = Vec::new();
+        for line in stdout.lines() {
+            if let Some(command) = line.strip_prefix("kd> ") {
+                steps.push(Step {
+                    command: command.to_owned(),
+                    output: Vec::new(),
+                });
+            } else if let Some(step) = steps.last_mut() {
+                step.output.push(line.to_owned());
+            } else {
+                panic!("output before the first command: {line}");
+            }
+        }
+        Self { steps, code }
+    }
+
+    /// The output of the `nth` run of `command` (0-based).
+    fn nth(&self, command: &str, nth: usize) -> &[String] {
+        &self
+            .steps
+            .iter()
+            .filter(|step| step.command == command)
+            .nth(nth)
+            .unwrap_or_else(|| panic!("no run {nth} of '{command}'"))
+            .output
+    }
+
+    fn of(&self, command: &str) -> &[String] {
+        self.nth(command, 0)
+    }
+}
+
+fn kd_script(driver: &Path, script: &str) -> Transcript {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("script.txt");
+    std::fs::write(&path, script).expect("write script");
+    let run = common::harness(&[
+        "kd",
+        driver.to_str().expect("utf-8"),
+        "--script",
+        path.to_str().expect("utf-8"),
+    ]);
+    assert!(run.stderr.is_empty(), "kd wrote to stderr: {}", run.stderr);
+    Transcript::parse(&run.stdout, run.code)
+}
+
+fn hex(text: &str) -> u64 {
+    let text = text.trim().trim_start_matches("0x").replace('`', "");
+    u64::from_str_radix(&text, 16).unwrap_or_else(|_| panic!("not hex: {text}"))
+}
+
+/// A `kvn`/`kb` row: (frame, child, return address, arguments, call site).
+struct Frame {
+    args: Vec<u64>,
+    site: String,
+}
+
+fn frames(output: &[String], arch: Arch) -> Vec<Frame> {
+    output
+        .iter()
+        .skip(1)
+        .map(|row| {
+            let (columns, site) = match arch {
+                // `00 8772d834 82ab06b1 000000c1 00000070 64636261 nt!...`
+                Arch::X86 => {
+                    let words: Vec<&str> = row.splitn(7, ' ').collect();
+                    (words[3..6].to_vec(), words[6].to_owned())
+                }
+                // `00 sp ret     : a1 a2 a3 a4 : nt!...`
+                Arch::X64 => {
+                    let parts: Vec<&str> = row.split(" : ").collect();
+                    (parts[1].split(' ').collect(), parts[2].to_owned())
+                }
+            };
+            Frame {
+                args: columns.into_iter().map(hex).collect(),
+                site,
+            }
+        })
+        .collect()
+}
+
+/// The value after `Name : ` in a `dt` listing.
+fn field<'a>(output: &'a [String], name: &str) -> &'a str {
+    output
+        .iter()
+        .find_map(|line| {
+            let (left, value) = line.split_once(" : ")?;
+            left.split_whitespace()
+                .nth(1)
+                .filter(|found| *found == name)
+                .map(|_| value.trim())
+        })
+        .unwrap_or_else(|| panic!("no field {name} in {output:#?}"))
+}
+
+/// The walkthrough, step by step, as `docs/kd/live-session.txt` runs it.
+fn live_session() -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/kd/live-session.txt"),
+    )
+    .expect("docs/kd/live-session.txt")
+}
+
+#[allow(clippy::too_many_lines)] // one walkthrough, step by step
+fn walkthrough(arch: Arch) {
+    let built = common::driver(arch, true);
+    let transcript = kd_script(&built.sys, &live_session());
+    assert_eq!(transcript.code, i32::from(ExitCode::Violation as u8));
+    let header = arch.pool_header_size();
+
+    // ed + dd: the variable holds the tag; .formats shows it as characters.
+    let dumped = transcript.of("dd nt!PoolHitTag l1");
+    let words: Vec<&str> = dumped[0].split_whitespace().collect();
+    assert_eq!(words[1], "64636261", "{dumped:?}");
+    assert!(
+        transcript
+            .of(".formats 64636261")
+            .iter()
+            .any(|line| line.trim().starts_with("Chars:") && line.ends_with("dcba"))
+    );
+
+    // g: the PoolHitTag break in the allocator, as kd prints it.
+    let break_in = transcript.nth("g", 0);
+    let at = break_in
+        .iter()
+        .position(|line| line == "Break instruction exception - code 80000003 (first chance)")
+        .expect("a break");
+    assert!(
+        break_in[at + 1].starts_with("nt!ExAllocatePoolWithTag+0x"),
+        "{break_in:?}"
+    );
+    assert!(break_in[at + 2].ends_with("int     3"), "{break_in:?}");
+
+    // kvn: the allocator with the verifier's type, rounded size and tag;
+    // the driver's call with PagedPool, the registry path's length and the tag.
+    let stack = frames(transcript.of("kvn"), arch);
+    assert!(stack[0].site.starts_with("nt!ExAllocatePoolWithTag+0x"));
+    if arch == Arch::X86 {
+        // x64 passes arguments in registers: its stack columns are home space.
+        assert_eq!(stack[0].args, [0xc1, 0x70, 0x6463_6261]);
+    }
+    let entry = stack
+        .iter()
+        .position(|frame| frame.site.starts_with("Sample!DriverEntry+0x"))
+        .expect("Sample!DriverEntry on the stack");
+    assert!(
+        stack[entry - 1]
+            .site
+            .starts_with("nt!VerifierExAllocatePoolWithTag+0x")
+    );
+    if arch == Arch::X86 {
+        assert_eq!(stack[entry - 1].args, [1, 0x6c, 0x6463_6261]);
+        assert!(
+            stack[entry]
+                .site
+                .contains("(FPO: [Non-Fpo]) (CONV: stdcall) ["),
+            "{}",
+            stack[entry].site
+        );
+    }
+    assert!(
+        stack[entry].site.contains(" @ "),
+        "source line: {}",
+        stack[entry].site
+    );
+    let chain: Vec<&str> = stack[entry + 1..]
+        .iter()
+        .map(|frame| frame.site.split('+').next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        chain,
+        [
+            "nt!IopLoadDriver",
+            "nt!IopLoadUnloadDriver",
+            "nt!ExpWorkerThread",
+            "nt!PspSystemThreadStartup",
+            "nt!KiThreadStartup"
+        ]
+    );
+
+    // gu x4: back in DriverEntry right after the call.
+    let back = transcript.nth("gu", 3);
+    assert!(back[0].starts_with("Sample!DriverEntry+0x"), "{back:?}");
+
+    // The buffer is a kernel (paged pool) address.
+    let register = transcript.of("r @$retreg");
+    let buffer = hex(register[0].strip_prefix("$retreg=").expect("r output"));
+    assert!(buffer >= arch.kernel_base(), "{buffer:x}");
+
+    // The copy is not filled in yet (as at the walkthrough's breakpoint).
+    let copy = transcript.of("dt Sample!g_RegistryPath");
+    assert_eq!(field(copy, "Buffer"), "(null)");
+
+    // The header: 8 or 16 bytes, holding the tag and the block size.
+    let size_of = transcript.of("?? sizeof(nt!_POOL_HEADER)");
+    let expected = match arch {
+        Arch::X86 => "unsigned int 8",
+        Arch::X64 => "unsigned int64 0x10",
+    };
+    assert_eq!(size_of[0], expected);
+    let pool_header = transcript.of("dt nt!_POOL_HEADER @$retreg-@@(sizeof(nt!_POOL_HEADER))");
+    assert_eq!(field(pool_header, "PoolTag"), "0x64636261");
+    let block_units = match arch {
+        Arch::X86 => "(0xf)",
+        Arch::X64 => "(0x8)",
+    };
+    assert!(
+        field(pool_header, "BlockSize").ends_with(block_units),
+        "{pool_header:?}"
+    );
+    assert!(
+        field(pool_header, "PoolType").ends_with("(0x43)"),
+        "{pool_header:?}"
+    );
+
+    // !pool: the block holding the buffer, 0x78 (x86) or 0x80 (x64), abcd.
+    let pool = transcript.of("!pool @$retreg 2");
+    assert!(pool[0].ends_with("region is Paged pool"), "{pool:?}");
+    let block: Vec<&str> = pool[1].split_whitespace().collect();
+    assert_eq!(hex(block[0].trim_start_matches('*')), buffer - header);
+    let block_size = match arch {
+        Arch::X86 => "78",
+        Arch::X64 => "80",
+    };
+    assert_eq!((block[1], block[2]), ("size:", block_size), "{pool:?}");
+    assert_eq!(block.last(), Some(&"*abcd"));
+
+    // !poolfind: the same block by its tag, before and after the bug check.
+    for nth in 0..2 {
+        let found = transcript.nth("!poolfind abcd", nth);
+        let rows: Vec<&String> = found
+            .iter()
+            .filter(|line| line.contains(" : tag "))
+            .collect();
+        assert_eq!(rows.len(), 1, "{found:?}");
+        let row: Vec<&str> = rows[0].split_whitespace().collect();
+        assert_eq!(hex(row[0]), buffer);
+        assert_eq!((row[3], row[5]), ("abcd,", "0x70,"), "{row:?}");
+    }
+
+    // .frame/dv: DriverEntry's parameters with kd's notes for them.
+    let locals = transcript.of(".frame 0n0;dv /t /v");
+    assert!(locals[0].starts_with("00 ") && locals[0].contains("Sample!DriverEntry+0x"));
+    assert!(
+        locals
+            .iter()
+            .any(|line| line.contains("DRIVER_OBJECT * driver = 0x")
+                && line.ends_with("Driver \"\\Driver\\Sample\"")),
+        "{locals:#?}"
+    );
+    assert!(
+        locals
+            .iter()
+            .any(|line| line.contains("UNICODE_STRING * registry_path = 0x")
+                && line.ends_with("\\services\\Sample\"")),
+        "{locals:#?}"
+    );
+
+    // g: the driver's output, then the verifier's bug check at unload.
+    let crash = transcript.nth("g", 1);
+    assert!(
+        crash
+            .iter()
+            .any(|line| line == "Sample driver Unload called")
+    );
+    let banner = crash
+        .iter()
+        .position(|line| line == "*** Fatal System Error: 0x000000c4")
+        .expect("the fatal error banner");
+    let parameters: Vec<u64> = crash[banner + 1]
+        .trim()
+        .trim_matches(|c| c == '(' || c == ')')
+        .split(',')
+        .map(hex)
+        .collect();
+    assert_eq!((parameters[0], parameters[3]), (0x62, 1));
+    assert_eq!(
+        crash.last().map(|line| line.ends_with("int     3")),
+        Some(true)
+    );
+
+    let analysis = transcript.of("!analyze -v");
+    assert!(
+        analysis
+            .iter()
+            .any(|line| line == "DRIVER_VERIFIER_DETECTED_VIOLATION (c4)")
+    );
+    let arg4 = analysis
+        .iter()
+        .find_map(|line| line.strip_prefix("Arg4: "))
+        .expect("Arg4");
+    assert_eq!(hex(arg4.split(',').next().unwrap_or_default()), 1);
+
+    // .thread; .cxr; kb: the bug check's stack down to the unload request.
+    let bugcheck_stack = transcript.of(".thread ; .cxr ; kb");
+    assert!(bugcheck_stack[0].starts_with("Implicit thread is now "));
+    let sites: Vec<String> = frames(&bugcheck_stack[1..], arch)
+        .into_iter()
+        .map(|frame| frame.site.split('+').next().unwrap_or_default().to_owned())
+        .collect();
+    for expected in [
+        "nt!RtlpBreakWithStatusInstruction",
+        "nt!KeBugCheckEx",
+        "nt!VerifierBugCheckIfAppropriate",
+        "nt!VfPoolCheckForLeaks",
+        "nt!MmUnloadSystemImage",
+        "nt!IopUnloadDriver",
+        "nt!NtUnloadDriver",
+    ] {
+        assert!(
+            sites.iter().any(|site| site == expected),
+            "{expected} not in {sites:?}"
+        );
+    }
+
+    // !verifier 3: the leaked allocation, 0x70 bytes, abcd, from DriverEntry.
+    let verifier = transcript.of("!verifier 3 Sample.sys");
+    assert!(
+        verifier
+            .iter()
+            .any(|line| line.ends_with("Sample.sys (Loaded and Unloaded)"))
+    );
+    let row = verifier
+        .iter()
+        .find(|line| line.trim_start().starts_with(&format!("0x{buffer:x}")))
+        .unwrap_or_else(|| panic!("no allocation row in {verifier:#?}"));
+    let leak: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!((leak[1], leak[2]), ("0x00000070", "abcd"));
+    assert!(leak[4].starts_with("Sample!DriverEntry+0x"));
+
+    // lm: the image is still listed (the bug check came before the unmap).
+    assert!(
+        transcript
+            .of("lm")
+            .iter()
+            .any(|line| line.contains(" Sample "))
+    );
+}
+
+#[test]
+fn the_walkthrough_on_x86() {
+    walkthrough(Arch::X86);
+}
+
+#[test]
+fn the_walkthrough_on_x64() {
+    walkthrough(Arch::X64);
+}
+
+/// The clean build: the free breaks in from the unload routine, then the
+/// scenario ends with no bug check.
+fn clean(arch: Arch) {
+    let built = common::driver(arch, false);
+    let transcript = kd_script(&built.sys, "ed nt!PoolHitTag 'dcba'\ng\ng\nkvn\ng\ng\nlm\n");
+    assert_eq!(transcript.code, 0);
+    let free = transcript.nth("g", 1);
+    assert!(
+        free.iter()
+            .any(|line| line == "Sample driver initialized successfully")
+    );
+    assert!(
+        free.iter()
+            .any(|line| line.starts_with("nt!ExFreePoolWithTag+0x")),
+        "{free:?}"
+    );
+    let stack = frames(transcript.of("kvn"), arch);
+    assert!(stack[1].site.starts_with("nt!VerifierExFreePoolWithTag+0x"));
+    assert!(
+        stack[2].site.starts_with("Sample!SampleUnload+0x"),
+        "{}",
+        stack[2].site
+    );
+    if arch == Arch::X86 {
+        assert_eq!(
+            stack[1].args[1], 0x6463_6261,
+            "the tag the unload routine frees with"
+        );
+    }
+    let end = transcript.nth("g", 2);
+    assert_eq!(end[0], "Sample driver Unload called");
+    assert!(end[1].contains("nothing is left to run"), "{end:?}");
+    assert!(!end.iter().any(|line| line.contains("Fatal System Error")));
+    // Running on refuses, kd-style, and the session goes on.
+    assert!(transcript.nth("g", 3)[0].contains("nothing is left to run"));
+    let modules = transcript.of("lm");
+    let unloaded = modules
+        .iter()
+        .position(|line| line == "Unloaded modules:")
+        .expect("unloaded list");
+    assert!(modules[unloaded + 1].ends_with("Sample.sys"));
+}
+
+#[test]
+fn the_clean_build_frees_from_its_unload_routine_on_x86() {
+    clean(Arch::X86);
+}
+
+#[test]
+fn the_clean_build_frees_from_its_unload_routine_on_x64() {
+    clean(Arch::X64);
+}
+
+#[test]
+fn breakpoints_defer_until_the_driver_loads_and_hit_once_each() {
+    let built = common::driver(Arch::X86, false);
+    let transcript = kd_script(
+        &built.sys,
+        "bp Sample!DriverEntry\nbu Sample!SampleUnload\nbl\ng\nbl\nbd 0\nbl\ng\nbc *\nbl\ng\n",
+    );
+    assert_eq!(transcript.code, 0);
+    let deferred = transcript.of("bp Sample!DriverEntry");
+    assert_eq!(
+        deferred,
+        ["Bp expression 'Sample!DriverEntry' could not be resolved, adding deferred bp"]
+    );
+    let listed = transcript.nth("bl", 0);
+    assert_eq!(listed.len(), 2);
+    assert!(
+        listed[0].contains(" e Disable Clear u ") && listed[0].ends_with("(Sample!DriverEntry)"),
+        "{listed:?}"
+    );
+    let hit = transcript.nth("g", 0);
+    let at = hit
+        .iter()
+        .position(|line| line == "Breakpoint 0 hit")
+        .expect("hit");
+    assert_eq!(hit[at + 1], "Sample!DriverEntry:");
+    assert!(hit[at + 2].ends_with("push    ebp"), "{hit:?}");
+    // Resolved now: bl shows the address and the symbol.
+    let resolved = transcript.nth("bl", 1);
+    assert!(
+        resolved[0].ends_with("0001 (0001) Sample!DriverEntry"),
+        "{resolved:?}"
+    );
+    assert!(transcript.nth("bl", 2)[0].contains(" d Enable Clear "));
+    // The unload routine's breakpoint is hit next, once.
+    let unload = transcript.nth("g", 1);
+    assert!(
+        unload.iter().any(|line| line == "Breakpoint 1 hit"),
+        "{unload:?}"
+    );
+    assert!(unload.iter().any(|line| line == "Sample!SampleUnload:"));
+    assert!(transcript.nth("bl", 3).is_empty());
+    assert!(
+        transcript
+            .nth("g", 2)
+            .iter()
+            .any(|line| line.contains("nothing is left to run"))
+    );
+}
+
+#[test]
+fn stepping_moves_one_instruction_and_steps_over_calls() {
+    let built = common::driver(Arch::X64, false);
+    let steps = "p\n".repeat(16);
+    let transcript = kd_script(
+        &built.sys,
+        &format!("bp Sample!DriverEntry\ng\nt\nr @rip\n{steps}q\n"),
+    );
+    let start = transcript.of("t");
+    assert!(start[0].starts_with("Sample!DriverEntry+0x"), "{start:?}");
+    let rip = hex(transcript.of("r @rip")[0]
+        .strip_prefix("rip=")
+        .expect("rip"));
+    let shown = hex(start[1].split_whitespace().next().expect("address"));
+    assert_eq!(rip, shown);
+    // Each `p` shows where it stopped; over the allocation's call it stops
+    // at the next instruction, still in DriverEntry.
+    let mut previous = start;
+    let mut over_call = false;
+    for nth in 0..16 {
+        let step = transcript.nth("p", nth);
+        assert!(
+            step[0].starts_with("Sample!DriverEntry+0x"),
+            "step {nth}: {step:?}"
+        );
+        if previous[1].contains(" call ") {
+            over_call = true;
+            let call_at = hex(previous[1].split_whitespace().next().expect("address"));
+            let now = hex(step[1].split_whitespace().next().expect("address"));
+            assert!(
+                now > call_at && now - call_at <= 15,
+                "{previous:?} -> {step:?}"
+            );
+        }
+        previous = step;
+    }
+    assert!(over_call, "no call stepped over");
+    assert_eq!(transcript.code, i32::from(ExitCode::StillLoaded as u8));
+}
+
+#[test]
+fn expressions_and_memory_use_the_machine() {
+    let built = common::driver(Arch::X86, true);
+    let transcript = kd_script(
+        &built.sys,
+        "? nt!PoolHitTag\nx nt!PoolHitTag\neb nt!PoolHitTag 61 62 63 64\ndc nt!PoolHitTag l1\n\
+         ?? sizeof(nt!_UNICODE_STRING)\ndt nt!_UNICODE_STRING\nln nt!PoolHitTag\nu nt!KeBugCheckEx l2\n\
+         ed 0 1\nfoo\n!nosuchthing\ndt nt!_NOSUCH\nq\n",
+    );
+    let address = transcript.of("? nt!PoolHitTag")[0]
+        .rsplit(' ')
+        .next()
+        .map(hex)
+        .expect("value");
+    let listed = transcript.of("x nt!PoolHitTag");
+    assert_eq!(
+        hex(listed[0].split_whitespace().next().expect("address")),
+        address
+    );
+    let dump = transcript.of("dc nt!PoolHitTag l1");
+    assert!(
+        dump[0].starts_with(&format!("{address:08x}  64636261")),
+        "{dump:?}"
+    );
+    assert!(dump[0].ends_with("abcd"), "{dump:?}");
+    assert_eq!(
+        transcript.of("?? sizeof(nt!_UNICODE_STRING)"),
+        ["unsigned int 8"]
+    );
+    let layout = transcript.of("dt nt!_UNICODE_STRING");
+    assert_eq!(layout.len(), 3);
+    assert!(layout[2].starts_with("   +0x004 Buffer"));
+    assert!(
+        transcript
+            .of("ln nt!PoolHitTag")
+            .iter()
+            .any(|line| line == "Exact matches:")
+    );
+    let code = transcript.of("u nt!KeBugCheckEx l2");
+    assert_eq!(code[0], "nt!KeBugCheckEx:");
+    assert_eq!(code.len(), 3);
+    // Errors are kd's kinds of one-line message; the session goes on.
+    assert_eq!(transcript.of("ed 0 1"), ["Memory access error at '1'"]);
+    assert_eq!(transcript.of("foo"), ["    ^ Syntax error in 'foo'"]);
+    assert_eq!(
+        transcript.of("!nosuchthing").last().map(String::as_str),
+        Some("No export nosuchthing found")
+    );
+    assert_eq!(
+        transcript.of("dt nt!_NOSUCH"),
+        ["Symbol nt!_NOSUCH not found."]
+    );
+    assert_eq!(transcript.code, i32::from(ExitCode::StillLoaded as u8));
+}
+
+#[test]
+fn commands_from_stdin_give_the_same_transcript() {
+    let built = common::driver(Arch::X86, true);
+    let script = live_session();
+    let from_file = kd_script(&built.sys, &script);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["kd", built.sys.to_str().expect("utf-8")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(script.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("harness kd runs");
+    let from_stdin = Transcript::parse(
+        &String::from_utf8_lossy(&output.stdout),
+        output.status.code().unwrap_or(-1),
+    );
+    assert_eq!(from_stdin.code, from_file.code);
+    assert_eq!(from_stdin.steps.len(), from_file.steps.len());
+    for (a, b) in from_stdin.steps.iter().zip(&from_file.steps) {
+        assert_eq!((&a.command, &a.output), (&b.command, &b.output));
+    }
+}
+
+#[test]
+fn bad_input_is_one_line_and_a_documented_code() {
+    // A missing script, a script that is not text, and no driver at all.
+    let built = common::driver(Arch::X86, false);
+    let sys = built.sys.to_str().expect("utf-8");
+    common::harness(&["kd", sys, "--script", "/nonexistent/script.txt"]).cannot_judge("script.txt");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let binary = dir.path().join("binary.txt");
+    std::fs::write(&binary, [0xff_u8, 0xfe, 0x00, 0x80]).expect("write");
+    common::harness(&["kd", sys, "--script", binary.to_str().expect("utf-8")])
+        .cannot_judge("not UTF-8");
+    let usage = common::harness(&["kd"]);
+    usage.expect(ExitCode::CannotJudge);
+    assert_eq!(usage.stderr.lines().count(), 1, "{}", usage.stderr);
+    common::harness(&["kd", "/nonexistent/Sample.sys"]).cannot_judge("Sample.sys");
+}

@@ -1,0 +1,140 @@
+//! The interactive `kd> ` prompt in a real terminal: tmux runs `harness kd`
+//! in a pseudo-terminal, types with send-keys and reads the screen with
+//! capture-pane. tmux is one of the set-up's packages (scripts/linux.sh).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use harness::arch::Arch;
+
+/// A tmux server of the test's own (`-L`), so that nothing else is touched.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn command(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .expect("tmux runs (scripts/linux.sh setup installs it)")
+    }
+
+    fn screen(&self) -> String {
+        let output = self.command(&["capture-pane", "-p", "-J", "-S", "-200", "-t", "kd"]);
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Waits until the screen holds `text`; returns the screen.
+    fn wait_for(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let screen = self.screen();
+            if screen.contains(text) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{text:?} never appeared; the screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "kd"];
+        args.extend_from_slice(keys);
+        assert!(self.command(&args).status.success());
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.command(&["kill-server"]);
+    }
+}
+
+fn start(driver: &Path, status: &Path) -> Tmux {
+    let tmux = Tmux {
+        socket: format!("harness-kd-test-{}", std::process::id()),
+    };
+    // The shell records the exit code once harness kd ends.
+    let command = format!(
+        "{} kd {} ; echo $? > {}",
+        env!("CARGO_BIN_EXE_harness"),
+        driver.display(),
+        status.display()
+    );
+    let output = tmux.command(&[
+        "new-session",
+        "-d",
+        "-s",
+        "kd",
+        "-x",
+        "200",
+        "-y",
+        "60",
+        &command,
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    tmux
+}
+
+#[test]
+fn the_prompt_edits_lines_keeps_history_and_quits() {
+    let built = common::driver(Arch::X86, true);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let status = dir.path().join("status");
+    let tmux = start(&built.sys, &status);
+    tmux.wait_for("q quits");
+    tmux.wait_for("kd> ");
+
+    tmux.keys(&["ed nt!PoolHitTag 'dcba'", "Enter"]);
+    // Line editing: type a wrong word, erase it, finish the command.
+    tmux.keys(&["dd nt!PoolHitTag l9", "BSpace", "1", "Enter"]);
+    let screen = tmux.wait_for("64636261");
+    let dump = screen
+        .lines()
+        .find(|line| line.ends_with("64636261"))
+        .expect("the dd line");
+    assert_eq!(dump.split_whitespace().count(), 2, "one dword: {dump}");
+
+    // History: Up brings back the dd command.
+    tmux.keys(&["C-l"]);
+    tmux.keys(&["Up", "Enter"]);
+    let again = tmux.wait_for("kd> dd nt!PoolHitTag l1");
+    assert!(again.contains("64636261"), "{again}");
+
+    // g runs to the PoolHitTag break; an unknown command is kd's error and
+    // the session goes on.
+    tmux.keys(&["g", "Enter"]);
+    tmux.wait_for("nt!ExAllocatePoolWithTag+0x");
+    tmux.keys(&["nosuchcommand", "Enter"]);
+    tmux.wait_for("^ Syntax error in 'nosuchcommand'");
+    // Ctrl-C at the prompt clears the line instead of ending the session.
+    tmux.keys(&["half a command", "C-c"]);
+    tmux.keys(&["g", "Enter"]);
+    tmux.wait_for("*** Fatal System Error: 0x000000c4");
+
+    tmux.keys(&["q", "Enter"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Ok(text) = std::fs::read_to_string(&status)
+            && !text.trim().is_empty()
+        {
+            break text.trim().to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "harness kd did not end: {}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // The machine bug-checked: the verdict's exit code.
+    assert_eq!(code, "3");
+}
