@@ -659,7 +659,7 @@ mod tests {
         assert_eq!(parts, [r#"bp a ".echo x; g""#, " bl"]);
         // A `*` comment takes the whole rest of the line.
         assert_eq!(split_commands("* a; b").len(), 1);
-        assert_eq!(split_commands(".thread ; .cxr ; kb")[2], (14, " kb"));
+        assert_eq!(split_commands(".thread ; .cxr ; kb")[2], (16, " kb"));
     }
 
     #[test]
