@@ -620,3 +620,31 @@ fn bad_input_is_one_line_and_a_documented_code() {
     assert_eq!(usage.stderr.lines().count(), 1, "{}", usage.stderr);
     common::harness(&["kd", "/nonexistent/Sample.sys"]).cannot_judge("Sample.sys");
 }
+
+#[test]
+fn drivers_the_machine_cannot_run_are_refused_or_stop_as_cannot_judge() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A KMDF driver: WDFLDR.SYS is not on the emulated machine.
+    let kmdf = dir.path().join("kmdf.sys");
+    let mut build = common::CBuild::new("gaps.c", "KMDF");
+    build
+        .made_libraries
+        .push(("WDFLDR.SYS", &["WdfVersionBind@16"], false));
+    common::compile_c(&build, Arch::X64, &kmdf);
+    common::harness(&["kd", kmdf.to_str().expect("utf-8")])
+        .cannot_judge("needs WDFLDR.SYS, which the native engine does not have");
+
+    // A call the engine does not implement: the session says so where it
+    // happens and will not run on; the exit code is "cannot judge".
+    let sysinfo = dir.path().join("sysinfo.sys");
+    common::compile_c(&common::CBuild::new("gaps.c", "SYSINFO"), Arch::X64, &sysinfo);
+    let transcript = kd_script(&sysinfo, "g\ng\nkn\nq\n");
+    assert_eq!(transcript.code, i32::from(ExitCode::CannotJudge as u8));
+    let stop = transcript.nth("g", 0);
+    assert!(
+        stop.iter().any(|line| line.starts_with("harness kd: cannot judge from here: ")
+            && line.contains("ZwQuerySystemInformation")),
+        "{stop:?}"
+    );
+    assert!(transcript.nth("g", 1)[0].contains("cannot run on"));
+}
