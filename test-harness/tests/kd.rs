@@ -133,7 +133,16 @@ fn live_session() -> String {
 #[allow(clippy::too_many_lines)] // one walkthrough, step by step
 fn walkthrough(arch: Arch) {
     let built = common::driver(arch, true);
-    let transcript = kd_script(&built.sys, &live_session());
+    // The walkthrough's own `r @eax` (x64: `r @rax`) beside the script's `r @$retreg`.
+    let register_command = match arch {
+        Arch::X86 => "r @eax",
+        Arch::X64 => "r @rax",
+    };
+    let script = live_session().replace(
+        "r @$retreg\n",
+        &format!("r @$retreg\n{register_command}\n"),
+    );
+    let transcript = kd_script(&built.sys, &script);
     assert_eq!(transcript.code, i32::from(ExitCode::Violation as u8));
     let header = arch.pool_header_size();
 
@@ -215,6 +224,11 @@ fn walkthrough(arch: Arch) {
     let register = transcript.of("r @$retreg");
     let buffer = hex(register[0].strip_prefix("$retreg=").expect("r output"));
     assert!(buffer >= arch.kernel_base(), "{buffer:x}");
+    let named = transcript.of(register_command);
+    let prefix = format!("{}=", &register_command[3..]);
+    assert_eq!(hex(named[0].strip_prefix(prefix.as_str()).expect("r output")), buffer);
+    let digits = named[0].len() - prefix.len();
+    assert_eq!(digits, arch.pointer_digits(), "{named:?}");
 
     // The copy is not filled in yet (as at the walkthrough's breakpoint).
     let copy = transcript.of("dt Sample!g_RegistryPath");
