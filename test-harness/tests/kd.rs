@@ -138,10 +138,8 @@ fn walkthrough(arch: Arch) {
         Arch::X86 => "r @eax",
         Arch::X64 => "r @rax",
     };
-    let script = live_session().replace(
-        "r @$retreg\n",
-        &format!("r @$retreg\n{register_command}\n"),
-    );
+    let script =
+        live_session().replace("r @$retreg\n", &format!("r @$retreg\n{register_command}\n"));
     let transcript = kd_script(&built.sys, &script);
     assert_eq!(transcript.code, i32::from(ExitCode::Violation as u8));
     let header = arch.pool_header_size();
@@ -226,7 +224,10 @@ fn walkthrough(arch: Arch) {
     assert!(buffer >= arch.kernel_base(), "{buffer:x}");
     let named = transcript.of(register_command);
     let prefix = format!("{}=", &register_command[3..]);
-    assert_eq!(hex(named[0].strip_prefix(prefix.as_str()).expect("r output")), buffer);
+    assert_eq!(
+        hex(named[0].strip_prefix(prefix.as_str()).expect("r output")),
+        buffer
+    );
     let digits = named[0].len() - prefix.len();
     assert_eq!(digits, arch.pointer_digits(), "{named:?}");
 
@@ -651,14 +652,55 @@ fn drivers_the_machine_cannot_run_are_refused_or_stop_as_cannot_judge() {
     // A call the engine does not implement: the session says so where it
     // happens and will not run on; the exit code is "cannot judge".
     let sysinfo = dir.path().join("sysinfo.sys");
-    common::compile_c(&common::CBuild::new("gaps.c", "SYSINFO"), Arch::X64, &sysinfo);
+    common::compile_c(
+        &common::CBuild::new("gaps.c", "SYSINFO"),
+        Arch::X64,
+        &sysinfo,
+    );
     let transcript = kd_script(&sysinfo, "g\ng\nkn\nq\n");
     assert_eq!(transcript.code, i32::from(ExitCode::CannotJudge as u8));
     let stop = transcript.nth("g", 0);
     assert!(
-        stop.iter().any(|line| line.starts_with("harness kd: cannot judge from here: ")
-            && line.contains("ZwQuerySystemInformation")),
+        stop.iter().any(
+            |line| line.starts_with("harness kd: cannot judge from here: ")
+                && line.contains("ZwQuerySystemInformation")
+        ),
         "{stop:?}"
     );
     assert!(transcript.nth("g", 1)[0].contains("cannot run on"));
+}
+
+#[test]
+fn a_pdb_of_another_build_is_said_and_not_used() {
+    // The x64 build's PDB beside the x86 image: another GUID.
+    let x86 = common::driver(Arch::X86, true);
+    let x64 = common::driver(Arch::X64, true);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sys = dir.path().join("Sample.sys");
+    std::fs::copy(&x86.sys, &sys).expect("copy");
+    std::fs::copy(&x64.pdb, dir.path().join("Sample.pdb")).expect("copy");
+    let transcript = kd_script(
+        &sys,
+        "ed nt!PoolHitTag 'dcba'\ng\nkvn\ndt Sample!g_RegistryPath\nq\n",
+    );
+    let load = transcript.nth("g", 0);
+    let at = load
+        .iter()
+        .position(|line| {
+            line == "*** ERROR: Module load completed but symbols could not be loaded for Sample.sys"
+        })
+        .expect("kd's symbol error");
+    assert!(load[at + 1].contains("different build"), "{load:?}");
+    // Without symbols the driver's frame is module+offset, as kd shows it.
+    let stack = frames(transcript.of("kvn"), Arch::X86);
+    assert!(
+        stack
+            .iter()
+            .any(|frame| frame.site.starts_with("Sample+0x")),
+        "no Sample+0x frame"
+    );
+    assert_eq!(
+        transcript.of("dt Sample!g_RegistryPath"),
+        ["Symbol Sample!g_RegistryPath not found."]
+    );
 }

@@ -104,7 +104,10 @@ fn corrupt_pdbs(arch: Arch, seed: u64) {
         );
         // Every command of the script echoed: none took the session down.
         assert_eq!(
-            stdout.lines().filter(|line| line.starts_with("kd> ")).count(),
+            stdout
+                .lines()
+                .filter(|line| line.starts_with("kd> "))
+                .count(),
             SCRIPT.lines().count(),
             "{case}"
         );

@@ -92,13 +92,14 @@ pub fn run(options: &KdOptions) -> Result<ExitCode, KdError> {
         },
     };
     let machine = emulate::native_options(&request)?;
-    let (pdb, _) = session::load_pdb(&options.driver, &image);
+    let (pdb, pdb_problem) = session::load_pdb(&options.driver, &image);
     let mut session = Session::new(
         &driver,
         pdb,
         SessionOptions {
             machine,
             utc_offset_minutes: 0,
+            pdb_problem,
         },
     )?;
     match &options.script {

@@ -89,6 +89,8 @@ pub struct SessionOptions {
     pub machine: Options,
     /// `.formats`' time zone, in minutes east of UTC.
     pub utc_offset_minutes: i32,
+    /// Why the driver's PDB was not used, if one was there.
+    pub pdb_problem: Option<String>,
 }
 
 /// A kd session.
@@ -109,6 +111,8 @@ pub struct Session {
     next_unassemble: Option<u64>,
     /// The verifier's load banner was shown.
     announced: bool,
+    /// Why the driver's PDB was not used.
+    pdb_problem: Option<String>,
     /// `$t0`..`$t19`.
     temporaries: [u64; 20],
     utc_offset_minutes: i32,
@@ -155,6 +159,7 @@ impl Session {
             next_dump: 0,
             next_unassemble: None,
             announced: false,
+            pdb_problem: options.pdb_problem,
             temporaries: [0; 20],
             utc_offset_minutes: options.utc_offset_minutes,
         })
@@ -247,8 +252,12 @@ impl Session {
         let args = raw.trim();
         let lower = name.to_ascii_lowercase();
         match lower.as_str() {
-            // Comments, and `.reload` (the symbols are loaded already).
-            "*" | "$$" | ".reload" => Ok(String::new()),
+            "*" | "$$" => Ok(String::new()),
+            // Nothing to reload: the symbols are the machine's own.
+            ".reload" => Ok(
+                "harness kd: symbols are loaded already (nt from the emulated kernel, the driver from its PDB or exports)\n"
+                    .to_owned(),
+            ),
             // A quoted string prints without its quotes.
             ".echo" => Ok(format!(
                 "{}\n",
@@ -310,6 +319,14 @@ impl Session {
                 &self.target.driver().file_name,
                 self.target.machine.kernel().profile.build,
             ));
+            if let Some(problem) = &self.pdb_problem {
+                // kd's line when a module's symbols cannot be loaded, then why.
+                let _ = writeln!(
+                    out,
+                    "*** ERROR: Module load completed but symbols could not be loaded for {}\nharness kd: {problem}",
+                    self.target.driver().file_name
+                );
+            }
         }
         let events = self.target.machine.events();
         for event in &events[self.shown.min(events.len())..] {

@@ -67,10 +67,8 @@ impl Session {
         } else {
             stop.clone()
         };
+        // The session's own breakpoint prints no "Breakpoint N hit" (`ids` has no number for it).
         let mut out = self.report(&shown, &ids);
-        if own && arrival == Arrival::Location {
-            // `report` printed no "Breakpoint N hit" for the session's own.
-        }
         let _ = self.target.machine.set_breakpoints(&[]);
         if let Stop::Breakpoint(index) = stop
             && let Some(Some(id)) = ids.get(index)
