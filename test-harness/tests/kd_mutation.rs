@@ -4,7 +4,7 @@
 //! stacks, locals and types; whatever the PDB holds, every command must end
 //! in output or a kd-style error, the machine must still bug-check as the
 //! leaky driver makes it (exit 3), and nothing may panic. (The image itself
-//! is mutated by tests/structure_mutation.rs: `kd` and `emulate` share its
+//! is mutated by `tests/structure_mutation.rs`: `kd` and `emulate` share its
 //! loading checks.) 150 runs per arch, a few seconds in all.
 
 mod common;
