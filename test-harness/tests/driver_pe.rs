@@ -88,13 +88,15 @@ fn check(arch: Arch, leak: bool) {
         "{what}: entry point"
     );
     assert!(
-        symbols
-            .function_names()
-            .any(|name| name == "SampleUnload"),
+        symbols.function_names().any(|name| name == "SampleUnload"),
         "{what}: the PDB does not name the unload routine SampleUnload"
     );
     // The names are symbols only: a driver exports nothing.
-    assert!(image.exports.is_empty(), "{what}: exports {:?}", image.exports);
+    assert!(
+        image.exports.is_empty(),
+        "{what}: exports {:?}",
+        image.exports
+    );
 
     if arch == Arch::X86 {
         let float = image.floating_point_instructions();

@@ -637,13 +637,19 @@ fn drivers_the_machine_cannot_run_are_refused_or_stop_as_cannot_judge() {
     // A call the engine does not implement: the session says so where it
     // happens and will not run on; the exit code is "cannot judge".
     let sysinfo = dir.path().join("sysinfo.sys");
-    common::compile_c(&common::CBuild::new("gaps.c", "SYSINFO"), Arch::X64, &sysinfo);
+    common::compile_c(
+        &common::CBuild::new("gaps.c", "SYSINFO"),
+        Arch::X64,
+        &sysinfo,
+    );
     let transcript = kd_script(&sysinfo, "g\ng\nkn\nq\n");
     assert_eq!(transcript.code, i32::from(ExitCode::CannotJudge as u8));
     let stop = transcript.nth("g", 0);
     assert!(
-        stop.iter().any(|line| line.starts_with("harness kd: cannot judge from here: ")
-            && line.contains("ZwQuerySystemInformation")),
+        stop.iter().any(
+            |line| line.starts_with("harness kd: cannot judge from here: ")
+                && line.contains("ZwQuerySystemInformation")
+        ),
         "{stop:?}"
     );
     assert!(transcript.nth("g", 1)[0].contains("cannot run on"));
