@@ -245,7 +245,7 @@ fn pick(crashes: &[Crash]) -> usize {
     last(&bugcheck::Resolved::complete)
         .or_else(|| last(&|best| best.code.is_some()))
         .or_else(|| last(&|_| true))
-        .unwrap_or(crashes.len().saturating_sub(1))
+        .unwrap_or_else(|| crashes.len().saturating_sub(1))
 }
 
 fn judge(text: &str) -> Result<Verdict, Unjudgeable> {

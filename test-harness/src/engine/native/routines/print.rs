@@ -461,7 +461,9 @@ fn print_into(
         text.encode_utf16().collect()
     } else {
         text.chars()
-            .map(|c| u16::try_from(u32::from(c)).map_or(u16::from(b'?'), |unit| unit & 0xff))
+            .map(|c| {
+                u16::try_from(u32::from(c)).map_or_else(|_| u16::from(b'?'), |unit| unit & 0xff)
+            })
             .collect()
     };
     let size = if wide { 2 } else { 1 };
