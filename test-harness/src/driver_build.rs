@@ -229,7 +229,7 @@ fn newest_change(path: &Path) -> Option<SystemTime> {
         .max()
 }
 
-fn samplectl_triple(arch: Arch) -> &'static str {
+const fn samplectl_triple(arch: Arch) -> &'static str {
     match arch {
         Arch::X64 => "x86_64-pc-windows-gnu",
         Arch::X86 => "i686-pc-windows-gnu",

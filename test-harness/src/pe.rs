@@ -135,7 +135,7 @@ impl PeImage {
 
     /// An image with nothing in it, for tests of code that takes one.
     #[must_use]
-    pub fn empty(arch: Arch) -> Self {
+    pub const fn empty(arch: Arch) -> Self {
         Self {
             arch: Some(arch),
             machine: match arch {
@@ -161,7 +161,7 @@ impl PeImage {
     ///
     /// # Errors
     /// A user-mode image, or an architecture the harness cannot run.
-    pub fn require_kernel_driver(&self) -> Result<Arch, PeError> {
+    pub const fn require_kernel_driver(&self) -> Result<Arch, PeError> {
         let Some(arch) = self.arch else {
             return Err(PeError::UnsupportedMachine(self.machine));
         };

@@ -402,7 +402,7 @@ impl Verdict {
 
     /// The documented exit code for this verdict.
     #[must_use]
-    pub fn exit_code(&self) -> ExitCode {
+    pub const fn exit_code(&self) -> ExitCode {
         // Outstanding allocations at unload are a violation even where the
         // source shows no bug check (a `!verifier 3` listing on its own).
         if self.bugcheck.is_some() || (self.unloaded() && !self.leaks.is_empty()) {

@@ -42,7 +42,7 @@ fn analyze_bytes(bytes: &[u8]) -> (i32, Verdict) {
     analyze_path(&path)
 }
 
-fn args(verdict: &Verdict) -> [u64; 4] {
+const fn args(verdict: &Verdict) -> [u64; 4] {
     verdict.bugcheck.as_ref().expect("bug check").args
 }
 

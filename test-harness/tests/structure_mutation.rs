@@ -25,7 +25,7 @@ const RSS_BOUND_KIB: i64 = 600 << 10;
 struct Random(u64);
 
 impl Random {
-    fn next(&mut self) -> u64 {
+    const fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;

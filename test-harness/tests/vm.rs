@@ -628,7 +628,7 @@ fn run(
     (result, progress)
 }
 
-fn restored(guest: &FakeGuest) -> bool {
+const fn restored(guest: &FakeGuest) -> bool {
     guest.service.is_none() && guest.settings.is_none() && guest.active.is_empty()
 }
 

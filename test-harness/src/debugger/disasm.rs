@@ -82,7 +82,7 @@ impl SymbolResolver for Resolver {
     }
 }
 
-fn is_branch(instruction: &Instruction) -> bool {
+const fn is_branch(instruction: &Instruction) -> bool {
     instruction.is_call_near()
         || instruction.is_jmp_short_or_near()
         || instruction.is_jcc_short_or_near()

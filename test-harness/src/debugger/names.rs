@@ -28,7 +28,7 @@ pub struct Names {
 impl Names {
     /// Symbols for nt and a driver at `base`.
     #[must_use]
-    pub fn new(
+    pub const fn new(
         nt: Arc<NtImage>,
         driver: String,
         (base, size): (u64, u64),

@@ -284,7 +284,7 @@ impl Evidence {
         self.crash_time() || self.analysis()
     }
 
-    fn crash_time(&self) -> bool {
+    const fn crash_time(&self) -> bool {
         self.banner.is_some() || self.summary.is_some()
     }
 

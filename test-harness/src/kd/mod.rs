@@ -480,7 +480,7 @@ fn driver(
 }
 
 /// The pool when the global counters show only one kind outstanding.
-fn global_pool(verifier: &verifier::Evidence) -> Option<PoolType> {
+const fn global_pool(verifier: &verifier::Evidence) -> Option<PoolType> {
     let stats = &verifier.stats;
     match (stats.current_nonpaged.0, stats.current_paged.0) {
         (0, paged) if paged > 0 => Some(PoolType::PagedPool),

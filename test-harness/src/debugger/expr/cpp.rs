@@ -49,7 +49,7 @@ pub struct CppValue {
 impl CppValue {
     /// The value as a 64-bit number, sign-extended for signed types.
     #[must_use]
-    pub fn to_u64(&self) -> u64 {
+    pub const fn to_u64(&self) -> u64 {
         let bits = match self.kind {
             CppKind::Signed { bits } => bits,
             CppKind::Char { signed: true } => 8,
@@ -152,7 +152,7 @@ impl TypeSpec {
     }
 }
 
-fn mask(bits: u32) -> u64 {
+const fn mask(bits: u32) -> u64 {
     if bits >= 64 {
         u64::MAX
     } else {
@@ -160,7 +160,7 @@ fn mask(bits: u32) -> u64 {
     }
 }
 
-fn sign_extend(value: u64, bits: u32) -> i64 {
+const fn sign_extend(value: u64, bits: u32) -> i64 {
     if bits >= 64 {
         value.cast_signed()
     } else {
@@ -489,7 +489,7 @@ impl<'t> Parser<'t, '_> {
 
     /// The value widened to 64 bits as its type widens it (sign-extended
     /// when signed).
-    fn extended(value: &Val) -> u64 {
+    const fn extended(value: &Val) -> u64 {
         match &value.ty {
             Ty::Int(int) if int.signed => sign_extend(value.bits, int.bits).cast_unsigned(),
             _ => value.bits,

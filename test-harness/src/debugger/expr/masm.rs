@@ -221,7 +221,7 @@ impl<'t, 'c> Parser<'t, 'c> {
         }
     }
 
-    fn consume(&mut self, token: Token<'_>) {
+    const fn consume(&mut self, token: Token<'_>) {
         self.pos = token.end;
         self.last = token.start;
     }
@@ -512,7 +512,7 @@ impl<'t, 'c> Parser<'t, 'c> {
 }
 
 /// Bytes a word may contain after its first.
-fn is_word_byte(byte: u8) -> bool {
+const fn is_word_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'$'
 }
 

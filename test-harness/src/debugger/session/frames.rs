@@ -416,7 +416,7 @@ impl Session {
     }
 
     /// `DRIVER_OBJECT.DriverName`'s offset.
-    fn driver_name_offset(&self) -> u64 {
+    const fn driver_name_offset(&self) -> u64 {
         crate::wdm::DriverObject::for_arch(self.arch()).driver_name
     }
 

@@ -186,7 +186,7 @@ impl Driver {
     }
 }
 
-fn is_kernel_module(library: &str) -> bool {
+const fn is_kernel_module(library: &str) -> bool {
     library.eq_ignore_ascii_case("ntoskrnl.exe") || library.eq_ignore_ascii_case("hal.dll")
 }
 

@@ -298,7 +298,7 @@ struct Func {
     body: Vec<Op>,
 }
 
-fn func(name: &'static str, pops: u8, body: Vec<Op>) -> Func {
+const fn func(name: &'static str, pops: u8, body: Vec<Op>) -> Func {
     Func {
         name,
         pops,
@@ -309,7 +309,7 @@ fn func(name: &'static str, pops: u8, body: Vec<Op>) -> Func {
 }
 
 /// A fastcall function on x86 (two arguments, both in registers).
-fn fastcall(name: &'static str, body: Vec<Op>) -> Func {
+const fn fastcall(name: &'static str, body: Vec<Op>) -> Func {
     Func {
         name,
         pops: 0,

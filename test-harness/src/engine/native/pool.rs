@@ -117,7 +117,7 @@ pub trait Grow {
 impl Pool {
     /// An empty pool.
     #[must_use]
-    pub fn new(arch: Arch) -> Self {
+    pub const fn new(arch: Arch) -> Self {
         Self {
             arch,
             regions: BTreeMap::new(),

@@ -320,7 +320,7 @@ fn number(chars: &mut std::iter::Peekable<impl Iterator<Item = char>>) -> Option
 }
 
 #[allow(clippy::cast_possible_wrap)]
-fn sign_extend(value: u64, bits: u32) -> i64 {
+const fn sign_extend(value: u64, bits: u32) -> i64 {
     if bits >= 64 {
         value as i64
     } else {
