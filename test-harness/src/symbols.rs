@@ -141,15 +141,17 @@ impl Symbolizer {
             .filter(|function| function.rva <= probe)
             .filter(|function| function.len == 0 || probe < function.rva + function.len)
             .max_by_key(|function| function.rva);
-        match best {
-            Some(function) => format!(
-                "{}!{}+0x{:x}",
-                self.module,
-                function.name,
-                rva - function.rva
-            ),
-            None => format!("{}+0x{rva:x}", self.module),
-        }
+        best.map_or_else(
+            || format!("{}+0x{rva:x}", self.module),
+            |function| {
+                format!(
+                    "{}!{}+0x{:x}",
+                    self.module,
+                    function.name,
+                    rva - function.rva
+                )
+            },
+        )
     }
 }
 

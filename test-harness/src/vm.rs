@@ -890,10 +890,12 @@ impl VerifierQuery {
 /// A counter as verifier.exe prints it: decimal, or hex with `0x`.
 fn number(text: &str) -> Option<u64> {
     let text = text.trim().trim_end_matches(',');
-    match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => text.parse().ok(),
-    }
+    text.strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .map_or_else(
+            || text.parse().ok(),
+            |hex| u64::from_str_radix(hex, 16).ok(),
+        )
 }
 
 /// `( 3 / 0 )` -> (3, 0): nonpaged first, then paged, as the header

@@ -210,12 +210,10 @@ pub fn split_range(text: &str) -> Result<RangeText<'_>, ExprError> {
         });
     }
     let (extent, rest) = if let Some(count) = rest.strip_prefix(['L', 'l']) {
-        let (unlimited, backwards, count) = if let Some(count) = count.strip_prefix('?') {
-            (true, false, count)
-        } else if let Some(count) = count.strip_prefix('-') {
-            (false, true, count)
-        } else {
-            (false, false, count)
+        let (unlimited, backwards, count) = match count.as_bytes().first() {
+            Some(b'?') => (true, false, &count[1..]),
+            Some(b'-') => (false, true, &count[1..]),
+            _ => (false, false, count),
         };
         let count = count.trim_start();
         let len = expression_len(count)?;
@@ -226,14 +224,13 @@ pub fn split_range(text: &str) -> Result<RangeText<'_>, ExprError> {
         };
         (Some(extent), count[len..].trim())
     } else {
-        match expression_len(rest) {
-            Ok(len) => (
+        // Not an expression (a quoted string, an option): the command's.
+        expression_len(rest).map_or((None, rest), |len| {
+            (
                 Some(ExtentText::End(rest[..len].trim())),
                 rest[len..].trim(),
-            ),
-            // Not an expression (a quoted string, an option): the command's.
-            Err(_) => (None, rest),
-        }
+            )
+        })
     };
     Ok(RangeText {
         start,

@@ -154,11 +154,9 @@ fn walk_x64(memory: &dyn Memory, modules: &[Module], registers: Registers) -> Ve
             .iter()
             .find(|module| ip >= module.base && ip - module.base < module.size)
             .and_then(|module| unwind_x64(memory, module, ip, sp, &mut saved));
-        let (caller_sp, frame_base) = match unwound {
-            Some(unwound) => (unwound.sp, unwound.frame_base),
-            // A leaf (or unknown code): the return address is at rsp.
-            None => (sp, sp),
-        };
+        // A leaf (or unknown code): the return address is at rsp.
+        let (caller_sp, frame_base) =
+            unwound.map_or((sp, sp), |unwound| (unwound.sp, unwound.frame_base));
         let return_address = memory.pointer(caller_sp).unwrap_or(0);
         frames.push(Frame {
             ip,

@@ -360,10 +360,10 @@ impl<'t> Parser<'t, '_> {
             }
             return token(Kind::Other, start + 1);
         }
-        match PUNCTS.iter().find(|p| rest.starts_with(**p)) {
-            Some(p) => token(Kind::Punct(p), start + p.len()),
-            None => token(Kind::Other, start + 1),
-        }
+        PUNCTS.iter().find(|p| rest.starts_with(**p)).map_or_else(
+            || token(Kind::Other, start + 1),
+            |p| token(Kind::Punct(p), start + p.len()),
+        )
     }
 
     fn eat(&mut self, punct: &'static str) -> bool {
@@ -950,12 +950,10 @@ fn literal(word: &str) -> Option<Result<Val, ExprError>> {
         .iter()
         .find_map(|suffix| lower.strip_suffix(suffix).map(|body| (body, *suffix)))
         .unwrap_or((lower.as_str(), ""));
-    let (radix, digits) = if let Some(hex) = body.strip_prefix("0x") {
-        (16, hex)
-    } else if body.len() > 1 && body.starts_with('0') {
-        (8, &body[1..])
-    } else {
-        (10, body)
+    let (radix, digits) = match body.strip_prefix("0x") {
+        Some(hex) => (16, hex),
+        None if body.len() > 1 && body.starts_with('0') => (8, &body[1..]),
+        None => (10, body),
     };
     if digits.is_empty() && radix != 8 {
         return None;

@@ -342,10 +342,10 @@ impl Session {
             Some(Type::Pointer { .. } | Type::Primitive(_) | Type::Enum(_))
                 if (1..=8).contains(&size) =>
             {
-                match self.target.read_uint(address, size) {
-                    Some(value) => self.register_value_text(table, ty, value),
-                    None => "<Memory access error>".to_owned(),
-                }
+                self.target.read_uint(address, size).map_or_else(
+                    || "<Memory access error>".to_owned(),
+                    |value| self.register_value_text(table, ty, value),
+                )
             }
             _ => c_type_name(table, ty),
         }
