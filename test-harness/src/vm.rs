@@ -152,7 +152,7 @@ pub enum VmError {
     #[error("{cause} ({changes}{})", if *.reverted { "; the revert command ran" } else { "" })]
     Restored {
         /// What failed.
-        cause: Box<VmError>,
+        cause: Box<Self>,
         /// What the run had changed on the guest (and undid).
         changes: Changes,
         /// Whether the revert command ran.
@@ -162,7 +162,7 @@ pub enum VmError {
     #[error("{}the guest was not fully restored; left: {}", .cause.as_ref().map_or_else(|| "the test ran, but ".to_owned(), |cause| format!("{cause}; and ")), .left.join("; "))]
     NotRestored {
         /// What failed first, if the test did not run.
-        cause: Option<Box<VmError>>,
+        cause: Option<Box<Self>>,
         /// What is left to undo by hand.
         left: Vec<String>,
     },

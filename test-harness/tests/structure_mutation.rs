@@ -345,18 +345,16 @@ fn structural_mutations_end_in_a_verdict_or_one_line_within_bounds() {
                     );
                     let run = &measured.run;
                     let problem = check(run);
-                    let mut failing =
-                        problem.map(|problem| format!("case {case} ({what}): {problem}"));
-                    if measured.elapsed > TIME_BOUND {
-                        failing =
-                            Some(format!("case {case} ({what}): took {:?}", measured.elapsed));
-                    }
-                    if measured.peak_rss_kib > RSS_BOUND_KIB {
-                        failing = Some(format!(
+                    let failing = if measured.peak_rss_kib > RSS_BOUND_KIB {
+                        Some(format!(
                             "case {case} ({what}): peak RSS {} KiB",
                             measured.peak_rss_kib
-                        ));
-                    }
+                        ))
+                    } else if measured.elapsed > TIME_BOUND {
+                        Some(format!("case {case} ({what}): took {:?}", measured.elapsed))
+                    } else {
+                        problem.map(|problem| format!("case {case} ({what}): {problem}"))
+                    };
                     if let Some(failing) = failing {
                         failures.lock().expect("lock").push(failing);
                     }

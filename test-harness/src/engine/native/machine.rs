@@ -1356,7 +1356,7 @@ fn on_trap(uc: &mut Uc<'_>, address: u64, trap: Trap) {
                 uc.get_data_mut().resume_at = None;
             }
             halt(uc, reason);
-            if let Halt::SwitchToWorker = uc.get_data().halt.clone().unwrap_or(Halt::Fault) {
+            if uc.get_data().halt == Some(Halt::SwitchToWorker) {
                 // The caller resumes after the trap once the worker is done.
                 let _ = uc.reg_write(
                     match cpu::arch(uc) {

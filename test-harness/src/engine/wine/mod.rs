@@ -299,12 +299,14 @@ fn drive(
     let mut timed_out = start.timed_out();
     // A running driver with no unload routine cannot be stopped, and
     // `uninstall` would try: it is removed once the session is gone.
-    let mut removable = start.code != Some(0);
-    if start.code == Some(0) && unload_routine_set(machine, name, file_name, image) {
+    let removable = if start.code == Some(0) && unload_routine_set(machine, name, file_name, image)
+    {
         let stop = machine.samplectl_within(&["stop", "--name", name], remaining())?;
         timed_out |= stop.timed_out();
-        removable = stop.code == Some(0);
-    }
+        stop.code == Some(0)
+    } else {
+        start.code != Some(0)
+    };
     if removable && !timed_out {
         let _ = machine.samplectl(&["uninstall", "--name", name]);
     }
