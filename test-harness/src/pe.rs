@@ -442,9 +442,11 @@ fn checksum_offset(data: &[u8]) -> usize {
     usize::try_from(e_lfanew).unwrap_or(0) + 4 + 20 + 64
 }
 
-/// The PE checksum: 16-bit one's-complement-style sum of the file with the
-/// checksum field taken as zero, plus the file length (what `MapFileAndCheckSum`
-/// computes and what the kernel loader checks for drivers).
+/// The PE checksum, as `MapFileAndCheckSum` computes it and the kernel loader
+/// checks it for drivers.
+///
+/// A 16-bit one's-complement-style sum of the file with the checksum field taken
+/// as zero, plus the file length.
 #[must_use]
 pub fn checksum(data: &[u8], checksum_offset: usize) -> u32 {
     let mut sum: u64 = 0;

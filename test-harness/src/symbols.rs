@@ -1,4 +1,5 @@
 //! Names for code addresses, the way WinDbg prints them: `Sample!DriverEntry+0x27`.
+//!
 //! From the PDB beside the driver when it matches the image, else from the
 //! image's exports, else `Sample+0x1027`; outside the image, a raw address.
 

@@ -1,5 +1,6 @@
 //! The Verdict: what a pool-tracking run found, whatever the source (the
 //! native engine, Speakeasy, Wine, a real debugger's output or a VM).
+//!
 //! Serialised as the `--json` output; `outcome` and `unloaded` are derived
 //! from `stage` and `bugcheck`, so the three can never disagree.
 

@@ -1,7 +1,9 @@
-//! kd's two expression languages over a [`Context`] the session implements:
-//! MASM ([`evaluate`]: `?`, `dd`, `bp`, `ed`, ...) and C++ ([`evaluate_cpp`]:
-//! `??`), plus the argument helpers the memory commands use ([`split_range`],
-//! [`parse_range`], [`parse_value_list`]).
+//! kd's two expression languages, MASM and C++, over a [`Context`] the
+//! session implements.
+//!
+//! MASM is [`evaluate`] (`?`, `dd`, `bp`, `ed`, ...), C++ is [`evaluate_cpp`]
+//! (`??`); the argument helpers the memory commands use are here too
+//! ([`split_range`], [`parse_range`], [`parse_value_list`]).
 //!
 //! Choices where kd's behaviour is documented but not obvious (sources:
 //! Microsoft's "MASM Numbers and Operators", "Register Syntax", "Sign

@@ -1,9 +1,10 @@
-//! Walking the emulated machine's stack the way kd does: on x86 through the
-//! EBP chain (the driver is built with frame pointers, as WDK x86 drivers
-//! are, and the emulated kernel's functions all have EBP frames); on x64
-//! with the image's `.pdata` unwind information (`RUNTIME_FUNCTION` and
-//! `UNWIND_INFO`, as `RtlVirtualUnwind` reads them), which the emulated
-//! kernel carries for its own functions too.
+//! Walking the emulated machine's stack the way kd does.
+//!
+//! On x86 through the EBP chain (the driver is built with frame pointers,
+//! as WDK x86 drivers are, and the emulated kernel's functions all have EBP
+//! frames); on x64 with the image's `.pdata` unwind information
+//! (`RUNTIME_FUNCTION` and `UNWIND_INFO`, as `RtlVirtualUnwind` reads
+//! them), which the emulated kernel carries for its own functions too.
 
 use crate::arch::Arch;
 

@@ -1,7 +1,9 @@
 //! The emulated machine: Unicorn's CPU, the kernel's state, and the
-//! scenario the I/O manager runs (`sc start`: DriverEntry on a worker
-//! thread; `sc stop`: the system call that runs the unload routine on the
-//! worker thread and then unloads the image).
+//! scenario the I/O manager runs.
+//!
+//! `sc start` runs DriverEntry on a worker thread; `sc stop`, the system
+//! call that runs the unload routine on the worker thread and then
+//! unloads the image.
 //!
 //! The machine reports [`Event`]s as they happen and feeds them to its own
 //! verifier ([`Tracker`]), which decides the verifier's bug checks; the

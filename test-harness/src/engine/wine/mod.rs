@@ -1,6 +1,8 @@
-//! Wine as a stand-in Windows test machine: Debian's wine64 8.0 loads kernel
-//! drivers in winedevice.exe through its Service Control Manager, so the real
-//! `samplectl.exe` installs, starts, stops and removes the real driver.
+//! Wine as a stand-in Windows test machine.
+//!
+//! Debian's wine64 8.0 loads kernel drivers in winedevice.exe through its
+//! Service Control Manager, so the real `samplectl.exe` installs, starts,
+//! stops and removes the real driver.
 //!
 //! Wine has no Driver Verifier. Its traces give what the pool tracker needs
 //! ([`trace`] reads them): relay tracing (limited by `RelayInclude` to the
@@ -157,6 +159,7 @@ fn clear_dir(dir: &Path) {
 
 /// The service name a run installs `driver` under: `HarnessTest_<stem>_<pid>`,
 /// the stem cut to 32 characters of `[A-Za-z0-9_-]` (others become `_`).
+///
 /// Never a name the prefix had: the prefix's own services have no
 /// [`SERVICE_PREFIX`], and the process id keeps runs apart.
 #[must_use]

@@ -1,7 +1,9 @@
 //! `DbgPrint` and the kernel's `printf` family: the Microsoft C runtime's
-//! format language with the kernel's extensions (`%wZ` for a
-//! `UNICODE_STRING`, `%Z` for an `ANSI_STRING`, `%ws`/`%S` for wide text).
-//! DbgPrint sends at most 512 bytes per call, as Windows does.
+//! format language with the kernel's extensions.
+//!
+//! The extensions are `%wZ` for a `UNICODE_STRING`, `%Z` for an
+//! `ANSI_STRING` and `%ws`/`%S` for wide text. DbgPrint sends at most 512
+//! bytes per call, as Windows does.
 
 use super::Call;
 use crate::arch::Arch;
@@ -77,6 +79,7 @@ struct Spec {
 
 /// Formats `format` (bytes of a narrow string, or UTF-16 units of a wide
 /// one) with arguments from `slots`, stopping at `limit` characters.
+///
 /// `wide_format`: the format is a wide string, where `%s` means wide text.
 ///
 /// # Errors
