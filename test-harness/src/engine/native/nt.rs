@@ -90,7 +90,7 @@ pub struct Symbol {
 pub struct Data {
     /// `nt!PoolHitTag` (ULONG).
     pub pool_hit_tag: u64,
-    /// `nt!KiBugCheckData` (`ULONG_PTR`[5]: code and four parameters).
+    /// `nt!KiBugCheckData` (`ULONG_PTR[5]`: code and four parameters).
     pub bugcheck_data: u64,
     /// `nt!NtBuildNumber` (ULONG).
     pub build_number: u64,

@@ -5,16 +5,16 @@
 //! stops and removes the real driver.
 //!
 //! Wine has no Driver Verifier. Its traces give what the pool tracker needs
-//! ([`trace`] reads them): relay tracing (limited by `RelayInclude` to the
-//! pool routines) shows each call with its arguments, result and return
-//! address; `+loaddll` and `trace+ntoskrnl` show where the driver was mapped,
-//! DriverEntry's status and the unload routine; `warn+debugstr` carries
-//! DbgPrint's text; `trace+seh,trace+unwind` show where a driver called a
-//! routine Wine only stubs.
+//! (the `trace` module reads them): relay tracing (limited by `RelayInclude`
+//! to the pool routines) shows each call with its arguments, result and
+//! return address; `+loaddll` and `trace+ntoskrnl` show where the driver was
+//! mapped, DriverEntry's status and the unload routine; `warn+debugstr`
+//! carries DbgPrint's text; `trace+seh,trace+unwind` show where a driver
+//! called a routine Wine only stubs.
 //!
 //! One run: take the prefix's lock, remove what an earlier run left, copy the
-//! driver to `C:\harness\run\<service>.sys`, start a traced session
-//! ([`machine`]), `samplectl install / start / stop / uninstall` under a
+//! driver to `C:\harness\run\<service>.sys`, start a traced session (the
+//! `machine` module), `samplectl install / start / stop / uninstall` under a
 //! service name of the harness's own ([`service_name`]), stop the session,
 //! deregister the service if it is still there, read the log.
 //!
