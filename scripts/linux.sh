@@ -81,6 +81,8 @@ lint() {
       cargo clippy -q --locked -p sample --bin Sample --features "$features" --target "$triple" -- -D warnings
     done
   done
+  # The workspace's rustdoc lints, as errors.
+  RUSTDOCFLAGS="-D warnings" cargo doc -q --locked --no-deps -p harness -p sample
 }
 
 case "${1:-}" in

@@ -100,11 +100,9 @@ enum VerifierCommand {
 
 fn parse_flags(text: &str) -> Result<u32, String> {
     let digits = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X"));
-    match digits {
-        Some(hex) => u32::from_str_radix(hex, 16),
-        None => text.parse(),
-    }
-    .map_err(|_| format!("'{text}' is not a flags value like 0x8"))
+    digits
+        .map_or_else(|| text.parse(), |hex| u32::from_str_radix(hex, 16))
+        .map_err(|_| format!("'{text}' is not a flags value like 0x8"))
 }
 
 fn main() -> ExitCode {

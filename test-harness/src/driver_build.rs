@@ -1,6 +1,8 @@
 //! `harness build`: the portable cross-build of Sample.sys (no WDK), and
-//! samplectl.exe for Wine and test VMs. Cargo's output goes to a log file
-//! beside the build, never to the user's terminal; a failure names the log.
+//! samplectl.exe for Wine and test VMs.
+//!
+//! Cargo's output goes to a log file beside the build, never to the user's
+//! terminal; a failure names the log.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -229,7 +231,7 @@ fn newest_change(path: &Path) -> Option<SystemTime> {
         .max()
 }
 
-fn samplectl_triple(arch: Arch) -> &'static str {
+const fn samplectl_triple(arch: Arch) -> &'static str {
     match arch {
         Arch::X64 => "x86_64-pc-windows-gnu",
         Arch::X86 => "i686-pc-windows-gnu",

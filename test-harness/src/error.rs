@@ -1,6 +1,8 @@
-//! The harness's errors, typed at each module boundary. `main` prints the
-//! chain as one line on stderr and maps it to an [`ExitCode`]: every error
-//! is "could not run or cannot judge" (2), except a refused load (6).
+//! The harness's errors, typed at each module boundary.
+//!
+//! `main` prints the chain as one line on stderr and maps it to an
+//! [`ExitCode`]: every error is "could not run or cannot judge" (2),
+//! except a refused load (6).
 
 use std::io;
 use std::path::PathBuf;

@@ -29,9 +29,10 @@ pub mod wdm;
 use std::path::PathBuf;
 
 /// The harness's cache: `$XDG_CACHE_HOME/sample-harness`, else
-/// `$HOME/.cache/sample-harness`. `None` when neither names an absolute
-/// directory (an empty or relative value would put it in the working
-/// directory).
+/// `$HOME/.cache/sample-harness`.
+///
+/// `None` when neither names an absolute directory (an empty or
+/// relative value would put it in the working directory).
 #[must_use]
 pub fn cache_dir() -> Option<PathBuf> {
     let absolute = |name: &str| {

@@ -84,7 +84,7 @@ pub mod status {
 
 /// The symbolic name of an NTSTATUS the harness knows.
 #[must_use]
-pub fn status_name(value: u32) -> Option<&'static str> {
+pub const fn status_name(value: u32) -> Option<&'static str> {
     Some(match value {
         status::SUCCESS => "STATUS_SUCCESS",
         status::UNSUCCESSFUL => "STATUS_UNSUCCESSFUL",
@@ -113,7 +113,7 @@ pub fn status_name(value: u32) -> Option<&'static str> {
 
 /// The name of a bug check code, as `!analyze -v` titles it.
 #[must_use]
-pub fn bugcheck_name(code: u32) -> &'static str {
+pub const fn bugcheck_name(code: u32) -> &'static str {
     match code {
         0x0A => "IRQL_NOT_LESS_OR_EQUAL",
         0x19 => "BAD_POOL_HEADER",
@@ -132,7 +132,7 @@ pub fn bugcheck_name(code: u32) -> &'static str {
 
 /// What Arg1 means for a bug check code, where the harness knows.
 #[must_use]
-pub fn bugcheck_description(code: u32, arg1: u64) -> &'static str {
+pub const fn bugcheck_description(code: u32, arg1: u64) -> &'static str {
     match (code, arg1) {
         (DRIVER_VERIFIER_DETECTED_VIOLATION, c4::ZERO_BYTES) => {
             "The driver requested a zero-byte pool allocation."

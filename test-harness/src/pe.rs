@@ -135,7 +135,7 @@ impl PeImage {
 
     /// An image with nothing in it, for tests of code that takes one.
     #[must_use]
-    pub fn empty(arch: Arch) -> Self {
+    pub const fn empty(arch: Arch) -> Self {
         Self {
             arch: Some(arch),
             machine: match arch {
@@ -161,7 +161,7 @@ impl PeImage {
     ///
     /// # Errors
     /// A user-mode image, or an architecture the harness cannot run.
-    pub fn require_kernel_driver(&self) -> Result<Arch, PeError> {
+    pub const fn require_kernel_driver(&self) -> Result<Arch, PeError> {
         let Some(arch) = self.arch else {
             return Err(PeError::UnsupportedMachine(self.machine));
         };
@@ -442,9 +442,11 @@ fn checksum_offset(data: &[u8]) -> usize {
     usize::try_from(e_lfanew).unwrap_or(0) + 4 + 20 + 64
 }
 
-/// The PE checksum: 16-bit one's-complement-style sum of the file with the
-/// checksum field taken as zero, plus the file length (what `MapFileAndCheckSum`
-/// computes and what the kernel loader checks for drivers).
+/// The PE checksum, as `MapFileAndCheckSum` computes it and the kernel loader
+/// checks it for drivers.
+///
+/// A 16-bit one's-complement-style sum of the file with the checksum field taken
+/// as zero, plus the file length.
 #[must_use]
 pub fn checksum(data: &[u8], checksum_offset: usize) -> u32 {
     let mut sum: u64 = 0;

@@ -1,7 +1,9 @@
 //! What the kernel's pool routines mean, in one table: which argument is
 //! the size and which the tag, how `POOL_FLAGS` map to a pool type, the tag
-//! untagged allocations get. Engines report raw calls (argument slots as
-//! the routine received them); this module reads them.
+//! untagged allocations get.
+//!
+//! Engines report raw calls (argument slots as the routine received them);
+//! this module reads them.
 
 use serde::{Deserialize, Serialize};
 

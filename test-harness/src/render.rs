@@ -114,10 +114,10 @@ fn status_name(status: u32) -> String {
 
 fn pool_hit(hit: &crate::verdict::PoolHit, arch: Arch) -> String {
     // An allocation shows what it got; a free, what it gave back.
-    let what = match hit.bytes {
-        Some(bytes) => format!("0x{bytes:x} bytes -> {}", arch.address(hit.address)),
-        None => arch.address(hit.address),
-    };
+    let what = hit.bytes.map_or_else(
+        || arch.address(hit.address),
+        |bytes| format!("0x{bytes:x} bytes -> {}", arch.address(hit.address)),
+    );
     format!(
         "Break instruction exception - code 80000003 (first chance)\n\
          nt!PoolHitTag: nt!{api} {what}\n # Call Site\n00 nt!{api}\n01 {}\n",

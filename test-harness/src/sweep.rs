@@ -1,8 +1,9 @@
 //! `harness emulate --fail-each`: the allocation-failure sweep, which Driver
-//! Verifier's random low-resources simulation cannot do. One run counts the
-//! driver's allocations N; then N runs fail the first, the second, ... the
-//! Nth. A failed DriverEntry is what a driver should answer; a leak or a
-//! crash on an error path is a violation.
+//! Verifier's random low-resources simulation cannot do.
+//!
+//! One run counts the driver's allocations N; then N runs fail the first,
+//! the second, ... the Nth. A failed DriverEntry is what a driver should
+//! answer; a leak or a crash on an error path is a violation.
 
 use std::fmt::Write;
 use std::sync::Arc;

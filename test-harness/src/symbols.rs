@@ -1,4 +1,5 @@
 //! Names for code addresses, the way WinDbg prints them: `Sample!DriverEntry+0x27`.
+//!
 //! From the PDB beside the driver when it matches the image, else from the
 //! image's exports, else `Sample+0x1027`; outside the image, a raw address.
 
@@ -141,15 +142,17 @@ impl Symbolizer {
             .filter(|function| function.rva <= probe)
             .filter(|function| function.len == 0 || probe < function.rva + function.len)
             .max_by_key(|function| function.rva);
-        match best {
-            Some(function) => format!(
-                "{}!{}+0x{:x}",
-                self.module,
-                function.name,
-                rva - function.rva
-            ),
-            None => format!("{}+0x{rva:x}", self.module),
-        }
+        best.map_or_else(
+            || format!("{}+0x{rva:x}", self.module),
+            |function| {
+                format!(
+                    "{}!{}+0x{:x}",
+                    self.module,
+                    function.name,
+                    rva - function.rva
+                )
+            },
+        )
     }
 }
 

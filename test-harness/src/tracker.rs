@@ -1,4 +1,5 @@
 //! Driver Verifier's pool tracking (flag 0x8), applied to a driver's events.
+//!
 //! This is the one place the rules live; every engine feeds it, event by
 //! event, and the debugger asks it for the verdict of the run so far.
 //!

@@ -1,5 +1,6 @@
 //! The Verdict: what a pool-tracking run found, whatever the source (the
 //! native engine, Speakeasy, Wine, a real debugger's output or a VM).
+//!
 //! Serialised as the `--json` output; `outcome` and `unloaded` are derived
 //! from `stage` and `bugcheck`, so the three can never disagree.
 
@@ -402,7 +403,7 @@ impl Verdict {
 
     /// The documented exit code for this verdict.
     #[must_use]
-    pub fn exit_code(&self) -> ExitCode {
+    pub const fn exit_code(&self) -> ExitCode {
         // Outstanding allocations at unload are a violation even where the
         // source shows no bug check (a `!verifier 3` listing on its own).
         if self.bugcheck.is_some() || (self.unloaded() && !self.leaks.is_empty()) {

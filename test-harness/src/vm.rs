@@ -152,7 +152,7 @@ pub enum VmError {
     #[error("{cause} ({changes}{})", if *.reverted { "; the revert command ran" } else { "" })]
     Restored {
         /// What failed.
-        cause: Box<VmError>,
+        cause: Box<Self>,
         /// What the run had changed on the guest (and undid).
         changes: Changes,
         /// Whether the revert command ran.
@@ -162,7 +162,7 @@ pub enum VmError {
     #[error("{}the guest was not fully restored; left: {}", .cause.as_ref().map_or_else(|| "the test ran, but ".to_owned(), |cause| format!("{cause}; and ")), .left.join("; "))]
     NotRestored {
         /// What failed first, if the test did not run.
-        cause: Option<Box<VmError>>,
+        cause: Option<Box<Self>>,
         /// What is left to undo by hand.
         left: Vec<String>,
     },
@@ -890,10 +890,12 @@ impl VerifierQuery {
 /// A counter as verifier.exe prints it: decimal, or hex with `0x`.
 fn number(text: &str) -> Option<u64> {
     let text = text.trim().trim_end_matches(',');
-    match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => text.parse().ok(),
-    }
+    text.strip_prefix("0x")
+        .or_else(|| text.strip_prefix("0X"))
+        .map_or_else(
+            || text.parse().ok(),
+            |hex| u64::from_str_radix(hex, 16).ok(),
+        )
 }
 
 /// `( 3 / 0 )` -> (3, 0): nonpaged first, then paged, as the header

@@ -1,4 +1,5 @@
 //! Kernel structure layouts, as `wdm.h` lays them out for each architecture.
+//!
 //! One table for every engine: the tracker finds DriverName with it, the
 //! native engine builds its objects with it. The driver's own declarations
 //! (driver/src/portable/types.rs) are checked against it in the tests.

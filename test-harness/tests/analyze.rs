@@ -42,7 +42,7 @@ fn analyze_bytes(bytes: &[u8]) -> (i32, Verdict) {
     analyze_path(&path)
 }
 
-fn args(verdict: &Verdict) -> [u64; 4] {
+const fn args(verdict: &Verdict) -> [u64; 4] {
     verdict.bugcheck.as_ref().expect("bug check").args
 }
 
@@ -353,12 +353,12 @@ fn one_dump_analysed_twice() {
     assert_eq!(bugcheck.code, 0x19C);
     assert_eq!(bugcheck.name, "WIN32K_POWER_WATCHDOG_TIMEOUT");
     assert_eq!(bugcheck.args, [0x50, 0xffff_b58f_3dd2_4080, 0, 0]);
-    let copies: Vec<&String> = verdict
+    let copies = verdict
         .notes
         .iter()
         .filter(|note| note.contains("appears 2 times"))
-        .collect();
-    assert_eq!(copies.len(), 1, "{:?}", verdict.notes);
+        .count();
+    assert_eq!(copies, 1, "{:?}", verdict.notes);
     assert!(
         !verdict
             .notes

@@ -106,7 +106,7 @@ fn bad_options_are_one_line_errors() {
 struct Mutator(u64);
 
 impl Mutator {
-    fn next(&mut self) -> u64 {
+    const fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;

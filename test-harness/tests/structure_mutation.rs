@@ -25,7 +25,7 @@ const RSS_BOUND_KIB: i64 = 600 << 10;
 struct Random(u64);
 
 impl Random {
-    fn next(&mut self) -> u64 {
+    const fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -345,18 +345,16 @@ fn structural_mutations_end_in_a_verdict_or_one_line_within_bounds() {
                     );
                     let run = &measured.run;
                     let problem = check(run);
-                    let mut failing =
-                        problem.map(|problem| format!("case {case} ({what}): {problem}"));
-                    if measured.elapsed > TIME_BOUND {
-                        failing =
-                            Some(format!("case {case} ({what}): took {:?}", measured.elapsed));
-                    }
-                    if measured.peak_rss_kib > RSS_BOUND_KIB {
-                        failing = Some(format!(
+                    let failing = if measured.peak_rss_kib > RSS_BOUND_KIB {
+                        Some(format!(
                             "case {case} ({what}): peak RSS {} KiB",
                             measured.peak_rss_kib
-                        ));
-                    }
+                        ))
+                    } else if measured.elapsed > TIME_BOUND {
+                        Some(format!("case {case} ({what}): took {:?}", measured.elapsed))
+                    } else {
+                        problem.map(|problem| format!("case {case} ({what}): {problem}"))
+                    };
                     if let Some(failing) = failing {
                         failures.lock().expect("lock").push(failing);
                     }

@@ -192,13 +192,15 @@ impl FakeGuest {
     /// that will be activated and drivers that will be verified after the
     /// next boot").
     fn query_settings(&self) -> String {
-        match &self.settings {
-            Some(drivers) => format!(
-                "Verifier Flags: 0x00000008\r\n\r\nVerified Drivers:\r\n\r\n{}\r\n",
-                drivers.join("\r\n")
-            ),
-            None => "Verifier Flags: 0x00000000\r\n\r\nVerified Drivers:\r\n\r\nNone\r\n".into(),
-        }
+        self.settings.as_ref().map_or_else(
+            || "Verifier Flags: 0x00000000\r\n\r\nVerified Drivers:\r\n\r\nNone\r\n".into(),
+            |drivers| {
+                format!(
+                    "Verifier Flags: 0x00000008\r\n\r\nVerified Drivers:\r\n\r\n{}\r\n",
+                    drivers.join("\r\n")
+                )
+            },
+        )
     }
 
     fn ran(&self, needle: &str) -> usize {
@@ -628,7 +630,7 @@ fn run(
     (result, progress)
 }
 
-fn restored(guest: &FakeGuest) -> bool {
+const fn restored(guest: &FakeGuest) -> bool {
     guest.service.is_none() && guest.settings.is_none() && guest.active.is_empty()
 }
 

@@ -45,12 +45,11 @@ fn ok(result: &harness::engine::wine::ControlResult) -> &str {
 
 #[test]
 fn install_start_stop_uninstall_clean_and_leaky() {
-    let mut guard = machine()
+    let mut machine = machine()
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let machine = &mut *guard;
     for leak in [false, true] {
-        let path = copy_in(machine, leak);
+        let path = copy_in(&machine, leak);
         machine.start_session().expect("session");
         let started = Instant::now();
         // The leaky run uses the default: a copy in %SystemRoot%\System32\drivers.
@@ -75,37 +74,39 @@ fn install_start_stop_uninstall_clean_and_leaky() {
             started.elapsed().as_secs_f64()
         );
         machine.stop_session();
-
-        // The driver's DbgPrint output, from Wine's debugstr channel.
-        let log = machine.log();
-        let lines: Vec<&str> = log
-            .lines()
-            .filter_map(|line| line.split_once("warn:debugstr:").map(|(_, text)| text))
-            .filter_map(|text| text.split_once(": ").map(|(_, text)| text))
-            .collect();
-        println!(
-            "debug output ({}):\n  {}",
-            if leak { "leaky" } else { "clean" },
-            lines.join("\n  ")
-        );
-        assert_eq!(lines.len(), 5, "{lines:?}");
-        assert!(lines[0].starts_with("original registry path: \\Registry\\Machine\\System\\"));
-        assert!(lines[1].starts_with("Copied registry path: \\Registry\\Machine\\System\\"));
-        assert_eq!(lines[2], "Windows Version: 6.1.7601");
-        assert_eq!(lines[3], "Sample driver initialized successfully");
-        assert_eq!(lines[4], "Sample driver Unload called");
-        // Wine really called the driver's unload routine.
-        assert!(log.contains("Call driver unload"));
+        check_debug_output(&machine.log(), leak);
     }
+}
+
+/// The driver's DbgPrint output, from Wine's debugstr channel, in a session's
+/// log.
+fn check_debug_output(log: &str, leak: bool) {
+    let lines: Vec<&str> = log
+        .lines()
+        .filter_map(|line| line.split_once("warn:debugstr:").map(|(_, text)| text))
+        .filter_map(|text| text.split_once(": ").map(|(_, text)| text))
+        .collect();
+    println!(
+        "debug output ({}):\n  {}",
+        if leak { "leaky" } else { "clean" },
+        lines.join("\n  ")
+    );
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert!(lines[0].starts_with("original registry path: \\Registry\\Machine\\System\\"));
+    assert!(lines[1].starts_with("Copied registry path: \\Registry\\Machine\\System\\"));
+    assert_eq!(lines[2], "Windows Version: 6.1.7601");
+    assert_eq!(lines[3], "Sample driver initialized successfully");
+    assert_eq!(lines[4], "Sample driver Unload called");
+    // Wine really called the driver's unload routine.
+    assert!(log.contains("Call driver unload"));
 }
 
 #[test]
 fn error_paths_give_one_clear_line_and_exit_1() {
-    let mut guard = machine()
+    let mut machine = machine()
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let machine = &mut *guard;
-    let path = copy_in(machine, false);
+    let path = copy_in(&machine, false);
     machine.start_session().expect("session");
     let expect_error = |args: &[&str], needle: &str| {
         let result = machine.samplectl(args).expect("ran");

@@ -1,7 +1,9 @@
-//! kd's disassembly, with iced-x86's MASM formatter: `cmp     dword ptr
-//! [Sample!g_RegistryPath+0x4 (a04c500c)],0` as the walkthrough shows it
-//! (mnemonic in eight columns, MASM numbers `0Ch`, names with their address
-//! in parentheses, no code bytes as with `.asm no_code_bytes`).
+//! kd's disassembly, with iced-x86's MASM formatter.
+//!
+//! Lines read as the walkthrough shows them, `cmp     dword ptr
+//! [Sample!g_RegistryPath+0x4 (a04c500c)],0`: mnemonic in eight columns,
+//! MASM numbers `0Ch`, names with their address in parentheses, no code
+//! bytes as with `.asm no_code_bytes`.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -82,7 +84,7 @@ impl SymbolResolver for Resolver {
     }
 }
 
-fn is_branch(instruction: &Instruction) -> bool {
+const fn is_branch(instruction: &Instruction) -> bool {
     instruction.is_call_near()
         || instruction.is_jmp_short_or_near()
         || instruction.is_jcc_short_or_near()

@@ -1,7 +1,9 @@
-//! kd's two expression languages over a [`Context`] the session implements:
-//! MASM ([`evaluate`]: `?`, `dd`, `bp`, `ed`, ...) and C++ ([`evaluate_cpp`]:
-//! `??`), plus the argument helpers the memory commands use ([`split_range`],
-//! [`parse_range`], [`parse_value_list`]).
+//! kd's two expression languages, MASM and C++, over a [`Context`] the
+//! session implements.
+//!
+//! MASM is [`evaluate`] (`?`, `dd`, `bp`, `ed`, ...), C++ is [`evaluate_cpp`]
+//! (`??`); the argument helpers the memory commands use are here too
+//! ([`split_range`], [`parse_range`], [`parse_value_list`]).
 //!
 //! Choices where kd's behaviour is documented but not obvious (sources:
 //! Microsoft's "MASM Numbers and Operators", "Register Syntax", "Sign
@@ -210,12 +212,10 @@ pub fn split_range(text: &str) -> Result<RangeText<'_>, ExprError> {
         });
     }
     let (extent, rest) = if let Some(count) = rest.strip_prefix(['L', 'l']) {
-        let (unlimited, backwards, count) = if let Some(count) = count.strip_prefix('?') {
-            (true, false, count)
-        } else if let Some(count) = count.strip_prefix('-') {
-            (false, true, count)
-        } else {
-            (false, false, count)
+        let (unlimited, backwards, count) = match count.as_bytes().first() {
+            Some(b'?') => (true, false, &count[1..]),
+            Some(b'-') => (false, true, &count[1..]),
+            _ => (false, false, count),
         };
         let count = count.trim_start();
         let len = expression_len(count)?;
@@ -226,14 +226,13 @@ pub fn split_range(text: &str) -> Result<RangeText<'_>, ExprError> {
         };
         (Some(extent), count[len..].trim())
     } else {
-        match expression_len(rest) {
-            Ok(len) => (
+        // Not an expression (a quoted string, an option): the command's.
+        expression_len(rest).map_or((None, rest), |len| {
+            (
                 Some(ExtentText::End(rest[..len].trim())),
                 rest[len..].trim(),
-            ),
-            // Not an expression (a quoted string, an option): the command's.
-            Err(_) => (None, rest),
-        }
+            )
+        })
     };
     Ok(RangeText {
         start,

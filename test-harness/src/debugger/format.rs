@@ -46,8 +46,10 @@ pub fn evaluate_line(value: u64, pointer_size: u64) -> String {
 
 /// The `.formats` block for a value, with the `Time:` line at the given
 /// offset from UTC in minutes (kd uses the host's zone; the walkthrough's
-/// was +330). On x86 the value is the low 32 bits, sign-extended as kd
-/// keeps it (so `Float: ... high` and `Double:` of 80010033 are NaNs).
+/// was +330).
+///
+/// On x86 the value is the low 32 bits, sign-extended as kd keeps it (so
+/// `Float: ... high` and `Double:` of 80010033 are NaNs).
 #[must_use]
 pub fn formats(value: u64, pointer_size: u64, utc_offset_minutes: i32) -> String {
     let narrow = pointer_size == 4;

@@ -1,6 +1,8 @@
 //! `harness kd`: a kd-compatible debugger session on the native engine's
-//! emulated machine. Everything a command prints comes from the machine's
-//! memory and registers, the driver's PDB and the emulated kernel's symbols.
+//! emulated machine.
+//!
+//! Everything a command prints comes from the machine's memory and
+//! registers, the driver's PDB and the emulated kernel's symbols.
 
 pub mod console;
 pub mod disasm;

@@ -1,5 +1,6 @@
 //! Names and addresses across the session's modules: `nt` (the emulated
 //! kernel's own symbols) and the driver (its PDB, else its exports).
+//!
 //! `name_of` gives kd's `module!symbol+0xoff`; `address_of` resolves what a
 //! trainee types (`nt!PoolHitTag`, `Sample!g_RegistryPath`, `DriverEntry`).
 
@@ -28,7 +29,7 @@ pub struct Names {
 impl Names {
     /// Symbols for nt and a driver at `base`.
     #[must_use]
-    pub fn new(
+    pub const fn new(
         nt: Arc<NtImage>,
         driver: String,
         (base, size): (u64, u64),

@@ -431,7 +431,7 @@ impl Loader {
         };
         let symbols = stream
             .get(..module.symbol_bytes)
-            .ok_or(bad("shorter than its symbols"))?;
+            .ok_or_else(|| bad("shorter than its symbols"))?;
         // CV_SIGNATURE_C13.
         if symbols
             .get(..4)
@@ -459,11 +459,11 @@ impl Loader {
         let c13_start = module
             .symbol_bytes
             .checked_add(module.c11_bytes)
-            .ok_or(bad("too large"))?;
+            .ok_or_else(|| bad("too large"))?;
         let c13 = c13_start
             .checked_add(module.c13_bytes)
             .and_then(|end| stream.get(c13_start..end))
-            .ok_or(bad("shorter than its line data"))?;
+            .ok_or_else(|| bad("shorter than its line data"))?;
         for entry in msf::c13_lines(c13)? {
             // 0xfeefee and up mark hidden (compiler-generated) lines.
             if entry.line == 0 || entry.line >= 0x00f0_0000 {

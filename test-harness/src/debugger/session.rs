@@ -183,7 +183,7 @@ impl Session {
         self.target.machine.kernel().profile.version()
     }
 
-    fn pointer_size(&self) -> u64 {
+    const fn pointer_size(&self) -> u64 {
         self.target.pointer_size()
     }
 

@@ -1,9 +1,10 @@
-//! Walking the emulated machine's stack the way kd does: on x86 through the
-//! EBP chain (the driver is built with frame pointers, as WDK x86 drivers
-//! are, and the emulated kernel's functions all have EBP frames); on x64
-//! with the image's `.pdata` unwind information (`RUNTIME_FUNCTION` and
-//! `UNWIND_INFO`, as `RtlVirtualUnwind` reads them), which the emulated
-//! kernel carries for its own functions too.
+//! Walking the emulated machine's stack the way kd does.
+//!
+//! On x86 through the EBP chain (the driver is built with frame pointers,
+//! as WDK x86 drivers are, and the emulated kernel's functions all have EBP
+//! frames); on x64 with the image's `.pdata` unwind information
+//! (`RUNTIME_FUNCTION` and `UNWIND_INFO`, as `RtlVirtualUnwind` reads
+//! them), which the emulated kernel carries for its own functions too.
 
 use crate::arch::Arch;
 
@@ -154,11 +155,9 @@ fn walk_x64(memory: &dyn Memory, modules: &[Module], registers: Registers) -> Ve
             .iter()
             .find(|module| ip >= module.base && ip - module.base < module.size)
             .and_then(|module| unwind_x64(memory, module, ip, sp, &mut saved));
-        let (caller_sp, frame_base) = match unwound {
-            Some(unwound) => (unwound.sp, unwound.frame_base),
-            // A leaf (or unknown code): the return address is at rsp.
-            None => (sp, sp),
-        };
+        // A leaf (or unknown code): the return address is at rsp.
+        let (caller_sp, frame_base) =
+            unwound.map_or((sp, sp), |unwound| (unwound.sp, unwound.frame_base));
         let return_address = memory.pointer(caller_sp).unwrap_or(0);
         frames.push(Frame {
             ip,

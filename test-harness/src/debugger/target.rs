@@ -135,7 +135,7 @@ impl Target {
 
     /// The driver.
     #[must_use]
-    pub fn driver(&self) -> &Arc<Driver> {
+    pub const fn driver(&self) -> &Arc<Driver> {
         &self.machine.driver
     }
 
@@ -174,7 +174,7 @@ impl Target {
         cpu::write(&mut self.machine.uc, address, bytes).is_ok()
     }
 
-    fn table(&self) -> &'static [(&'static str, RegisterX86)] {
+    const fn table(&self) -> &'static [(&'static str, RegisterX86)] {
         match self.arch {
             Arch::X86 => X86_REGISTERS,
             Arch::X64 => X64_REGISTERS,

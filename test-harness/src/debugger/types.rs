@@ -261,13 +261,13 @@ impl TypeTable {
 
     /// Number of types.
     #[must_use]
-    pub fn len(&self) -> usize {
+    pub const fn len(&self) -> usize {
         self.types.len()
     }
 
     /// Whether the table has no types.
     #[must_use]
-    pub fn is_empty(&self) -> bool {
+    pub const fn is_empty(&self) -> bool {
         self.types.is_empty()
     }
 

@@ -18,10 +18,11 @@ use crate::events::Event;
 /// The adapter, shipped inside the harness binary.
 pub const ADAPTER: &str = include_str!("../../python/speakeasy_adapter.py");
 
-/// The most address space the engine's process may take: Python and
-/// Speakeasy (about 110 MiB), the image (at most
+/// The most address space the engine's process may take, with room to spare.
+///
+/// It holds Python and Speakeasy (about 110 MiB), the image (at most
 /// [`crate::pe::MAX_SIZE_OF_IMAGE`]) and the adapter's emulated pool (at most
-/// 1 GiB), with room to spare.
+/// 1 GiB).
 pub const MEMORY_CAP: u64 = 2 << 30;
 
 /// How long after the time budget a process that did not stop by itself is

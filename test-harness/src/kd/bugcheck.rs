@@ -284,7 +284,7 @@ impl Evidence {
         self.crash_time() || self.analysis()
     }
 
-    fn crash_time(&self) -> bool {
+    const fn crash_time(&self) -> bool {
         self.banner.is_some() || self.summary.is_some()
     }
 
@@ -310,7 +310,7 @@ impl Evidence {
                 self.summary.is_some_and(|summary| summary != *stated)
                     || self
                         .code
-                        .or(self.title.as_ref().map(|(_, code)| *code))
+                        .or_else(|| self.title.as_ref().map(|(_, code)| *code))
                         .is_some_and(|code| code != stated.code)
             }
             Obs::Title { .. } => {
@@ -447,8 +447,8 @@ impl Evidence {
             .and_then(|(name, _)| name.clone());
         let digits = self
             .arg_digits
-            .or(self.banner.map(|b| b.digits))
-            .or(self.summary.map(|s| s.digits));
+            .or_else(|| self.banner.map(|b| b.digits))
+            .or_else(|| self.summary.map(|s| s.digits));
         Resolved {
             code: chosen,
             args,

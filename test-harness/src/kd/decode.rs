@@ -63,14 +63,11 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, NotText> {
     if bytes.starts_with(b"MDMP") {
         return Err(NotText::Minidump);
     }
-    let decoded = if let Some(rest) = bytes.strip_prefix(b"\xEF\xBB\xBF") {
-        utf8(rest, Encoding::Utf8Bom)
-    } else if let Some(rest) = bytes.strip_prefix(b"\xFF\xFE") {
-        utf16(rest, u16::from_le_bytes, Encoding::Utf16Le { bom: true })
-    } else if let Some(rest) = bytes.strip_prefix(b"\xFE\xFF") {
-        utf16(rest, u16::from_be_bytes, Encoding::Utf16Be { bom: true })
-    } else {
-        match sniff_utf16(bytes) {
+    let decoded = match bytes {
+        [0xEF, 0xBB, 0xBF, rest @ ..] => utf8(rest, Encoding::Utf8Bom),
+        [0xFF, 0xFE, rest @ ..] => utf16(rest, u16::from_le_bytes, Encoding::Utf16Le { bom: true }),
+        [0xFE, 0xFF, rest @ ..] => utf16(rest, u16::from_be_bytes, Encoding::Utf16Be { bom: true }),
+        _ => match sniff_utf16(bytes) {
             Some(Encoding::Utf16Le { .. }) => {
                 utf16(bytes, u16::from_le_bytes, Encoding::Utf16Le { bom: false })
             }
@@ -78,24 +75,24 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, NotText> {
                 utf16(bytes, u16::from_be_bytes, Encoding::Utf16Be { bom: false })
             }
             _ => utf8(bytes, Encoding::Utf8),
-        }
+        },
     };
     Ok(decoded)
 }
 
 fn utf8(bytes: &[u8], encoding: Encoding) -> Decoded {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => Decoded {
-            text: text.to_owned(),
-            encoding,
-            replaced: false,
-        },
-        Err(_) => Decoded {
+    std::str::from_utf8(bytes).map_or_else(
+        |_| Decoded {
             text: String::from_utf8_lossy(bytes).into_owned(),
             encoding,
             replaced: true,
         },
-    }
+        |text| Decoded {
+            text: text.to_owned(),
+            encoding,
+            replaced: false,
+        },
+    )
 }
 
 fn utf16(bytes: &[u8], unit: fn([u8; 2]) -> u16, encoding: Encoding) -> Decoded {

@@ -2,9 +2,9 @@
 //! into the same Verdict the emulators give (engine `kd`).
 //!
 //! The way through:
-//! 1. [`decode`]: UTF-8 with or without a BOM, UTF-16 LE/BE with or without
+//! 1. `decode`: UTF-8 with or without a BOM, UTF-16 LE/BE with or without
 //!    one; crash dumps are refused by name.
-//! 2. [`paste`]: each line as the debugger printed it (markdown quotes,
+//! 2. `paste`: each line as the debugger printed it (markdown quotes,
 //!    fences, backticks, list markers, HTML wrappers undone).
 //! 3. Sessions: a second banner after an analysis, a second `!analyze`
 //!    title, a field repeated with another value, or a new debugger start
@@ -14,9 +14,9 @@
 //!    verdict is the last crash whose bug check is complete, and the others
 //!    are named in `notes`.
 //! 4. Three recognisers read every line of a session, each with its own
-//!    documented precedence: [`bugcheck`] (which source's code and
-//!    arguments win), [`verifier`] (per-driver sections; whose table a row
-//!    belongs to) and [`platform`] (pointer width; driver names outside
+//!    documented precedence: `bugcheck` (which source's code and
+//!    arguments win), `verifier` (per-driver sections; whose table a row
+//!    belongs to) and `platform` (pointer width; driver names outside
 //!    `!verifier`).
 //!
 //! The driver the verdict is about, strongest first: with a bug check,
@@ -99,7 +99,7 @@ pub fn analyze(text: &str, source: &str) -> Result<Verdict, NothingFound> {
     })
 }
 
-/// Decodes a file's bytes (see [`decode`]) and parses them.
+/// Decodes a file's bytes (step 1 in the module docs) and parses them.
 ///
 /// # Errors
 /// A crash dump rather than text, or nothing to judge.
@@ -245,7 +245,7 @@ fn pick(crashes: &[Crash]) -> usize {
     last(&bugcheck::Resolved::complete)
         .or_else(|| last(&|best| best.code.is_some()))
         .or_else(|| last(&|_| true))
-        .unwrap_or(crashes.len().saturating_sub(1))
+        .unwrap_or_else(|| crashes.len().saturating_sub(1))
 }
 
 fn judge(text: &str) -> Result<Verdict, Unjudgeable> {
@@ -480,7 +480,7 @@ fn driver(
 }
 
 /// The pool when the global counters show only one kind outstanding.
-fn global_pool(verifier: &verifier::Evidence) -> Option<PoolType> {
+const fn global_pool(verifier: &verifier::Evidence) -> Option<PoolType> {
     let stats = &verifier.stats;
     match (stats.current_nonpaged.0, stats.current_paged.0) {
         (0, paged) if paged > 0 => Some(PoolType::PagedPool),

@@ -31,10 +31,7 @@ pub fn clean(line: &str) -> Cow<'_, str> {
     if let Some(rest) = list_marker(trimmed) {
         line = rest;
     }
-    let mut owned: Option<String> = None;
-    if line.contains('`') {
-        owned = Some(line.replace('`', ""));
-    }
+    let mut owned: Option<String> = line.contains('`').then(|| line.replace('`', ""));
     if line.contains('&') {
         owned = Some(unescape(owned.as_deref().unwrap_or(line)));
     }

@@ -160,11 +160,11 @@ impl Evidence {
     /// later one wins.
     pub fn absorb(&mut self, later: Self) {
         self.ptr64 = later.ptr64.or(self.ptr64);
-        self.stated = later.stated.or(self.stated.take());
-        self.image_name = later.image_name.or(self.image_name.take());
-        self.module_name = later.module_name.or(self.module_name.take());
-        self.bucket_image = later.bucket_image.or(self.bucket_image.take());
-        self.stack_driver = later.stack_driver.or(self.stack_driver.take());
+        self.stated = later.stated.or_else(|| self.stated.take());
+        self.image_name = later.image_name.or_else(|| self.image_name.take());
+        self.module_name = later.module_name.or_else(|| self.module_name.take());
+        self.bucket_image = later.bucket_image.or_else(|| self.bucket_image.take());
+        self.stack_driver = later.stack_driver.or_else(|| self.stack_driver.take());
         self.stack_digits = later.stack_digits.or(self.stack_digits);
     }
 
@@ -179,7 +179,7 @@ impl Evidence {
     ) -> (Option<Arch>, Option<String>) {
         let printed = arg_digits
             .filter(|digits| matches!(digits, 8 | 16))
-            .or(self.stack_digits.filter(|digits| matches!(digits, 8 | 16)))
+            .or_else(|| self.stack_digits.filter(|digits| matches!(digits, 8 | 16)))
             .map(|digits| if digits == 16 { Arch::X64 } else { Arch::X86 });
         let stated = self
             .ptr64

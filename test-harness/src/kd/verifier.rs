@@ -213,7 +213,7 @@ impl Evidence {
             self.stats_seen = true;
         }
         self.commands.extend(later.commands);
-        self.enabled_for = later.enabled_for.or(self.enabled_for.take());
+        self.enabled_for = later.enabled_for.or_else(|| self.enabled_for.take());
         for section in later.sections {
             let same =
                 self.sections

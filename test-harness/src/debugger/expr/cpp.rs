@@ -49,7 +49,7 @@ pub struct CppValue {
 impl CppValue {
     /// The value as a 64-bit number, sign-extended for signed types.
     #[must_use]
-    pub fn to_u64(&self) -> u64 {
+    pub const fn to_u64(&self) -> u64 {
         let bits = match self.kind {
             CppKind::Signed { bits } => bits,
             CppKind::Char { signed: true } => 8,
@@ -152,7 +152,7 @@ impl TypeSpec {
     }
 }
 
-fn mask(bits: u32) -> u64 {
+const fn mask(bits: u32) -> u64 {
     if bits >= 64 {
         u64::MAX
     } else {
@@ -160,7 +160,7 @@ fn mask(bits: u32) -> u64 {
     }
 }
 
-fn sign_extend(value: u64, bits: u32) -> i64 {
+const fn sign_extend(value: u64, bits: u32) -> i64 {
     if bits >= 64 {
         value.cast_signed()
     } else {
@@ -360,10 +360,10 @@ impl<'t> Parser<'t, '_> {
             }
             return token(Kind::Other, start + 1);
         }
-        match PUNCTS.iter().find(|p| rest.starts_with(**p)) {
-            Some(p) => token(Kind::Punct(p), start + p.len()),
-            None => token(Kind::Other, start + 1),
-        }
+        PUNCTS.iter().find(|p| rest.starts_with(**p)).map_or_else(
+            || token(Kind::Other, start + 1),
+            |p| token(Kind::Punct(p), start + p.len()),
+        )
     }
 
     fn eat(&mut self, punct: &'static str) -> bool {
@@ -489,7 +489,7 @@ impl<'t> Parser<'t, '_> {
 
     /// The value widened to 64 bits as its type widens it (sign-extended
     /// when signed).
-    fn extended(value: &Val) -> u64 {
+    const fn extended(value: &Val) -> u64 {
         match &value.ty {
             Ty::Int(int) if int.signed => sign_extend(value.bits, int.bits).cast_unsigned(),
             _ => value.bits,
@@ -950,12 +950,10 @@ fn literal(word: &str) -> Option<Result<Val, ExprError>> {
         .iter()
         .find_map(|suffix| lower.strip_suffix(suffix).map(|body| (body, *suffix)))
         .unwrap_or((lower.as_str(), ""));
-    let (radix, digits) = if let Some(hex) = body.strip_prefix("0x") {
-        (16, hex)
-    } else if body.len() > 1 && body.starts_with('0') {
-        (8, &body[1..])
-    } else {
-        (10, body)
+    let (radix, digits) = match body.strip_prefix("0x") {
+        Some(hex) => (16, hex),
+        None if body.len() > 1 && body.starts_with('0') => (8, &body[1..]),
+        None => (10, body),
     };
     if digits.is_empty() && radix != 8 {
         return None;

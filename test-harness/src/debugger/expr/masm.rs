@@ -164,10 +164,10 @@ impl<'t, 'c> Parser<'t, 'c> {
             b'=' if next(1) == Some(b'=') => op(Op::Eq, 2),
             b'=' => op(Op::Eq, 1),
             b'!' if next(1) == Some(b'=') => op(Op::Ne, 2),
-            b'\'' => match text[start + 1..].find('\'') {
-                Some(len) => token(Kind::Char(&text[start + 1..start + 1 + len]), len + 2),
-                None => token(Kind::Other, 1),
-            },
+            b'\'' => text[start + 1..].find('\'').map_or_else(
+                || token(Kind::Other, 1),
+                |len| token(Kind::Char(&text[start + 1..start + 1 + len]), len + 2),
+            ),
             b'.' if !next(1).is_some_and(is_word_byte) => token(Kind::Dot, 1),
             b'@' if next(1) == Some(b'@') => self.nested(start),
             byte if is_word_byte(byte) || byte == b'@' || byte == b'!' => {
@@ -221,7 +221,7 @@ impl<'t, 'c> Parser<'t, 'c> {
         }
     }
 
-    fn consume(&mut self, token: Token<'_>) {
+    const fn consume(&mut self, token: Token<'_>) {
         self.pos = token.end;
         self.last = token.start;
     }
@@ -512,7 +512,7 @@ impl<'t, 'c> Parser<'t, 'c> {
 }
 
 /// Bytes a word may contain after its first.
-fn is_word_byte(byte: u8) -> bool {
+const fn is_word_byte(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'$'
 }
 

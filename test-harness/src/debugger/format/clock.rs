@@ -57,7 +57,7 @@ pub fn filetime(ticks: u64, utc_offset_minutes: i32) -> String {
 }
 
 /// Days since 1970 and the time of day.
-fn split_day(seconds: i64) -> (i64, [i64; 3]) {
+const fn split_day(seconds: i64) -> (i64, [i64; 3]) {
     let day = seconds.div_euclid(86_400);
     let time = seconds.rem_euclid(86_400);
     (day, [time / 3600, time / 60 % 60, time % 60])

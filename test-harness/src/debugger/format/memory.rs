@@ -88,7 +88,7 @@ impl DumpFormat {
         }
     }
 
-    fn per_line(self, pointer_size: u64) -> u64 {
+    const fn per_line(self, pointer_size: u64) -> u64 {
         16 / self.element_size(pointer_size)
     }
 }
@@ -109,7 +109,7 @@ pub fn dump(
     }
 }
 
-fn wrap(value: u64, pointer_size: u64) -> u64 {
+const fn wrap(value: u64, pointer_size: u64) -> u64 {
     if pointer_size == 4 {
         value & 0xffff_ffff
     } else {

@@ -73,7 +73,7 @@ impl<'a> Reader<'a> {
 
     /// Bytes not read yet.
     #[must_use]
-    pub fn remaining(&self) -> usize {
+    pub const fn remaining(&self) -> usize {
         self.data.len().saturating_sub(self.pos)
     }
 

@@ -48,13 +48,13 @@ impl<'a> Msf<'a> {
             return Err(PdbError::NotPdb);
         }
         let mut r = Reader::new(data);
-        r.skip(32).ok_or(header("truncated"))?;
-        let block_size = r.u32().ok_or(header("truncated"))?;
-        r.u32().ok_or(header("truncated"))?; // free block map
-        let block_count = r.u32().ok_or(header("truncated"))?;
-        let directory_bytes = r.u32().ok_or(header("truncated"))?;
-        r.u32().ok_or(header("truncated"))?;
-        let block_map = r.u32().ok_or(header("truncated"))?;
+        r.skip(32).ok_or_else(|| header("truncated"))?;
+        let block_size = r.u32().ok_or_else(|| header("truncated"))?;
+        r.u32().ok_or_else(|| header("truncated"))?; // free block map
+        let block_count = r.u32().ok_or_else(|| header("truncated"))?;
+        let directory_bytes = r.u32().ok_or_else(|| header("truncated"))?;
+        r.u32().ok_or_else(|| header("truncated"))?;
+        let block_map = r.u32().ok_or_else(|| header("truncated"))?;
         if !(512..=0x8000).contains(&block_size) || !block_size.is_power_of_two() {
             return Err(header("of an invalid block size"));
         }
@@ -81,28 +81,28 @@ impl<'a> Msf<'a> {
         let directory_blocks = directory_bytes.div_ceil(block_size);
         let map = msf
             .block(usize::try_from(block_map).unwrap_or(usize::MAX))
-            .ok_or(header("of a block map outside the file"))?;
+            .ok_or_else(|| header("of a block map outside the file"))?;
         let mut map = Reader::new(map);
         let mut blocks = Vec::with_capacity(directory_blocks);
         for _ in 0..directory_blocks {
             let block = map
                 .u32()
-                .ok_or(header("of a directory too large for its map"))?;
+                .ok_or_else(|| header("of a directory too large for its map"))?;
             blocks.push(usize::try_from(block).unwrap_or(usize::MAX));
         }
         let directory = msf
             .gather(&blocks, directory_bytes)
-            .ok_or(header("of a directory outside the file"))?;
+            .ok_or_else(|| header("of a directory outside the file"))?;
 
         let dir = |why| corrupt("the MSF stream directory", why);
         let mut r = Reader::new(&directory);
-        let count = usize::try_from(r.u32().ok_or(dir("truncated"))?).unwrap_or(usize::MAX);
+        let count = usize::try_from(r.u32().ok_or_else(|| dir("truncated"))?).unwrap_or(usize::MAX);
         if count > r.remaining() / 4 {
             return Err(dir("listing more streams than it holds"));
         }
         let mut sizes = Vec::with_capacity(count);
         for _ in 0..count {
-            sizes.push(r.u32().ok_or(dir("truncated"))?);
+            sizes.push(r.u32().ok_or_else(|| dir("truncated"))?);
         }
         for size in sizes {
             if size == NIL_STREAM {
@@ -116,7 +116,7 @@ impl<'a> Msf<'a> {
             }
             let mut blocks = Vec::with_capacity(size.div_ceil(block_size));
             for _ in 0..size.div_ceil(block_size) {
-                let block = r.u32().ok_or(dir("truncated"))?;
+                let block = r.u32().ok_or_else(|| dir("truncated"))?;
                 let block = usize::try_from(block).unwrap_or(usize::MAX);
                 if block >= block_count {
                     return Err(dir("pointing past the last block"));
@@ -154,7 +154,7 @@ impl<'a> Msf<'a> {
             Some(Some((size, blocks))) => self
                 .gather(blocks, *size)
                 .map(Some)
-                .ok_or(corrupt("a stream", "outside the file")),
+                .ok_or_else(|| corrupt("a stream", "outside the file")),
             _ => Ok(None),
         }
     }
@@ -164,7 +164,7 @@ impl<'a> Msf<'a> {
     /// # Errors
     /// It is absent or outside the file.
     pub fn required(&self, index: u16, what: &str) -> Result<Vec<u8>, PdbError> {
-        self.stream(index)?.ok_or(corrupt(what, "missing"))
+        self.stream(index)?.ok_or_else(|| corrupt(what, "missing"))
     }
 }
 
@@ -185,19 +185,20 @@ impl PdbInfo {
     pub fn parse(stream: &[u8]) -> Result<Self, PdbError> {
         let bad = |why| corrupt("the PDB info stream", why);
         let mut r = Reader::new(stream);
-        r.skip(12).ok_or(bad("truncated"))?; // version, signature, age
+        r.skip(12).ok_or_else(|| bad("truncated"))?; // version, signature, age
         let guid: [u8; 16] = r
             .take(16)
             .and_then(|bytes| bytes.try_into().ok())
-            .ok_or(bad("truncated"))?;
+            .ok_or_else(|| bad("truncated"))?;
         // The named-stream map: a string buffer, then a hash table of
         // (offset in the buffer, stream index) for its present buckets.
-        let buffer_size = usize::try_from(r.u32().ok_or(bad("truncated"))?).unwrap_or(usize::MAX);
-        let buffer = r.take(buffer_size).ok_or(bad("truncated"))?;
-        let _size = r.u32().ok_or(bad("truncated"))?;
-        let capacity = r.u32().ok_or(bad("truncated"))?;
-        let present = bit_vector(&mut r).ok_or(bad("truncated"))?;
-        let _deleted = bit_vector(&mut r).ok_or(bad("truncated"))?;
+        let buffer_size =
+            usize::try_from(r.u32().ok_or_else(|| bad("truncated"))?).unwrap_or(usize::MAX);
+        let buffer = r.take(buffer_size).ok_or_else(|| bad("truncated"))?;
+        let _size = r.u32().ok_or_else(|| bad("truncated"))?;
+        let capacity = r.u32().ok_or_else(|| bad("truncated"))?;
+        let present = bit_vector(&mut r).ok_or_else(|| bad("truncated"))?;
+        let _deleted = bit_vector(&mut r).ok_or_else(|| bad("truncated"))?;
         let mut named = HashMap::new();
         for bucket in 0..capacity {
             let word = usize::try_from(bucket / 32).unwrap_or(usize::MAX);
@@ -207,11 +208,12 @@ impl PdbInfo {
             if !set {
                 continue;
             }
-            let key = usize::try_from(r.u32().ok_or(bad("truncated"))?).unwrap_or(usize::MAX);
-            let value = r.u32().ok_or(bad("truncated"))?;
+            let key =
+                usize::try_from(r.u32().ok_or_else(|| bad("truncated"))?).unwrap_or(usize::MAX);
+            let value = r.u32().ok_or_else(|| bad("truncated"))?;
             let name = buffer
                 .get(key..)
-                .ok_or(bad("naming a stream outside its buffer"))?;
+                .ok_or_else(|| bad("naming a stream outside its buffer"))?;
             let name = Reader::new(name).name().unwrap_or_default();
             if let Ok(index) = u16::try_from(value) {
                 named.insert(name, index);
@@ -266,12 +268,12 @@ impl Dbi {
     pub fn parse(stream: &[u8]) -> Result<Self, PdbError> {
         let bad = |why| corrupt("the DBI stream", why);
         let mut r = Reader::new(stream);
-        r.skip(20).ok_or(bad("truncated"))?;
-        let symbol_records = r.u16().ok_or(bad("truncated"))?;
-        r.skip(2).ok_or(bad("truncated"))?;
+        r.skip(20).ok_or_else(|| bad("truncated"))?;
+        let symbol_records = r.u16().ok_or_else(|| bad("truncated"))?;
+        r.skip(2).ok_or_else(|| bad("truncated"))?;
         let mut sizes = [0usize; 8];
         for size in &mut sizes {
-            *size = usize::try_from(r.i32().ok_or(bad("truncated"))?)
+            *size = usize::try_from(r.i32().ok_or_else(|| bad("truncated"))?)
                 .map_err(|_| bad("giving a negative substream size"))?;
         }
         // module info, section contributions, section map, file info,
@@ -287,14 +289,15 @@ impl Dbi {
             debug_header,
             ec,
         ] = sizes;
-        r.skip(8).ok_or(bad("truncated"))?; // flags, machine, reserved
-        let module_bytes = r.take(modules_size).ok_or(bad("truncated"))?;
+        r.skip(8).ok_or_else(|| bad("truncated"))?; // flags, machine, reserved
+        let module_bytes = r.take(modules_size).ok_or_else(|| bad("truncated"))?;
         let before_debug_header = [contributions, section_map, files, type_servers, ec]
             .into_iter()
             .try_fold(0usize, usize::checked_add)
-            .ok_or(bad("too large"))?;
-        r.skip(before_debug_header).ok_or(bad("truncated"))?;
-        let debug_header = r.take(debug_header).ok_or(bad("truncated"))?;
+            .ok_or_else(|| bad("too large"))?;
+        r.skip(before_debug_header)
+            .ok_or_else(|| bad("truncated"))?;
+        let debug_header = r.take(debug_header).ok_or_else(|| bad("truncated"))?;
         let mut header = Reader::new(debug_header);
         let mut debug_streams = [NO_STREAM; 11];
         for slot in &mut debug_streams {
@@ -308,17 +311,17 @@ impl Dbi {
         let mut m = Reader::new(module_bytes);
         while m.remaining() > 0 {
             let bad = |why| corrupt("a DBI module record", why);
-            m.skip(4 + 28 + 2).ok_or(bad("truncated"))?; // unused, contribution, flags
-            let stream = m.u16().ok_or(bad("truncated"))?;
-            let symbol_bytes = m.u32().ok_or(bad("truncated"))?;
-            let c11_bytes = m.u32().ok_or(bad("truncated"))?;
-            let c13_bytes = m.u32().ok_or(bad("truncated"))?;
-            m.skip(16).ok_or(bad("truncated"))?; // files, padding, offsets, two name indices
-            m.name().ok_or(bad("truncated"))?; // module name
-            m.name().ok_or(bad("truncated"))?; // object file name
+            m.skip(4 + 28 + 2).ok_or_else(|| bad("truncated"))?; // unused, contribution, flags
+            let stream = m.u16().ok_or_else(|| bad("truncated"))?;
+            let symbol_bytes = m.u32().ok_or_else(|| bad("truncated"))?;
+            let c11_bytes = m.u32().ok_or_else(|| bad("truncated"))?;
+            let c13_bytes = m.u32().ok_or_else(|| bad("truncated"))?;
+            m.skip(16).ok_or_else(|| bad("truncated"))?; // files, padding, offsets, two name indices
+            m.name().ok_or_else(|| bad("truncated"))?; // module name
+            m.name().ok_or_else(|| bad("truncated"))?; // object file name
             let consumed = module_bytes.len() - m.remaining();
             m.skip(consumed.next_multiple_of(4) - consumed)
-                .ok_or(bad("truncated"))?;
+                .ok_or_else(|| bad("truncated"))?;
             let size = |bytes: u32| usize::try_from(bytes).unwrap_or(usize::MAX);
             modules.push(Module {
                 stream,
@@ -418,9 +421,9 @@ impl Names {
         if r.u32() != Some(0xEFFE_EFFE) {
             return Err(bad("without its signature"));
         }
-        r.u32().ok_or(bad("truncated"))?;
-        let size = usize::try_from(r.u32().ok_or(bad("truncated"))?).unwrap_or(usize::MAX);
-        let bytes = r.take(size).ok_or(bad("truncated"))?.to_vec();
+        r.u32().ok_or_else(|| bad("truncated"))?;
+        let size = usize::try_from(r.u32().ok_or_else(|| bad("truncated"))?).unwrap_or(usize::MAX);
+        let bytes = r.take(size).ok_or_else(|| bad("truncated"))?.to_vec();
         Ok(Self { bytes })
     }
 
@@ -441,13 +444,13 @@ pub fn records<'a>(bytes: &'a [u8], what: &str) -> Result<Vec<&'a [u8]>, PdbErro
     let mut records = Vec::new();
     let mut r = Reader::new(bytes);
     while r.remaining() > 0 {
-        let length = r.u16().ok_or(corrupt(what, "truncated"))?;
+        let length = r.u16().ok_or_else(|| corrupt(what, "truncated"))?;
         if length < 2 {
             return Err(corrupt(what, "holding a record too short for its kind"));
         }
         let record = r
             .take(usize::from(length))
-            .ok_or(corrupt(what, "holding a record that runs past its end"))?;
+            .ok_or_else(|| corrupt(what, "holding a record that runs past its end"))?;
         // S_SKIP, S_ALIGN: padding.
         if !matches!(u16::from_le_bytes([record[0], record[1]]), 0x0007 | 0x0402) {
             records.push(record);
@@ -479,11 +482,12 @@ pub fn c13_lines(bytes: &[u8]) -> Result<Vec<LineRecord>, PdbError> {
     let mut subsections = Vec::new();
     let mut r = Reader::new(bytes);
     while r.remaining() >= 8 {
-        let kind = r.u32().ok_or(bad("truncated"))?;
-        let length = usize::try_from(r.u32().ok_or(bad("truncated"))?).unwrap_or(usize::MAX);
+        let kind = r.u32().ok_or_else(|| bad("truncated"))?;
+        let length =
+            usize::try_from(r.u32().ok_or_else(|| bad("truncated"))?).unwrap_or(usize::MAX);
         let body = r
             .take(length)
-            .ok_or(bad("holding a subsection past its end"))?;
+            .ok_or_else(|| bad("holding a subsection past its end"))?;
         let pad = length.next_multiple_of(4) - length;
         r.skip_at_most(pad);
         // The top bit marks a subsection the linker may ignore.
@@ -496,11 +500,11 @@ pub fn c13_lines(bytes: &[u8]) -> Result<Vec<LineRecord>, PdbError> {
         let mut f = Reader::new(body);
         while f.remaining() >= 6 {
             let at = u32::try_from(body.len() - f.remaining()).unwrap_or(u32::MAX);
-            let name = f.u32().ok_or(bad("truncated"))?;
-            let checksum = usize::from(f.u8().ok_or(bad("truncated"))?);
-            f.u8().ok_or(bad("truncated"))?;
+            let name = f.u32().ok_or_else(|| bad("truncated"))?;
+            let checksum = usize::from(f.u8().ok_or_else(|| bad("truncated"))?);
+            f.u8().ok_or_else(|| bad("truncated"))?;
             f.skip(checksum)
-                .ok_or(bad("holding a checksum past its end"))?;
+                .ok_or_else(|| bad("holding a checksum past its end"))?;
             let used = body.len() - f.remaining();
             f.skip_at_most(used.next_multiple_of(4) - used);
             files.insert(at, name);
@@ -509,15 +513,16 @@ pub fn c13_lines(bytes: &[u8]) -> Result<Vec<LineRecord>, PdbError> {
     let mut lines = Vec::new();
     for (_, body) in subsections.iter().filter(|(kind, _)| *kind == 0xf2) {
         let mut l = Reader::new(body);
-        let offset = l.u32().ok_or(bad("truncated"))?;
-        let section = l.u16().ok_or(bad("truncated"))?;
-        let flags = l.u16().ok_or(bad("truncated"))?;
-        l.u32().ok_or(bad("truncated"))?; // code size
+        let offset = l.u32().ok_or_else(|| bad("truncated"))?;
+        let section = l.u16().ok_or_else(|| bad("truncated"))?;
+        let flags = l.u16().ok_or_else(|| bad("truncated"))?;
+        l.u32().ok_or_else(|| bad("truncated"))?; // code size
         let columns = flags & 1 != 0;
         while l.remaining() > 0 {
-            let file = l.u32().ok_or(bad("truncated"))?;
-            let count = usize::try_from(l.u32().ok_or(bad("truncated"))?).unwrap_or(usize::MAX);
-            let block_size = usize::try_from(l.u32().ok_or(bad("truncated"))?).unwrap_or(0);
+            let file = l.u32().ok_or_else(|| bad("truncated"))?;
+            let count =
+                usize::try_from(l.u32().ok_or_else(|| bad("truncated"))?).unwrap_or(usize::MAX);
+            let block_size = usize::try_from(l.u32().ok_or_else(|| bad("truncated"))?).unwrap_or(0);
             let per_line = if columns { 12 } else { 8 };
             if count
                 .checked_mul(per_line)
@@ -528,11 +533,11 @@ pub fn c13_lines(bytes: &[u8]) -> Result<Vec<LineRecord>, PdbError> {
             }
             let file_name = *files
                 .get(&file)
-                .ok_or(bad("naming a file it does not list"))?;
+                .ok_or_else(|| bad("naming a file it does not list"))?;
             let mut entries = Vec::with_capacity(count);
             for _ in 0..count {
-                let code = l.u32().ok_or(bad("truncated"))?;
-                let line = l.u32().ok_or(bad("truncated"))? & 0x00ff_ffff;
+                let code = l.u32().ok_or_else(|| bad("truncated"))?;
+                let line = l.u32().ok_or_else(|| bad("truncated"))? & 0x00ff_ffff;
                 entries.push(LineRecord {
                     section,
                     offset: offset.wrapping_add(code),
@@ -541,7 +546,7 @@ pub fn c13_lines(bytes: &[u8]) -> Result<Vec<LineRecord>, PdbError> {
                 });
             }
             if columns {
-                l.skip(count * 4).ok_or(bad("truncated"))?;
+                l.skip(count * 4).ok_or_else(|| bad("truncated"))?;
             }
             lines.extend(entries);
         }

@@ -10,14 +10,14 @@ use crate::debugger::types::Type;
 use crate::driver_build;
 
 /// A built driver: its image, its PDB's bytes and the symbols read from them.
-pub(crate) struct Built {
+pub struct Built {
     pub image: PeImage,
     pub pdb: Vec<u8>,
     pub symbols: DriverSymbols,
 }
 
 /// The leak build for `arch`, built once per test run.
-pub(crate) fn built(arch: Arch) -> &'static Built {
+pub fn built(arch: Arch) -> &'static Built {
     static X86: OnceLock<Built> = OnceLock::new();
     static X64: OnceLock<Built> = OnceLock::new();
     let cell = match arch {

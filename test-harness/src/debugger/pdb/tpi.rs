@@ -114,11 +114,11 @@ impl Types {
             why,
         };
         let mut header = Reader::new(stream);
-        let _version = header.u32().ok_or(header_error("truncated"))?;
-        let header_size = header.u32().ok_or(header_error("truncated"))?;
-        let begin = header.u32().ok_or(header_error("truncated"))?;
-        let end = header.u32().ok_or(header_error("truncated"))?;
-        let record_bytes = header.u32().ok_or(header_error("truncated"))?;
+        let _version = header.u32().ok_or_else(|| header_error("truncated"))?;
+        let header_size = header.u32().ok_or_else(|| header_error("truncated"))?;
+        let begin = header.u32().ok_or_else(|| header_error("truncated"))?;
+        let end = header.u32().ok_or_else(|| header_error("truncated"))?;
+        let record_bytes = header.u32().ok_or_else(|| header_error("truncated"))?;
         let header_size = usize::try_from(header_size).unwrap_or(usize::MAX);
         let record_bytes = usize::try_from(record_bytes).unwrap_or(usize::MAX);
         if header_size < HEADER_SIZE {
@@ -130,7 +130,7 @@ impl Types {
         let records = header_size
             .checked_add(record_bytes)
             .and_then(|records_end| stream.get(header_size..records_end))
-            .ok_or(header_error("records run past the stream"))?;
+            .ok_or_else(|| header_error("records run past the stream"))?;
         let count = usize::try_from(end - begin).unwrap_or(usize::MAX);
         // Every record takes at least four bytes.
         if count > records.len() / 4 {
@@ -141,11 +141,13 @@ impl Types {
         let mut reader = Reader::new(records);
         while reader.remaining() > 0 {
             let index = begin.saturating_add(u32::try_from(leaves.len()).unwrap_or(u32::MAX));
-            let length = reader.u16().ok_or(corrupt(index, "truncated length"))?;
+            let length = reader
+                .u16()
+                .ok_or_else(|| corrupt(index, "truncated length"))?;
             let body = reader
                 .take(usize::from(length))
-                .ok_or(corrupt(index, "runs past the stream"))?;
-            leaves.push(parse_leaf(body).ok_or(corrupt(index, "malformed"))?);
+                .ok_or_else(|| corrupt(index, "runs past the stream"))?;
+            leaves.push(parse_leaf(body).ok_or_else(|| corrupt(index, "malformed"))?);
         }
         if leaves.len() != count {
             return Err(header_error("record count differs from the header's"));

@@ -191,14 +191,11 @@ impl Session {
             (None, raw)
         };
         let rest = rest.trim();
-        let (target, commands) = match rest.find('"') {
-            Some(at) => {
-                let body = rest[at + 1..].trim_end();
-                let body = body.strip_suffix('"').unwrap_or(body);
-                (rest[..at].trim(), Some(body.to_owned()))
-            }
-            None => (rest, None),
-        };
+        let (target, commands) = rest.find('"').map_or((rest, None), |at| {
+            let body = rest[at + 1..].trim_end();
+            let body = body.strip_suffix('"').unwrap_or(body);
+            (rest[..at].trim(), Some(body.to_owned()))
+        });
         if target.is_empty() {
             return Err(CommandError::Message(
                 "harness kd: bp needs an address (bp Sample!DriverEntry+0x2c)".into(),

@@ -342,10 +342,10 @@ impl Session {
             Some(Type::Pointer { .. } | Type::Primitive(_) | Type::Enum(_))
                 if (1..=8).contains(&size) =>
             {
-                match self.target.read_uint(address, size) {
-                    Some(value) => self.register_value_text(table, ty, value),
-                    None => "<Memory access error>".to_owned(),
-                }
+                self.target.read_uint(address, size).map_or_else(
+                    || "<Memory access error>".to_owned(),
+                    |value| self.register_value_text(table, ty, value),
+                )
             }
             _ => c_type_name(table, ty),
         }
@@ -416,7 +416,7 @@ impl Session {
     }
 
     /// `DRIVER_OBJECT.DriverName`'s offset.
-    fn driver_name_offset(&self) -> u64 {
+    const fn driver_name_offset(&self) -> u64 {
         crate::wdm::DriverObject::for_arch(self.arch()).driver_name
     }
 

@@ -190,15 +190,16 @@ impl Renderer<'_> {
                 if primitive.class == PrimitiveClass::Void {
                     return String::new();
                 }
-                match self.read_bytes(address, size) {
-                    Some(bytes) => primitive_text(primitive.class, &bytes),
-                    None => "??".to_owned(),
-                }
+                self.read_bytes(address, size).map_or_else(
+                    || "??".to_owned(),
+                    |bytes| primitive_text(primitive.class, &bytes),
+                )
             }
             Some(Type::Enum(en)) => {
                 let size = usize::try_from(table.sizeof(en.underlying)).unwrap_or(0);
-                match self.read_bytes(address, size) {
-                    Some(bytes) => {
+                self.read_bytes(address, size).map_or_else(
+                    || "??".to_owned(),
+                    |bytes| {
                         let value = little_endian(&bytes);
                         let signed = sign_extend(value, size);
                         let matched = en
@@ -209,9 +210,8 @@ impl Renderer<'_> {
                             Some((name, _)) => format!("{} ( {name} )", unsigned_text(value)),
                             None => unsigned_text(value),
                         }
-                    }
-                    None => "??".to_owned(),
-                }
+                    },
+                )
             }
             Some(Type::Pointer { pointee, size }) => {
                 match self.read_uint(address, usize::from(*size)) {

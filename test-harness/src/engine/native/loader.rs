@@ -1,7 +1,9 @@
 //! The kernel loader's part: the driver image laid out at a kernel address,
 //! its base relocations applied, its imports bound to the emulated kernel,
-//! its security cookie set. All on a byte copy of the image; the machine
-//! then writes it into emulated memory.
+//! its security cookie set.
+//!
+//! All on a byte copy of the image; the machine then writes it into
+//! emulated memory.
 
 use std::collections::BTreeSet;
 

@@ -1,7 +1,9 @@
 //! The emulated machine: Unicorn's CPU, the kernel's state, and the
-//! scenario the I/O manager runs (`sc start`: DriverEntry on a worker
-//! thread; `sc stop`: the system call that runs the unload routine on the
-//! worker thread and then unloads the image).
+//! scenario the I/O manager runs.
+//!
+//! `sc start` runs DriverEntry on a worker thread; `sc stop`, the system
+//! call that runs the unload routine on the worker thread and then
+//! unloads the image.
 //!
 //! The machine reports [`Event`]s as they happen and feeds them to its own
 //! verifier ([`Tracker`]), which decides the verifier's bug checks; the
@@ -186,7 +188,7 @@ impl Driver {
     }
 }
 
-fn is_kernel_module(library: &str) -> bool {
+const fn is_kernel_module(library: &str) -> bool {
     library.eq_ignore_ascii_case("ntoskrnl.exe") || library.eq_ignore_ascii_case("hal.dll")
 }
 
@@ -1356,7 +1358,7 @@ fn on_trap(uc: &mut Uc<'_>, address: u64, trap: Trap) {
                 uc.get_data_mut().resume_at = None;
             }
             halt(uc, reason);
-            if let Halt::SwitchToWorker = uc.get_data().halt.clone().unwrap_or(Halt::Fault) {
+            if uc.get_data().halt == Some(Halt::SwitchToWorker) {
                 // The caller resumes after the trap once the worker is done.
                 let _ = uc.reg_write(
                     match cpu::arch(uc) {

@@ -1,8 +1,9 @@
 //! The emulated machine's address space: kernel virtual addresses mapped
-//! onto low "physical" memory through Unicorn's virtual TLB. High x64
-//! kernel addresses (`fffff800'...`) fail intermittently when mapped
-//! directly; translating them in a TLB-fill hook is stable, and it gives
-//! x86 and x64 the same model.
+//! onto low "physical" memory through Unicorn's virtual TLB.
+//!
+//! High x64 kernel addresses (`fffff800'...`) fail intermittently when
+//! mapped directly; translating them in a TLB-fill hook is stable, and
+//! it gives x86 and x64 the same model.
 
 use unicorn_engine::Prot;
 

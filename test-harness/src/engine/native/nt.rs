@@ -90,7 +90,7 @@ pub struct Symbol {
 pub struct Data {
     /// `nt!PoolHitTag` (ULONG).
     pub pool_hit_tag: u64,
-    /// `nt!KiBugCheckData` (`ULONG_PTR`[5]: code and four parameters).
+    /// `nt!KiBugCheckData` (`ULONG_PTR[5]`: code and four parameters).
     pub bugcheck_data: u64,
     /// `nt!NtBuildNumber` (ULONG).
     pub build_number: u64,
@@ -298,7 +298,7 @@ struct Func {
     body: Vec<Op>,
 }
 
-fn func(name: &'static str, pops: u8, body: Vec<Op>) -> Func {
+const fn func(name: &'static str, pops: u8, body: Vec<Op>) -> Func {
     Func {
         name,
         pops,
@@ -309,7 +309,7 @@ fn func(name: &'static str, pops: u8, body: Vec<Op>) -> Func {
 }
 
 /// A fastcall function on x86 (two arguments, both in registers).
-fn fastcall(name: &'static str, body: Vec<Op>) -> Func {
+const fn fastcall(name: &'static str, body: Vec<Op>) -> Func {
     Func {
         name,
         pops: 0,

@@ -1,10 +1,11 @@
-//! The kernel pool, laid out as Windows 7 lays it out: every block is a
-//! real `_POOL_HEADER` followed by the caller's bytes, in pages of the
-//! paged or nonpaged pool region. The x86 header is 8 bytes (PreviousSize:9,
-//! PoolIndex:7, BlockSize:9, PoolType:7 in 8-byte units, then the tag); the
-//! x64 header is 16 bytes (one byte each, in 16-byte units, the tag, then
-//! `ProcessBilled`). Blocks too large for a page are "big pool": page aligned,
-//! no header, as on Windows.
+//! The kernel pool, laid out as Windows 7 lays it out: every block is a real
+//! `_POOL_HEADER` followed by the caller's bytes, in pages of the paged or
+//! nonpaged pool region.
+//!
+//! The x86 header is 8 bytes (PreviousSize:9, PoolIndex:7, BlockSize:9,
+//! PoolType:7 in 8-byte units, then the tag); the x64 header is 16 bytes (one
+//! byte each, in 16-byte units, the tag, then `ProcessBilled`). Blocks too
+//! large for a page are "big pool": page aligned, no header, as on Windows.
 //!
 //! The allocator keeps its own bookkeeping; the headers it writes are what
 //! a debugger reads (`!pool`, `!poolfind`, `dt nt!_POOL_HEADER`).
@@ -117,7 +118,7 @@ pub trait Grow {
 impl Pool {
     /// An empty pool.
     #[must_use]
-    pub fn new(arch: Arch) -> Self {
+    pub const fn new(arch: Arch) -> Self {
         Self {
             arch,
             regions: BTreeMap::new(),

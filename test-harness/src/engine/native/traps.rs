@@ -316,7 +316,7 @@ fn layout(uc: &Uc<'_>) -> wdm::DriverObject {
 /// `IopLoadUnloadDriver`: load (call `IopLoadDriver`) or unload (call the
 /// driver's unload routine with its driver object).
 fn load_or_unload(uc: &mut Uc<'_>) -> Result<(), Halt> {
-    if let Some(super::machine::Work::Unload) = uc.get_data().work() {
+    if uc.get_data().work() == Some(super::machine::Work::Unload) {
         let unload = driver_object_field(uc, layout(uc).driver_unload)?;
         let object = uc.get_data().loaded.driver_object;
         uc.get_data_mut().phase = Phase::Unload;

@@ -18,7 +18,8 @@
 //!   once, then exits (130 or 143).
 //!
 //! The next run also removes what an earlier run could not: a running
-//! wineserver of the prefix, and services named [`SERVICE_PREFIX`]`*`.
+//! wineserver of the prefix, and services whose names start with
+//! [`SERVICE_PREFIX`].
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -99,9 +100,8 @@ struct Tools {
 impl Tools {
     fn find() -> Result<Self> {
         let pick = |name: &str| {
-            [PathBuf::from("/usr/lib/wine").join(name)]
-                .into_iter()
-                .find(|path| path.is_file())
+            Some(PathBuf::from("/usr/lib/wine").join(name))
+                .filter(|path| path.is_file())
                 .or_else(|| which(name))
         };
         match (pick("wine64"), pick("wineserver")) {
@@ -535,8 +535,8 @@ impl WineMachine {
         self.prefix.kill_session();
     }
 
-    /// Services named [`SERVICE_PREFIX`]`*` the prefix's registry holds
-    /// (read with no session running).
+    /// Services whose names start with [`SERVICE_PREFIX`] that the prefix's
+    /// registry holds (read with no session running).
     #[must_use]
     pub fn harness_services(&self) -> Vec<String> {
         self.prefix.harness_services()
@@ -659,8 +659,7 @@ impl WineMachine {
             source,
         })?;
         let stdin = child.stdin.take();
-        let mut active = ACTIVE.lock().unwrap_or_else(PoisonError::into_inner);
-        *active = Some(ActiveRun {
+        *ACTIVE.lock().unwrap_or_else(PoisonError::into_inner) = Some(ActiveRun {
             prefix: self.prefix.clone(),
             service: None,
             watchdog: stdin,

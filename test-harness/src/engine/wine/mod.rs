@@ -1,18 +1,20 @@
-//! Wine as a stand-in Windows test machine: Debian's wine64 8.0 loads kernel
-//! drivers in winedevice.exe through its Service Control Manager, so the real
-//! `samplectl.exe` installs, starts, stops and removes the real driver.
+//! Wine as a stand-in Windows test machine.
+//!
+//! Debian's wine64 8.0 loads kernel drivers in winedevice.exe through its
+//! Service Control Manager, so the real `samplectl.exe` installs, starts,
+//! stops and removes the real driver.
 //!
 //! Wine has no Driver Verifier. Its traces give what the pool tracker needs
-//! ([`trace`] reads them): relay tracing (limited by `RelayInclude` to the
-//! pool routines) shows each call with its arguments, result and return
-//! address; `+loaddll` and `trace+ntoskrnl` show where the driver was mapped,
-//! DriverEntry's status and the unload routine; `warn+debugstr` carries
-//! DbgPrint's text; `trace+seh,trace+unwind` show where a driver called a
-//! routine Wine only stubs.
+//! (the `trace` module reads them): relay tracing (limited by `RelayInclude`
+//! to the pool routines) shows each call with its arguments, result and
+//! return address; `+loaddll` and `trace+ntoskrnl` show where the driver was
+//! mapped, DriverEntry's status and the unload routine; `warn+debugstr`
+//! carries DbgPrint's text; `trace+seh,trace+unwind` show where a driver
+//! called a routine Wine only stubs.
 //!
 //! One run: take the prefix's lock, remove what an earlier run left, copy the
-//! driver to `C:\harness\run\<service>.sys`, start a traced session
-//! ([`machine`]), `samplectl install / start / stop / uninstall` under a
+//! driver to `C:\harness\run\<service>.sys`, start a traced session (the
+//! `machine` module), `samplectl install / start / stop / uninstall` under a
 //! service name of the harness's own ([`service_name`]), stop the session,
 //! deregister the service if it is still there, read the log.
 //!
@@ -157,6 +159,7 @@ fn clear_dir(dir: &Path) {
 
 /// The service name a run installs `driver` under: `HarnessTest_<stem>_<pid>`,
 /// the stem cut to 32 characters of `[A-Za-z0-9_-]` (others become `_`).
+///
 /// Never a name the prefix had: the prefix's own services have no
 /// [`SERVICE_PREFIX`], and the process id keeps runs apart.
 #[must_use]
@@ -299,12 +302,14 @@ fn drive(
     let mut timed_out = start.timed_out();
     // A running driver with no unload routine cannot be stopped, and
     // `uninstall` would try: it is removed once the session is gone.
-    let mut removable = start.code != Some(0);
-    if start.code == Some(0) && unload_routine_set(machine, name, file_name, image) {
+    let removable = if start.code == Some(0) && unload_routine_set(machine, name, file_name, image)
+    {
         let stop = machine.samplectl_within(&["stop", "--name", name], remaining())?;
         timed_out |= stop.timed_out();
-        removable = stop.code == Some(0);
-    }
+        stop.code == Some(0)
+    } else {
+        start.code != Some(0)
+    };
     if removable && !timed_out {
         let _ = machine.samplectl(&["uninstall", "--name", name]);
     }

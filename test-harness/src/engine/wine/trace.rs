@@ -390,7 +390,7 @@ impl<'a> Parser<'a> {
         let thread = fields
             .next()
             .filter(|field| *field == "(thread")
-            .and(fields.next())
+            .and_then(|_| fields.next())
             .and_then(|tid| hex(tid.trim_end_matches([')', ','])));
         if thread != Some(self.thread) || what.starts_with("Unimplemented function ") {
             return; // another thread, or the stub already reported

@@ -154,6 +154,6 @@ pub fn io_delete_symbolic_link(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
 
 /// `IofCompleteRequest(Irp, PriorityBoost)`: no I/O reaches the driver
 /// here (the I/O manager only loads and unloads it), so nothing waits.
-pub fn iof_complete_request(_call: &mut Call<'_, '_>) -> Result<u64, Halt> {
+pub const fn iof_complete_request(_call: &mut Call<'_, '_>) -> Result<u64, Halt> {
     Ok(0)
 }

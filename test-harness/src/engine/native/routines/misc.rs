@@ -17,7 +17,7 @@ use crate::verdict::{FaultKind, Limit};
 const DISPATCH_LEVEL: u8 = 2;
 
 /// Returns 0 (routines with nothing to do on this machine).
-pub fn zero(_call: &mut Call<'_, '_>) -> Result<u64, Halt> {
+pub const fn zero(_call: &mut Call<'_, '_>) -> Result<u64, Halt> {
     Ok(0)
 }
 
@@ -176,7 +176,7 @@ pub fn current_process(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
 }
 
 /// `PsGetCurrentProcessId()`: the System process, 4.
-pub fn current_process_id(_call: &mut Call<'_, '_>) -> Result<u64, Halt> {
+pub const fn current_process_id(_call: &mut Call<'_, '_>) -> Result<u64, Halt> {
     Ok(4)
 }
 
@@ -268,12 +268,12 @@ pub fn ke_query_performance_counter(call: &mut Call<'_, '_>) -> Result<u64, Halt
 }
 
 /// `KeQueryTimeIncrement()`: 15.6 ms in 100 ns units.
-pub fn ke_query_time_increment(_call: &mut Call<'_, '_>) -> Result<u64, Halt> {
+pub const fn ke_query_time_increment(_call: &mut Call<'_, '_>) -> Result<u64, Halt> {
     Ok(156_250)
 }
 
 /// `KeStallExecutionProcessor(MicroSeconds)`: time passes at once here.
-pub fn ke_stall_execution_processor(_call: &mut Call<'_, '_>) -> Result<u64, Halt> {
+pub const fn ke_stall_execution_processor(_call: &mut Call<'_, '_>) -> Result<u64, Halt> {
     Ok(0)
 }
 

@@ -1,7 +1,9 @@
 //! The kernel routines the native engine implements, with the calling
-//! convention of each: stdcall on x86 unless noted, `DbgPrint` and the C
-//! runtime's functions cdecl, and `Kf*`, `Kef*`, `Iof*`, `Obf*` fastcall
-//! (ecx, edx); on x64 the Microsoft x64 convention for all.
+//! convention of each.
+//!
+//! On x86 stdcall unless noted, `DbgPrint` and the C runtime's functions
+//! cdecl, and `Kf*`, `Kef*`, `Iof*`, `Obf*` fastcall (ecx, edx); on x64
+//! the Microsoft x64 convention for all.
 //!
 //! Every handler has the [`Handler`] signature, whatever it needs, and its
 //! only error is "the machine stops here" ([`Halt`]): hence the allows.

@@ -1,7 +1,9 @@
 //! `DbgPrint` and the kernel's `printf` family: the Microsoft C runtime's
-//! format language with the kernel's extensions (`%wZ` for a
-//! `UNICODE_STRING`, `%Z` for an `ANSI_STRING`, `%ws`/`%S` for wide text).
-//! DbgPrint sends at most 512 bytes per call, as Windows does.
+//! format language with the kernel's extensions.
+//!
+//! The extensions are `%wZ` for a `UNICODE_STRING`, `%Z` for an
+//! `ANSI_STRING` and `%ws`/`%S` for wide text. DbgPrint sends at most 512
+//! bytes per call, as Windows does.
 
 use super::Call;
 use crate::arch::Arch;
@@ -77,6 +79,7 @@ struct Spec {
 
 /// Formats `format` (bytes of a narrow string, or UTF-16 units of a wide
 /// one) with arguments from `slots`, stopping at `limit` characters.
+///
 /// `wide_format`: the format is a wide string, where `%s` means wide text.
 ///
 /// # Errors
@@ -320,7 +323,7 @@ fn number(chars: &mut std::iter::Peekable<impl Iterator<Item = char>>) -> Option
 }
 
 #[allow(clippy::cast_possible_wrap)]
-fn sign_extend(value: u64, bits: u32) -> i64 {
+const fn sign_extend(value: u64, bits: u32) -> i64 {
     if bits >= 64 {
         value as i64
     } else {
@@ -461,7 +464,9 @@ fn print_into(
         text.encode_utf16().collect()
     } else {
         text.chars()
-            .map(|c| u16::try_from(u32::from(c)).map_or(u16::from(b'?'), |unit| unit & 0xff))
+            .map(|c| {
+                u16::try_from(u32::from(c)).map_or_else(|_| u16::from(b'?'), |unit| unit & 0xff)
+            })
             .collect()
     };
     let size = if wide { 2 } else { 1 };

@@ -147,7 +147,7 @@ fn compare_units(left: &[u16], right: &[u16], case_insensitive: bool) -> i64 {
 }
 
 #[allow(clippy::cast_sign_loss)]
-fn signed(value: i64) -> u64 {
+const fn signed(value: i64) -> u64 {
     value as u64
 }
 
