@@ -5,7 +5,9 @@
 //! in output or a kd-style error, the machine must still bug-check as the
 //! leaky driver makes it (exit 3), and nothing may panic. (The image itself
 //! is mutated by `tests/structure_mutation.rs`: `kd` and `emulate` share its
-//! loading checks.) 150 runs per arch, a few seconds in all.
+//! loading checks.) 150 runs per arch, a few seconds in all. Then 2,000
+//! random command lines from a trainee's vocabulary, in one session each
+//! 500: every line answers, nothing panics.
 
 mod common;
 
@@ -122,4 +124,178 @@ fn corrupt_pdbs_on_x86() {
 #[test]
 fn corrupt_pdbs_on_x64() {
     corrupt_pdbs(Arch::X64, 0x5eed_0064);
+}
+
+/// Words a trainee might type, in any order and with any arguments.
+const WORDS: &[&str] = &[
+    "g",
+    "gu",
+    "p",
+    "t",
+    "bp",
+    "bu",
+    "bl",
+    "bc",
+    "bd",
+    "be",
+    "r",
+    "k",
+    "kb",
+    "kvn",
+    "kn",
+    ".frame",
+    "dv",
+    "/t",
+    "/v",
+    ".thread",
+    ".cxr",
+    "lm",
+    "ln",
+    "x",
+    "u",
+    "dt",
+    "db",
+    "dw",
+    "dd",
+    "dq",
+    "dp",
+    "dc",
+    "da",
+    "du",
+    "eb",
+    "ew",
+    "ed",
+    "eq",
+    "?",
+    "??",
+    ".formats",
+    "!pool",
+    "!poolfind",
+    "!verifier",
+    "!analyze",
+    "-v",
+    ".echo",
+    ".asm",
+    ".reload",
+    "$$",
+    "*",
+    "nt!PoolHitTag",
+    "Sample!DriverEntry",
+    "Sample!g_RegistryPath",
+    "nt!_POOL_HEADER",
+    "_UNICODE_STRING",
+    "@eax",
+    "@rax",
+    "@esp",
+    "@$ip",
+    "@$ra",
+    "@$retreg",
+    "poi(",
+    ")",
+    "(",
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+    "<<",
+    ">>",
+    "&",
+    "|",
+    "^",
+    "==",
+    "!=",
+    "0",
+    "1",
+    "2",
+    "3",
+    "0x10",
+    "0n10",
+    "L1",
+    "L?10",
+    "l100",
+    "'abcd'",
+    "'",
+    "\"",
+    ";",
+    ",",
+    "=",
+    "@@(",
+    "@@c++(",
+    "sizeof(",
+    "abcd",
+    "ffffffff`ffffffff",
+    "80000000",
+    "é",
+    "0y101",
+    "`",
+    "!",
+    "$t0",
+    "@$t1",
+    "[",
+    "]",
+];
+
+fn random_lines(random: &mut Random, count: usize) -> String {
+    let mut script = String::new();
+    for _ in 0..count {
+        let words = 1 + random.below(5);
+        let line: Vec<&str> = (0..words)
+            .map(|_| WORDS[random.below(WORDS.len())])
+            .collect();
+        let separator = if random.below(3) == 0 { "" } else { " " };
+        script.push_str(&line.join(separator));
+        script.push('\n');
+    }
+    script
+}
+
+#[test]
+fn random_command_lines_never_take_the_session_down() {
+    let built = common::driver(Arch::X64, true);
+    let mut random = Random(0x00c0_ffee);
+    for round in 0..4 {
+        // Start with the walkthrough's break so that the stack and the
+        // driver's names are there, then anything at all.
+        let script = format!(
+            "ed nt!PoolHitTag 'dcba'\ng\n{}",
+            random_lines(&mut random, 500)
+        );
+        let started = Instant::now();
+        let output = Command::new(env!("CARGO_BIN_EXE_harness"))
+            .arg("kd")
+            .arg(&built.sys)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write as _;
+                child
+                    .stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(script.as_bytes())?;
+                child.wait_with_output()
+            })
+            .expect("harness kd runs");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "round {round}: too slow"
+        );
+        assert!(
+            !stderr.contains("panicked") && !stdout.contains("panicked"),
+            "round {round}: {stderr}"
+        );
+        assert!(stderr.is_empty(), "round {round}: {stderr}");
+        // 0 (clean end), 3 (the leak's bug check), 5 (still loaded) or 2 (a
+        // limit or gap): all verdicts of a run, never a crash.
+        assert!(
+            matches!(output.status.code(), Some(0 | 2 | 3 | 5)),
+            "round {round}: {:?}",
+            output.status
+        );
+    }
 }
