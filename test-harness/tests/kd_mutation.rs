@@ -282,7 +282,7 @@ fn random_command_lines_never_take_the_session_down() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
-            started.elapsed() < Duration::from_secs(60),
+            started.elapsed() < Duration::from_mins(1),
             "round {round}: too slow"
         );
         assert!(
