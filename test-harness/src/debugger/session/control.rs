@@ -56,8 +56,15 @@ impl Session {
             .set_breakpoints(&list)
             .map_err(|error| CommandError::Message(format!("harness kd: {error}")))?;
         let ip = self.target.ip();
-        if list.iter().any(|(address, _)| *address == ip) {
-            // Resuming from a breakpoint runs its instruction first.
+        // Resuming from a breakpoint runs its instruction first (unless the
+        // machine resumes elsewhere: past an `int 3` it broke on).
+        let resumes_here = self
+            .target
+            .machine
+            .kernel()
+            .resume_at
+            .is_none_or(|at| at == ip);
+        if resumes_here && list.iter().any(|(address, _)| *address == ip) {
             self.target.machine.pass_breakpoint_at(ip);
         }
         let stop = self.target.machine.resume();
@@ -113,10 +120,7 @@ impl Session {
     pub(super) fn step_into(&mut self) -> Reply {
         self.runnable()?;
         self.resolve_deferred();
-        let ip = self.target.ip();
-        if self.breakpoint_at(ip) {
-            self.target.machine.pass_breakpoint_at(ip);
-        }
+        // No breakpoints are set while stepping: one instruction runs.
         let stop = self.target.machine.step();
         Ok(self.report(&stop, &[]))
     }
@@ -138,13 +142,6 @@ impl Session {
         } else {
             self.step_into()
         }
-    }
-
-    fn breakpoint_at(&self, address: u64) -> bool {
-        self.breakpoints
-            .iter()
-            .flatten()
-            .any(|breakpoint| breakpoint.enabled && breakpoint.address == Some(address))
     }
 
     /// Evaluates an expression with the driver's names visible even before
