@@ -364,10 +364,27 @@ fn kill_group(child: &mut std::process::Child) {
     let _ = child.wait();
 }
 
+/// Puts the build in place without ever showing a half-written file: a
+/// reader of `to` (another harness, a test running beside this build) sees
+/// the old file or the new one. An identical file is left alone.
 fn copy(from: &Path, to: &Path) -> Result<(), BuildError> {
-    fs::copy(from, to)
-        .map(|_| ())
-        .map_err(io_error("copy the build to", to))
+    // Staging names are unique per process and call: tests build from
+    // several threads at once.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let new = fs::read(from).map_err(io_error("read the build at", from))?;
+    if fs::read(to).is_ok_and(|old| old == new) {
+        return Ok(());
+    }
+    let name = to
+        .file_name()
+        .map_or_else(String::new, |name| name.to_string_lossy().into_owned());
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let staging = to.with_file_name(format!(".{name}.{}-{call}.partial", std::process::id()));
+    fs::write(&staging, &new).map_err(io_error("write", &staging))?;
+    fs::rename(&staging, to).map_err(|error| {
+        let _ = fs::remove_file(&staging);
+        io_error("copy the build to", to)(error)
+    })
 }
 
 /// Installs the rustup target if it is missing, saying so.
