@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use crate::arch::Arch;
 use crate::nt;
-use crate::verdict::{BugCheck, Engine, Outcome, Verdict};
+use crate::verdict::{BugCheck, Engine, Outcome, PoolStats, Verdict};
 
 /// The whole report for `emulate` and `analyze` (text mode).
 #[must_use]
@@ -228,6 +228,34 @@ pub fn bugcheck_analysis(bugcheck: &BugCheck, verdict: &Verdict, arch: Arch) -> 
     out
 }
 
+/// `!verifier`'s pool counters, as kd prints them: the allocation counts,
+/// then current and peak allocations and bytes per pool, each block
+/// followed by a blank line.
+#[must_use]
+pub fn pool_counters(stats: &PoolStats) -> String {
+    let mut out = String::new();
+    for (label, value) in [
+        ("Pool Allocations Attempted            ", stats.attempted),
+        ("Pool Allocations Succeeded            ", stats.succeeded),
+        ("Pool Allocations Succeeded SpecialPool", 0),
+        ("Pool Allocations With NO TAG          ", stats.no_tag),
+        ("Pool Allocations Failed               ", stats.failed),
+    ] {
+        let _ = writeln!(out, "  {label} 0x{value:x}");
+    }
+    out.push('\n');
+    for (label, (count, bytes)) in [
+        ("Current paged pool allocations   ", stats.current_paged),
+        ("Peak paged pool allocations      ", stats.peak_paged),
+        ("Current nonpaged pool allocations", stats.current_nonpaged),
+        ("Peak nonpaged pool allocations   ", stats.peak_nonpaged),
+    ] {
+        let _ = writeln!(out, "  {label}      0x{count:x} for {bytes:08X} bytes");
+    }
+    out.push('\n');
+    out
+}
+
 /// `!verifier 3 <driver>`: the pool counters and the outstanding allocations.
 #[must_use]
 pub fn verifier3(verdict: &Verdict, arch: Arch) -> String {
@@ -243,35 +271,7 @@ pub fn verifier3(verdict: &Verdict, arch: Arch) -> String {
         out,
         "Verify Flags Level 0x{level:08x}\n\n  [{mark}] (0x00000008) Pool tracking\n"
     );
-    let _ = writeln!(
-        out,
-        "  Pool Allocations Attempted             0x{:x}",
-        stats.attempted
-    );
-    let _ = writeln!(
-        out,
-        "  Pool Allocations Succeeded             0x{:x}",
-        stats.succeeded
-    );
-    let _ = writeln!(
-        out,
-        "  Pool Allocations With NO TAG           0x{:x}",
-        stats.no_tag
-    );
-    let _ = writeln!(
-        out,
-        "  Pool Allocations Failed                0x{:x}\n",
-        stats.failed
-    );
-    for (label, (count, bytes)) in [
-        ("Current paged pool allocations   ", stats.current_paged),
-        ("Peak paged pool allocations      ", stats.peak_paged),
-        ("Current nonpaged pool allocations", stats.current_nonpaged),
-        ("Peak nonpaged pool allocations   ", stats.peak_nonpaged),
-    ] {
-        let _ = writeln!(out, "  {label}      0x{count:x} for {bytes:08X} bytes");
-    }
-    out.push('\n');
+    out.push_str(&pool_counters(stats));
     // The module line carries the load state, as the debugger's does. The
     // entry address is 0 outside a real machine (like 0xC4/0x62's Arg3).
     let _ = writeln!(

@@ -102,22 +102,6 @@ fn bad_options_are_one_line_errors() {
     common::harness(&["emulate", path, "--no-such-option"]).cannot_judge("--no-such-option");
 }
 
-/// A small deterministic generator (xorshift), so a failure can be replayed.
-struct Mutator(u64);
-
-impl Mutator {
-    const fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % u64::try_from(n).expect("n")).expect("fits")
-    }
-}
-
 /// Mutates the real Sample.sys (x64 and x86) 300 times: bit flips, byte
 /// runs, truncation and header fields. Every run must end in a verdict
 /// (exit 0, 3 or 4, with JSON) or a clean one-line exit 2.
@@ -139,8 +123,9 @@ fn fuzzed_drivers_end_in_a_verdict_or_a_clean_error() {
                     if case >= RUNS {
                         break;
                     }
-                    let mut random =
-                        Mutator(0x9E37_79B9_7F4A_7C15 ^ (u64::try_from(case).expect("case") + 1));
+                    let mut random = common::Random(
+                        0x9E37_79B9_7F4A_7C15 ^ (u64::try_from(case).expect("case") + 1),
+                    );
                     let mut bytes = originals[case % 2].clone();
                     match case % 4 {
                         0 => {

@@ -593,25 +593,11 @@ fn commands_from_stdin_give_the_same_transcript() {
     let built = common::driver(Arch::X86, true);
     let script = live_session();
     let from_file = kd_script(&built.sys, &script);
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args(["kd", built.sys.to_str().expect("utf-8")])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write as _;
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(script.as_bytes())?;
-            child.wait_with_output()
-        })
-        .expect("harness kd runs");
-    let from_stdin = Transcript::parse(
-        &String::from_utf8_lossy(&output.stdout),
-        output.status.code().unwrap_or(-1),
+    let run = common::harness_with_stdin(
+        &[std::ffi::OsStr::new("kd"), built.sys.as_os_str()],
+        &script,
     );
+    let from_stdin = Transcript::parse(&run.stdout, run.code);
     assert_eq!(from_stdin.code, from_file.code);
     assert_eq!(from_stdin.steps.len(), from_file.steps.len());
     for (a, b) in from_stdin.steps.iter().zip(&from_file.steps) {

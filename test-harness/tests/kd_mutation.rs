@@ -11,26 +11,13 @@
 
 mod common;
 
+use std::ffi::OsStr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use harness::arch::Arch;
 
-/// Deterministic xorshift, so that a failing case can be replayed.
-struct Random(u64);
-
-impl Random {
-    const fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % u64::try_from(n.max(1)).expect("n")).expect("fits")
-    }
-}
+use common::Random;
 
 /// Every command that reads the PDB.
 const SCRIPT: &str = "g\nkvn\n.frame 0n4\ndv /t /v\ndt Sample!g_RegistryPath\n\
@@ -262,25 +249,8 @@ fn random_command_lines_never_take_the_session_down() {
             random_lines(&mut random, 500)
         );
         let started = Instant::now();
-        let output = Command::new(env!("CARGO_BIN_EXE_harness"))
-            .arg("kd")
-            .arg(&built.sys)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .and_then(|mut child| {
-                use std::io::Write as _;
-                child
-                    .stdin
-                    .take()
-                    .expect("stdin")
-                    .write_all(script.as_bytes())?;
-                child.wait_with_output()
-            })
-            .expect("harness kd runs");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let stdout = String::from_utf8_lossy(&output.stdout);
+        let run = common::harness_with_stdin(&[OsStr::new("kd"), built.sys.as_os_str()], &script);
+        let (stdout, stderr) = (&run.stdout, &run.stderr);
         assert!(
             started.elapsed() < Duration::from_mins(1),
             "round {round}: too slow"
@@ -293,9 +263,9 @@ fn random_command_lines_never_take_the_session_down() {
         // 0 (clean end), 3 (the leak's bug check), 5 (still loaded) or 2 (a
         // limit or gap): all verdicts of a run, never a crash.
         assert!(
-            matches!(output.status.code(), Some(0 | 2 | 3 | 5)),
-            "round {round}: {:?}",
-            output.status
+            matches!(run.code, 0 | 2 | 3 | 5),
+            "round {round}: exit {}",
+            run.code
         );
     }
 }

@@ -21,34 +21,20 @@ const TIME_BOUND: Duration = Duration::from_secs(20);
 /// The most memory a run may take: harness plus Speakeasy is about 80 MiB.
 const RSS_BOUND_KIB: i64 = 600 << 10;
 
-/// Deterministic xorshift, so that a failing case can be replayed.
-struct Random(u64);
+use common::Random;
 
-impl Random {
-    const fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % u64::try_from(n.max(1)).expect("n")).expect("fits")
-    }
-
-    /// A value a parser may not expect, given the original.
-    fn value(&mut self, original: u32) -> u32 {
-        match self.below(9) {
-            0 => 0,
-            1 => 1,
-            2 => u32::MAX,
-            3 => 0x7FFF_FFFF,
-            4 => 0x8000_0000,
-            5 => original.wrapping_add(1),
-            6 => original.wrapping_sub(1),
-            7 => original.wrapping_mul(16),
-            _ => u32::try_from(self.next() & 0xFFFF).expect("16 bits"),
-        }
+/// A value a parser may not expect, given the original.
+fn unexpected(random: &mut Random, original: u32) -> u32 {
+    match random.below(9) {
+        0 => 0,
+        1 => 1,
+        2 => u32::MAX,
+        3 => 0x7FFF_FFFF,
+        4 => 0x8000_0000,
+        5 => original.wrapping_add(1),
+        6 => original.wrapping_sub(1),
+        7 => original.wrapping_mul(16),
+        _ => u32::try_from(random.next() & 0xFFFF).expect("16 bits"),
     }
 }
 
@@ -161,7 +147,7 @@ fn field(bytes: &mut [u8], random: &mut Random, at: usize, width: usize, what: &
     } else {
         u32_at(bytes, at)
     };
-    let value = random.value(original);
+    let value = unexpected(random, original);
     write_value(bytes, at, width, value);
     format!("{what} 0x{original:x} -> 0x{value:x}")
 }

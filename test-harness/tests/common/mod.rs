@@ -76,6 +76,50 @@ pub fn harness(args: &[&str]) -> Run {
     }
 }
 
+/// Runs the harness binary with `args` and `input` on stdin.
+pub fn harness_with_stdin(args: &[&std::ffi::OsStr], input: &str) -> Run {
+    use std::io::Write as _;
+    let output = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("harness binary runs");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A small deterministic generator (xorshift), so that a failing case can
+/// be replayed from its seed.
+pub struct Random(pub u64);
+
+impl Random {
+    /// The next value.
+    pub const fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A value below `n` (0 for an `n` of 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        usize::try_from(self.next() % u64::try_from(n.max(1)).expect("n")).expect("fits")
+    }
+}
+
 /// `harness emulate <driver> --json <extra...>`.
 pub fn emulate_json(driver: &Path, extra: &[&str]) -> Run {
     let mut args = vec!["emulate", driver.to_str().expect("utf-8 path"), "--json"];

@@ -225,25 +225,7 @@ impl Session {
             calls(&["KeSynchronizeExecution"])
         );
         let _ = writeln!(out, "  Trims                0x0\n");
-        for (label, value) in [
-            ("Pool Allocations Attempted            ", stats.attempted),
-            ("Pool Allocations Succeeded            ", stats.succeeded),
-            ("Pool Allocations Succeeded SpecialPool", 0),
-            ("Pool Allocations With NO TAG          ", stats.no_tag),
-            ("Pool Allocations Failed               ", stats.failed),
-        ] {
-            let _ = writeln!(out, "  {label} 0x{value:x}");
-        }
-        out.push('\n');
-        for (label, (count, bytes)) in [
-            ("Current paged pool allocations   ", stats.current_paged),
-            ("Peak paged pool allocations      ", stats.peak_paged),
-            ("Current nonpaged pool allocations", stats.current_nonpaged),
-            ("Peak nonpaged pool allocations   ", stats.peak_nonpaged),
-        ] {
-            let _ = writeln!(out, "  {label}      0x{count:x} for {bytes:08X} bytes");
-        }
-        out.push('\n');
+        out.push_str(&render::pool_counters(stats));
         out
     }
 
