@@ -120,6 +120,12 @@ pub fn exit_code(error: &anyhow::Error) -> ExitCode {
         || matches!(
             error.downcast_ref::<crate::emulate::EmulateError>(),
             Some(crate::emulate::EmulateError::LoadRefused(_))
+        )
+        || matches!(
+            error.downcast_ref::<crate::debugger::KdError>(),
+            Some(crate::debugger::KdError::Emulate(
+                crate::emulate::EmulateError::LoadRefused(_)
+            ))
         );
     if refused {
         ExitCode::LoadRefused

@@ -635,6 +635,16 @@ fn drivers_the_machine_cannot_run_are_refused_or_stop_as_cannot_judge() {
     common::harness(&["kd", kmdf.to_str().expect("utf-8")])
         .cannot_judge("needs WDFLDR.SYS, which the native engine does not have");
 
+    // An image Windows would not load: exit 6, as `emulate` gives.
+    let user_dll = dir.path().join("user_dll.sys");
+    let mut build = common::CBuild::new("gaps.c", "USER_DLL");
+    build.libraries.push("kernel32");
+    common::compile_c(&build, Arch::X64, &user_dll);
+    let refused = common::harness(&["kd", user_dll.to_str().expect("utf-8")]);
+    refused.expect(ExitCode::LoadRefused);
+    assert_eq!(refused.stderr.lines().count(), 1, "{}", refused.stderr);
+    assert!(refused.stderr.contains("Windows would not load this image"));
+
     // A call the engine does not implement: the session says so where it
     // happens and will not run on; the exit code is "cannot judge".
     let sysinfo = dir.path().join("sysinfo.sys");
