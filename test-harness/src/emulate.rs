@@ -185,18 +185,7 @@ fn judge(
     events: &[Event],
     request: &Request,
 ) -> Result<Verdict, CannotJudge> {
-    let (base, size) = events
-        .iter()
-        .find_map(|event| match event {
-            Event::Load {
-                image_base,
-                image_size,
-                ..
-            } => Some((*image_base, *image_size)),
-            _ => None,
-        })
-        .unwrap_or((image.image_base, image.size_of_image));
-    let symbols = Symbolizer::for_driver(driver, image, base, size);
+    let symbols = loaded_symbols(driver, image, events);
     let (pdb_problem, source) = (symbols.pdb_problem.clone(), symbols.source.clone());
     let context = Context {
         driver: file_name(driver),
@@ -216,6 +205,24 @@ fn judge(
             .push("no PDB beside the driver: symbols from exports only".into());
     }
     Ok(verdict)
+}
+
+/// Names for the driver's addresses where the engine loaded it (its `Load`
+/// event), else at the image's preferred base.
+#[must_use]
+pub fn loaded_symbols(driver: &Path, image: &PeImage, events: &[Event]) -> Symbolizer {
+    let (base, size) = events
+        .iter()
+        .find_map(|event| match event {
+            Event::Load {
+                image_base,
+                image_size,
+                ..
+            } => Some((*image_base, *image_size)),
+            _ => None,
+        })
+        .unwrap_or((image.image_base, image.size_of_image));
+    Symbolizer::for_driver(driver, image, base, size)
 }
 
 /// A path's file name as text (`Sample.sys`).

@@ -196,21 +196,10 @@ fn symbols(
     events: &[Event],
     prepared: Option<&Arc<engine::native::machine::Driver>>,
 ) -> crate::symbols::Symbolizer {
-    if let Some(prepared) = prepared {
-        return prepared.symbols.clone();
-    }
-    let (base, size) = events
-        .iter()
-        .find_map(|event| match event {
-            Event::Load {
-                image_base,
-                image_size,
-                ..
-            } => Some((*image_base, *image_size)),
-            _ => None,
-        })
-        .unwrap_or((image.image_base, image.size_of_image));
-    crate::symbols::Symbolizer::for_driver(driver, image, base, size)
+    prepared.map_or_else(
+        || crate::emulate::loaded_symbols(driver, image, events),
+        |prepared| prepared.symbols.clone(),
+    )
 }
 
 fn name(

@@ -348,28 +348,13 @@ fn register_value(uc: &Uc<'_>, register: iced_x86::Register) -> Option<u64> {
         R::EBP => RegisterX86::EBP,
         R::ESI => RegisterX86::ESI,
         R::EDI => RegisterX86::EDI,
-        R::RAX => RegisterX86::RAX,
-        R::RCX => RegisterX86::RCX,
-        R::RDX => RegisterX86::RDX,
-        R::RBX => RegisterX86::RBX,
-        R::RSP => RegisterX86::RSP,
-        R::RBP => RegisterX86::RBP,
-        R::RSI => RegisterX86::RSI,
-        R::RDI => RegisterX86::RDI,
-        R::R8 => RegisterX86::R8,
-        R::R9 => RegisterX86::R9,
-        R::R10 => RegisterX86::R10,
-        R::R11 => RegisterX86::R11,
-        R::R12 => RegisterX86::R12,
-        R::R13 => RegisterX86::R13,
-        R::R14 => RegisterX86::R14,
-        R::R15 => RegisterX86::R15,
         R::RIP => RegisterX86::RIP,
         R::EIP => RegisterX86::EIP,
         R::GS if arch == Arch::X64 => RegisterX86::GS_BASE,
         // Flat segments: CS, DS, ES, SS start at 0.
         R::CS | R::DS | R::ES | R::SS | R::FS | R::GS => return Some(0),
-        _ => return None,
+        // The 64-bit general registers.
+        other => unicorn_register64(other)?,
     };
     let value = uc.reg_read(unicorn).ok()?;
     Some(match register.size() {
