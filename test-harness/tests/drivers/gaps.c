@@ -8,37 +8,8 @@
  * Import libraries that MinGW lacks (WDFLDR.SYS) are made with dlltool by the
  * test.
  */
-typedef unsigned short USHORT;
-typedef unsigned long ULONG; /* 32-bit on Windows, x86 and x64 */
+#include "kernel.h"
 typedef unsigned int UINT;
-typedef long NTSTATUS;
-typedef __SIZE_TYPE__ SIZE_T;
-
-typedef struct UNICODE_STRING {
-    USHORT Length;
-    USHORT MaximumLength;
-    unsigned short *Buffer;
-} UNICODE_STRING;
-
-typedef struct DRIVER_OBJECT DRIVER_OBJECT;
-struct DRIVER_OBJECT {
-    short Type, Size;
-    void *DeviceObject;
-    ULONG Flags;
-    void *DriverStart;
-    ULONG DriverSize;
-    void *DriverSection, *DriverExtension;
-    UNICODE_STRING DriverName;
-    void *HardwareDatabase, *FastIoDispatch, *DriverInit, *DriverStartIo;
-    void (__stdcall *DriverUnload)(DRIVER_OBJECT *);
-    void *MajorFunction[28];
-};
-
-enum { PagedPool = 1 };
-
-__declspec(dllimport) void *__stdcall ExAllocatePoolWithTag(int type, SIZE_T bytes, ULONG tag);
-__declspec(dllimport) void __stdcall ExFreePoolWithTag(void *p, ULONG tag);
-__declspec(dllimport) ULONG __cdecl DbgPrint(const char *format, ...);
 
 static void __stdcall Unload(DRIVER_OBJECT *driver) {
     (void)driver;

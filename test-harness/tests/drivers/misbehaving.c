@@ -4,38 +4,10 @@
  * way Driver Verifier (or the kernel) would. Declarations are written out here
  * so that no DDK headers are needed.
  */
-typedef unsigned short USHORT;
-typedef unsigned long ULONG; /* 32-bit on Windows, x86 and x64 */
-typedef long NTSTATUS;
-typedef __SIZE_TYPE__ SIZE_T;
+#include "kernel.h"
 
-typedef struct UNICODE_STRING {
-    USHORT Length;
-    USHORT MaximumLength;
-    unsigned short *Buffer;
-} UNICODE_STRING;
-
-typedef struct DRIVER_OBJECT DRIVER_OBJECT;
-struct DRIVER_OBJECT {
-    short Type, Size;
-    void *DeviceObject;
-    ULONG Flags;
-    void *DriverStart;
-    ULONG DriverSize;
-    void *DriverSection, *DriverExtension;
-    UNICODE_STRING DriverName;
-    void *HardwareDatabase, *FastIoDispatch, *DriverInit, *DriverStartIo;
-    void (__stdcall *DriverUnload)(DRIVER_OBJECT *);
-    void *MajorFunction[28];
-};
-
-enum { NonPagedPool = 0, PagedPool = 1, NonPagedPoolNx = 512 };
-
-__declspec(dllimport) void *__stdcall ExAllocatePoolWithTag(int type, SIZE_T bytes, ULONG tag);
 __declspec(dllimport) void *__stdcall ExAllocatePool(int type, SIZE_T bytes);
-__declspec(dllimport) void __stdcall ExFreePoolWithTag(void *p, ULONG tag);
 __declspec(dllimport) void __stdcall ExFreePool(void *p);
-__declspec(dllimport) ULONG __cdecl DbgPrint(const char *format, ...);
 __declspec(dllimport) unsigned char __stdcall FsRtlIsNameInExpression(
     UNICODE_STRING *expression, UNICODE_STRING *name, unsigned char ignore_case, void *table);
 

@@ -3,36 +3,8 @@
  * allocations, many kernel calls, a divide error, a huge DbgPrint. Built with
  * MinGW during the tests, like misbehaving.c.
  */
-typedef unsigned short USHORT;
-typedef unsigned long ULONG;
-typedef long NTSTATUS;
-typedef __SIZE_TYPE__ SIZE_T;
+#include "kernel.h"
 
-typedef struct UNICODE_STRING {
-    USHORT Length;
-    USHORT MaximumLength;
-    unsigned short *Buffer;
-} UNICODE_STRING;
-
-typedef struct DRIVER_OBJECT DRIVER_OBJECT;
-struct DRIVER_OBJECT {
-    short Type, Size;
-    void *DeviceObject;
-    ULONG Flags;
-    void *DriverStart;
-    ULONG DriverSize;
-    void *DriverSection, *DriverExtension;
-    UNICODE_STRING DriverName;
-    void *HardwareDatabase, *FastIoDispatch, *DriverInit, *DriverStartIo;
-    void (__stdcall *DriverUnload)(DRIVER_OBJECT *);
-    void *MajorFunction[28];
-};
-
-enum { PagedPool = 1 };
-
-__declspec(dllimport) void *__stdcall ExAllocatePoolWithTag(int type, SIZE_T bytes, ULONG tag);
-__declspec(dllimport) void __stdcall ExFreePoolWithTag(void *p, ULONG tag);
-__declspec(dllimport) ULONG __cdecl DbgPrint(const char *format, ...);
 __declspec(dllimport) void __stdcall RtlInitUnicodeString(UNICODE_STRING *s, const unsigned short *w);
 
 #ifndef ALLOC_COUNT

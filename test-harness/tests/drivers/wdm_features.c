@@ -4,42 +4,14 @@
  * VARIANT_* exercising one part. Declarations are written out here so that
  * no DDK headers are needed.
  */
-typedef unsigned short USHORT;
-typedef unsigned long ULONG;
-typedef long NTSTATUS;
+#include "kernel.h"
 typedef unsigned char KIRQL, BOOLEAN, UCHAR;
-typedef __SIZE_TYPE__ SIZE_T;
 typedef SIZE_T KSPIN_LOCK;
-
-typedef struct UNICODE_STRING {
-    USHORT Length;
-    USHORT MaximumLength;
-    unsigned short *Buffer;
-} UNICODE_STRING;
-
-typedef struct DRIVER_OBJECT DRIVER_OBJECT;
-typedef struct DEVICE_OBJECT DEVICE_OBJECT;
-struct DRIVER_OBJECT {
-    short Type, Size;
-    DEVICE_OBJECT *DeviceObject;
-    ULONG Flags;
-    void *DriverStart;
-    ULONG DriverSize;
-    void *DriverSection, *DriverExtension;
-    UNICODE_STRING DriverName;
-    void *HardwareDatabase, *FastIoDispatch, *DriverInit, *DriverStartIo;
-    void (__stdcall *DriverUnload)(DRIVER_OBJECT *);
-    void *MajorFunction[28];
-};
 
 #define STATUS_SUCCESS 0
 #define STATUS_INSUFFICIENT_RESOURCES ((NTSTATUS)0xC000009AL)
 #define FILE_DEVICE_UNKNOWN 0x22
-enum { NonPagedPool = 0, PagedPool = 1 };
 
-__declspec(dllimport) void *__stdcall ExAllocatePoolWithTag(int type, SIZE_T bytes, ULONG tag);
-__declspec(dllimport) void __stdcall ExFreePoolWithTag(void *p, ULONG tag);
-__declspec(dllimport) ULONG __cdecl DbgPrint(const char *format, ...);
 __declspec(dllimport) void __stdcall RtlInitUnicodeString(UNICODE_STRING *destination, const unsigned short *source);
 __declspec(dllimport) NTSTATUS __stdcall IoCreateDevice(DRIVER_OBJECT *driver, ULONG extension_size,
     UNICODE_STRING *name, ULONG type, ULONG characteristics, BOOLEAN exclusive, DEVICE_OBJECT **device);

@@ -19,37 +19,8 @@
  *                   pool hands back the same address), then leaks both the
  *                   second block and one more
  */
-typedef unsigned short USHORT;
-typedef unsigned long ULONG; /* 32-bit on Windows, x86 and x64 */
-typedef long NTSTATUS;
-typedef __SIZE_TYPE__ SIZE_T;
+#include "kernel.h"
 typedef unsigned short WCHAR;
-
-typedef struct UNICODE_STRING {
-    USHORT Length;
-    USHORT MaximumLength;
-    WCHAR *Buffer;
-} UNICODE_STRING;
-
-typedef struct DRIVER_OBJECT DRIVER_OBJECT;
-struct DRIVER_OBJECT {
-    short Type, Size;
-    void *DeviceObject;
-    ULONG Flags;
-    void *DriverStart;
-    ULONG DriverSize;
-    void *DriverSection, *DriverExtension;
-    UNICODE_STRING DriverName;
-    void *HardwareDatabase, *FastIoDispatch, *DriverInit, *DriverStartIo;
-    void (__stdcall *DriverUnload)(DRIVER_OBJECT *);
-    void *MajorFunction[28];
-};
-
-enum { NonPagedPool = 0, PagedPool = 1 };
-
-__declspec(dllimport) ULONG __cdecl DbgPrint(const char *format, ...);
-__declspec(dllimport) void *__stdcall ExAllocatePoolWithTag(int type, SIZE_T bytes, ULONG tag);
-__declspec(dllimport) void __stdcall ExFreePoolWithTag(void *p, ULONG tag);
 
 static void __stdcall Unload(DRIVER_OBJECT *driver) {
     (void)driver;
