@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use harness::arch::Arch;
+use harness_core::arch::Arch;
 
 const RUNS: usize = 7;
 
@@ -75,8 +75,8 @@ fn many_allocations(count: u32, dir: &Path) -> PathBuf {
 }
 
 fn main() {
-    let python = harness::engine::python::speakeasy_python().expect("Speakeasy provisioned");
-    let leaky = harness::driver_build::build(Arch::X64, true)
+    let python = harness_engines::python::speakeasy_python().expect("Speakeasy provisioned");
+    let leaky = harness_build::driver_build::build(Arch::X64, true)
         .expect("build")
         .sys;
     let path = leaky.to_str().expect("utf-8");
@@ -155,7 +155,7 @@ fn main() {
     );
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/kd/live-session.txt");
-    let x86 = harness::driver_build::build(Arch::X86, true)
+    let x86 = harness_build::driver_build::build(Arch::X86, true)
         .expect("build")
         .sys;
     let session = timed(

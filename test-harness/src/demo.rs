@@ -4,13 +4,13 @@
 
 use std::fmt::Write;
 
-use crate::arch::Arch;
-use crate::driver_build::{self, BuildError};
-use crate::emulate::{self, EmulateError, EngineKind, Request};
-use crate::engine::RunOptions;
-use crate::nt::PoolType;
-use crate::render;
-use crate::verdict::{ExitCode, Verdict};
+use harness_build::driver_build::{self, BuildError};
+use harness_core::arch::Arch;
+use harness_core::nt::PoolType;
+use harness_core::render;
+use harness_core::verdict::{ExitCode, Verdict};
+use harness_engines::emulate::{self, EmulateError, EngineKind, Request};
+use harness_engines::engine::RunOptions;
 
 /// Why the demo could not run.
 #[derive(Debug, thiserror::Error)]

@@ -1,146 +1,107 @@
-//! The harness's errors, typed at each module boundary.
+//! Each command's errors, and the exit code each one ends in.
 //!
-//! `main` prints the chain as one line on stderr and maps it to an
-//! [`ExitCode`]: every error is "could not run or cannot judge" (2),
-//! except a refused load (6).
+//! Every error is "could not run or cannot judge" (2), except an image
+//! Windows would not load (6). The mapping is a `match` over typed errors,
+//! so a new kind of error has to say which it is: nothing is found by
+//! downcasting.
 
-use std::io;
-use std::path::PathBuf;
-use std::time::Duration;
+use harness_build::driver_build::BuildError;
+use harness_build::signing::SignError;
+use harness_core::error::InputError;
+use harness_core::verdict::ExitCode;
+use harness_engines::emulate::EmulateError;
+use harness_engines::engine::EngineError;
+use harness_engines::python::SetupError;
+use harness_kd_text::TextError;
 
-use crate::events::Gap;
-use crate::verdict::{Engine, ExitCode};
+use crate::demo::DemoError;
+use crate::kd::KdError;
+use crate::vm::VmError;
 
-/// A program the harness runs could not do its job.
+/// Why a command ended without a verdict.
 #[derive(Debug, thiserror::Error)]
-pub enum ProcessError {
-    /// It could not be started.
-    #[error("cannot run {program}: {source}")]
-    Spawn {
-        /// The program.
-        program: String,
-        /// Why.
-        source: io::Error,
-    },
-    /// It outlived its limit and was stopped.
-    #[error("{program} did not finish within {} s and was stopped", .limit.as_secs())]
-    Timeout {
-        /// The program.
-        program: String,
-        /// The limit.
-        limit: Duration,
-    },
-    /// It ran and failed; `detail` is the last line it printed.
-    #[error("{what}: {detail}")]
-    Failed {
-        /// What the harness was doing.
-        what: String,
-        /// The program's last line of output.
-        detail: String,
-    },
-}
-
-/// Input the harness cannot use.
-#[derive(Debug, thiserror::Error)]
-pub enum InputError {
-    /// The path does not exist.
-    #[error("{}: no such file", .0.display())]
-    NotFound(PathBuf),
-    /// A directory, FIFO, device or socket where a file was expected.
-    #[error("{}: not a regular file", .0.display())]
-    NotAFile(PathBuf),
-    /// Reading failed.
-    #[error("cannot read {}: {source}", .path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: io::Error,
-    },
-    /// The file is larger than the harness reads.
-    #[error("{}: larger than {limit} bytes, the most the harness reads", .path.display())]
-    TooLarge {
-        /// The file.
-        path: PathBuf,
-        /// The limit.
-        limit: u64,
-    },
-    /// Not an image the harness can run.
-    #[error("{}: {why}", .path.display())]
-    Image {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with it.
-        why: crate::pe::PeError,
-    },
-    /// An option the engine cannot honour.
+pub enum CommandError {
+    /// `emulate`: the driver could not be run or judged.
+    #[error(transparent)]
+    Emulate(#[from] EmulateError),
+    /// `kd`: the session could not run.
+    #[error(transparent)]
+    Kd(#[from] KdError),
+    /// `analyze`: the text cannot be read as debugger output.
+    #[error(transparent)]
+    Analyze(#[from] TextError),
+    /// `vm`: the run on the guest failed.
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    /// `demo`: a build or a run failed.
+    #[error(transparent)]
+    Demo(#[from] DemoError),
+    /// `build`, and the builds `kd` and `vm` make.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// Test-signing for the guest.
+    #[error(transparent)]
+    Sign(#[from] SignError),
+    /// `setup`: Speakeasy could not be installed.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
+    /// `setup`: the Wine prefix could not be made.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A file the command was given.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// A command line clap accepts but the command cannot use.
     #[error("{0}")]
-    Unsupported(String),
+    Usage(String),
+    /// Writing the result.
+    #[error(transparent)]
+    Output(#[from] std::io::Error),
+    /// Writing the result as JSON.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
 }
 
-/// The engine could not do its part, so the run is not judged.
-#[derive(Debug, thiserror::Error)]
-#[error("{driver}: {}; the run cannot be judged", .gap.describe(*.engine, .site.as_deref()))]
-pub struct CannotJudge {
-    /// The driver's file name.
-    pub driver: String,
-    /// The engine that fell short.
-    pub engine: Engine,
-    /// What it lacked.
-    pub gap: Gap,
-    /// Where the driver reached it (`Sample!DriverEntry+0x27`).
-    pub site: Option<String>,
-}
-
-/// Windows would not load the image; nothing of the driver ran.
-#[derive(Debug, thiserror::Error)]
-#[error("{driver}: Windows would not load this image: {reason}")]
-pub struct LoadRefused {
-    /// The driver's file name.
-    pub driver: String,
-    /// What the kernel loader would stop at.
-    pub reason: String,
-}
-
-/// The harness cannot tell whether Windows would load the image at all (an
-/// import it cannot vouch for), so no verdict about it can be trusted.
-#[derive(Debug, thiserror::Error)]
-#[error("{driver}: {why}; the run cannot be judged")]
-pub struct UnknownImport {
-    /// The driver's file name.
-    pub driver: String,
-    /// Which import, and why it cannot be vouched for.
-    pub why: String,
-}
-
-/// The exit code for an error that ended a command.
-#[must_use]
-pub fn exit_code(error: &anyhow::Error) -> ExitCode {
-    let refused = error.downcast_ref::<LoadRefused>().is_some()
-        || matches!(
-            error.downcast_ref::<crate::emulate::EmulateError>(),
-            Some(crate::emulate::EmulateError::LoadRefused(_))
-        )
-        || matches!(
-            error.downcast_ref::<crate::debugger::KdError>(),
-            Some(crate::debugger::KdError::Emulate(
-                crate::emulate::EmulateError::LoadRefused(_)
-            ))
-        );
-    if refused {
-        ExitCode::LoadRefused
-    } else {
-        ExitCode::CannotJudge
+impl CommandError {
+    /// The exit code this error ends the command with.
+    #[must_use]
+    pub const fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::Emulate(error) => error.exit_code(),
+            Self::Kd(error) => error.exit_code(),
+            Self::Analyze(_)
+            | Self::Vm(_)
+            | Self::Demo(_)
+            | Self::Build(_)
+            | Self::Sign(_)
+            | Self::Setup(_)
+            | Self::Engine(_)
+            | Self::Input(_)
+            | Self::Usage(_)
+            | Self::Output(_)
+            | Self::Json(_) => ExitCode::CannotJudge,
+        }
     }
-}
 
-/// An error as one line: the chain joined by ": ", newlines folded.
-#[must_use]
-pub fn one_line(error: &anyhow::Error) -> String {
-    format!("{error:#}")
-        .split(['\r', '\n'])
-        .map(str::trim)
-        .filter(|part| !part.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
+    /// The error as one line: the chain of causes joined by ": ", newlines
+    /// folded.
+    #[must_use]
+    pub fn one_line(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            let cause_text = cause.to_string();
+            // A wrapper that prints its cause already says it.
+            if !text.ends_with(&cause_text) {
+                text.push_str(": ");
+                text.push_str(&cause_text);
+            }
+            source = cause.source();
+        }
+        text.split(['\r', '\n'])
+            .map(str::trim)
+            .filter(|part| !part.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 }

@@ -4,15 +4,18 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use harness::arch::Arch;
-use harness::console::{emit, emit_line};
-use harness::emulate::{EngineKind, Request};
-use harness::engine::RunOptions;
-use harness::nt::parse_tag;
-use harness::verdict::{ExitCode, Verdict};
-use harness::{demo, driver_build, emulate, error, render};
+use harness::error::CommandError;
+use harness::{demo, kd, vm};
+use harness_build::driver_build;
+use harness_core::arch::Arch;
+use harness_core::console::{emit, emit_line};
+use harness_core::nt::parse_tag;
+use harness_core::render;
+use harness_core::verdict::{ExitCode, Verdict};
+use harness_engines::emulate;
+use harness_engines::emulate::{EngineKind, Request};
+use harness_engines::engine::RunOptions;
 
 const KD_HELP: &str = "\
 Commands: g gu p t; bp bu bl bc bd be; r k kb kv kn kvn .frame dv; .thread .cxr;
@@ -208,8 +211,8 @@ struct VmArgs {
 struct BadVersion(String);
 
 /// `--host` as ssh takes it; a value starting with `-` would be an ssh option.
-fn parse_host(text: &str) -> Result<String, harness::vm::TransportError> {
-    harness::vm::check_host(text)?;
+fn parse_host(text: &str) -> Result<String, vm::TransportError> {
+    vm::check_host(text)?;
     Ok(text.to_owned())
 }
 
@@ -230,8 +233,8 @@ fn main() -> std::process::ExitCode {
     match run(cli.command) {
         Ok(code) => code.into(),
         Err(error) => {
-            eprintln!("harness: {}", error::one_line(&error));
-            error::exit_code(&error).into()
+            eprintln!("harness: {}", error.one_line());
+            error.exit_code().into()
         }
     }
 }
@@ -257,7 +260,7 @@ fn usage_error(usage: &clap::Error) -> std::process::ExitCode {
     ExitCode::CannotJudge.into()
 }
 
-fn run(command: Command) -> anyhow::Result<ExitCode> {
+fn run(command: Command) -> Result<ExitCode, CommandError> {
     match command {
         Command::Build { arch, leak, sign } => {
             let sys = if sign {
@@ -296,7 +299,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 },
             };
             if fail_each {
-                let sweep = harness::sweep::sweep(&request)?;
+                let sweep = harness_engines::sweep::sweep(&request)?;
                 if json {
                     emit_line(&serde_json::to_string_pretty(&sweep)?)?;
                 } else {
@@ -309,8 +312,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(verdict.exit_code())
         }
         Command::Analyze { kd_output, json } => {
-            let bytes = harness::input::read_file(&kd_output, harness::input::MAX_TEXT_FILE)?;
-            let verdict = harness::kd::analyze_bytes(&bytes, &kd_output.display().to_string())?;
+            let bytes =
+                harness_core::input::read_file(&kd_output, harness_core::input::MAX_TEXT_FILE)?;
+            let verdict = harness_kd_text::analyze_bytes(&bytes, &kd_output.display().to_string())?;
             print_verdict(&verdict, json)?;
             Ok(verdict.exit_code())
         }
@@ -326,21 +330,23 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 (Some(driver), _) => driver,
                 (None, Some(arch)) => driver_build::build(arch, leak)?.sys,
                 (None, None) => {
-                    anyhow::bail!("kd needs a driver or --arch (see harness kd --help)")
+                    return Err(CommandError::Usage(
+                        "kd needs a driver or --arch (see harness kd --help)".into(),
+                    ));
                 }
             };
-            let options = harness::debugger::KdOptions {
+            let options = kd::KdOptions {
                 driver,
                 script,
                 os_version,
                 max_instructions: 5_000_000,
                 timeout: Duration::from_mins(1),
             };
-            Ok(harness::debugger::run(&options)?)
+            Ok(kd::run(&options)?)
         }
         Command::Setup => {
-            let python = harness::engine::python::speakeasy_python()?;
-            harness::engine::wine::setup()?;
+            let python = harness_engines::python::speakeasy_python()?;
+            harness_engines::wine::setup()?;
             emit_line(&python.display().to_string())?;
             Ok(ExitCode::Clean)
         }
@@ -356,7 +362,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn run_vm(args: VmArgs) -> anyhow::Result<ExitCode> {
+fn run_vm(args: VmArgs) -> Result<ExitCode, CommandError> {
     let VmArgs {
         host,
         driver,
@@ -378,10 +384,14 @@ fn run_vm(args: VmArgs) -> anyhow::Result<ExitCode> {
         Some(driver) => driver,
         None => driver_build::build(arch, leak)?.sys,
     };
-    let image = harness::pe::PeImage::read(&driver)?;
-    let arch = image
-        .require_kernel_driver()
-        .with_context(|| driver.display().to_string())?;
+    let image = harness_core::pe::PeImage::read(&driver)?;
+    let arch =
+        image
+            .require_kernel_driver()
+            .map_err(|why| harness_core::error::InputError::Image {
+                path: driver.clone(),
+                why,
+            })?;
     let driver = sign_for_guest(driver, arch, !no_sign)?;
     let samplectl = match samplectl {
         Some(path) => path,
@@ -391,7 +401,7 @@ fn run_vm(args: VmArgs) -> anyhow::Result<ExitCode> {
         Arch::X64 => "x64",
         Arch::X86 => "x86",
     };
-    let options = harness::vm::VmOptions {
+    let options = vm::VmOptions {
         driver,
         samplectl,
         arch,
@@ -406,12 +416,12 @@ fn run_vm(args: VmArgs) -> anyhow::Result<ExitCode> {
         kd_script,
         poll: Duration::from_secs(5),
     };
-    let mut ssh = harness::vm::Ssh {
+    let mut ssh = vm::Ssh {
         target: host,
         options: ssh_options,
     };
     // Progress on stdout, so that stderr holds only the one-line error.
-    let verdict = harness::vm::run(&mut ssh, &options, &mut |line| {
+    let verdict = vm::run(&mut ssh, &options, &mut |line| {
         let _ = emit_line(&format!("harness: {line}"));
     })?;
     print_verdict(&verdict, json)?;
@@ -421,8 +431,8 @@ fn run_vm(args: VmArgs) -> anyhow::Result<ExitCode> {
 /// 64-bit Windows loads only signed drivers, even in test mode: an unsigned
 /// x64 driver is test-signed (a copy, in the harness's cache) unless
 /// `--no-sign`; a signed one is used as it is. x86 drivers are left alone.
-fn sign_for_guest(driver: PathBuf, arch: Arch, sign: bool) -> anyhow::Result<PathBuf> {
-    use harness::signing::{self, GuestSigning};
+fn sign_for_guest(driver: PathBuf, arch: Arch, sign: bool) -> Result<PathBuf, CommandError> {
+    use harness_build::signing::{self, GuestSigning};
     let dir = signing::certificate_dir()?.join("signed");
     let wanted = sign && arch == Arch::X64;
     match signing::for_guest(&driver, wanted, signing::test_certificate, &dir)? {
@@ -457,7 +467,7 @@ fn sign_for_guest(driver: PathBuf, arch: Arch, sign: bool) -> anyhow::Result<Pat
     }
 }
 
-fn print_verdict(verdict: &Verdict, json: bool) -> anyhow::Result<()> {
+fn print_verdict(verdict: &Verdict, json: bool) -> Result<(), CommandError> {
     if json {
         emit_line(&serde_json::to_string_pretty(verdict)?)?;
     } else {

@@ -4,7 +4,7 @@
 //! 2. enable pool tracking for the driver, reboot, wait;
 //! 3. install, start and stop the driver;
 //! 4. detect the bug check and the reboot that follows;
-//! 5. run kd on the kernel dump and analyze its output ([`crate::kd`]);
+//! 5. run kd on the kernel dump and analyze its output ([`harness_kd_text`]);
 //! 6. restore the guest (service, verifier settings, reboot, snapshot revert);
 //! 7. return the verdict.
 //!
@@ -16,10 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::arch::Arch;
-use crate::error::ProcessError;
-use crate::kd::NothingFound;
-use crate::verdict::{Engine, PoolStats, Stage, Verdict};
+use harness_core::arch::Arch;
+use harness_core::error::ProcessError;
+use harness_core::verdict::{Engine, PoolStats, Stage, Verdict};
+use harness_kd_text::{NothingFound, VerifierQuery, parse_query};
 
 /// The harness could not use its link to the guest.
 #[derive(Debug, thiserror::Error)]
@@ -283,7 +283,7 @@ impl Transport for Ssh {
         let mut ssh = self.base("ssh");
         // `--` ends ssh's options: nothing after it is read as one.
         ssh.arg("--").arg(&self.target).arg(command);
-        match crate::engine::run_with_timeout(&mut ssh, b"", timeout) {
+        match harness_core::process::run_with_timeout(&mut ssh, b"", timeout) {
             Ok(output) => Ok(Remote {
                 // ssh's own failures (unreachable, dropped) exit 255.
                 code: output.status.code().filter(|code| *code != 255),
@@ -331,7 +331,7 @@ impl Ssh {
         // `--` ends scp's options, so neither path is read as one (a local
         // file named `-x.sys`, a guest name starting with `-`).
         scp.arg("--").arg(from).arg(to);
-        crate::engine::run_checked(&mut scp, Duration::from_mins(5), what)?;
+        harness_core::process::run_checked(&mut scp, Duration::from_mins(5), what)?;
         Ok(())
     }
 }
@@ -790,7 +790,7 @@ impl Run<'_> {
             source,
         });
         let _ = std::fs::remove_file(&local);
-        let mut verdict = crate::kd::analyze(&text?, "kd output from the guest")?;
+        let mut verdict = harness_kd_text::analyze(&text?, "kd output from the guest")?;
         verdict.engine = Engine::Vm;
         verdict.driver.clone_from(&self.driver_file);
         Ok(verdict)
@@ -849,171 +849,6 @@ fn windows_major(ver: &str) -> Option<u32> {
     rest.split('.').next()?.trim().parse().ok()
 }
 
-/// One verified image in `verifier /query`'s output.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct VerifiedModule {
-    /// The image name as printed (`Sample.sys`).
-    pub name: String,
-    /// Times it was loaded in this boot.
-    pub loads: u64,
-    /// Times it was unloaded.
-    pub unloads: u64,
-    /// Paged pool allocations outstanding.
-    pub current_paged: u64,
-    /// Nonpaged pool allocations outstanding.
-    pub current_nonpaged: u64,
-    /// Paged pool bytes outstanding.
-    pub paged_bytes: u64,
-    /// Nonpaged pool bytes outstanding.
-    pub nonpaged_bytes: u64,
-}
-
-/// `verifier /query`'s output.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct VerifierQuery {
-    /// "No drivers are currently verified."
-    pub none_verified: bool,
-    /// Each verified image with its counters.
-    pub modules: Vec<VerifiedModule>,
-}
-
-impl VerifierQuery {
-    /// The entry for `image` (case-insensitive, whole name).
-    #[must_use]
-    pub fn module(&self, image: &str) -> Option<&VerifiedModule> {
-        self.modules
-            .iter()
-            .find(|module| module.name.eq_ignore_ascii_case(image))
-    }
-}
-
-/// A counter as verifier.exe prints it: decimal, or hex with `0x`.
-fn number(text: &str) -> Option<u64> {
-    let text = text.trim().trim_end_matches(',');
-    text.strip_prefix("0x")
-        .or_else(|| text.strip_prefix("0X"))
-        .map_or_else(
-            || text.parse().ok(),
-            |hex| u64::from_str_radix(hex, 16).ok(),
-        )
-}
-
-/// `( 3 / 0 )` -> (3, 0): nonpaged first, then paged, as the header
-/// `Pool Allocation Statistics: ( NonPagedPool / PagedPool )` says.
-fn pair(text: &str) -> Option<(u64, u64)> {
-    let inner = text.trim().strip_prefix('(')?.strip_suffix(')')?;
-    let (nonpaged, paged) = inner.split_once('/')?;
-    Some((number(nonpaged)?, number(paged)?))
-}
-
-/// Reads `verifier /query` in both known forms.
-///
-/// Windows 10/11: `MODULE: Sample.sys (load: 1 / unload: 1)` followed by
-/// `Current Pool Allocations: ( NP / P )` and `Current Pool Bytes: ( NP / P )`.
-/// Older Windows: `Name: sample.sys, loads: 1, unloads: 1` followed by
-/// `CurrentPagedPoolAllocations: n`, `CurrentNonPagedPoolAllocations: n`,
-/// `PagedPoolUsageInBytes: n`, `NonPagedPoolUsageInBytes: n`.
-/// Sources: `test-harness/tests/fixtures/vm/README.md`.
-#[must_use]
-pub fn parse_query(text: &str) -> VerifierQuery {
-    let mut query = VerifierQuery::default();
-    for raw in text.lines() {
-        let line = raw.trim();
-        let lower = line.to_ascii_lowercase();
-        if lower.starts_with("no drivers are currently verified") {
-            query.none_verified = true;
-            continue;
-        }
-        if let Some(rest) = strip_label(line, "MODULE:") {
-            // `Sample.sys (load: 1 / unload: 0)`; kd's `!verifier` puts an
-            // address first (`0x84226b28 MyDriver.sys (Loaded)`).
-            let mut words = rest.split_whitespace();
-            let mut name = words.next().unwrap_or("");
-            if name.starts_with("0x") {
-                name = words.next().unwrap_or("");
-            }
-            let mut module = VerifiedModule {
-                name: name.to_owned(),
-                ..VerifiedModule::default()
-            };
-            if let Some((_, counts)) = rest.split_once('(') {
-                let counts = counts.trim_end_matches(')');
-                for part in counts.split('/') {
-                    if let Some((label, value)) = part.split_once(':') {
-                        match label.trim() {
-                            "load" => module.loads = number(value).unwrap_or(0),
-                            "unload" => module.unloads = number(value).unwrap_or(0),
-                            _ => {}
-                        }
-                    }
-                }
-            }
-            query.modules.push(module);
-            continue;
-        }
-        if let Some(rest) = strip_label(line, "Name:") {
-            // `sample.sys, loads: 1, unloads: 0`
-            let mut parts = rest.split(',');
-            let mut module = VerifiedModule {
-                name: parts.next().unwrap_or("").trim().to_owned(),
-                ..VerifiedModule::default()
-            };
-            for part in parts {
-                if let Some((label, value)) = part.split_once(':') {
-                    match label.trim() {
-                        "loads" => module.loads = number(value).unwrap_or(0),
-                        "unloads" => module.unloads = number(value).unwrap_or(0),
-                        _ => {}
-                    }
-                }
-            }
-            query.modules.push(module);
-            continue;
-        }
-        let Some(module) = query.modules.last_mut() else {
-            continue;
-        };
-        let Some((label, value)) = line.split_once(':') else {
-            continue;
-        };
-        match label.trim() {
-            "Current Pool Allocations" => {
-                if let Some((nonpaged, paged)) = pair(value) {
-                    module.current_nonpaged = nonpaged;
-                    module.current_paged = paged;
-                }
-            }
-            "Current Pool Bytes" => {
-                if let Some((nonpaged, paged)) = pair(value) {
-                    module.nonpaged_bytes = nonpaged;
-                    module.paged_bytes = paged;
-                }
-            }
-            "CurrentPagedPoolAllocations" => {
-                module.current_paged = number(value).unwrap_or(module.current_paged);
-            }
-            "CurrentNonPagedPoolAllocations" => {
-                module.current_nonpaged = number(value).unwrap_or(module.current_nonpaged);
-            }
-            "PagedPoolUsageInBytes" => {
-                module.paged_bytes = number(value).unwrap_or(module.paged_bytes);
-            }
-            "NonPagedPoolUsageInBytes" => {
-                module.nonpaged_bytes = number(value).unwrap_or(module.nonpaged_bytes);
-            }
-            _ => {}
-        }
-    }
-    query
-}
-
-/// `MODULE: x` -> `x`, case-insensitively.
-fn strip_label<'a>(line: &'a str, label: &str) -> Option<&'a str> {
-    let head = line.get(..label.len())?;
-    head.eq_ignore_ascii_case(label)
-        .then(|| line[label.len()..].trim())
-}
-
 /// A run without a bug check: the verdict from the verifier's counters for
 /// the loaded image. Not clean unless the verifier saw the image load and
 /// unload with nothing outstanding.
@@ -1064,15 +899,6 @@ mod tests {
             Some(10)
         );
         assert_eq!(windows_major("nonsense"), None);
-    }
-
-    #[test]
-    fn counter_numbers() {
-        assert_eq!(number(" 40128 "), Some(40128));
-        assert_eq!(number("0x00001058"), Some(0x1058));
-        assert_eq!(pair("(      3 /      0 )"), Some((3, 0)));
-        assert_eq!(pair("( 0x00000003 / 0x00000001 )"), Some((3, 1)));
-        assert_eq!(pair("3 / 0"), None);
     }
 
     #[test]

@@ -3,15 +3,15 @@
 //! Where a test changes a fixture (quotes it, re-encodes it, pastes it
 //! twice), the change is made here in code, on the real text.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use harness::arch::Arch;
-use harness::kd;
-use harness::nt::PoolType;
-use harness::verdict::{BugCheck, Engine, ExitCode, Leak, Outcome, Stage, Verdict};
+use harness_core::arch::Arch;
+use harness_core::nt::PoolType;
+use harness_core::verdict::{BugCheck, Engine, ExitCode, Leak, Outcome, Stage, Verdict};
+use harness_kd_text as kd;
 
 fn fixture_path(fixture: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -551,7 +551,7 @@ fn x64_banner_as_the_debugger_prints_it() {
     ] {
         let verdict = Verdict::new("x.sys", Engine::Kd, Some(Arch::X64));
         let bugcheck = BugCheck::new(code, bug_args);
-        let rendered = harness::render::analyze(&bugcheck, &verdict, Arch::X64);
+        let rendered = harness_core::render::analyze(&bugcheck, &verdict, Arch::X64);
         let banner: Vec<&str> = rendered.lines().take(2).collect();
         let real = fixture(fixture_name);
         let position = real
@@ -662,7 +662,7 @@ fn assert_round_trip(original: &Verdict, back: &Verdict) {
 #[test]
 fn render_then_analyze_keeps_the_verdict() {
     for original in own_verdicts() {
-        let text = harness::render::report(&original);
+        let text = harness_core::render::report(&original);
         let back = kd::analyze(&text, "report").unwrap_or_else(|error| panic!("{error}\n{text}"));
         assert_round_trip(&original, &back);
     }
@@ -682,7 +682,8 @@ fn fixture_verdicts_survive_their_own_report() {
     for path in names {
         let text = std::fs::read_to_string(&path).expect("fixture");
         let verdict = kd::analyze(&text, "fixture").expect("verdict");
-        let back = kd::analyze(&harness::render::report(&verdict), "report").expect("read back");
+        let back =
+            kd::analyze(&harness_core::render::report(&verdict), "report").expect("read back");
         let name = path.display();
         assert_round_trip(&verdict, &back);
         assert_eq!(back.stage, verdict.stage, "{name}");
@@ -750,7 +751,7 @@ fn adversarial_text_never_panics() {
         assert!(started.elapsed() < Duration::from_secs(10));
         if let Ok(verdict) = result {
             // Whatever it found, the verdict is whole.
-            let _ = harness::render::report(&verdict);
+            let _ = harness_core::render::report(&verdict);
         }
     }
 }

@@ -2,11 +2,11 @@
 //! a verdict; never a panic or a Python traceback. Includes a fuzz run over
 //! mutations of the real Sample.sys.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
-use harness::arch::Arch;
+use harness_core::arch::Arch;
 
 fn assert_could_not_run(run: &common::Run, expect: &str) {
     run.cannot_judge(expect);

@@ -2,13 +2,13 @@
 //! The real cross-built images are parsed with the `object` PE reader and
 //! their code disassembled with iced-x86.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 
-use harness::arch::Arch;
-use harness::pe::{PeImage, SUBSYSTEM_NATIVE};
-use harness::symbols::{SymbolSource, Symbolizer};
+use harness_core::arch::Arch;
+use harness_core::pe::{PeImage, SUBSYSTEM_NATIVE};
+use harness_core::symbols::{SymbolSource, Symbolizer};
 
 /// Characteristics bit of DLLs; a driver built as a plain image has none.
 const IMAGE_FILE_DLL: u16 = 0x2000;

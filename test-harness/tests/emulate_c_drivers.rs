@@ -2,11 +2,11 @@
 //! are judged like Driver Verifier and the kernel would judge them, by the
 //! native engine and by Speakeasy alike.
 
-mod common;
+use crate::common;
 
-use harness::arch::Arch;
-use harness::nt::PoolType;
-use harness::verdict::{ExitCode, FaultKind, Outcome, Verdict};
+use harness_core::arch::Arch;
+use harness_core::nt::PoolType;
+use harness_core::verdict::{ExitCode, FaultKind, Outcome, Verdict};
 
 /// Both emulators that run x86 and x64 drivers.
 const ENGINES: [&str; 2] = ["native", "speakeasy"];
@@ -106,7 +106,7 @@ fn endless_loop_is_stopped_by_the_instruction_budget() {
         assert_eq!(verdict.outcome(), Outcome::EntryDidNotReturn);
         assert_eq!(
             verdict.limit,
-            Some(harness::verdict::Limit::Instructions { count: 200_000 })
+            Some(harness_core::verdict::Limit::Instructions { count: 200_000 })
         );
         assert!(verdict.entry_status.is_none());
     }

@@ -3,23 +3,24 @@
 //! with Windows 7's registry path and pool blocks, and the same verdicts
 //! Speakeasy gives.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use harness::arch::Arch;
-use harness::engine::native::{self, machine::Options};
-use harness::events::Event;
-use harness::nt::PoolType;
-use harness::pe::PeImage;
-use harness::sweep::Sweep;
-use harness::verdict::{Engine, ExitCode, Outcome, Verdict};
+use harness_core::arch::Arch;
+use harness_core::events::Event;
+use harness_core::nt::PoolType;
+use harness_core::pe::PeImage;
+use harness_core::verdict::{Engine, ExitCode, Outcome, Verdict};
+use harness_engines::native;
+use harness_engines::sweep::Sweep;
+use harness_ntemu::{machine::Options, pool};
 
 /// Pages for a pool that lives outside a machine.
 struct Grow;
 
-impl native::pool::Grow for Grow {
+impl pool::Grow for Grow {
     fn grow(&mut self, _: u64, _: u64) -> bool {
         true
     }
@@ -102,7 +103,7 @@ fn the_verifier_length_0x70_comes_from_the_pool_block() {
     assert!(run.stdout.contains("0x00000070  abcd"), "{}", run.stdout);
     let tag = u32::from_le_bytes(*b"abcd");
     for (arch, block) in [(Arch::X86, 0x78), (Arch::X64, 0x80)] {
-        let mut pool = native::pool::Pool::new(arch);
+        let mut pool = pool::Pool::new(arch);
         // The verifier's thunk rounds 0x6c to 0x70 and marks the type 0xc1.
         let (allocated, _) = pool.allocate(0xc1, 0x70, tag, &mut Grow).expect("block");
         assert_eq!(allocated.size, block, "{arch}");

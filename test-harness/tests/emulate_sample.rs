@@ -1,11 +1,11 @@
 //! Issue 3: the real portable builds of Sample.sys, run through the real
 //! the native engine (the default), give the verdicts the walkthrough shows.
 
-mod common;
+use crate::common;
 
-use harness::arch::Arch;
-use harness::nt::PoolType;
-use harness::verdict::{Engine, ExitCode, Outcome, Verdict};
+use harness_core::arch::Arch;
+use harness_core::nt::PoolType;
+use harness_core::verdict::{Engine, ExitCode, Outcome, Verdict};
 
 /// The walkthrough's debugger log (../shared/seed, copied as a fixture).
 const WALKTHROUGH: &str = include_str!("fixtures/walkthrough-win7-x86.txt");

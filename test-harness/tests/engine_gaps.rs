@@ -22,13 +22,13 @@
 //! | unknown_import  | 2: ntoskrnl.exe!ExHarnessNoSuchRoutine not in the list |
 //! | WinDivert 64/32 | 2: calls WdfVersionBind (KMDF; WinDivert64+0x4a9b)     |
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 
 use common::{CBuild, Run};
-use harness::arch::Arch;
-use harness::verdict::ExitCode;
+use harness_core::arch::Arch;
+use harness_core::verdict::ExitCode;
 
 /// The engines the corpus runs on: adding an engine is one line here (its
 /// expected results default to each case's `acceptable` list).
@@ -53,7 +53,7 @@ impl Expect {
         match self {
             Self::Verdict(code) => {
                 run.code == i32::from(code as u8)
-                    && serde_json::from_str::<harness::verdict::Verdict>(&run.stdout)
+                    && serde_json::from_str::<harness_core::verdict::Verdict>(&run.stdout)
                         .is_ok_and(|verdict| verdict.exit_code() == code)
             }
             Self::CannotJudge(needle) => run.code == 2 && one_line && run.stderr.contains(needle),

@@ -5,12 +5,12 @@
 //! with what the session itself reported elsewhere (the buffer `r` shows is
 //! the one `!pool`, `!poolfind` and `!verifier 3` show).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
-use harness::arch::Arch;
-use harness::verdict::ExitCode;
+use harness_core::arch::Arch;
+use harness_core::verdict::ExitCode;
 
 /// One command of a transcript and what it printed.
 struct Step {

@@ -9,13 +9,13 @@
 //! random command lines from a trainee's vocabulary, in one session each
 //! 500: every line answers, nothing panics.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use harness::arch::Arch;
+use harness_core::arch::Arch;
 
 use common::Random;
 

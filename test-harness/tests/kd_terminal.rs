@@ -2,13 +2,13 @@
 //! in a pseudo-terminal, types with send-keys and reads the screen with
 //! capture-pane. tmux is one of the set-up's packages (scripts/linux.sh).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use harness::arch::Arch;
+use harness_core::arch::Arch;
 
 /// A tmux server of the test's own (`-L`), so that nothing else is touched.
 struct Tmux {

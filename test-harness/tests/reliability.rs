@@ -2,15 +2,15 @@
 //! directories, unbounded memory or time, a FIFO's endless read), and the
 //! engine's own limits are reported as such.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{CBuild, Measured, Run};
-use harness::arch::Arch;
-use harness::verdict::{ExitCode, FaultKind, Outcome};
+use harness_core::arch::Arch;
+use harness_core::verdict::{ExitCode, FaultKind, Outcome};
 
 /// Asserts exit `code`, one line on stderr containing `expect`, no panic or
 /// traceback.
@@ -409,7 +409,7 @@ fn the_timeout_covers_the_whole_run() {
     assert_eq!(verdict.outcome(), Outcome::EntryDidNotReturn);
     assert_eq!(
         verdict.limit,
-        Some(harness::verdict::Limit::Time { seconds: 3 })
+        Some(harness_core::verdict::Limit::Time { seconds: 3 })
     );
     assert!(
         measured.elapsed < Duration::from_secs(5),

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use harness::pe::PeImage;
-use harness::signing;
+use harness_build::signing;
+use harness_core::pe::PeImage;
 
 /// `WIN_CERT_REVISION_2_0` and `WIN_CERT_TYPE_PKCS_SIGNED_DATA` (WinTrust.h):
 /// the header of an Authenticode signature in the certificate table.

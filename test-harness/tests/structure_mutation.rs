@@ -7,14 +7,14 @@
 //! the harness and its engine, measured with `wait4`). About 200 runs, two
 //! at a time: about a minute on a 2-core machine.
 
-mod common;
+use crate::common;
 
 use std::ffi::OsStr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use harness::arch::Arch;
+use harness_core::arch::Arch;
 
 /// The most a run may take (the budget given is 10 s).
 const TIME_BOUND: Duration = Duration::from_secs(20);
@@ -377,7 +377,7 @@ fn check(run: &common::Run) -> Option<String> {
         return Some(format!("crash: {}", run.stderr));
     }
     match run.code {
-        0 | 3 | 4 => match serde_json::from_str::<harness::verdict::Verdict>(&run.stdout) {
+        0 | 3 | 4 => match serde_json::from_str::<harness_core::verdict::Verdict>(&run.stdout) {
             Ok(verdict) if i32::from(verdict.exit_code() as u8) == run.code => None,
             Ok(_) => Some(format!("exit {} disagrees with the verdict", run.code)),
             Err(error) => Some(format!("exit {} without a verdict ({error})", run.code)),

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use harness::arch::Arch;
-use harness::verdict::{Engine, ExitCode, Verdict};
 use harness::vm::{self, Remote, Transport, TransportError, VmError, VmOptions};
+use harness_core::arch::Arch;
+use harness_core::verdict::{Engine, ExitCode, Verdict};
 
 const KD_OUTPUT: &str = include_str!("fixtures/walkthrough-win7-x86.txt");
 
@@ -559,7 +559,7 @@ fn built(arch: Arch) -> &'static Path {
         Arch::X86 => &X86,
     };
     cell.get_or_init(|| {
-        harness::driver_build::build(arch, false)
+        harness_build::driver_build::build(arch, false)
             .expect("portable build")
             .sys
     })
@@ -571,10 +571,11 @@ fn signed_x64() -> &'static Path {
     &SIGNED
         .get_or_init(|| {
             let dir = tempfile::tempdir().expect("dir");
-            let certificate =
-                harness::signing::certificate_in(&dir.path().join("cert")).expect("certificate");
-            let signed = harness::signing::signed_copy(built(Arch::X64), dir.path(), &certificate)
-                .expect("signed");
+            let certificate = harness_build::signing::certificate_in(&dir.path().join("cert"))
+                .expect("certificate");
+            let signed =
+                harness_build::signing::signed_copy(built(Arch::X64), dir.path(), &certificate)
+                    .expect("signed");
             (dir, signed)
         })
         .1
@@ -995,14 +996,14 @@ fn missing_evidence_is_refused_before_changing_anything() {
 #[test]
 fn verifier_query_fixtures_in_both_formats() {
     // Windows 10/11, real output (fixtures/vm/README.md).
-    let win10 = vm::parse_query(include_str!("fixtures/vm/query-win10-module.txt"));
+    let win10 = harness_kd_text::parse_query(include_str!("fixtures/vm/query-win10-module.txt"));
     let module = win10.module("safeupload.sys").expect("module");
     assert_eq!((module.loads, module.unloads), (1, 0));
     assert_eq!((module.current_nonpaged, module.current_paged), (0, 0));
     assert!(!win10.none_verified);
 
     // The older Name: form.
-    let old = vm::parse_query(include_str!("fixtures/vm/query-old-format.txt"));
+    let old = harness_kd_text::parse_query(include_str!("fixtures/vm/query-old-format.txt"));
     let module = old.module("Sample.sys").expect("module");
     assert_eq!((module.loads, module.unloads), (1, 1));
     assert_eq!((module.current_paged, module.current_nonpaged), (1, 0));
@@ -1010,11 +1011,11 @@ fn verifier_query_fixtures_in_both_formats() {
     assert!(old.module("ntfs.sys").is_some());
 
     // Nothing verified.
-    let none = vm::parse_query(include_str!("fixtures/vm/query-none.txt"));
+    let none = harness_kd_text::parse_query(include_str!("fixtures/vm/query-none.txt"));
     assert!(none.none_verified && none.modules.is_empty());
 
     // A name is matched whole: Sample.sys.bak is not Sample.sys.
-    let other = vm::parse_query("MODULE: Sample.sys.bak (load: 1 / unload: 1)");
+    let other = harness_kd_text::parse_query("MODULE: Sample.sys.bak (load: 1 / unload: 1)");
     assert!(other.module("Sample.sys").is_none());
 }
 

@@ -2,15 +2,14 @@
 //! `samplectl.exe` (built with MinGW) against Wine's Service Control Manager,
 //! and the real x64 Sample.sys loaded by winedevice.exe.
 
-mod common;
-#[path = "common/wine.rs"]
-mod wine;
+use crate::common;
+use crate::common::wine;
 
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
-use harness::arch::Arch;
-use harness::engine::wine::WineMachine;
+use harness_core::arch::Arch;
+use harness_engines::wine::WineMachine;
 
 /// One fresh prefix for this test binary, made anew on each run in cargo's
 /// target tmp dir (`wine-machine`, so that it never piles up); tests take
@@ -18,7 +17,8 @@ use harness::engine::wine::WineMachine;
 fn machine() -> &'static Mutex<WineMachine> {
     static MACHINE: OnceLock<Mutex<WineMachine>> = OnceLock::new();
     MACHINE.get_or_init(|| {
-        let samplectl = harness::driver_build::build_samplectl().expect("samplectl.exe builds");
+        let samplectl =
+            harness_build::driver_build::build_samplectl().expect("samplectl.exe builds");
         let prefix = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("wine-machine");
         if let Ok(mut old) = WineMachine::open(&prefix) {
             old.kill_session();
@@ -38,7 +38,7 @@ fn copy_in(machine: &WineMachine, leak: bool) -> String {
     format!(r"C:\{name}")
 }
 
-fn ok(result: &harness::engine::wine::ControlResult) -> &str {
+fn ok(result: &harness_engines::wine::ControlResult) -> &str {
     assert_eq!(result.code, Some(0), "stderr: {}", result.stderr);
     &result.stdout
 }
@@ -157,9 +157,9 @@ fn wine_engine_verdicts_equal_speakeasy() {
         assert_eq!(wine.code, speakeasy.code, "{}", wine.stderr);
         assert_eq!(wine.stderr, "", "nothing on stderr");
         let (wine, speakeasy) = (wine.verdict(), speakeasy.verdict());
-        assert_eq!(wine.engine, harness::verdict::Engine::Wine);
+        assert_eq!(wine.engine, harness_core::verdict::Engine::Wine);
         assert_eq!(wine.entry_status, speakeasy.entry_status);
-        let registry_path = |verdict: &harness::verdict::Verdict| -> String {
+        let registry_path = |verdict: &harness_core::verdict::Verdict| -> String {
             verdict.debug_output[0]
                 .strip_prefix("original registry path: ")
                 .expect("the registry path line")
@@ -173,7 +173,7 @@ fn wine_engine_verdicts_equal_speakeasy() {
                 .is_some_and(|service| service.starts_with("HarnessTest_Sample_")),
             "{wine_path}"
         );
-        let without_path = |verdict: &harness::verdict::Verdict| -> Vec<String> {
+        let without_path = |verdict: &harness_core::verdict::Verdict| -> Vec<String> {
             let path = registry_path(verdict);
             verdict
                 .debug_output
@@ -182,7 +182,7 @@ fn wine_engine_verdicts_equal_speakeasy() {
                 .collect()
         };
         assert_eq!(without_path(&wine), without_path(&speakeasy));
-        let essentials = |verdict: &harness::verdict::Verdict| {
+        let essentials = |verdict: &harness_core::verdict::Verdict| {
             verdict
                 .bugcheck
                 .as_ref()
@@ -190,7 +190,7 @@ fn wine_engine_verdicts_equal_speakeasy() {
         };
         assert_eq!(essentials(&wine), essentials(&speakeasy));
         // Each leak is the copy of the path that machine passed.
-        let leaked = |verdict: &harness::verdict::Verdict| -> Vec<(String, u64)> {
+        let leaked = |verdict: &harness_core::verdict::Verdict| -> Vec<(String, u64)> {
             let path_bytes =
                 2 * u64::try_from(registry_path(verdict).encode_utf16().count()).expect("length");
             verdict

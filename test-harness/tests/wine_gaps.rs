@@ -4,16 +4,15 @@
 //! quickly, and leave no service behind; a reused pool address is one
 //! allocation; a driver named like a service of the prefix leaves it alone.
 
-mod common;
-#[path = "common/wine.rs"]
-mod wine;
+use crate::common;
+use crate::common::wine;
 
 use std::time::{Duration, Instant};
 
-use harness::arch::Arch;
-use harness::engine::RunOptions;
-use harness::events::{Event, Gap};
-use harness::verdict::{ExitCode, Limit, Outcome};
+use harness_core::arch::Arch;
+use harness_core::events::{Event, Gap};
+use harness_core::verdict::{ExitCode, Limit, Outcome};
+use harness_engines::engine::RunOptions;
 
 #[test]
 fn engine_gaps_are_one_line_and_exit_2_never_a_verdict() {
@@ -68,9 +67,9 @@ fn a_driver_that_survives_a_stub_and_then_crashes_is_not_judged() {
     let _serial = wine::serial();
     let dir = tempfile::tempdir().expect("temp dir");
     let driver = wine::gap_driver("SEH_STUB", dir.path());
-    let image = harness::pe::PeImage::read(&driver).expect("a PE");
+    let image = harness_core::pe::PeImage::read(&driver).expect("a PE");
     let events =
-        harness::engine::wine::run_at(wine::prefix(), &driver, &image, &RunOptions::default())
+        harness_engines::wine::run_at(wine::prefix(), &driver, &image, &RunOptions::default())
             .expect("Wine ran it");
     let gap = events
         .iter()
@@ -169,7 +168,7 @@ fn a_driver_named_like_a_service_of_the_prefix_leaves_it_alone() {
         "{:?}",
         run.debug_output
     );
-    let mut machine = harness::engine::wine::WineMachine::open(wine::prefix()).expect("prefix");
+    let mut machine = harness_engines::wine::WineMachine::open(wine::prefix()).expect("prefix");
     let status = machine
         .samplectl(&["status", "--name", "PlugPlay"])
         .expect("samplectl runs");

@@ -2,16 +2,15 @@
 //! when killed (SIGKILL), not after an earlier run was killed, not in
 //! `$TMPDIR`, and nothing on stderr when all went well.
 
-mod common;
-#[path = "common/wine.rs"]
-mod wine;
+use crate::common;
+use crate::common::wine;
 
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use harness::arch::Arch;
-use harness::engine::wine::{SERVICE_PREFIX, WineMachine};
+use harness_core::arch::Arch;
+use harness_engines::wine::{SERVICE_PREFIX, WineMachine};
 
 /// Starts `harness emulate` on a driver whose DriverEntry never returns and
 /// waits until winedevice.exe runs it.
@@ -83,7 +82,7 @@ fn sigint_mid_run_stops_the_session_and_deregisters_the_service() {
     );
     // By the time the harness exits, nothing of the session is left.
     assert_eq!(
-        harness::engine::wine::prefix_processes(wine::prefix()),
+        harness_engines::wine::prefix_processes(wine::prefix()),
         Vec::<u32>::new()
     );
     wine::wait_until_idle(wine::prefix(), Duration::from_secs(5)).expect("idle");
@@ -139,10 +138,10 @@ fn the_next_run_removes_what_a_killed_run_left() {
         .status()
         .expect("wineserver");
     assert!(status.success());
-    assert!(!harness::engine::wine::prefix_processes(prefix).is_empty());
+    assert!(!harness_engines::wine::prefix_processes(prefix).is_empty());
 
     let built = common::driver(Arch::X64, false);
-    wine::emulate(&built.sys, &[]).expect(harness::verdict::ExitCode::Clean);
+    wine::emulate(&built.sys, &[]).expect(harness_core::verdict::ExitCode::Clean);
     assert!(wine::harness_services(prefix).is_empty());
     assert!(
         !stale_copy.exists(),
@@ -157,7 +156,7 @@ fn a_clean_run_prints_nothing_on_stderr() {
     let built = common::driver(Arch::X64, false);
     let started = Instant::now();
     let run = wine::emulate(&built.sys, &[]);
-    run.expect(harness::verdict::ExitCode::Clean);
+    run.expect(harness_core::verdict::ExitCode::Clean);
     println!("one Wine verdict: {:.2} s", started.elapsed().as_secs_f64());
     assert_eq!(run.stderr, "", "no build output, no Wine output");
 }
@@ -190,7 +189,7 @@ fn a_new_prefix_and_a_run_leave_nothing_in_tmpdir() {
             "--json",
         ],
     );
-    run.expect(harness::verdict::ExitCode::Violation);
+    run.expect(harness_core::verdict::ExitCode::Violation);
     let left: Vec<_> = std::fs::read_dir(&private)
         .expect("read")
         .map(|entry| entry.expect("entry").file_name())

@@ -1,13 +1,14 @@
 //! Helpers shared by the integration tests: build the real drivers, run the
 //! real `harness` binary, compile C drivers with MinGW.
-#![allow(dead_code)] // each test binary uses its own subset
+
+pub mod wine;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use harness::arch::Arch;
-use harness::driver_build::{self, BuiltDriver};
-use harness::verdict::{ExitCode, Verdict};
+use harness_build::driver_build::{self, BuiltDriver};
+use harness_core::arch::Arch;
+use harness_core::verdict::{ExitCode, Verdict};
 
 /// Builds (or reuses) a portable driver variant.
 pub fn driver(arch: Arch, leak: bool) -> BuiltDriver {

@@ -1,14 +1,12 @@
-//! Helpers of the Wine tests (included with `#[path]` by each Wine test
-//! binary): one prefix for the engine's runs in cargo's target tmp dir, made
+//! Helpers of the Wine tests: one prefix for the engine's runs in cargo's target tmp dir, made
 //! by `harness setup`; the harness run in it; the MinGW gap corpus.
-#![allow(dead_code)] // each test binary uses its own subset
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use harness::engine::wine;
+use harness_engines::wine;
 
 use crate::common::Run;
 

@@ -1,0 +1,103 @@
+//! Where commands come from: a script (each command echoed after `kd> `,
+//! so the output reads like a kd log) or the interactive prompt, with line
+//! editing and history (rustyline).
+
+use std::io::{self, IsTerminal as _, Read as _};
+
+use rustyline::DefaultEditor;
+use rustyline::error::ReadlineError;
+
+use super::session::{PROMPT, Session};
+use harness_core::console::emit;
+
+/// Longest command line kd takes; a longer one is refused, not run.
+pub const MAX_LINE: usize = 4096;
+
+/// Largest script read from stdin.
+const MAX_STDIN: u64 = 16 << 20;
+
+/// Whether stdin is a terminal (the interactive prompt) or a pipe/file.
+#[must_use]
+pub fn stdin_is_terminal() -> bool {
+    io::stdin().is_terminal()
+}
+
+/// Reads a whole script from stdin, up to a limit.
+///
+/// # Errors
+/// stdin cannot be read, is not UTF-8, or is too large.
+pub fn read_stdin() -> io::Result<String> {
+    let mut bytes = Vec::new();
+    io::stdin().take(MAX_STDIN + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_STDIN {
+        return Err(io::Error::other(format!(
+            "stdin: more than {} MiB of commands",
+            MAX_STDIN >> 20
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| io::Error::other("stdin: the commands are not UTF-8 text"))
+}
+
+/// Runs a script's lines, printing each after the prompt and then its
+/// output, until the end or `q`. Blank lines are skipped.
+///
+/// # Errors
+/// stdout failed (a closed pipe is not a failure).
+pub fn replay(session: &mut Session, script: &str) -> io::Result<()> {
+    for line in script.lines() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            continue;
+        }
+        emit(&format!("{PROMPT}{line}\n"))?;
+        let (output, quit) = run_line(session, line);
+        emit(&output)?;
+        if quit {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn run_line(session: &mut Session, line: &str) -> (String, bool) {
+    if line.len() > MAX_LINE {
+        return (
+            format!("harness kd: a command line is at most {MAX_LINE} characters\n"),
+            false,
+        );
+    }
+    session.execute(line)
+}
+
+/// The `kd> ` prompt on a terminal. Ctrl-C clears the line; Ctrl-D or `q`
+/// ends the session.
+///
+/// # Errors
+/// The terminal failed.
+pub fn interactive(session: &mut Session) -> io::Result<()> {
+    let mut editor = DefaultEditor::new().map_err(io::Error::other)?;
+    let profile = format!(
+        "harness kd: {} ({}) on an emulated Windows {} with Driver Verifier pool tracking; the driver is not loaded yet: g starts it, q quits\n",
+        session.driver_name(),
+        session.arch(),
+        session.windows_version()
+    );
+    emit(&profile)?;
+    loop {
+        match editor.readline(PROMPT) {
+            Ok(line) => {
+                if !line.trim().is_empty() {
+                    let _ = editor.add_history_entry(line.as_str());
+                }
+                let (output, quit) = run_line(session, &line);
+                emit(&output)?;
+                if quit {
+                    return Ok(());
+                }
+            }
+            Err(ReadlineError::Interrupted) => {}
+            Err(ReadlineError::Eof) => return Ok(()),
+            Err(error) => return Err(io::Error::other(error)),
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! Running the target: `g`, `gu`, `p`, `t`, and breakpoints (`bp`, `bu`,
+//! `bl`, `bc`, `bd`, `be`).
+
+use std::fmt::Write as _;
+
+use iced_x86::{Decoder, DecoderOptions};
+
+use super::{Breakpoint, CommandError, Reply, Session};
+use crate::expr;
+use harness_ntemu::machine::Stop;
+
+/// How a stop at the session's own temporary breakpoint is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arrival {
+    /// `gu`, `g <address>`: the location.
+    Location,
+    /// `p`: the registers and the location, as after a step.
+    Step,
+}
+
+/// `k`, `kb`, `kv`, `kn`, `kvn`, `kbn`, `kp`...: `k` and option letters.
+#[must_use]
+pub fn is_stack_command(name: &str) -> bool {
+    name.strip_prefix('k').is_some_and(|options| {
+        options
+            .chars()
+            .all(|c| matches!(c, 'b' | 'v' | 'n' | 'p' | 'f' | 'c'))
+    })
+}
+
+impl Session {
+    /// Runs until the next stop, with an optional breakpoint of the
+    /// session's own (`gu`, `p`, `g <address>`).
+    fn run(&mut self, temporary: Option<u64>, arrival: Arrival) -> Reply {
+        self.runnable()?;
+        self.resolve_deferred();
+        let mut list = Vec::new();
+        let mut ids = Vec::new();
+        for (id, breakpoint) in self.breakpoints.iter().enumerate() {
+            if let Some(Breakpoint {
+                address: Some(address),
+                enabled: true,
+                ..
+            }) = breakpoint
+            {
+                list.push((*address, true));
+                ids.push(Some(id));
+            }
+        }
+        if let Some(address) = temporary {
+            list.push((address, true));
+            ids.push(None);
+        }
+        self.target
+            .machine
+            .set_breakpoints(&list)
+            .map_err(|error| CommandError::Message(format!("harness kd: {error}")))?;
+        let ip = self.target.ip();
+        // Resuming from a breakpoint runs its instruction first (unless the
+        // machine resumes elsewhere: past an `int 3` it broke on).
+        let resumes_here = self
+            .target
+            .machine
+            .kernel()
+            .resume_at
+            .is_none_or(|at| at == ip);
+        if resumes_here && list.iter().any(|(address, _)| *address == ip) {
+            self.target.machine.pass_breakpoint_at(ip);
+        }
+        let stop = self.target.machine.resume();
+        let own = matches!(stop, Stop::Breakpoint(index) if ids.get(index) == Some(&None));
+        let shown = if own && arrival == Arrival::Step {
+            Stop::Stepped
+        } else {
+            stop.clone()
+        };
+        // The session's own breakpoint prints no "Breakpoint N hit" (`ids` has no number for it).
+        let mut out = self.report(&shown, &ids);
+        let _ = self.target.machine.set_breakpoints(&[]);
+        if let Stop::Breakpoint(index) = stop
+            && let Some(Some(id)) = ids.get(index)
+            && let Some(Some(Breakpoint {
+                commands: Some(commands),
+                ..
+            })) = self.breakpoints.get(*id).cloned()
+        {
+            let (more, _) = self.execute(&commands);
+            out.push_str(&more);
+        }
+        Ok(out)
+    }
+
+    /// `g [address]`.
+    pub(super) fn go(&mut self, args: &str) -> Reply {
+        let temporary = if args.is_empty() {
+            None
+        } else {
+            Some(expr::evaluate(args.trim_start_matches('='), self)?)
+        };
+        self.run(temporary, Arrival::Location)
+    }
+
+    /// `gu`: run until the current function returns.
+    pub(super) fn go_up(&mut self) -> Reply {
+        self.runnable()?;
+        let frames = self.frames();
+        let Some(return_address) = frames
+            .first()
+            .map(|frame| frame.return_address)
+            .filter(|address| *address != 0)
+        else {
+            return Err(CommandError::Message(
+                "harness kd: the current function has no caller to return to".into(),
+            ));
+        };
+        self.run(Some(return_address), Arrival::Location)
+    }
+
+    /// `t`: one instruction.
+    pub(super) fn step_into(&mut self) -> Reply {
+        self.runnable()?;
+        self.resolve_deferred();
+        // No breakpoints are set while stepping: one instruction runs.
+        let stop = self.target.machine.step();
+        Ok(self.report(&stop, &[]))
+    }
+
+    /// `p`: one instruction, running whole calls.
+    pub(super) fn step_over(&mut self) -> Reply {
+        self.runnable()?;
+        let ip = self.target.ip();
+        let bytes = self.target.read(ip, 16).unwrap_or_default();
+        let bitness = if self.pointer_size() == 4 { 32 } else { 64 };
+        let instruction = Decoder::with_ip(bitness, &bytes, ip, DecoderOptions::NONE).decode();
+        let over = instruction.is_call_near()
+            || instruction.is_call_far()
+            || instruction.is_call_near_indirect()
+            || instruction.has_rep_prefix()
+            || instruction.has_repne_prefix();
+        if over && !instruction.is_invalid() {
+            self.run(Some(instruction.next_ip()), Arrival::Step)
+        } else {
+            self.step_into()
+        }
+    }
+
+    /// Evaluates an expression with the driver's names visible even before
+    /// it is loaded (deferred breakpoints: the image is already in place).
+    fn evaluate_with_driver(&mut self, text: &str) -> Result<u64, expr::ExprError> {
+        let mapped = self.names.mapped;
+        if !self.target.machine.started() {
+            self.names.mapped = true;
+        }
+        let result = expr::evaluate(text, self);
+        self.names.mapped = mapped;
+        result
+    }
+
+    /// Resolves deferred breakpoints whose module is now known.
+    fn resolve_deferred(&mut self) {
+        let pending: Vec<(usize, String)> = self
+            .breakpoints
+            .iter()
+            .enumerate()
+            .filter_map(|(id, breakpoint)| {
+                breakpoint
+                    .as_ref()
+                    .filter(|breakpoint| breakpoint.address.is_none())
+                    .map(|breakpoint| (id, breakpoint.expression.clone()))
+            })
+            .collect();
+        for (id, expression) in pending {
+            if let Ok(address) = self.evaluate_with_driver(&expression)
+                && let Some(Some(breakpoint)) = self.breakpoints.get_mut(id)
+            {
+                breakpoint.address = Some(address);
+            }
+        }
+    }
+
+    /// `bp [ID] address ["commands"]`; `bu` the same, deferred by name.
+    pub(super) fn set_breakpoint(&mut self, raw: &str) -> Reply {
+        // `bp1 addr` sets breakpoint 1 (the ID follows the command directly).
+        let digits = raw.len() - raw.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let (id, rest) = if digits > 0 {
+            (raw[..digits].parse::<usize>().ok(), &raw[digits..])
+        } else {
+            (None, raw)
+        };
+        let rest = rest.trim();
+        let (target, commands) = rest.find('"').map_or((rest, None), |at| {
+            let body = rest[at + 1..].trim_end();
+            let body = body.strip_suffix('"').unwrap_or(body);
+            (rest[..at].trim(), Some(body.to_owned()))
+        });
+        if target.is_empty() {
+            return Err(CommandError::Message(
+                "harness kd: bp needs an address (bp Sample!DriverEntry+0x2c)".into(),
+            ));
+        }
+        // Syntax first: an expression kd cannot parse is an error, not a deferral.
+        let used = expr::expression_len(target)?;
+        if !target[used..].trim().is_empty() {
+            return Err(CommandError::Message(format!(
+                "harness kd: pass counts are not supported: '{}'",
+                target[used..].trim()
+            )));
+        }
+        let mut out = String::new();
+        let address = match expr::evaluate(target, self) {
+            Ok(address) => Some(address),
+            Err(expr::ExprError::Unresolved(_)) => {
+                // kd defers a breakpoint on a module that is not loaded yet.
+                self.evaluate_with_driver(target)
+                    .map_err(CommandError::from)?;
+                let _ = writeln!(
+                    out,
+                    "Bp expression '{target}' could not be resolved, adding deferred bp"
+                );
+                None
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let id = id.unwrap_or_else(|| {
+            self.breakpoints
+                .iter()
+                .position(Option::is_none)
+                .unwrap_or(self.breakpoints.len())
+        });
+        if id >= 0x400 {
+            return Err(CommandError::Message(format!(
+                "harness kd: breakpoint IDs go up to 0n1023, not 0n{id}"
+            )));
+        }
+        if let Some(existing) = address.and_then(|address| {
+            self.breakpoints.iter().position(|breakpoint| {
+                breakpoint
+                    .as_ref()
+                    .is_some_and(|breakpoint| breakpoint.address == Some(address))
+            })
+        }) && existing != id
+        {
+            let _ = writeln!(out, "breakpoint {existing} redefined");
+            self.breakpoints[existing] = None;
+        }
+        if self.breakpoints.len() <= id {
+            self.breakpoints.resize(id + 1, None);
+        }
+        self.breakpoints[id] = Some(Breakpoint {
+            expression: target.to_owned(),
+            address,
+            enabled: true,
+            commands,
+        });
+        Ok(out)
+    }
+
+    /// `bl`.
+    pub(super) fn list_breakpoints(&self) -> String {
+        let mut out = String::new();
+        for (id, breakpoint) in self.breakpoints.iter().enumerate() {
+            let Some(breakpoint) = breakpoint else {
+                continue;
+            };
+            // The walkthrough's kd: the state, then its DML toggle's text.
+            let state = if breakpoint.enabled {
+                "e Disable Clear "
+            } else {
+                "d Enable Clear "
+            };
+            if let Some(address) = breakpoint.address {
+                let name = self
+                    .names
+                    .name_of(address)
+                    .unwrap_or_else(|| breakpoint.expression.clone());
+                let _ = write!(
+                    out,
+                    "{id:>6} {state} {}     0001 (0001) {name}",
+                    self.address(address)
+                );
+            } else {
+                // Deferred: `u` where the address goes, the expression in parentheses.
+                let blank = " ".repeat(self.address(0).len() + 5);
+                let _ = write!(
+                    out,
+                    "{id:>6} {state}u{blank}0001 (0001) ({})",
+                    breakpoint.expression
+                );
+            }
+            if let Some(commands) = &breakpoint.commands {
+                let _ = write!(out, " \"{commands}\"");
+            }
+            out.push('\n');
+        }
+        out
+    }
+
+    /// `bc`, `bd`, `be` with `*` or a list of IDs and ranges (`1-3`).
+    pub(super) fn change_breakpoints(&mut self, command: &str, args: &str) -> Reply {
+        if args.is_empty() {
+            return Err(CommandError::Message(format!(
+                "harness kd: {command} needs breakpoint IDs or *"
+            )));
+        }
+        let mut ids = Vec::new();
+        for part in args.split([' ', ',']).filter(|part| !part.is_empty()) {
+            if part == "*" {
+                ids.extend(0..self.breakpoints.len());
+                continue;
+            }
+            let number = |text: &str| {
+                expr::evaluate(text, self)
+                    .ok()
+                    .and_then(|value| usize::try_from(value).ok())
+            };
+            match part.split_once('-') {
+                Some((low, high)) => match (number(low), number(high)) {
+                    (Some(low), Some(high)) if low <= high => ids.extend(low..=high),
+                    _ => {
+                        return Err(CommandError::Message(format!(
+                            "harness kd: '{part}' is not a breakpoint ID range"
+                        )));
+                    }
+                },
+                None => match number(part) {
+                    Some(id) => ids.push(id),
+                    None => {
+                        return Err(CommandError::Message(format!(
+                            "harness kd: '{part}' is not a breakpoint ID"
+                        )));
+                    }
+                },
+            }
+        }
+        for id in ids {
+            let Some(slot) = self.breakpoints.get_mut(id) else {
+                continue;
+            };
+            match command {
+                "bc" => *slot = None,
+                "bd" => {
+                    if let Some(breakpoint) = slot {
+                        breakpoint.enabled = false;
+                    }
+                }
+                _ => {
+                    if let Some(breakpoint) = slot {
+                        breakpoint.enabled = true;
+                    }
+                }
+            }
+        }
+        Ok(String::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stack_commands_are_k_with_options() {
+        for name in ["k", "kb", "kv", "kn", "kvn", "kbn", "kp"] {
+            assert!(is_stack_command(name), "{name}");
+        }
+        for name in ["kd", "kx", "lm"] {
+            assert!(!is_stack_command(name), "{name}");
+        }
+    }
+}

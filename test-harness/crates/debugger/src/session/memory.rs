@@ -1,0 +1,60 @@
+//! Memory: the `d*` displays and the `e*` edits, on the machine's virtual
+//! memory (`ed nt!PoolHitTag 'dcba'` writes the variable the allocator
+//! compares tags with).
+
+use super::{CommandError, Reply, Session};
+use crate::expr::{self, ExprError};
+use crate::format::{self, DumpFormat};
+
+impl Session {
+    /// `db dw dd dq dp dc da du [range]`; without a range, where the last
+    /// display ended.
+    pub(super) fn dump(&mut self, command: &str, args: &str) -> Reply {
+        let Some(dump_format) = DumpFormat::from_command(command) else {
+            return Err(CommandError::Syntax {
+                column: 0,
+                text: command.to_owned(),
+            });
+        };
+        let ps = self.pointer_size();
+        let (start, count) = if args.is_empty() {
+            (self.next_dump, dump_format.default_count(ps))
+        } else {
+            let range = expr::parse_range(args, self)?;
+            range.resolve(dump_format.element_size(ps), dump_format.default_count(ps))?
+        };
+        let read = |address: u64, length: usize| self.target.read(address, length);
+        let dump = format::dump(dump_format, start, count, ps, &read);
+        self.next_dump = dump.next;
+        Ok(dump.text)
+    }
+
+    /// `eb ew ed eq ep address values...`.
+    pub(super) fn enter(&mut self, command: &str, args: &str) -> Reply {
+        let ps = self.pointer_size();
+        let size: usize = match command {
+            "eb" => 1,
+            "ew" => 2,
+            "ed" => 4,
+            "eq" => 8,
+            _ => usize::try_from(ps).unwrap_or(8),
+        };
+        let used = expr::expression_len(args)?;
+        let address = expr::evaluate(&args[..used], self)?;
+        let values = expr::parse_value_list(&args[used..], self)?;
+        if values.is_empty() {
+            return Err(CommandError::Message(format!(
+                "harness kd: {command} needs values after the address (interactive entry is not supported)"
+            )));
+        }
+        let mut at = address;
+        for value in values {
+            let bytes = value.to_le_bytes();
+            if !self.target.write(at, &bytes[..size]) {
+                return Err(ExprError::MemoryAccess(args[used..].trim().to_owned()).into());
+            }
+            at = at.wrapping_add(size as u64);
+        }
+        Ok(String::new())
+    }
+}

@@ -1,0 +1,241 @@
+//! `harness emulate`: one driver, one engine, one verdict.
+
+use std::path::{Path, PathBuf};
+
+use crate::engine::{EngineError, RunOptions};
+use harness_core::arch::Arch;
+use harness_core::error::{CannotJudge, InputError, LoadRefused, UnknownImport};
+use harness_core::events::Event;
+use harness_core::file_name;
+use harness_core::loader::{self, ImportProblem};
+use harness_core::pe::PeImage;
+use harness_core::symbols::{SymbolSource, Symbolizer};
+use harness_core::tracker::{self, Context};
+use harness_core::verdict::{Engine, ExitCode, Verdict};
+
+/// The engines `emulate` can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineKind {
+    /// The harness's own emulated kernel on Unicorn (x64 and x86).
+    Native,
+    /// Mandiant Speakeasy (x64 and x86).
+    Speakeasy,
+    /// Wine's winedevice.exe (x64 only).
+    Wine,
+}
+
+impl EngineKind {
+    /// The engine as verdicts name it.
+    #[must_use]
+    pub const fn engine(self) -> Engine {
+        match self {
+            Self::Native => Engine::Native,
+            Self::Speakeasy => Engine::Speakeasy,
+            Self::Wine => Engine::Wine,
+        }
+    }
+}
+
+/// Everything `emulate` needs.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The driver image.
+    pub driver: PathBuf,
+    /// Which engine runs it.
+    pub engine: EngineKind,
+    /// nt!PoolHitTag.
+    pub pool_hit_tag: Option<u32>,
+    /// Engine options.
+    pub options: RunOptions,
+}
+
+/// Why `emulate` gave no verdict.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulateError {
+    /// The driver file cannot be used.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The engine could not run.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The engine ran but fell short of a Windows machine.
+    #[error(transparent)]
+    CannotJudge(#[from] CannotJudge),
+    /// Windows would not load the image.
+    #[error(transparent)]
+    LoadRefused(#[from] LoadRefused),
+    /// Whether Windows would load the image cannot be told.
+    #[error(transparent)]
+    UnknownImport(#[from] UnknownImport),
+}
+
+impl EmulateError {
+    /// The exit code: 6 for an image Windows would not load, else 2
+    /// (could not run, or cannot judge).
+    #[must_use]
+    pub const fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::LoadRefused(_) => ExitCode::LoadRefused,
+            Self::Input(_) | Self::Engine(_) | Self::CannotJudge(_) | Self::UnknownImport(_) => {
+                ExitCode::CannotJudge
+            }
+        }
+    }
+}
+
+/// Runs a driver and judges it.
+///
+/// # Errors
+/// Bad input, a missing tool, an engine that could not run the driver, or
+/// a run that cannot be judged.
+pub fn emulate(request: &Request) -> Result<Verdict, EmulateError> {
+    let driver = &request.driver;
+    let (image, arch) = load_checks(driver)?;
+    let mut lacking = Vec::new();
+    let events = match request.engine {
+        EngineKind::Native => {
+            let prepared = crate::native::prepare(driver, &image)?;
+            lacking = prepared.missing_imports();
+            crate::native::run(&prepared, &native_options(request)?)?
+        }
+        EngineKind::Speakeasy => crate::speakeasy::run(driver, &request.options)?,
+        EngineKind::Wine => {
+            if arch != Arch::X64 {
+                return Err(InputError::Unsupported(format!(
+                    "{}: the wine engine runs x64 drivers only (Debian's wine64; 32-bit Wine is not installable here)",
+                    driver.display()
+                ))
+                .into());
+            }
+            crate::wine::run(driver, &image, &request.options)?
+        }
+    };
+    let mut verdict = judge(driver, &image, arch, &events, request)?;
+    if !lacking.is_empty() {
+        verdict.notes.push(format!(
+            "the native engine lacks {} of the driver's imports (a call to one stops the run): {}",
+            lacking.len(),
+            lacking
+                .iter()
+                .map(|(library, name)| format!("{library}!{name}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(verdict)
+}
+
+/// The native machine's options for a request.
+///
+/// # Errors
+/// A version that is not `X.Y.B`.
+pub fn native_options(request: &Request) -> Result<harness_ntemu::machine::Options, InputError> {
+    let options = &request.options;
+    let profile = match &options.os_version {
+        Some(version) => harness_ntemu::profile::Profile::parse(version).ok_or_else(|| {
+            InputError::Unsupported(format!("'{version}' is not a version like 6.1.7601"))
+        })?,
+        None => harness_ntemu::profile::Profile::default(),
+    };
+    Ok(harness_ntemu::machine::Options {
+        profile,
+        fail_allocation: (options.fail_allocation != 0).then_some(options.fail_allocation),
+        pool_hit_tag: request.pool_hit_tag.unwrap_or(0),
+        debugger: false,
+        max_instructions: options.max_instructions,
+        timeout: options.timeout,
+    })
+}
+
+/// Reads the image and checks it as the Windows loader would (layout and
+/// imports), before any engine maps it.
+///
+/// # Errors
+/// The file cannot be used, Windows would refuse it, or an import cannot be
+/// told apart from one no Windows exports.
+pub fn load_checks(driver: &Path) -> Result<(PeImage, Arch), EmulateError> {
+    let image = check_image(driver)?;
+    let arch = image
+        .require_kernel_driver()
+        .map_err(|why| InputError::Image {
+            path: driver.to_path_buf(),
+            why,
+        })?;
+    match loader::check_imports(&image) {
+        Ok(()) => Ok((image, arch)),
+        Err(ImportProblem::Refused(reason)) => Err(LoadRefused {
+            driver: file_name(driver),
+            reason,
+        }
+        .into()),
+        Err(ImportProblem::Unknown(why)) => Err(UnknownImport {
+            driver: file_name(driver),
+            why,
+        }
+        .into()),
+    }
+}
+
+/// Reads the image and checks it as the Windows loader would, before any
+/// engine maps it.
+///
+/// # Errors
+/// The file cannot be used, or Windows would refuse its layout.
+pub fn check_image(driver: &Path) -> Result<PeImage, EmulateError> {
+    match PeImage::read(driver) {
+        Ok(image) => Ok(image),
+        Err(InputError::Image { why, .. }) if why.windows_refuses() => Err(LoadRefused {
+            driver: file_name(driver),
+            reason: why.to_string(),
+        }
+        .into()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn judge(
+    driver: &Path,
+    image: &PeImage,
+    arch: Arch,
+    events: &[Event],
+    request: &Request,
+) -> Result<Verdict, CannotJudge> {
+    let symbols = loaded_symbols(driver, image, events);
+    let (pdb_problem, source) = (symbols.pdb_problem.clone(), symbols.source.clone());
+    let context = Context {
+        driver: file_name(driver),
+        engine: request.engine.engine(),
+        symbols,
+        arch,
+        pool_hit_tag: request.pool_hit_tag,
+    };
+    let mut verdict = tracker::judge(events, context)?;
+    if let Some(problem) = &pdb_problem {
+        verdict
+            .notes
+            .push(format!("symbols from exports only: {problem}"));
+    } else if source == SymbolSource::Exports {
+        verdict
+            .notes
+            .push("no PDB beside the driver: symbols from exports only".into());
+    }
+    Ok(verdict)
+}
+
+/// Names for the driver's addresses where the engine loaded it (its `Load`
+/// event), else at the image's preferred base.
+#[must_use]
+pub fn loaded_symbols(driver: &Path, image: &PeImage, events: &[Event]) -> Symbolizer {
+    let (base, size) = events
+        .iter()
+        .find_map(|event| match event {
+            Event::Load {
+                image_base,
+                image_size,
+                ..
+            } => Some((*image_base, *image_size)),
+            _ => None,
+        })
+        .unwrap_or((image.image_base, image.size_of_image));
+    Symbolizer::for_driver(driver, image, base, size)
+}
