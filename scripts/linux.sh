@@ -82,7 +82,8 @@ lint() {
     done
   done
   # The workspace's rustdoc lints, as errors.
-  RUSTDOCFLAGS="-D warnings" cargo doc -q --locked --no-deps -p harness -p sample
+  RUSTDOCFLAGS="-D warnings" cargo doc -q --locked --no-deps -p sample -p harness \
+    -p harness-core -p harness-kd-text -p harness-build -p harness-ntemu -p harness-debugger -p harness-engines
 }
 
 case "${1:-}" in

@@ -80,11 +80,13 @@ fn io_error(what: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> B
     move |source| BuildError::Io { what, path, source }
 }
 
-/// The workspace this harness belongs to (it builds the driver from there).
+/// The workspace this harness belongs to (it builds the driver from there):
+/// three levels above this crate, `test-harness/crates/build`.
 #[must_use]
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+        .ancestors()
+        .nth(3)
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
@@ -247,7 +249,7 @@ fn samplectl_target_dir(arch: Arch) -> PathBuf {
 
 /// Where `build_samplectl_for(arch)` puts `samplectl.exe`.
 #[must_use]
-pub fn samplectl_path(arch: Arch) -> PathBuf {
+pub(crate) fn samplectl_path(arch: Arch) -> PathBuf {
     samplectl_target_dir(arch)
         .join(samplectl_triple(arch))
         .join("release")
@@ -258,7 +260,10 @@ pub fn samplectl_path(arch: Arch) -> PathBuf {
 ///
 /// # Errors
 /// A missing toolchain piece, a failed build, or one that took too long.
-pub fn build_samplectl_within(arch: Arch, limit: Option<Duration>) -> Result<PathBuf, BuildError> {
+pub(crate) fn build_samplectl_within(
+    arch: Arch,
+    limit: Option<Duration>,
+) -> Result<PathBuf, BuildError> {
     let triple = samplectl_triple(arch);
     ensure_target(triple)?;
     cargo_build(

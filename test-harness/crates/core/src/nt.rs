@@ -8,16 +8,16 @@ pub const DRIVER_VERIFIER_DETECTED_VIOLATION: u32 = 0xC4;
 /// `SYSTEM_THREAD_EXCEPTION_NOT_HANDLED`.
 pub const SYSTEM_THREAD_EXCEPTION_NOT_HANDLED: u32 = 0x7E;
 /// `PAGE_FAULT_IN_NONPAGED_AREA`.
-pub const PAGE_FAULT_IN_NONPAGED_AREA: u32 = 0x50;
+pub(crate) const PAGE_FAULT_IN_NONPAGED_AREA: u32 = 0x50;
 /// wdk-panic's bug check code, "RPNC".
-pub const RUST_PANIC: u32 = 0x5250_4E43;
+pub(crate) const RUST_PANIC: u32 = 0x5250_4E43;
 
 /// 0xC4's Arg1 values the pool tracker raises.
 pub mod c4 {
     /// A zero-byte allocation.
-    pub const ZERO_BYTES: u64 = 0x00;
+    pub(crate) const ZERO_BYTES: u64 = 0x00;
     /// Freeing an address no allocation returned.
-    pub const FREE_UNALLOCATED: u64 = 0x10;
+    pub(crate) const FREE_UNALLOCATED: u64 = 0x10;
     /// Freeing pool already freed.
     pub const DOUBLE_FREE: u64 = 0x13;
     /// The driver unloaded with pool allocations outstanding.
@@ -29,11 +29,11 @@ pub mod status {
     /// `STATUS_SUCCESS`.
     pub const SUCCESS: u32 = 0;
     /// `STATUS_UNSUCCESSFUL`.
-    pub const UNSUCCESSFUL: u32 = 0xC000_0001;
+    pub(crate) const UNSUCCESSFUL: u32 = 0xC000_0001;
     /// `STATUS_NOT_IMPLEMENTED`.
-    pub const NOT_IMPLEMENTED: u32 = 0xC000_0002;
+    pub(crate) const NOT_IMPLEMENTED: u32 = 0xC000_0002;
     /// `STATUS_ACCESS_VIOLATION`.
-    pub const ACCESS_VIOLATION: u32 = 0xC000_0005;
+    pub(crate) const ACCESS_VIOLATION: u32 = 0xC000_0005;
     /// `STATUS_INVALID_PARAMETER`.
     pub const INVALID_PARAMETER: u32 = 0xC000_000D;
     /// `STATUS_INVALID_DEVICE_REQUEST`.
@@ -43,37 +43,31 @@ pub mod status {
     /// `STATUS_BUFFER_OVERFLOW` (a warning).
     pub const BUFFER_OVERFLOW: u32 = 0x8000_0005;
     /// `STATUS_TIMEOUT`.
-    pub const TIMEOUT: u32 = 0x0000_0102;
+    pub(crate) const TIMEOUT: u32 = 0x0000_0102;
     /// `STATUS_ILLEGAL_INSTRUCTION`.
-    pub const ILLEGAL_INSTRUCTION: u32 = 0xC000_001D;
+    pub(crate) const ILLEGAL_INSTRUCTION: u32 = 0xC000_001D;
     /// `STATUS_ACCESS_DENIED`.
-    pub const ACCESS_DENIED: u32 = 0xC000_0022;
+    pub(crate) const ACCESS_DENIED: u32 = 0xC000_0022;
     /// `STATUS_BUFFER_TOO_SMALL`.
     pub const BUFFER_TOO_SMALL: u32 = 0xC000_0023;
     /// `STATUS_OBJECT_NAME_COLLISION`.
     pub const OBJECT_NAME_COLLISION: u32 = 0xC000_0035;
     /// `STATUS_INTEGER_DIVIDE_BY_ZERO`.
-    pub const INTEGER_DIVIDE_BY_ZERO: u32 = 0xC000_0094;
+    pub(crate) const INTEGER_DIVIDE_BY_ZERO: u32 = 0xC000_0094;
     /// `STATUS_PRIVILEGED_INSTRUCTION`.
-    pub const PRIVILEGED_INSTRUCTION: u32 = 0xC000_0096;
+    pub(crate) const PRIVILEGED_INSTRUCTION: u32 = 0xC000_0096;
     /// `STATUS_INSUFFICIENT_RESOURCES`.
     pub const INSUFFICIENT_RESOURCES: u32 = 0xC000_009A;
     /// `STATUS_DLL_NOT_FOUND`.
-    pub const DLL_NOT_FOUND: u32 = 0xC000_0135;
+    pub(crate) const DLL_NOT_FOUND: u32 = 0xC000_0135;
     /// `STATUS_INVALID_IMAGE_FORMAT`.
-    pub const INVALID_IMAGE_FORMAT: u32 = 0xC000_007B;
+    pub(crate) const INVALID_IMAGE_FORMAT: u32 = 0xC000_007B;
     /// `STATUS_DRIVER_ENTRYPOINT_NOT_FOUND`.
-    pub const DRIVER_ENTRYPOINT_NOT_FOUND: u32 = 0xC000_0263;
+    pub(crate) const DRIVER_ENTRYPOINT_NOT_FOUND: u32 = 0xC000_0263;
     /// `STATUS_INFO_LENGTH_MISMATCH`.
-    pub const INFO_LENGTH_MISMATCH: u32 = 0xC000_0004;
+    pub(crate) const INFO_LENGTH_MISMATCH: u32 = 0xC000_0004;
     /// `STATUS_BREAKPOINT`.
-    pub const BREAKPOINT: u32 = 0x8000_0003;
-
-    /// Whether an NTSTATUS is an error (severity bits 11).
-    #[must_use]
-    pub const fn is_error(status: u32) -> bool {
-        status >> 30 == 3
-    }
+    pub(crate) const BREAKPOINT: u32 = 0x8000_0003;
 
     /// Whether an NTSTATUS counts as failure (`!NT_SUCCESS`: warnings and errors).
     #[must_use]
@@ -84,7 +78,7 @@ pub mod status {
 
 /// The symbolic name of an NTSTATUS the harness knows.
 #[must_use]
-pub const fn status_name(value: u32) -> Option<&'static str> {
+pub(crate) const fn status_name(value: u32) -> Option<&'static str> {
     Some(match value {
         status::SUCCESS => "STATUS_SUCCESS",
         status::UNSUCCESSFUL => "STATUS_UNSUCCESSFUL",
@@ -182,7 +176,7 @@ pub enum PoolType {
 impl PoolType {
     /// The type a `POOL_TYPE` value names.
     #[must_use]
-    pub const fn from_value(value: u32) -> Self {
+    pub(crate) const fn from_value(value: u32) -> Self {
         match value {
             0 => Self::NonPagedPool,
             1 => Self::PagedPool,
@@ -225,7 +219,7 @@ impl PoolType {
 
     /// Whether blocks of this type are pageable; `None` when unknown.
     #[must_use]
-    pub const fn is_paged(self) -> Option<bool> {
+    pub(crate) const fn is_paged(self) -> Option<bool> {
         match self {
             Self::PagedPool | Self::PagedPoolCacheAligned => Some(true),
             Self::NonPagedPool
@@ -255,7 +249,7 @@ impl PoolType {
 }
 
 /// The tag `ExAllocatePool` gives (untagged allocations): "None".
-pub const TAG_NONE: u32 = u32::from_le_bytes(*b"None");
+pub(crate) const TAG_NONE: u32 = u32::from_le_bytes(*b"None");
 
 /// A pool tag as text: the four bytes in memory order (`0x64636261` -> `abcd`).
 #[must_use]

@@ -24,7 +24,7 @@ use crate::types::{TypeId, TypeTable, last_segment};
 use codeview::{DefRange, DefRangeKind, SectionOffset};
 
 /// The largest PDB the debugger reads: far beyond a driver's.
-pub const MAX_PDB_FILE: u64 = 256 << 20;
+pub(crate) const MAX_PDB_FILE: u64 = 256 << 20;
 
 /// Why a PDB cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -360,9 +360,10 @@ impl DriverSymbols {
         (entry.rva >= procedure.rva).then(|| self.source_line(entry))
     }
 
+    #[cfg(test)]
     /// The line-table entries inside `procedure`: `(RVA, line)` by RVA.
     #[must_use]
-    pub fn lines_of(&self, procedure: &Procedure) -> Vec<(u32, SourceLine)> {
+    pub(crate) fn lines_of(&self, procedure: &Procedure) -> Vec<(u32, SourceLine)> {
         self.lines
             .iter()
             .filter(|entry| procedure.contains(entry.rva))

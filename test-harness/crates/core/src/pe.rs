@@ -18,7 +18,7 @@ pub const SUBSYSTEM_NATIVE: u16 = pe::IMAGE_SUBSYSTEM_NATIVE.0;
 pub const MAX_SIZE_OF_IMAGE: u64 = 256 << 20;
 
 /// The most sections an image may have (the PE format's own limit).
-pub const MAX_SECTIONS: usize = 96;
+pub(crate) const MAX_SECTIONS: usize = 96;
 
 /// One imported function.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -199,15 +199,6 @@ impl PeImage {
             }
         }
         found
-    }
-
-    /// The exported name at an RVA, if any.
-    #[must_use]
-    pub fn export_at(&self, rva: u32) -> Option<&str> {
-        self.exports
-            .iter()
-            .find(|(_, at)| *at == rva)
-            .map(|(name, _)| name.as_str())
     }
 }
 

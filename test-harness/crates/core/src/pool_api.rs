@@ -62,11 +62,9 @@ pub enum PoolOp {
 }
 
 /// `POOL_FLAG_NON_PAGED_EXECUTE`.
-pub const POOL_FLAG_NON_PAGED_EXECUTE: u64 = 0x80;
-/// `POOL_FLAG_NON_PAGED`.
-pub const POOL_FLAG_NON_PAGED: u64 = 0x40;
+pub(crate) const POOL_FLAG_NON_PAGED_EXECUTE: u64 = 0x80;
 /// `POOL_FLAG_PAGED`.
-pub const POOL_FLAG_PAGED: u64 = 0x100;
+pub(crate) const POOL_FLAG_PAGED: u64 = 0x100;
 
 impl PoolRoutine {
     /// Every routine, allocations first.
@@ -177,7 +175,7 @@ impl PoolRoutine {
 
 /// The pool type `ExAllocatePool2` flags select.
 #[must_use]
-pub const fn pool_type_from_flags(flags: u64) -> PoolType {
+pub(crate) const fn pool_type_from_flags(flags: u64) -> PoolType {
     if flags & POOL_FLAG_PAGED != 0 {
         PoolType::PagedPool
     } else if flags & POOL_FLAG_NON_PAGED_EXECUTE != 0 {

@@ -101,7 +101,7 @@ impl Symbolizer {
 
     /// Names the address of an instruction (a faulting PC).
     #[must_use]
-    pub fn name_instruction(&self, pc: u64) -> String {
+    pub(crate) fn name_instruction(&self, pc: u64) -> String {
         self.lookup(pc, pc)
     }
 

@@ -63,7 +63,7 @@ pub struct Primitive {
 
 impl Primitive {
     /// `void`.
-    pub const VOID: Self = Self::new("Void", "void", 0, PrimitiveClass::Void);
+    pub(crate) const VOID: Self = Self::new("Void", "void", 0, PrimitiveClass::Void);
     /// `CHAR` (signed).
     pub const CHAR: Self = Self::new("Char", "char", 1, PrimitiveClass::Char);
     /// `UCHAR`.
@@ -106,7 +106,7 @@ impl Primitive {
     /// `dt` output shows them: `Int4B`, `Uint2B`, `Wchar`, `Float` (also for
     /// `double`), `Bool`.
     #[must_use]
-    pub const fn from_codeview(code: u8) -> Option<Self> {
+    pub(crate) const fn from_codeview(code: u8) -> Option<Self> {
         use PrimitiveClass as C;
         Some(match code {
             0x03 => Self::VOID,

@@ -193,7 +193,7 @@ pub enum FaultKind {
 impl FaultKind {
     /// The exception code the kernel raises for it.
     #[must_use]
-    pub const fn exception_code(self) -> u32 {
+    pub(crate) const fn exception_code(self) -> u32 {
         match self {
             Self::Read | Self::Write | Self::Execute => nt::status::ACCESS_VIOLATION,
             Self::IllegalInstruction => nt::status::ILLEGAL_INSTRUCTION,
@@ -470,7 +470,7 @@ impl From<Verdict> for VerdictJson {
 #[error(
     "inconsistent verdict: outcome {outcome:?} / unloaded {unloaded} do not follow from stage {stage:?} and the bug check"
 )]
-pub struct InconsistentVerdict {
+pub(crate) struct InconsistentVerdict {
     outcome: Outcome,
     unloaded: bool,
     stage: Stage,

@@ -355,7 +355,7 @@ pub fn parse_value_list(text: &str, ctx: &dyn Context) -> Result<Vec<u64>, ExprE
 }
 
 /// Sign-extends the low 32 bits.
-pub(crate) const fn sign_extend_32(value: u64) -> u64 {
+pub const fn sign_extend_32(value: u64) -> u64 {
     ((value & 0xffff_ffff) ^ 0x8000_0000).wrapping_sub(0x8000_0000)
 }
 
@@ -392,7 +392,7 @@ fn rest_at(text: &str, at: usize) -> String {
 }
 
 #[cfg(test)]
-pub(crate) mod testctx {
+pub mod testctx {
     //! A small machine for the evaluator tests: the walkthrough's x86 target
     //! (or an x64 one) with a few symbols, registers and bytes.
 

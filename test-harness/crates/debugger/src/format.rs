@@ -11,9 +11,9 @@ mod cfloat;
 mod clock;
 mod memory;
 
-pub use cfloat::{double_g, float_g, printf_g};
-pub use clock::{ctime, filetime, time_field};
-pub use memory::{DEFAULT_STRING_CHARS, Dump, DumpFormat, Reader, dump};
+pub(crate) use cfloat::{double_g, float_g};
+pub(crate) use clock::time_field;
+pub(crate) use memory::{DumpFormat, dump};
 
 use super::expr::{CppKind, CppValue, register_bits, sign_extend_32};
 
@@ -32,7 +32,7 @@ pub fn address(value: u64, pointer_size: u64) -> String {
 /// shows 32 bits (`Evaluate expression: -2034393040 = 86bda030`), x64 kd 64
 /// (`Evaluate expression: 34 = 00000000``00000022`).
 #[must_use]
-pub fn evaluate_line(value: u64, pointer_size: u64) -> String {
+pub(crate) fn evaluate_line(value: u64, pointer_size: u64) -> String {
     let decimal = if pointer_size == 4 {
         sign_extend_32(value).cast_signed()
     } else {
@@ -92,7 +92,7 @@ pub fn formats(value: u64, pointer_size: u64, utc_offset_minutes: i32) -> String
 /// (`unsigned int 8`, `unsigned int64 0x10`, `int 0n3`, `bool true`,
 /// `void * 0x00000538`, `unsigned char 0x20 ' '`).
 #[must_use]
-pub fn cpp_value(value: &CppValue, pointer_size: u64) -> String {
+pub(crate) fn cpp_value(value: &CppValue, pointer_size: u64) -> String {
     let number = match value.kind {
         CppKind::Bool => (if value.value == 0 { "false" } else { "true" }).to_owned(),
         CppKind::Signed { .. } => format!("0n{}", value.to_u64().cast_signed()),
@@ -216,6 +216,8 @@ pub fn registers(pointer_size: u64, lookup: &dyn Fn(&str) -> Option<u64>, efl: u
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+
+    use super::clock::{ctime, filetime};
 
     use super::*;
 

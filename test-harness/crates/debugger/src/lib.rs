@@ -5,8 +5,8 @@
 //! registers, the driver's PDB and the emulated kernel's symbols.
 
 pub mod console;
-pub mod disasm;
-pub mod expr;
+pub(crate) mod disasm;
+pub(crate) mod expr;
 pub mod format;
 pub mod names;
 pub mod session;

@@ -67,7 +67,7 @@ impl Names {
 
     /// The RVA of a driver address.
     #[must_use]
-    pub fn driver_rva(&self, address: u64) -> Option<u32> {
+    pub(crate) fn driver_rva(&self, address: u64) -> Option<u32> {
         if self.in_driver(address) {
             u32::try_from(address - self.base).ok()
         } else {
@@ -77,13 +77,13 @@ impl Names {
 
     /// Whether `name` is the driver's module name (kd matches case-blind).
     #[must_use]
-    pub fn is_driver(&self, name: &str) -> bool {
+    pub(crate) fn is_driver(&self, name: &str) -> bool {
         name.eq_ignore_ascii_case(&self.driver)
     }
 
     /// A module's base by name.
     #[must_use]
-    pub fn module_base(&self, name: &str) -> Option<u64> {
+    pub(crate) fn module_base(&self, name: &str) -> Option<u64> {
         if name.eq_ignore_ascii_case("nt") {
             Some(self.nt.base)
         } else if self.is_driver(name) && self.mapped {
@@ -95,7 +95,7 @@ impl Names {
 
     /// Resolves `module!name` (or a bare `name`, tried in nt then the driver).
     #[must_use]
-    pub fn address_of(&self, module: Option<&str>, name: &str) -> Option<u64> {
+    pub(crate) fn address_of(&self, module: Option<&str>, name: &str) -> Option<u64> {
         let in_nt = || self.nt.symbol(name);
         let in_driver = || self.driver_symbol(name);
         match module {
@@ -127,7 +127,7 @@ impl Names {
     /// `Sample!g_RegistryPath+0x4`, `Sample+0x1234` past the driver's last
     /// symbol; `None` outside every module.
     #[must_use]
-    pub fn name_of(&self, address: u64) -> Option<String> {
+    pub(crate) fn name_of(&self, address: u64) -> Option<String> {
         if let Some((symbol, offset)) = self.nt.symbol_at(address) {
             return Some(with_offset(&format!("nt!{}", symbol.name), offset));
         }
@@ -167,22 +167,9 @@ impl Names {
         best
     }
 
-    /// The function containing `address` and its start, for `ln` and the
-    /// stack walk: nt's functions and the driver's procedures.
-    #[must_use]
-    pub fn function_start(&self, address: u64) -> Option<u64> {
-        if let Some((symbol, offset)) = self.nt.symbol_at(address) {
-            return symbol.function.then_some(address - offset);
-        }
-        let rva = self.driver_rva(address)?;
-        let pdb = self.pdb.as_ref()?;
-        pdb.procedure_at(rva)
-            .map(|procedure| self.base + u64::from(procedure.rva))
-    }
-
     /// The driver's function start addresses (for the x86 walker).
     #[must_use]
-    pub fn driver_function_starts(&self) -> Vec<u64> {
+    pub(crate) fn driver_function_starts(&self) -> Vec<u64> {
         self.pdb.as_ref().map_or_else(Vec::new, |pdb| {
             pdb.procedures()
                 .iter()
@@ -193,7 +180,7 @@ impl Names {
 
     /// The nearest symbols before and after `address` (`ln`), with addresses.
     #[must_use]
-    pub fn neighbours(&self, address: u64) -> (Option<Named>, Option<Named>) {
+    pub(crate) fn neighbours(&self, address: u64) -> (Option<Named>, Option<Named>) {
         let mut all: Vec<(u64, String)> = self
             .nt
             .symbols

@@ -30,7 +30,7 @@ use harness_core::verdict::{ExitCode, Verdict};
 use harness_ntemu::machine::{Driver, Machine, MachineError, Options, Stop};
 
 /// The prompt, as a single-processor kd shows it.
-pub const PROMPT: &str = "kd> ";
+pub(crate) const PROMPT: &str = "kd> ";
 
 /// Why a command printed an error instead of its output. The texts are
 /// kd's own kinds of message.
@@ -180,7 +180,7 @@ impl Session {
 
     /// The Windows version the machine reports (`6.1.7601`).
     #[must_use]
-    pub fn windows_version(&self) -> String {
+    pub(crate) fn windows_version(&self) -> String {
         self.target.machine.kernel().profile.version()
     }
 

@@ -165,7 +165,7 @@ impl Target {
 
     /// Reads a pointer.
     #[must_use]
-    pub fn read_pointer(&self, address: u64) -> Option<u64> {
+    pub(crate) fn read_pointer(&self, address: u64) -> Option<u64> {
         cpu::read_ptr(&self.machine.uc, address).ok()
     }
 
@@ -181,12 +181,6 @@ impl Target {
         }
     }
 
-    /// The names `r` shows, in kd's order.
-    #[must_use]
-    pub fn register_names(&self) -> Vec<&'static str> {
-        self.table().iter().map(|(name, _)| *name).collect()
-    }
-
     /// A register by kd's lowercase name (full or part).
     #[must_use]
     pub fn register(&self, name: &str) -> Option<u64> {
@@ -199,7 +193,7 @@ impl Target {
     }
 
     /// Sets a register by name; false for a name the machine has not.
-    pub fn set_register(&mut self, name: &str, value: u64) -> bool {
+    pub(crate) fn set_register(&mut self, name: &str, value: u64) -> bool {
         if let Some((_, register)) = self.table().iter().find(|(known, _)| *known == name) {
             let value = if self.arch == Arch::X86 {
                 value & 0xffff_ffff
@@ -238,7 +232,7 @@ impl Target {
 
     /// The registers a stack walk starts from.
     #[must_use]
-    pub fn walk_registers(&self) -> stack::Registers {
+    pub(crate) fn walk_registers(&self) -> stack::Registers {
         let mut nonvolatile = [0; 16];
         if self.arch == Arch::X64 {
             // CodeView order: rax rcx rdx rbx rsp rbp rsi rdi r8..r15.
@@ -303,19 +297,19 @@ impl Target {
     /// Whether the driver is loaded: the scenario has begun and its image
     /// is still mapped.
     #[must_use]
-    pub fn driver_mapped(&self) -> bool {
+    pub(crate) fn driver_mapped(&self) -> bool {
         self.machine.started() && self.machine.kernel().loaded.mapped
     }
 
     /// Whether the driver was loaded and has been unloaded since.
     #[must_use]
-    pub fn driver_unloaded(&self) -> bool {
+    pub(crate) fn driver_unloaded(&self) -> bool {
         self.machine.started() && !self.machine.kernel().loaded.mapped
     }
 
     /// The modules a stack walk unwinds through.
     #[must_use]
-    pub fn walk_modules(&self, driver_functions: &[u64]) -> Vec<stack::Module> {
+    pub(crate) fn walk_modules(&self, driver_functions: &[u64]) -> Vec<stack::Module> {
         let nt = self.nt();
         let mut modules = vec![stack::Module {
             base: nt.base,

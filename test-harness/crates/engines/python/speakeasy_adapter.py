@@ -1,9 +1,9 @@
 """Run one kernel driver under Speakeasy and print what it does as JSON lines.
 
 The harness (Rust) judges; this adapter only reports. Each stdout line is one
-event object with an "event" key; see test-harness/src/events.rs for the schema.
+event object with an "event" key; see test-harness/crates/core/src/events.rs for the schema.
 Pool calls are reported raw (argument slots and result): what they mean is
-the harness's table (test-harness/src/pool_api.rs), not this file's.
+the harness's table (test-harness/crates/core/src/pool_api.rs), not this file's.
 It also works around Speakeasy 1.5.11's gaps: DbgPrint formats %wZ itself
 here, RtlCopyUnicodeString sets the destination Length, the pool APIs are all
 implemented here (ExAllocatePool2/3 and ExFreePool2 are missing upstream), and

@@ -181,7 +181,7 @@ pub fn load_checks(driver: &Path) -> Result<(PeImage, Arch), EmulateError> {
 ///
 /// # Errors
 /// The file cannot be used, or Windows would refuse its layout.
-pub fn check_image(driver: &Path) -> Result<PeImage, EmulateError> {
+pub(crate) fn check_image(driver: &Path) -> Result<PeImage, EmulateError> {
     match PeImage::read(driver) {
         Ok(image) => Ok(image),
         Err(InputError::Image { why, .. }) if why.windows_refuses() => Err(LoadRefused {
@@ -225,7 +225,7 @@ fn judge(
 /// Names for the driver's addresses where the engine loaded it (its `Load`
 /// event), else at the image's preferred base.
 #[must_use]
-pub fn loaded_symbols(driver: &Path, image: &PeImage, events: &[Event]) -> Symbolizer {
+pub(crate) fn loaded_symbols(driver: &Path, image: &PeImage, events: &[Event]) -> Symbolizer {
     let (base, size) = events
         .iter()
         .find_map(|event| match event {

@@ -18,12 +18,13 @@ use harness_core::error::ProcessError;
 use harness_core::process::{run_checked, which};
 
 /// Pinned Speakeasy and its dependencies.
-pub const SPEAKEASY_REQUIREMENTS: &str = include_str!("../python/requirements-speakeasy.txt");
+pub(crate) const SPEAKEASY_REQUIREMENTS: &str =
+    include_str!("../python/requirements-speakeasy.txt");
 
 /// Overrides the interpreter (one that already has speakeasy-emulator).
-pub const PYTHON_ENV_VAR: &str = "HARNESS_PYTHON";
+pub(crate) const PYTHON_ENV_VAR: &str = "HARNESS_PYTHON";
 /// Overrides where the virtualenv lives.
-pub const VENV_ENV_VAR: &str = "HARNESS_VENV";
+pub(crate) const VENV_ENV_VAR: &str = "HARNESS_VENV";
 
 /// Marks a directory as the harness's own.
 const OWNER_MARKER: &str = ".harness-venv";
@@ -104,7 +105,7 @@ pub fn speakeasy_python() -> Result<PathBuf, SetupError> {
         return Ok(python);
     }
     eprintln!(
-        "harness: first use: installing Speakeasy (pinned, see test-harness/python/requirements-speakeasy.txt) into {} ...",
+        "harness: first use: installing Speakeasy (pinned, see test-harness/crates/engines/python/requirements-speakeasy.txt) into {} ...",
         venv.display()
     );
     let staging = home.join("staging");

@@ -1,10 +1,10 @@
 //! Speakeasy engine: runs `speakeasy_adapter.py` (fed on stdin, so nothing is
 //! written to disk) and reads its JSON-line events.
 //!
-//! Limits: the Python process may use at most [`MEMORY_CAP`] bytes of address
+//! Limits: the Python process may use at most `MEMORY_CAP` bytes of address
 //! space (`RLIMIT_AS`, set between fork and exec), and the whole run, loading
 //! included, gets the caller's time budget: the adapter hands Speakeasy only
-//! the time left, and a process still running [`KILL_GRACE`] after the budget
+//! the time left, and a process still running `KILL_GRACE` after the budget
 //! is killed.
 
 use std::path::Path;
@@ -18,18 +18,18 @@ use harness_core::events::Event;
 use harness_core::process::{last_line, run_with_timeout};
 
 /// The adapter, shipped inside the harness binary.
-pub const ADAPTER: &str = include_str!("../python/speakeasy_adapter.py");
+pub(crate) const ADAPTER: &str = include_str!("../python/speakeasy_adapter.py");
 
 /// The most address space the engine's process may take, with room to spare.
 ///
 /// It holds Python and Speakeasy (about 110 MiB), the image (at most
 /// [`harness_core::pe::MAX_SIZE_OF_IMAGE`]) and the adapter's emulated pool (at most
 /// 1 GiB).
-pub const MEMORY_CAP: u64 = 2 << 30;
+pub(crate) const MEMORY_CAP: u64 = 2 << 30;
 
 /// How long after the time budget a process that did not stop by itself is
 /// killed.
-pub const KILL_GRACE: Duration = Duration::from_secs(3);
+pub(crate) const KILL_GRACE: Duration = Duration::from_secs(3);
 
 /// Runs `driver` under Speakeasy and returns what it did.
 ///
@@ -133,7 +133,7 @@ fn limit_memory(_command: &mut Command, _bytes: u64) {}
 ///
 /// # Errors
 /// A line that is not an event.
-pub fn parse_events(stdout: &[u8]) -> Result<Vec<Event>, EngineError> {
+pub(crate) fn parse_events(stdout: &[u8]) -> Result<Vec<Event>, EngineError> {
     String::from_utf8_lossy(stdout)
         .lines()
         .filter(|line| line.starts_with('{'))

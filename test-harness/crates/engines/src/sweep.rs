@@ -43,7 +43,7 @@ pub struct Sweep {
 }
 
 /// The most allocations a sweep fails in turn.
-pub const MAX_SWEEP: u32 = 10_000;
+pub(crate) const MAX_SWEEP: u32 = 10_000;
 
 impl Sweep {
     /// Whether a run violated: a bug check, or allocations outstanding at

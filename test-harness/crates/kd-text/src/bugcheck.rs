@@ -299,7 +299,7 @@ impl Evidence {
     /// analysis, a second `!analyze` title, or a field seen again with a
     /// different value. A line repeated with the same value (the debugger
     /// printing a banner twice, a duplicated `Arg3:` line) stays.
-    pub fn starts_new_session(&self, obs: &Obs) -> bool {
+    pub(crate) fn starts_new_session(&self, obs: &Obs) -> bool {
         match obs {
             Obs::Banner(stated) => {
                 self.analysis()
@@ -527,7 +527,7 @@ impl Resolved {
 
     /// Whether two sessions show the same crash: same code, and no known
     /// argument differs.
-    pub fn same_crash(&self, other: &Self) -> bool {
+    pub(crate) fn same_crash(&self, other: &Self) -> bool {
         self.code == other.code
             && self.args.iter().zip(&other.args).all(|pair| match pair {
                 (Some(a), Some(b)) => same_value(*a, *b),

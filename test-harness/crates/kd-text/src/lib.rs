@@ -40,8 +40,9 @@ mod query;
 mod scan;
 mod verifier;
 
-pub use decode::{Encoding, NotText};
-pub use query::{VerifiedModule, VerifierQuery, parse_query};
+use decode::Encoding;
+pub use decode::NotText;
+pub use query::{VerifierQuery, parse_query};
 
 use harness_core::arch::Arch;
 use harness_core::nt::{self, PoolType};

@@ -149,7 +149,7 @@ impl Evidence {
 
     /// The bug check's driver by `!analyze`'s fields: `IMAGE_NAME`, then
     /// `MODULE_NAME`, then the failure bucket's image.
-    pub fn analyze_driver(&self) -> Option<String> {
+    pub(crate) fn analyze_driver(&self) -> Option<String> {
         self.image_name
             .clone()
             .or_else(|| self.module_name.as_deref().map(scan::driver_file))
@@ -158,7 +158,7 @@ impl Evidence {
 
     /// Takes in what a later session said: where both say something, the
     /// later one wins.
-    pub fn absorb(&mut self, later: Self) {
+    pub(crate) fn absorb(&mut self, later: Self) {
         self.ptr64 = later.ptr64.or(self.ptr64);
         self.stated = later.stated.or_else(|| self.stated.take());
         self.image_name = later.image_name.or_else(|| self.image_name.take());

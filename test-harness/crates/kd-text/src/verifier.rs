@@ -196,7 +196,7 @@ impl Evidence {
     }
 
     /// Rows no line attributes to a driver.
-    pub fn unattributed(&self) -> Option<&Section> {
+    pub(crate) fn unattributed(&self) -> Option<&Section> {
         self.sections
             .iter()
             .find(|section| section.driver.is_none() && section.listed)
@@ -204,7 +204,7 @@ impl Evidence {
 
     /// Takes in a later session's output about the same crash: its
     /// sections replace same-named ones (the latest listing wins).
-    pub fn absorb(&mut self, later: Self) {
+    pub(crate) fn absorb(&mut self, later: Self) {
         self.seen |= later.seen;
         self.level = later.level.or(self.level);
         self.pool_tracking = later.pool_tracking.or(self.pool_tracking);

@@ -8,7 +8,7 @@ use super::machine::Kernel;
 use harness_core::arch::Arch;
 
 /// The Unicorn instance of a machine, with the kernel's state as its data.
-pub type Uc<'a> = Unicorn<'a, Kernel>;
+pub(crate) type Uc<'a> = Unicorn<'a, Kernel>;
 
 /// An access to an address nothing is mapped at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -83,7 +83,7 @@ pub fn read_uint(uc: &Uc<'_>, va: u64, size: usize) -> Result<u64, BadAddress> {
 ///
 /// # Errors
 /// Not mapped.
-pub fn read_u16(uc: &Uc<'_>, va: u64) -> Result<u16, BadAddress> {
+pub(crate) fn read_u16(uc: &Uc<'_>, va: u64) -> Result<u16, BadAddress> {
     read_uint(uc, va, 2).map(|value| u16::try_from(value).unwrap_or(0))
 }
 
@@ -91,7 +91,7 @@ pub fn read_u16(uc: &Uc<'_>, va: u64) -> Result<u16, BadAddress> {
 ///
 /// # Errors
 /// Not mapped.
-pub fn read_u32(uc: &Uc<'_>, va: u64) -> Result<u32, BadAddress> {
+pub(crate) fn read_u32(uc: &Uc<'_>, va: u64) -> Result<u32, BadAddress> {
     read_uint(uc, va, 4).map(|value| u32::try_from(value).unwrap_or(0))
 }
 
@@ -99,7 +99,7 @@ pub fn read_u32(uc: &Uc<'_>, va: u64) -> Result<u32, BadAddress> {
 ///
 /// # Errors
 /// Not mapped.
-pub fn read_u64(uc: &Uc<'_>, va: u64) -> Result<u64, BadAddress> {
+pub(crate) fn read_u64(uc: &Uc<'_>, va: u64) -> Result<u64, BadAddress> {
     read_uint(uc, va, 8)
 }
 
@@ -116,7 +116,12 @@ pub fn read_ptr(uc: &Uc<'_>, va: u64) -> Result<u64, BadAddress> {
 ///
 /// # Errors
 /// Not mapped.
-pub fn write_uint(uc: &mut Uc<'_>, va: u64, value: u64, size: usize) -> Result<(), BadAddress> {
+pub(crate) fn write_uint(
+    uc: &mut Uc<'_>,
+    va: u64,
+    value: u64,
+    size: usize,
+) -> Result<(), BadAddress> {
     write(uc, va, &value.to_le_bytes()[..size])
 }
 
@@ -124,7 +129,7 @@ pub fn write_uint(uc: &mut Uc<'_>, va: u64, value: u64, size: usize) -> Result<(
 ///
 /// # Errors
 /// Not mapped.
-pub fn write_ptr(uc: &mut Uc<'_>, va: u64, value: u64) -> Result<(), BadAddress> {
+pub(crate) fn write_ptr(uc: &mut Uc<'_>, va: u64, value: u64) -> Result<(), BadAddress> {
     let size = usize::try_from(arch(uc).pointer_size()).unwrap_or(8);
     write_uint(uc, va, value, size)
 }
@@ -133,7 +138,7 @@ pub fn write_ptr(uc: &mut Uc<'_>, va: u64, value: u64) -> Result<(), BadAddress>
 ///
 /// # Errors
 /// Not mapped before the terminator.
-pub fn read_cstring(uc: &Uc<'_>, va: u64, max: usize) -> Result<Vec<u8>, BadAddress> {
+pub(crate) fn read_cstring(uc: &Uc<'_>, va: u64, max: usize) -> Result<Vec<u8>, BadAddress> {
     let mut out = Vec::new();
     let mut byte = [0_u8; 1];
     while out.len() < max {
@@ -150,7 +155,7 @@ pub fn read_cstring(uc: &Uc<'_>, va: u64, max: usize) -> Result<Vec<u8>, BadAddr
 ///
 /// # Errors
 /// Not mapped before the terminator.
-pub fn read_wstring(uc: &Uc<'_>, va: u64, max: usize) -> Result<Vec<u16>, BadAddress> {
+pub(crate) fn read_wstring(uc: &Uc<'_>, va: u64, max: usize) -> Result<Vec<u16>, BadAddress> {
     let mut out = Vec::new();
     while out.len() < max {
         let unit = read_u16(uc, va + 2 * out.len() as u64)?;
@@ -177,7 +182,7 @@ pub struct CountedString {
 ///
 /// # Errors
 /// Not mapped.
-pub fn read_counted(uc: &Uc<'_>, va: u64) -> Result<CountedString, BadAddress> {
+pub(crate) fn read_counted(uc: &Uc<'_>, va: u64) -> Result<CountedString, BadAddress> {
     let ptr = arch(uc).pointer_size();
     Ok(CountedString {
         length: read_u16(uc, va)?,
@@ -190,7 +195,11 @@ pub fn read_counted(uc: &Uc<'_>, va: u64) -> Result<CountedString, BadAddress> {
 ///
 /// # Errors
 /// Not mapped.
-pub fn write_counted(uc: &mut Uc<'_>, va: u64, string: CountedString) -> Result<(), BadAddress> {
+pub(crate) fn write_counted(
+    uc: &mut Uc<'_>,
+    va: u64,
+    string: CountedString,
+) -> Result<(), BadAddress> {
     let ptr = arch(uc).pointer_size();
     write_uint(uc, va, u64::from(string.length), 2)?;
     write_uint(uc, va + 2, u64::from(string.maximum), 2)?;
@@ -201,7 +210,7 @@ pub fn write_counted(uc: &mut Uc<'_>, va: u64, string: CountedString) -> Result<
 ///
 /// # Errors
 /// Not mapped.
-pub fn read_unicode_string(uc: &Uc<'_>, va: u64) -> Result<String, BadAddress> {
+pub(crate) fn read_unicode_string(uc: &Uc<'_>, va: u64) -> Result<String, BadAddress> {
     let string = read_counted(uc, va)?;
     let bytes = read_vec(uc, string.buffer, usize::from(string.length & !1))?;
     Ok(utf16_text(&bytes))
@@ -260,7 +269,7 @@ pub fn reg(uc: &Uc<'_>, reg: Reg) -> u64 {
 }
 
 /// Writes a register.
-pub fn set_reg(uc: &mut Uc<'_>, reg: Reg, value: u64) {
+pub(crate) fn set_reg(uc: &mut Uc<'_>, reg: Reg, value: u64) {
     let register = reg.unicorn(arch(uc));
     let value = match arch(uc) {
         Arch::X86 => value & 0xffff_ffff,
@@ -273,7 +282,7 @@ pub fn set_reg(uc: &mut Uc<'_>, reg: Reg, value: u64) {
 /// The address the instruction at `pc` accesses in the page at `page`
 /// (its memory operand, computed from the registers).
 #[must_use]
-pub fn memory_operand(uc: &Uc<'_>, pc: u64, page: u64) -> Option<u64> {
+pub(crate) fn memory_operand(uc: &Uc<'_>, pc: u64, page: u64) -> Option<u64> {
     use iced_x86::{Decoder, DecoderOptions, OpKind};
     let bitness = match arch(uc) {
         Arch::X86 => 32,
@@ -320,12 +329,12 @@ fn unicorn_register64(register: iced_x86::Register) -> Option<RegisterX86> {
 
 /// Reads a 64-bit general register by iced's name.
 #[must_use]
-pub fn read_register64(uc: &Uc<'_>, register: iced_x86::Register) -> Option<u64> {
+pub(crate) fn read_register64(uc: &Uc<'_>, register: iced_x86::Register) -> Option<u64> {
     uc.reg_read(unicorn_register64(register)?).ok()
 }
 
 /// Writes a 64-bit general register by iced's name.
-pub fn write_register64(uc: &mut Uc<'_>, register: iced_x86::Register, value: u64) {
+pub(crate) fn write_register64(uc: &mut Uc<'_>, register: iced_x86::Register, value: u64) {
     if let Some(register) = unicorn_register64(register) {
         let _ = uc.reg_write(register, value);
     }

@@ -15,6 +15,6 @@ mod objects;
 pub mod pool;
 pub mod profile;
 pub mod routines;
-pub mod traps;
+pub(crate) mod traps;
 
 pub use unicorn_engine::RegisterX86;

@@ -15,7 +15,7 @@ const DIRECTORY_BASERELOC: usize = 5;
 const DIRECTORY_LOAD_CONFIG: usize = 10;
 
 /// The most an image may take in memory here.
-pub const MAX_IMAGE: u64 = 64 << 20;
+pub(crate) const MAX_IMAGE: u64 = 64 << 20;
 
 /// Why an image could not be laid out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -85,7 +85,7 @@ fn index(value: u32) -> usize {
 ///
 /// # Errors
 /// A malformed or oversized image.
-pub fn lay_out(file: &[u8], arch: Arch, base: u64) -> Result<Layout, LoadError> {
+pub(crate) fn lay_out(file: &[u8], arch: Arch, base: u64) -> Result<Layout, LoadError> {
     let pe = index(u32_at(file, 0x3c)?);
     if file.get(pe..pe + 4) != Some(b"PE\0\0") {
         return Err(LoadError::Malformed("no PE signature"));

@@ -28,14 +28,12 @@ use super::routines::{self, Call};
 use harness_core::arch::Arch;
 use harness_core::events::{Event, Gap, Phase};
 use harness_core::pe::PeImage;
-use harness_core::pool_api::PoolRoutine;
 use harness_core::symbols::Symbolizer;
 use harness_core::tracker::{Context as TrackerContext, Tracker};
 use harness_core::verdict::{Engine, FaultKind, Limit};
-use harness_core::wdm;
 
 /// Bytes x64 nt functions reserve below their return address.
-pub const X64_FRAME: u64 = 0x38;
+pub(crate) const X64_FRAME: u64 = 0x38;
 
 /// Where the driver is mapped (x86: the walkthrough's address).
 #[must_use]
@@ -195,7 +193,7 @@ const fn is_kernel_module(library: &str) -> bool {
 /// The address an import binds to: a verifier thunk for pool routines (the
 /// verifier is on for the driver), else the routine or kernel export.
 #[must_use]
-pub fn resolve_export(nt: &NtImage, name: &str) -> Option<u64> {
+pub(crate) fn resolve_export(nt: &NtImage, name: &str) -> Option<u64> {
     nt.verifier_thunks
         .get(name)
         .or_else(|| nt.exports.get(name))
@@ -1390,16 +1388,4 @@ pub(super) fn run_routine(uc: &mut Uc<'_>, index: usize) -> Result<(), Halt> {
         cpu::set_reg(uc, Reg::Dx, value >> 32);
     }
     Ok(())
-}
-
-/// The `DRIVER_OBJECT` layout for the machine's architecture.
-#[must_use]
-pub const fn driver_object_layout(arch: Arch) -> wdm::DriverObject {
-    wdm::DriverObject::for_arch(arch)
-}
-
-/// The pool routine a verifier trap is about, for events.
-#[must_use]
-pub const fn pool_routine_name(routine: PoolRoutine) -> &'static str {
-    routine.name()
 }

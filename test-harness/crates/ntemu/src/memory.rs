@@ -11,7 +11,7 @@ use unicorn_engine::Prot;
 pub const PAGE: u64 = 0x1000;
 
 /// The most physical memory one machine may use (all regions together).
-pub const MAX_PHYSICAL: u64 = 512 << 20;
+pub(crate) const MAX_PHYSICAL: u64 = 512 << 20;
 
 /// Where physical memory starts; below 4 GiB, which 32-bit x86 can address.
 const PHYSICAL_BASE: u64 = 0x0100_0000;
@@ -86,7 +86,7 @@ impl AddressSpace {
     ///
     /// # Errors
     /// Overlap, or the machine's memory limit.
-    pub fn reserve(
+    pub(crate) fn reserve(
         &mut self,
         va: u64,
         size: u64,
@@ -133,7 +133,7 @@ impl AddressSpace {
     /// The physical address of `va`, and how many bytes follow it in the
     /// same region.
     #[must_use]
-    pub fn translate(&self, va: u64) -> Option<(u64, u64, Prot)> {
+    pub(crate) fn translate(&self, va: u64) -> Option<(u64, u64, Prot)> {
         let region = self.region(va)?;
         let offset = va - region.va;
         Some((region.pa + offset, region.size - offset, region.perms))

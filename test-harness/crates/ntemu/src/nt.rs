@@ -28,7 +28,7 @@ use harness_core::pool_api::PoolRoutine;
 /// What the engine does when execution reaches a trap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trap {
-    /// A routine implemented in Rust (index into [`routines::ROUTINES`]).
+    /// A routine implemented in Rust (index into `routines::ROUTINES`).
     Routine(usize),
     /// The verifier's check before an allocation (a zero-byte request).
     VerifyAllocation(PoolRoutine),
@@ -146,7 +146,7 @@ const EXPORTED_FUNCTIONS: [&str; 8] = [
 ];
 
 /// Object types drivers import as data (`POBJECT_TYPE *`).
-pub const OBJECT_TYPES: [&str; 8] = [
+pub(crate) const OBJECT_TYPES: [&str; 8] = [
     "IoDriverObjectType",
     "IoDeviceObjectType",
     "IoFileObjectType",

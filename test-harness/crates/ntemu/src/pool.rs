@@ -85,7 +85,7 @@ pub struct Block {
 }
 
 /// Header bytes to write at `Block::header`.
-pub type HeaderWrite = (u64, Vec<u8>);
+pub(crate) type HeaderWrite = (u64, Vec<u8>);
 
 /// One region's pages and blocks.
 #[derive(Debug, Default)]
@@ -296,15 +296,6 @@ impl Pool {
     /// Every block ever handed out, in address order.
     pub fn blocks(&self) -> impl Iterator<Item = &Block> {
         self.blocks.values()
-    }
-
-    /// The region an address belongs to, and its mapped extent.
-    #[must_use]
-    pub fn region_of(&self, address: u64) -> Option<Region> {
-        self.regions.iter().find_map(|(region, pages)| {
-            let base = region.base(self.arch);
-            (address >= base && address < base + pages.mapped).then_some(*region)
-        })
     }
 
     /// Mapped bytes of a region.

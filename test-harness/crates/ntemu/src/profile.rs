@@ -18,7 +18,7 @@ pub struct Profile {
 
 impl Profile {
     /// Windows 7 SP1, as in the walkthrough.
-    pub const WINDOWS_7_SP1: Self = Self {
+    pub(crate) const WINDOWS_7_SP1: Self = Self {
         major: 6,
         minor: 1,
         build: 7601,
@@ -28,7 +28,7 @@ impl Profile {
 
     /// The profile for `major.minor.build` (`--os-version`).
     #[must_use]
-    pub fn for_version(major: u32, minor: u32, build: u32) -> Self {
+    pub(crate) fn for_version(major: u32, minor: u32, build: u32) -> Self {
         let service_pack = match (major, minor, build) {
             (6, 1, 7601) => Self::WINDOWS_7_SP1.service_pack,
             _ => "",

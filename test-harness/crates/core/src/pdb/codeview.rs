@@ -91,7 +91,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Skips up to `count` bytes (trailing padding may be cut short).
-    pub fn skip_at_most(&mut self, count: usize) {
+    pub(crate) fn skip_at_most(&mut self, count: usize) {
         self.pos = self.pos.saturating_add(count).min(self.data.len());
     }
 

@@ -46,7 +46,7 @@ impl Register {
     /// x64's RSP), 2 the frame pointer (EBP / RBP), 3 the base pointer
     /// (EBX / R13).
     #[must_use]
-    pub const fn from_frame_encoding(encoded: u8, arch: Arch) -> Option<Self> {
+    pub(crate) const fn from_frame_encoding(encoded: u8, arch: Arch) -> Option<Self> {
         Some(Self(match (encoded, arch) {
             (1, Arch::X86) => VFRAME,
             (1, Arch::X64) => 335,

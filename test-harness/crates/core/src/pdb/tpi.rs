@@ -423,7 +423,7 @@ impl Types {
     /// Parameters of the procedure type at `index` (`LF_PROCEDURE`,
     /// `LF_MFUNCTION`), for telling classic MSVC parameters from locals.
     #[must_use]
-    pub fn parameter_count(&self, index: u32) -> Option<u16> {
+    pub(crate) fn parameter_count(&self, index: u32) -> Option<u16> {
         match self.leaf(index)? {
             Leaf::Procedure { parameters, .. } => Some(*parameters),
             _ => None,

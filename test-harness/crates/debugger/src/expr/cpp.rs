@@ -49,7 +49,7 @@ pub struct CppValue {
 impl CppValue {
     /// The value as a 64-bit number, sign-extended for signed types.
     #[must_use]
-    pub const fn to_u64(&self) -> u64 {
+    pub(crate) const fn to_u64(&self) -> u64 {
         let bits = match self.kind {
             CppKind::Signed { bits } => bits,
             CppKind::Char { signed: true } => 8,

@@ -52,7 +52,7 @@ impl DumpFormat {
     /// The format of a command name: `db dw dd dq dp dc da du` (`dD` is a
     /// double-precision display and not one of these).
     #[must_use]
-    pub fn from_command(name: &str) -> Option<Self> {
+    pub(crate) fn from_command(name: &str) -> Option<Self> {
         Some(match name {
             "db" => Self::Bytes,
             "dw" => Self::Words,
@@ -81,7 +81,7 @@ impl DumpFormat {
     /// kd's count without `L`: 0x80 bytes of elements (`dd` 0x20, `db`
     /// 0x80, `dq` 0x10), and [`DEFAULT_STRING_CHARS`] for strings.
     #[must_use]
-    pub const fn default_count(self, pointer_size: u64) -> u64 {
+    pub(crate) const fn default_count(self, pointer_size: u64) -> u64 {
         match self {
             Self::Ascii | Self::Unicode => DEFAULT_STRING_CHARS,
             _ => 0x80 / self.element_size(pointer_size),

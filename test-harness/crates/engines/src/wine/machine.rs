@@ -385,7 +385,7 @@ pub struct ControlResult {
 impl ControlResult {
     /// Whether the call was stopped by its time limit.
     #[must_use]
-    pub const fn timed_out(&self) -> bool {
+    pub(crate) const fn timed_out(&self) -> bool {
         self.code.is_none()
     }
 }
@@ -467,7 +467,7 @@ impl WineMachine {
     ///
     /// # Errors
     /// It is not: how to install it.
-    pub fn tools_present() -> Result<()> {
+    pub(crate) fn tools_present() -> Result<()> {
         Tools::find().map(|_| ())
     }
 
@@ -503,7 +503,7 @@ impl WineMachine {
 
     /// Keeps the prefix's lock (from [`lock_prefix`]) for as long as the
     /// machine lives, and hands it to each session's watchdog.
-    pub fn hold_lock(&mut self, lock: File) {
+    pub(crate) fn hold_lock(&mut self, lock: File) {
         self.lock = Some(lock);
     }
 
@@ -548,7 +548,7 @@ impl WineMachine {
     ///
     /// # Errors
     /// reg.exe failed.
-    pub fn set_scm_wait(&self, wait: Duration) -> Result<()> {
+    pub(crate) fn set_scm_wait(&self, wait: Duration) -> Result<()> {
         let marker = self.prefix.path.join(".harness-scm-wait");
         let millis = wait.as_millis().to_string();
         if fs::read_to_string(&marker).is_ok_and(|known| known == millis) {
@@ -706,7 +706,7 @@ impl WineMachine {
 
     /// The session's trace log so far, at most [`LOG_LIMIT`] bytes.
     #[must_use]
-    pub fn session_log(&self) -> SessionLog {
+    pub(crate) fn session_log(&self) -> SessionLog {
         let mut text = Vec::new();
         if let Ok(file) = File::open(&self.log) {
             let _ = file.take(LOG_LIMIT).read_to_end(&mut text);
@@ -725,7 +725,7 @@ impl WineMachine {
         self.session_log().text
     }
 
-    /// Runs `samplectl.exe` inside the prefix, for at most [`CONTROL_TIMEOUT`].
+    /// Runs `samplectl.exe` inside the prefix, for at most `CONTROL_TIMEOUT`.
     ///
     /// # Errors
     /// Wine could not run it.
@@ -737,7 +737,7 @@ impl WineMachine {
     ///
     /// # Errors
     /// Wine could not run it.
-    pub fn samplectl_within(&self, args: &[&str], limit: Duration) -> Result<ControlResult> {
+    pub(crate) fn samplectl_within(&self, args: &[&str], limit: Duration) -> Result<ControlResult> {
         let mut all = vec![r"C:\harness\samplectl.exe"];
         all.extend_from_slice(args);
         let mut command = self.prefix.wine_command(&all);
@@ -759,7 +759,7 @@ impl WineMachine {
     /// Removes `service` through the SCM in an untraced session of its own
     /// (for a service the traced session could not remove); no session may
     /// be running.
-    pub fn deregister(&self, service: &str) {
+    pub(crate) fn deregister(&self, service: &str) {
         self.prefix.deregister(service);
     }
 
@@ -767,7 +767,7 @@ impl WineMachine {
     ///
     /// # Errors
     /// The copy failed.
-    pub fn update_samplectl(&self, samplectl: &Path) -> Result<()> {
+    pub(crate) fn update_samplectl(&self, samplectl: &Path) -> Result<()> {
         let target = self.c_drive().join("harness/samplectl.exe");
         let same = fs::read(samplectl).ok() == fs::read(&target).ok();
         if !same {

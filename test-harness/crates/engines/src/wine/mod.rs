@@ -15,7 +15,7 @@
 //! One run: take the prefix's lock, remove what an earlier run left, copy the
 //! driver to `C:\harness\run\<service>.sys`, start a traced session (the
 //! `machine` module), `samplectl install / start / stop / uninstall` under a
-//! service name of the harness's own ([`service_name`]), stop the session,
+//! service name of the harness's own (`service_name`), stop the session,
 //! deregister the service if it is still there, read the log.
 //!
 //! Two Wine gaps are handled here: Wine 8 has no `bcryptprimitives.dll`
@@ -30,11 +30,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use machine::{
-    CONTROL_TIMEOUT, ControlResult, LOG_LIMIT, SERVER_PERSISTENCE, SERVICE_PREFIX, SessionLog,
-    WineMachine, interrupt_guard, kill_prefix_processes, lock_prefix, prefix_processes,
-};
-pub use trace::{DEBUG_PRINT_LIMIT, Ending, Subject, events_from_log};
+pub use machine::{ControlResult, SERVICE_PREFIX, WineMachine, prefix_processes};
+use machine::{interrupt_guard, lock_prefix};
+use trace::{Ending, Subject, events_from_log};
 
 use crate::engine::{EngineError, RunOptions};
 use harness_core::arch::Arch;
@@ -49,7 +47,7 @@ pub const PREFIX_ENV_VAR: &str = "HARNESS_WINE_PREFIX";
 
 /// The shortest wait the SCM is given for a start or stop, whatever
 /// `--timeout` says (Wine's own services start under the same setting).
-pub const MIN_SCM_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const MIN_SCM_WAIT: Duration = Duration::from_secs(5);
 
 /// How long after `start` returns the run waits for Wine's trace of
 /// DriverEntry's return to reach the log.
@@ -63,7 +61,7 @@ const SAMPLECTL_BUILD_LIMIT: Duration = Duration::from_mins(10);
 ///
 /// # Errors
 /// Neither names an absolute directory.
-pub fn prefix_path() -> Result<PathBuf> {
+pub(crate) fn prefix_path() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os(PREFIX_ENV_VAR).filter(|path| !path.is_empty()) {
         let path = PathBuf::from(path);
         return if path.is_absolute() {
@@ -89,7 +87,7 @@ pub fn prefix_path() -> Result<PathBuf> {
 ///
 /// # Errors
 /// The build failed or took longer than its limit.
-pub fn samplectl_exe() -> Result<PathBuf> {
+pub(crate) fn samplectl_exe() -> Result<PathBuf> {
     harness_build::driver_build::samplectl_up_to_date(Arch::X64, SAMPLECTL_BUILD_LIMIT)
         .map_err(|error| EngineError::Unsupported(error.to_string()))
 }
@@ -99,7 +97,7 @@ pub fn samplectl_exe() -> Result<PathBuf> {
 ///
 /// # Errors
 /// The prefix cannot be made, locked or cleaned.
-pub fn prepared_machine() -> Result<WineMachine> {
+pub(crate) fn prepared_machine() -> Result<WineMachine> {
     prepared_machine_at(&prefix_path()?)
 }
 
@@ -107,7 +105,7 @@ pub fn prepared_machine() -> Result<WineMachine> {
 ///
 /// # Errors
 /// The prefix cannot be made, locked or cleaned.
-pub fn prepared_machine_at(prefix: &Path) -> Result<WineMachine> {
+pub(crate) fn prepared_machine_at(prefix: &Path) -> Result<WineMachine> {
     let prefix = prefix.to_path_buf();
     let samplectl = samplectl_exe()?;
     let lock = lock_prefix(&prefix)?;
@@ -163,7 +161,7 @@ fn clear_dir(dir: &Path) {
 /// Never a name the prefix had: the prefix's own services have no
 /// [`SERVICE_PREFIX`], and the process id keeps runs apart.
 #[must_use]
-pub fn service_name(driver: &Path) -> String {
+pub(crate) fn service_name(driver: &Path) -> String {
     let stem: String = driver
         .file_stem()
         .map(|stem| stem.to_string_lossy().into_owned())

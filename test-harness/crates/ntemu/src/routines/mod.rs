@@ -5,7 +5,7 @@
 //! cdecl, and `Kf*`, `Kef*`, `Iof*`, `Obf*` fastcall (ecx, edx); on x64
 //! the Microsoft x64 convention for all.
 //!
-//! Every handler has the [`Handler`] signature, whatever it needs, and its
+//! Every handler has the `Handler` signature, whatever it needs, and its
 //! only error is "the machine stops here" ([`Halt`]): hence the allows.
 #![allow(clippy::unnecessary_wraps, clippy::missing_errors_doc)]
 
@@ -21,7 +21,7 @@ use harness_core::events::Event;
 
 /// A calling convention on x86 (x64 has one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Conv {
+pub(crate) enum Conv {
     /// Callee pops its arguments.
     Stdcall,
     /// Caller pops (variadic and C runtime functions).
@@ -31,11 +31,11 @@ pub enum Conv {
 }
 
 /// What a routine does with the machine; returns the value for `ax`.
-pub type Handler = fn(&mut Call<'_, '_>) -> Result<u64, Halt>;
+pub(crate) type Handler = fn(&mut Call<'_, '_>) -> Result<u64, Halt>;
 
 /// One routine: its exported name, convention, argument slots on x86, and
 /// its implementation.
-pub struct Routine {
+pub(crate) struct Routine {
     /// The exported name.
     pub name: &'static str,
     /// The calling convention on x86.
@@ -73,7 +73,7 @@ use Conv::{Cdecl, Fastcall, Stdcall};
 /// Every routine the native engine implements. Imports of anything else
 /// from ntoskrnl.exe or hal.dll are reported at load time, and a call to
 /// one stops the run as an engine gap.
-pub static ROUTINES: &[Routine] = &[
+pub(crate) static ROUTINES: &[Routine] = &[
     // Debug output.
     routine("DbgPrint", Cdecl, 1, print::dbg_print),
     routine("DbgPrintEx", Cdecl, 3, print::dbg_print_ex),
@@ -381,7 +381,11 @@ impl<'u, 'a> Call<'u, 'a> {
     ///
     /// # Errors
     /// The stack is not readable (a machine in an impossible state).
-    pub fn at_trap(uc: &'u mut Uc<'a>, conv: Conv, name: &'static str) -> Result<Self, BadAddress> {
+    pub(crate) fn at_trap(
+        uc: &'u mut Uc<'a>,
+        conv: Conv,
+        name: &'static str,
+    ) -> Result<Self, BadAddress> {
         let (args, return_slot) = match cpu::arch(uc) {
             Arch::X86 => {
                 let frame = cpu::reg(uc, cpu::Reg::Bp);
@@ -445,13 +449,13 @@ impl<'u, 'a> Call<'u, 'a> {
     ///
     /// # Errors
     /// The stack is not readable.
-    pub fn arg32(&self, index: usize) -> Result<u32, Halt> {
+    pub(crate) fn arg32(&self, index: usize) -> Result<u32, Halt> {
         Ok(u32::try_from(self.arg(index)? & 0xffff_ffff).unwrap_or(0))
     }
 
     /// The address of argument slot `index` (variadic arguments follow it).
     #[must_use]
-    pub fn slot_address(&self, index: usize) -> u64 {
+    pub(crate) fn slot_address(&self, index: usize) -> u64 {
         let size = self.arch().pointer_size();
         self.args + size * u64::try_from(index).unwrap_or(0)
     }

@@ -12,11 +12,11 @@ use harness_core::arch::Arch;
 use harness_core::events::Event;
 
 /// The most text one DbgPrint call sends (Windows: 512 bytes, NUL included).
-pub const DBGPRINT_LIMIT: usize = 511;
+pub(crate) const DBGPRINT_LIMIT: usize = 511;
 
 /// Where the formatter takes its arguments: consecutive stack slots (or a
 /// `va_list`, which points at the same layout).
-pub struct Slots<'a, 'b> {
+pub(crate) struct Slots<'a, 'b> {
     uc: &'a Uc<'b>,
     next: u64,
     arch: Arch,
@@ -85,7 +85,7 @@ struct Spec {
 /// # Errors
 /// An argument or string is not readable.
 #[allow(clippy::too_many_lines)] // printf's grammar, in order
-pub fn format(
+pub(crate) fn format(
     uc: &Uc<'_>,
     format: &[u16],
     slots: &mut Slots<'_, '_>,
@@ -416,25 +416,25 @@ fn debug_print(call: &mut Call<'_, '_>, format_at: usize, args: u64) -> Result<u
 }
 
 /// `DbgPrint(Format, ...)`.
-pub fn dbg_print(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
+pub(crate) fn dbg_print(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
     let args = call.slot_address(1);
     debug_print(call, 0, args)
 }
 
 /// `DbgPrintEx(ComponentId, Level, Format, ...)`.
-pub fn dbg_print_ex(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
+pub(crate) fn dbg_print_ex(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
     let args = call.slot_address(3);
     debug_print(call, 2, args)
 }
 
 /// `vDbgPrintEx(ComponentId, Level, Format, arglist)`.
-pub fn v_dbg_print_ex(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
+pub(crate) fn v_dbg_print_ex(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
     let args = call.arg(3)?;
     debug_print(call, 2, args)
 }
 
 /// `vDbgPrintExWithPrefix(Prefix, ComponentId, Level, Format, arglist)`.
-pub fn v_dbg_print_ex_with_prefix(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
+pub(crate) fn v_dbg_print_ex_with_prefix(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
     let prefix = cpu::read_cstring(call.uc, call.arg(0)?, 256)?;
     let format_text = narrow(call.uc, call.arg(3)?)?;
     let args = call.arg(4)?;
@@ -522,31 +522,31 @@ fn printf(call: &mut Call<'_, '_>, wide: bool, counted: bool, va_list: bool) -> 
 }
 
 /// `_snprintf(buffer, count, format, ...)`.
-pub fn snprintf(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
+pub(crate) fn snprintf(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
     printf(call, false, true, false)
 }
 
 /// `_snwprintf(buffer, count, format, ...)`.
-pub fn snwprintf(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
+pub(crate) fn snwprintf(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
     printf(call, true, true, false)
 }
 
 /// `sprintf(buffer, format, ...)`.
-pub fn sprintf(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
+pub(crate) fn sprintf(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
     printf(call, false, false, false)
 }
 
 /// `swprintf(buffer, format, ...)`.
-pub fn swprintf(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
+pub(crate) fn swprintf(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
     printf(call, true, false, false)
 }
 
 /// `_vsnprintf(buffer, count, format, arglist)`.
-pub fn vsnprintf(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
+pub(crate) fn vsnprintf(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
     printf(call, false, true, true)
 }
 
 /// `_vsnwprintf(buffer, count, format, arglist)`.
-pub fn vsnwprintf(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
+pub(crate) fn vsnwprintf(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
     printf(call, true, true, true)
 }
