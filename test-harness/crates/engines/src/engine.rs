@@ -1,6 +1,5 @@
-//! Engines run a driver and report [`harness_core::events::Event`]s; the tracker
-//! judges them. `speakeasy` emulates the kernel; `wine` loads the driver in
-//! Wine's winedevice.exe.
+//! What every engine shares: the options a run takes and why an engine
+//! could not run at all.
 
 use std::path::PathBuf;
 use std::time::Duration;
