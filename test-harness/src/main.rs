@@ -175,7 +175,8 @@ struct VmArgs {
     /// Working folder on the guest.
     #[arg(long, default_value = r"C:\sample-test")]
     guest_dir: String,
-    /// kd.exe on the guest (default: Debugging Tools for Windows for the arch).
+    /// kd.exe on the guest [default: the Windows SDK's, under
+    /// `C:\Program Files (x86)` for x64, `C:\Program Files` for x86].
     #[arg(long)]
     kd: Option<String>,
     /// Symbol path for kd on the guest.
@@ -397,18 +398,12 @@ fn run_vm(args: VmArgs) -> Result<ExitCode, CommandError> {
         Some(path) => path,
         None => driver_build::build_samplectl_for(arch)?,
     };
-    let debuggers = match arch {
-        Arch::X64 => "x64",
-        Arch::X86 => "x86",
-    };
     let options = vm::VmOptions {
         driver,
         samplectl,
         arch,
         guest_dir,
-        kd: kd.unwrap_or_else(|| {
-            format!(r"C:\Program Files (x86)\Windows Kits\10\Debuggers\{debuggers}\kd.exe")
-        }),
+        kd: kd.unwrap_or_else(|| default_kd(arch).to_owned()),
         symbols,
         revert_command,
         boot_timeout: Duration::from_secs(boot_timeout),
@@ -426,6 +421,19 @@ fn run_vm(args: VmArgs) -> Result<ExitCode, CommandError> {
     })?;
     print_verdict(&verdict, json)?;
     Ok(verdict.exit_code())
+}
+
+/// Where the Windows SDK puts kd.exe on a guest of the driver's (and so the
+/// guest's) architecture. The SDK installs under the 32-bit Program Files
+/// folder: `Program Files (x86)` on 64-bit Windows, `Program Files` on
+/// 32-bit Windows, which has no `(x86)` folder ("WOW64 Implementation
+/// Details", File System Redirector: ProgramFiles(x86) exists on 64-bit
+/// Windows only).
+const fn default_kd(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X64 => r"C:\Program Files (x86)\Windows Kits\10\Debuggers\x64\kd.exe",
+        Arch::X86 => r"C:\Program Files\Windows Kits\10\Debuggers\x86\kd.exe",
+    }
 }
 
 /// 64-bit Windows loads only signed drivers, even in test mode: an unsigned
@@ -474,4 +482,20 @@ fn print_verdict(verdict: &Verdict, json: bool) -> Result<(), CommandError> {
         emit(&render::report(verdict))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_kd_follows_the_guest_architecture() {
+        // 32-bit Windows has no "Program Files (x86)".
+        assert!(!default_kd(Arch::X86).contains("(x86)"));
+        assert!(default_kd(Arch::X86).ends_with(r"\Debuggers\x86\kd.exe"));
+        assert_eq!(
+            default_kd(Arch::X64),
+            r"C:\Program Files (x86)\Windows Kits\10\Debuggers\x64\kd.exe"
+        );
+    }
 }

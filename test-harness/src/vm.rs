@@ -114,11 +114,39 @@ pub enum VmError {
         "kd.exe not found at {0} on the guest: install Debugging Tools for Windows, or pass --kd"
     )]
     NoKd(String),
-    /// The verifier did not become active.
+    /// The verifier did not become active: neither `/query` nor
+    /// `/querysettings` lists the image after the reboot.
     #[error(
-        "Driver Verifier is not active for {0} after the reboot (verifier /query does not list it)"
+        "Driver Verifier is not active for {image} after the reboot (verifier /query does not list it); verifier /query printed: {raw}"
     )]
-    NotVerified(String),
+    NotVerified {
+        /// The image.
+        image: String,
+        /// `/query`'s output, on one line.
+        raw: String,
+    },
+    /// The verifier is set for the image, but `/query`'s counters are in a
+    /// form the harness does not read, so a run without a bug check cannot
+    /// be judged.
+    #[error(
+        "no bug check, but verifier /query's pool counters for {image} are in a form the harness does not read, so the run is not judged; verifier /query printed: {raw}"
+    )]
+    CountersUnread {
+        /// The image.
+        image: String,
+        /// `/query`'s output, on one line.
+        raw: String,
+    },
+    /// The guest would not reboot after a bug check.
+    #[error(
+        "the guest does not restart after a bug check (CrashControl AutoReboot is 0), so the run would hang at the blue screen: set AutoReboot to 1 (see README, guest preparation)"
+    )]
+    NoAutoReboot,
+    /// Kernel debugging is on in the guest's boot settings.
+    #[error(
+        "kernel debugging is on in the guest's boot entry (bcdedit: debug Yes): an attached kernel debugger turns the bug check into a break (the guest never reboots) and lifts driver signature enforcement (a 577 would not show); run `bcdedit /debug off` on the guest and reboot"
+    )]
+    KernelDebugger,
     /// The driver loaded, but not under the verifier.
     #[error(
         "verifier /query shows no load of {0} under Driver Verifier: the image the kernel loaded is not the one being verified"
@@ -136,9 +164,14 @@ pub enum VmError {
     },
     /// The guest rebooted without a new dump.
     #[error(
-        "the guest rebooted but wrote no new kernel dump (C:\\Windows\\MEMORY.DMP); check the crash dump settings"
+        "the guest rebooted but no new, complete kernel dump appeared at {path} within {} s; check the crash dump settings (CrashControl) and the page file", .limit.as_secs()
     )]
-    NoNewDump,
+    NoNewDump {
+        /// Where the dump was expected (`DumpFile`, expanded).
+        path: String,
+        /// How long the harness waited.
+        limit: Duration,
+    },
     /// kd did not finish.
     #[error("kd did not finish within {} s", .0.as_secs())]
     KdTimeout(Duration),
@@ -409,6 +442,8 @@ struct Run<'a> {
     copied: bool,
     verifier_set: bool,
     service_installed: bool,
+    /// The kernel dump's path on the guest (`DumpFile`, expanded).
+    dump_path: String,
 }
 
 /// Runs the whole sequence. The guest is restored whatever happens; a
@@ -435,6 +470,7 @@ pub fn run(
         copied: false,
         verifier_set: false,
         service_installed: false,
+        dump_path: String::new(),
     };
     let result = run.test();
     let changes = if run.verifier_set || run.service_installed {
@@ -532,7 +568,9 @@ impl Run<'_> {
                 }
                 Action::Start => format!("sc start {SERVICE}"),
                 Action::Stop => format!("sc stop {SERVICE}"),
-                Action::Uninstall => format!("sc stop {SERVICE} & sc delete {SERVICE}"),
+                // The stop is only a precaution (the test stopped it, or it
+                // never started); the delete is what restores the guest.
+                Action::Uninstall => format!("sc delete {SERVICE}"),
                 Action::VerifierEnable => format!("verifier /flags 0x8 /driver {image}"),
                 Action::VerifierDisable => "verifier /reset".to_owned(),
             },
@@ -551,13 +589,36 @@ impl Run<'_> {
             .filter(|id| !id.is_empty()))
     }
 
-    /// The kernel dump's last write time (empty: no dump).
+    /// The kernel dump's last write time and size (empty: no dump).
     fn dump_stamp(&mut self) -> Result<String> {
+        let path = self.dump_path.replace('\'', "''");
         let remote = self.guest(
-            "powershell -NoProfile -Command \"if (Test-Path C:\\Windows\\MEMORY.DMP) { (Get-Item C:\\Windows\\MEMORY.DMP).LastWriteTimeUtc.Ticks }\"",
+            &format!(
+                "powershell -NoProfile -Command \"if (Test-Path -LiteralPath '{path}') {{ $f = Get-Item -LiteralPath '{path}'; '' + $f.LastWriteTimeUtc.Ticks + ' ' + $f.Length }}\""
+            ),
             Duration::from_mins(1),
         )?;
         Ok(remote.stdout.trim().to_owned())
+    }
+
+    /// Waits for a new dump that has stopped growing. Windows may still be
+    /// copying the dump out of the page file when SSH first answers after
+    /// the crash reboot, so one look is not enough.
+    fn wait_for_dump(&mut self, before: &str) -> Result<()> {
+        let started = Instant::now();
+        let mut last = String::new();
+        while started.elapsed() < self.options.boot_timeout {
+            let now = self.dump_stamp()?;
+            if !now.is_empty() && now != before && now == last {
+                return Ok(());
+            }
+            last = now;
+            self.transport.pause(self.options.poll);
+        }
+        Err(VmError::NoNewDump {
+            path: self.dump_path.clone(),
+            limit: self.options.boot_timeout,
+        })
     }
 
     /// Waits until the guest has booted again (its boot id differs from `before`).
@@ -583,10 +644,10 @@ impl Run<'_> {
         self.wait_for_boot(&before, why)
     }
 
-    /// `verifier /query`, read.
-    fn query(&mut self) -> Result<VerifierQuery> {
+    /// `verifier /query`, read, with its text.
+    fn query(&mut self) -> Result<(VerifierQuery, String)> {
         let text = self.must(QUERY, "could not query Driver Verifier")?.stdout;
-        Ok(parse_query(&text))
+        Ok((parse_query(&text), text))
     }
 
     fn test(&mut self) -> Result<Verdict> {
@@ -597,8 +658,15 @@ impl Run<'_> {
                 5,
                 "no bug check: reading the verifier's pool counters (verifier /query)",
             );
-            let query = self.query()?;
-            let mut verdict = clean_verdict(&self.image_name(), self.options.arch, &query)?;
+            let (query, raw) = self.query()?;
+            let image = self.image_name();
+            if query.module(&image).is_none() && !query.none_verified {
+                return Err(VmError::CountersUnread {
+                    image,
+                    raw: one_line(&raw),
+                });
+            }
+            let mut verdict = clean_verdict(&image, self.options.arch, &query)?;
             if verdict.driver != self.driver_file {
                 verdict.notes.push(format!(
                     "{} was loaded and verified as {}",
@@ -608,10 +676,11 @@ impl Run<'_> {
             }
             return Ok(verdict);
         }
-        let dump_after = self.dump_stamp()?;
-        if dump_after.is_empty() || dump_after == dump_before {
-            return Err(VmError::NoNewDump);
-        }
+        self.say(
+            4,
+            &format!("waiting for the kernel dump {}", self.dump_path),
+        );
+        self.wait_for_dump(&dump_before)?;
         self.analyze_dump()
     }
 
@@ -672,6 +741,8 @@ impl Run<'_> {
         if !matches!(dump_kind.as_str(), "1" | "2" | "7") {
             return Err(VmError::NoKernelDump);
         }
+        self.crash_settings()?;
+        self.no_kernel_debugger()?;
         let kd_check = self.guest(
             &format!(
                 "if exist \"{}\" (echo found) else (echo missing)",
@@ -706,6 +777,57 @@ impl Run<'_> {
         self.dump_stamp()
     }
 
+    /// The dump's path and the restart after a bug check, from the values
+    /// `Win32_OSRecoveryConfiguration` maps to `CrashControl`: `DumpFile`
+    /// (`DebugFilePath`, e.g. `%SystemRoot%\MEMORY.DMP`) and `AutoReboot`
+    /// ("System will automatically reboot during a recovery operation").
+    fn crash_settings(&mut self) -> Result<()> {
+        let auto_reboot = self.guest(
+            &format!("{CRASH_CONTROL} /v AutoReboot"),
+            Duration::from_mins(1),
+        )?;
+        // Absent means Windows' default, which restarts.
+        if auto_reboot.ok()
+            && reg_value(&auto_reboot.stdout, "AutoReboot").is_some_and(|value| value == "0x0")
+        {
+            return Err(VmError::NoAutoReboot);
+        }
+        let dump_file = self.guest(
+            &format!("{CRASH_CONTROL} /v DumpFile"),
+            Duration::from_mins(1),
+        )?;
+        let configured = dump_file
+            .ok()
+            .then(|| reg_value(&dump_file.stdout, "DumpFile"))
+            .flatten()
+            .unwrap_or_else(|| DEFAULT_DUMP.to_owned());
+        let root = self
+            .must("echo %SystemRoot%", "cannot read the guest's %SystemRoot%")?
+            .stdout
+            .trim()
+            .to_owned();
+        self.dump_path = expand_system_root(&configured, &root);
+        Ok(())
+    }
+
+    /// Refuses a guest booted with kernel debugging on: "Attaching an active
+    /// kernel debugger to the target computer disables the enforcement of
+    /// kernel-mode digital signatures" (Installing an Unsigned Driver during
+    /// Development and Test; Appendix 1: Enforcing Kernel-Mode Signature
+    /// Verification in Kernel Debugging Mode), and a bug check breaks into
+    /// the debugger instead of writing the dump and restarting. bcdedit shows
+    /// the boot entry's `debug` element (`BCDEdit /debug`).
+    fn no_kernel_debugger(&mut self) -> Result<()> {
+        let boot = self.must(
+            BOOT_ENTRY,
+            "cannot read the guest's boot settings (bcdedit needs an administrator's SSH session)",
+        )?;
+        if kernel_debugging(&boot.stdout) {
+            return Err(VmError::KernelDebugger);
+        }
+        Ok(())
+    }
+
     /// Step 2: pool tracking for the image the kernel will load, active after
     /// a reboot, which `verifier /query` must show.
     fn enable_verifier(&mut self) -> Result<()> {
@@ -722,11 +844,32 @@ impl Run<'_> {
             verifier_succeeded,
         )?;
         self.reboot("enabling Driver Verifier")?;
-        let query = self.query()?;
-        if query.module(&image).is_none() {
-            return Err(VmError::NotVerified(image));
+        let raw = self.must(QUERY, "could not query Driver Verifier")?.stdout;
+        let query = parse_query(&raw);
+        if query.module(&image).is_some() {
+            return Ok(());
         }
-        Ok(())
+        // "No drivers are currently verified." is a clear no. Any other text
+        // is a /query form the harness does not know (Windows 7's was never
+        // captured here); the settings "that will take effect after the next
+        // boot" (/querysettings, Viewing Driver Verifier Settings), read after
+        // that boot, are then the documented proof that the verifier is set.
+        if !query.none_verified {
+            let settings = self
+                .must(QUERY_SETTINGS, "could not query Driver Verifier's settings")?
+                .stdout;
+            if settings_list(&settings, &image) {
+                (self.progress)(&format!(
+                    "      verifier /query's form is not one the harness reads; /querysettings lists {image}, so the verifier is taken as set. verifier /query printed: {}",
+                    one_line(&raw)
+                ));
+                return Ok(());
+            }
+        }
+        Err(VmError::NotVerified {
+            image,
+            raw: one_line(&raw),
+        })
     }
 
     /// Steps 3 and 4: load and unload the driver; true if the guest bug-checked.
@@ -775,8 +918,8 @@ impl Run<'_> {
             None => format!("!analyze -v; !verifier 3 {image}; q"),
         };
         let kd_command = format!(
-            "\"{}\" -z C:\\Windows\\MEMORY.DMP -y \"{};{}\" -c \"{commands}\" > \"{kd_out}\" 2>&1",
-            options.kd, options.symbols, options.guest_dir
+            "\"{}\" -z \"{}\" -y \"{};{}\" -c \"{commands}\" > \"{kd_out}\" 2>&1",
+            options.kd, self.dump_path, options.symbols, options.guest_dir
         );
         let kd = self.guest(&kd_command, options.kd_timeout)?;
         if kd.code.is_none() {
@@ -806,10 +949,18 @@ impl Run<'_> {
         self.say(6, "restoring the guest");
         let mut left = Vec::new();
         if self.service_installed {
+            if self.control == Control::Builtin {
+                let stop = self.control(Action::Stop);
+                let _ = self.guest(&stop, Duration::from_mins(2));
+            }
             let uninstall = self.control(Action::Uninstall);
             match self.guest(&uninstall, Duration::from_mins(2)) {
-                Ok(remote) if remote.ok() || self.control == Control::Builtin => {}
-                _ => left.push(format!(
+                Ok(remote) if service_gone(self.control, &remote) => {}
+                Ok(remote) => left.push(format!(
+                    "the {SERVICE} service ({uninstall}: {}; remove it with sc delete {SERVICE})",
+                    remote.first_error_line()
+                )),
+                Err(_) => left.push(format!(
                     "the {SERVICE} service (remove: sc delete {SERVICE})"
                 )),
             }
@@ -840,6 +991,92 @@ impl Run<'_> {
             }
         }
         if left.is_empty() { Ok(()) } else { Err(left) }
+    }
+}
+
+/// The crash dump settings' registry key, read with reg.exe.
+const CRASH_CONTROL: &str = "reg query HKLM\\SYSTEM\\CurrentControlSet\\Control\\CrashControl";
+
+/// Where a kernel dump goes when `DumpFile` is not set ("Kernel memory
+/// dump": "The default file is %SystemRoot%\Memory.dmp").
+const DEFAULT_DUMP: &str = "%SystemRoot%\\MEMORY.DMP";
+
+/// The settings for the next boot (Viewing Driver Verifier Settings).
+const QUERY_SETTINGS: &str = "verifier /querysettings";
+
+/// The boot entry the guest runs (`BCDEdit /enum`).
+const BOOT_ENTRY: &str = "bcdedit /enum {current}";
+
+/// A value out of `reg query KEY /v NAME`'s listing
+/// (`    DumpFile    REG_EXPAND_SZ    %SystemRoot%\MEMORY.DMP`).
+fn reg_value(listing: &str, name: &str) -> Option<String> {
+    listing.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        let first = words.next()?;
+        if !first.eq_ignore_ascii_case(name) {
+            return None;
+        }
+        let kind = words.next().filter(|kind| kind.starts_with("REG_"))?;
+        let (_, value) = line.split_once(kind)?;
+        Some(value.trim().to_owned())
+    })
+}
+
+/// `%SystemRoot%\MEMORY.DMP` with the guest's `%SystemRoot%`.
+fn expand_system_root(path: &str, root: &str) -> String {
+    const VARIABLE: &str = "%systemroot%";
+    // ASCII lowercasing keeps every byte offset.
+    path.to_ascii_lowercase().find(VARIABLE).map_or_else(
+        || path.to_owned(),
+        |at| format!("{}{root}{}", &path[..at], &path[at + VARIABLE.len()..]),
+    )
+}
+
+/// Whether bcdedit's listing of the boot entry has `debug Yes`.
+fn kernel_debugging(listing: &str) -> bool {
+    listing.lines().any(|line| {
+        let mut words = line.split_whitespace();
+        words
+            .next()
+            .is_some_and(|word| word.eq_ignore_ascii_case("debug"))
+            && words
+                .next()
+                .is_some_and(|word| word.eq_ignore_ascii_case("yes"))
+    })
+}
+
+/// Whether `/querysettings` names `image` among the verified drivers: a
+/// line that is the name, whole.
+fn settings_list(settings: &str, image: &str) -> bool {
+    settings
+        .lines()
+        .flat_map(str::split_whitespace)
+        .any(|word| word.eq_ignore_ascii_case(image))
+}
+
+/// A guest's output on one line, capped, for an error message.
+fn one_line(text: &str) -> String {
+    const CAP: usize = 400;
+    let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if joined.is_empty() {
+        return "(nothing)".to_owned();
+    }
+    match joined.char_indices().nth(CAP) {
+        Some((at, _)) => format!("{}...", &joined[..at]),
+        None => joined,
+    }
+}
+
+/// Whether the uninstall removed the service. sc.exe exits with the Win32
+/// error: 0, or 1060 `ERROR_SERVICE_DOES_NOT_EXIST` (already gone), or 1072
+/// `ERROR_SERVICE_MARKED_FOR_DELETE`, which `DeleteService` returns when the
+/// service "has already been marked for deletion" (`DeleteService`, Return
+/// value): it goes when the last handle closes. Any other code (5, access
+/// denied) leaves it. samplectl exits 0 only when it is gone.
+fn service_gone(control: Control, remote: &Remote) -> bool {
+    match control {
+        Control::Samplectl => remote.ok(),
+        Control::Builtin => matches!(remote.code, Some(0 | 1060 | 1072)),
     }
 }
 

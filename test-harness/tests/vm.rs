@@ -27,6 +27,16 @@ enum VerifierBoot {
     NeverActive,
 }
 
+/// The form `verifier /query` prints its counters in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum QueryForm {
+    /// The forms in fixtures/vm (`MODULE:` on Windows 10+, `Name:` before).
+    Known,
+    /// Any other text: stands for a real Windows 7 form that differs from
+    /// our reconstruction (no capture exists, fixtures/vm/README.md).
+    Unknown,
+}
+
 /// Pool counters of one verified image in this boot.
 #[derive(Clone, Default)]
 struct Counters {
@@ -43,6 +53,23 @@ struct FakeGuest {
     secure_boot: bool,
     testsigning: bool,
     dump_setting: &'static str,
+    /// `CrashControl\\AutoReboot` (None: the value is absent).
+    auto_reboot: Option<u32>,
+    /// `CrashControl\\DumpFile` (None: absent, Windows' default applies).
+    dump_file: Option<&'static str>,
+    system_root: &'static str,
+    /// The boot entry's `debug` element (bcdedit /debug on).
+    kernel_debugging: bool,
+    query_form: QueryForm,
+    /// After the crash reboot: stamp reads before the dump file exists, then
+    /// reads during which it still grows (the dump is copied out of the
+    /// page file during boot).
+    dump_appears_after: u32,
+    dump_grows_for: u32,
+    dump_wait: u32,
+    dump_growth: u32,
+    /// What `sc delete` exits with (0: deleted).
+    sc_delete_code: i32,
     kd_present: bool,
     /// The driver's unload routine skips its free.
     leaky: bool,
@@ -77,6 +104,16 @@ impl FakeGuest {
             secure_boot: false,
             testsigning: true,
             dump_setting: "2",
+            auto_reboot: Some(1),
+            dump_file: Some("%SystemRoot%\\MEMORY.DMP"),
+            system_root: "C:\\Windows",
+            kernel_debugging: false,
+            query_form: QueryForm::Known,
+            dump_appears_after: 0,
+            dump_grows_for: 0,
+            dump_wait: 0,
+            dump_growth: 0,
+            sc_delete_code: 0,
             kd_present: true,
             leaky,
             bugchecks: true,
@@ -164,7 +201,13 @@ impl FakeGuest {
         }
         let mut text = String::from("\r\nVerifier Flags: 0x00000008\r\n\r\n");
         for (name, counters) in &self.active {
-            if self.version().0 >= 10 {
+            if self.query_form == QueryForm::Unknown {
+                let _ = write!(
+                    text,
+                    "{name:<16}{:>6}{:>8}{:>10}\r\n",
+                    counters.loads, counters.unloads, counters.paged
+                );
+            } else if self.version().0 >= 10 {
                 let _ = write!(
                     text,
                     "MODULE: {name} (load: {} / unload: {})\r\n    Current Pool Allocations:  (      0 / {:>6} )\r\n    Current Pool Bytes:        (      0 / {:>6} )\r\n",
@@ -200,6 +243,72 @@ impl FakeGuest {
                     drivers.join("\r\n")
                 )
             },
+        )
+    }
+
+    /// `DumpFile`, expanded as Windows does (`%SystemRoot%`).
+    fn dump_path(&self) -> String {
+        self.dump_file
+            .unwrap_or("%SystemRoot%\\MEMORY.DMP")
+            .replace("%SystemRoot%", self.system_root)
+    }
+
+    /// The dump's `ticks length`, as it is now: missing, growing, complete.
+    fn dump_stamp(&mut self) -> String {
+        if self.dump == 0 {
+            return String::new();
+        }
+        if self.dump_wait > 0 {
+            self.dump_wait -= 1;
+            return if self.dump > 1 {
+                format!("6389{:08} 536870912", self.dump - 1)
+            } else {
+                String::new()
+            };
+        }
+        if self.dump_growth > 0 {
+            self.dump_growth -= 1;
+            return format!(
+                "6389{:08} {}",
+                self.dump,
+                1_048_576 * (8 - self.dump_growth.min(7))
+            );
+        }
+        format!("6389{:08} 536870912", self.dump)
+    }
+
+    /// reg.exe's answer to `reg query KEY /v NAME`: the value's line, or
+    /// "ERROR: The system was unable to find the specified registry key or
+    /// value." with exit 1.
+    fn reg_reply(name: &str, value: Option<(&str, String)>) -> Remote {
+        value.map_or_else(
+            || {
+                reply(
+                    Some(1),
+                    "",
+                    "ERROR: The system was unable to find the specified registry key or value.",
+                )
+            },
+            |(kind, value)| {
+                reply(
+                    Some(0),
+                    &format!(
+                        "\r\nHKEY_LOCAL_MACHINE\\SYSTEM\\CurrentControlSet\\Control\\CrashControl\r\n    {name}    {kind}    {value}\r\n\r\n"
+                    ),
+                    "",
+                )
+            },
+        )
+    }
+
+    /// `bcdedit /enum {current}`: the Windows Boot Loader entry, with the
+    /// elements `BCDEdit /set` writes (`testsigning`, `debug`) as Yes/No.
+    fn boot_entry(&self) -> String {
+        let yes = |on: bool| if on { "Yes" } else { "No" };
+        format!(
+            "\r\nWindows Boot Loader\r\n-------------------\r\nidentifier              {{current}}\r\ndevice                  partition=C:\r\npath                    \\Windows\\system32\\winload.exe\r\ndescription             Windows\r\ntestsigning             {}\r\nsystemroot              \\Windows\r\ndebug                   {}\r\n",
+            yes(self.testsigning),
+            yes(self.kernel_debugging)
         )
     }
 
@@ -342,6 +451,8 @@ impl FakeGuest {
         if bugcheck {
             // The connection drops, a dump is written, the guest reboots.
             self.dump += 1;
+            self.dump_wait = self.dump_appears_after;
+            self.dump_growth = self.dump_grows_for;
             self.reboot();
             self.down = 3;
             return Remote {
@@ -389,11 +500,24 @@ impl FakeGuest {
                 ),
             },
             "stop Sample" => self.stop(),
-            "stop Sample & sc delete Sample" => {
-                let _ = self.stop();
-                self.service = None;
-                reply(Some(0), "[SC] DeleteService SUCCESS", "")
-            }
+            // sc.exe exits with the Win32 error; DeleteService fails with 5
+            // (ERROR_ACCESS_DENIED) without the right (DeleteService).
+            "delete Sample" => match (self.sc_delete_code, &self.service) {
+                (0, Some(_)) => {
+                    self.service = None;
+                    reply(Some(0), "[SC] DeleteService SUCCESS", "")
+                }
+                (0, None) => reply(
+                    Some(1060),
+                    "[SC] OpenService FAILED 1060:\r\n\r\nThe specified service does not exist as an installed service.\r\n",
+                    "",
+                ),
+                (code, _) => reply(
+                    Some(code),
+                    &format!("[SC] DeleteService FAILED {code}:\r\n\r\nAccess is denied.\r\n"),
+                    "",
+                ),
+            },
             _ => reply(Some(1), "", "bad sc arguments"),
         }
     }
@@ -492,16 +616,42 @@ impl Transport for FakeGuest {
             reply(Some(0), "", "")
         } else if command.contains("LastBootUpTime") {
             reply(Some(0), &format!("20261124{:06}.500000+000", self.boot), "")
+        } else if command.contains("/v AutoReboot") {
+            Self::reg_reply(
+                "AutoReboot",
+                self.auto_reboot
+                    .map(|value| ("REG_DWORD", format!("0x{value:x}"))),
+            )
+        } else if command.contains("/v DumpFile") {
+            Self::reg_reply(
+                "DumpFile",
+                self.dump_file
+                    .map(|path| ("REG_EXPAND_SZ", path.to_owned())),
+            )
+        } else if command == "echo %SystemRoot%" {
+            reply(Some(0), &format!("{}\r\n", self.system_root), "")
+        } else if command == "bcdedit /enum {current}" {
+            reply(Some(0), &self.boot_entry(), "")
         } else if command.contains("kd.exe") {
-            self.kd_ran = true;
+            // kd opens the dump named by -z; a dump still being written is
+            // not one it can read.
+            let wanted = format!("-z \"{}\"", self.dump_path());
+            self.kd_ran = command.contains(&wanted)
+                && self.dump > 0
+                && self.dump_wait == 0
+                && self.dump_growth == 0;
             reply(Some(0), "", "")
-        } else if command.contains("MEMORY.DMP") {
-            let stamp = if self.dump > 0 {
-                format!("6389{:08}", self.dump)
-            } else {
-                String::new()
-            };
-            reply(Some(0), &stamp, "")
+        } else if command.contains("Test-Path") {
+            let ours = command.contains(&format!("'{}'", self.dump_path()));
+            reply(
+                Some(0),
+                &if ours {
+                    self.dump_stamp()
+                } else {
+                    String::new()
+                },
+                "",
+            )
         } else if command.starts_with("shutdown /r") {
             self.reboot();
             reply(Some(0), "", "")
@@ -669,7 +819,7 @@ fn leaky_driver_bugchecks_and_the_dump_gives_the_walkthrough_verdict() {
         "samplectl.exe\" install",
         "samplectl.exe\" start",
         "samplectl.exe\" stop",
-        "-z C:\\Windows\\MEMORY.DMP",
+        "-z \"C:\\Windows\\MEMORY.DMP\"",
         "samplectl.exe\" uninstall",
         "samplectl.exe\" verifier disable",
     ];
@@ -1113,4 +1263,193 @@ fn harness_vm_output_streams() {
     assert!(stderr.contains("starts with '-'"), "{stderr}");
     assert!(output.stdout.is_empty());
     assert!(!marker.exists(), "no local command ran");
+}
+
+/// One of the checks that run before anything is changed refused the guest.
+fn refused_untouched(guest: &FakeGuest, failure: &VmError) {
+    assert!(
+        failure
+            .to_string()
+            .ends_with("(nothing on the guest was changed)"),
+        "{failure}"
+    );
+    assert!(guest.files.is_empty());
+    assert!(guest.never_ran("verifier /flags") && guest.never_ran("verifier enable"));
+    assert!(guest.never_ran("shutdown"));
+}
+
+#[test]
+fn a_windows_7_query_form_the_harness_does_not_read_falls_back_to_querysettings() {
+    // "The following methods will display the settings that will take
+    // effect after the next boot" (Viewing Driver Verifier Settings,
+    // verifier /querysettings): read after that boot, they prove the
+    // verifier is set. The bug check and the dump then give the verdict.
+    let dir = tempfile::tempdir().expect("dir");
+    let mut guest = FakeGuest::windows_7(true);
+    guest.query_form = QueryForm::Unknown;
+    let (result, progress) = run(&mut guest, &options(dir.path(), None));
+    let verdict = result.expect("verdict");
+    assert_eq!(verdict.exit_code(), ExitCode::Violation);
+    guest.ran("verifier /querysettings");
+    // The raw /query text is shown, so the real form can be added.
+    assert!(
+        progress
+            .iter()
+            .any(|line| line.contains("verifier /query printed:") && line.contains("Sample.sys")),
+        "{progress:#?}"
+    );
+    assert!(restored(&guest));
+
+    // Without a bug check the counters are needed, and cannot be read:
+    // cannot judge, with the text that was not understood.
+    let mut clean = FakeGuest::windows_7(false);
+    clean.query_form = QueryForm::Unknown;
+    let failure = run(&mut clean, &options(dir.path(), None))
+        .0
+        .expect_err("not judged");
+    assert!(
+        matches!(&failure, VmError::Restored { cause, .. }
+            if matches!(&**cause, VmError::CountersUnread { raw, .. } if raw.contains("Sample.sys"))),
+        "{failure}"
+    );
+    assert!(!failure.to_string().contains('\n'));
+    assert!(restored(&clean));
+}
+
+#[test]
+fn not_verified_shows_what_verifier_query_printed() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut guest = FakeGuest::windows_7(true);
+    guest.verifier_boot = VerifierBoot::NeverActive;
+    let failure = run(&mut guest, &options(dir.path(), None))
+        .0
+        .expect_err("not verified");
+    assert!(
+        failure
+            .to_string()
+            .contains("verifier /query printed: No drivers are currently verified."),
+        "{failure}"
+    );
+    assert!(!failure.to_string().contains('\n'));
+}
+
+#[test]
+fn the_dump_is_awaited_until_it_appears_and_stops_growing() {
+    // After the crash reboot the dump may appear (and grow) only after SSH
+    // answers; kd cannot read a dump still being written.
+    let dir = tempfile::tempdir().expect("dir");
+    let mut guest = FakeGuest::new(true);
+    guest.dump_appears_after = 2;
+    guest.dump_grows_for = 3;
+    let verdict = run(&mut guest, &options(dir.path(), None))
+        .0
+        .expect("verdict");
+    assert_eq!(verdict.exit_code(), ExitCode::Violation);
+    assert!(guest.kd_ran);
+
+    // A dump that never comes: a bounded wait, then one line naming the path.
+    let mut never = FakeGuest::new(true);
+    never.dump_appears_after = u32::MAX;
+    let failure = run(&mut never, &options(dir.path(), None))
+        .0
+        .expect_err("no dump");
+    assert!(
+        failure
+            .to_string()
+            .starts_with("the guest rebooted but no new, complete kernel dump appeared at C:\\Windows\\MEMORY.DMP within 5 s"),
+        "{failure}"
+    );
+}
+
+#[test]
+fn the_dump_path_comes_from_dumpfile_and_systemroot() {
+    // Win32_OSRecoveryConfiguration: DebugFilePath maps to CrashControl's
+    // DumpFile ("%SystemRoot%\MEMORY.DMP" by default, a REG_EXPAND_SZ).
+    let dir = tempfile::tempdir().expect("dir");
+    let mut guest = FakeGuest::windows_7(true);
+    guest.system_root = "D:\\WINNT";
+    guest.dump_file = Some("%SystemRoot%\\Crash Dumps\\KERNEL.DMP");
+    let verdict = run(&mut guest, &options(dir.path(), None))
+        .0
+        .expect("verdict");
+    assert_eq!(verdict.exit_code(), ExitCode::Violation);
+    guest.ran("-z \"D:\\WINNT\\Crash Dumps\\KERNEL.DMP\"");
+
+    // No DumpFile value: Windows' default, under the guest's SystemRoot.
+    let mut default = FakeGuest::new(true);
+    default.dump_file = None;
+    default.system_root = "E:\\Windows";
+    let verdict = run(&mut default, &options(dir.path(), None))
+        .0
+        .expect("verdict");
+    assert_eq!(verdict.exit_code(), ExitCode::Violation);
+    default.ran("-z \"E:\\Windows\\MEMORY.DMP\"");
+}
+
+#[test]
+fn a_guest_that_would_not_restart_after_the_bug_check_is_refused_first() {
+    // AutoReboot 0: "System will automatically reboot during a recovery
+    // operation" is off (Win32_OSRecoveryConfiguration.AutoReboot, mapped
+    // to CrashControl\AutoReboot): the guest would stay at the blue screen.
+    let dir = tempfile::tempdir().expect("dir");
+    let mut guest = FakeGuest::new(true);
+    guest.auto_reboot = Some(0);
+    let failure = run(&mut guest, &options(dir.path(), None))
+        .0
+        .expect_err("refused");
+    assert!(
+        matches!(&failure, VmError::Restored { cause, .. } if matches!(**cause, VmError::NoAutoReboot)),
+        "{failure}"
+    );
+    refused_untouched(&guest, &failure);
+
+    // The value absent: Windows' default, which restarts.
+    let mut absent = FakeGuest::new(true);
+    absent.auto_reboot = None;
+    let verdict = run(&mut absent, &options(dir.path(), None))
+        .0
+        .expect("verdict");
+    assert_eq!(verdict.exit_code(), ExitCode::Violation);
+}
+
+#[test]
+fn kernel_debugging_on_the_guest_is_refused_first() {
+    // "Attaching an active kernel debugger to the target computer disables
+    // the enforcement of kernel-mode digital signatures" (Appendix 1:
+    // Enforcing Kernel-Mode Signature Verification in Kernel Debugging
+    // Mode), and a bug check breaks into the debugger instead of restarting.
+    for mut guest in [FakeGuest::new(true), FakeGuest::windows_7(true)] {
+        guest.kernel_debugging = true;
+        let dir = tempfile::tempdir().expect("dir");
+        let failure = run(&mut guest, &options(dir.path(), None))
+            .0
+            .expect_err("refused");
+        assert!(
+            matches!(&failure, VmError::Restored { cause, .. } if matches!(**cause, VmError::KernelDebugger)),
+            "{failure}"
+        );
+        assert!(
+            failure.to_string().contains("bcdedit /debug off"),
+            "{failure}"
+        );
+        refused_untouched(&guest, &failure);
+    }
+}
+
+#[test]
+fn a_windows_7_service_that_sc_delete_leaves_is_reported() {
+    // sc.exe exits with DeleteService's Win32 error; 5 is access denied.
+    let dir = tempfile::tempdir().expect("dir");
+    let mut guest = FakeGuest::windows_7(false);
+    guest.sc_delete_code = 5;
+    let failure = run(&mut guest, &options(dir.path(), None))
+        .0
+        .expect_err("not restored");
+    let text = failure.to_string();
+    assert!(
+        matches!(&failure, VmError::NotRestored { cause: None, left } if left.iter().any(|item| item.starts_with("the Sample service (sc delete Sample: [SC] DeleteService FAILED 5:"))),
+        "{text}"
+    );
+    assert!(guest.service.is_some());
+    guest.ran("sc stop Sample");
 }
