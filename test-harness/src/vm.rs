@@ -178,6 +178,11 @@ pub enum VmError {
     /// kd's output holds no verdict.
     #[error(transparent)]
     Analyze(#[from] NothingFound),
+    /// The driver's file name cannot go into a guest command line.
+    #[error(
+        "the driver file name '{0}' has characters other than letters, digits, '.', '-' and '_'; copy it to a plain name"
+    )]
+    BadDriverName(String),
     /// The options name no driver file.
     #[error("--driver names no file")]
     NoDriverFile,
@@ -461,6 +466,14 @@ pub fn run(
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .ok_or(VmError::NoDriverFile)?;
+    // The name goes into guest command lines (sc's binPath, verifier's
+    // /driver, kd's aliases), unquoted in places.
+    if !driver_file
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    {
+        return Err(VmError::BadDriverName(driver_file));
+    }
     let mut run = Run {
         transport,
         options,
@@ -913,7 +926,12 @@ impl Run<'_> {
             Some(script) => {
                 let guest_script = self.path("harness-kd-script.txt");
                 self.transport.upload(script, &guest_script)?;
-                format!("$$<{guest_script}; q")
+                // The script names the driver through these aliases
+                // (docs/kd/postmortem.txt); `aS` ends its phrase at `;`.
+                format!(
+                    "aS SampleImage {image}; aS SampleModule {}; $$<{guest_script}; q",
+                    module_name(&image)
+                )
             }
             None => format!("!analyze -v; !verifier 3 {image}; q"),
         };
@@ -1078,6 +1096,12 @@ fn service_gone(control: Control, remote: &Remote) -> bool {
         Control::Samplectl => remote.ok(),
         Control::Builtin => matches!(remote.code, Some(0 | 1060 | 1072)),
     }
+}
+
+/// kd's module name for an image: the file name without its extension
+/// (`Sample.sys` -> `Sample`).
+fn module_name(image: &str) -> &str {
+    image.rsplit_once('.').map_or(image, |(stem, _)| stem)
 }
 
 /// `Microsoft Windows [Version 10.0.19045.3803]` -> 10.

@@ -861,7 +861,40 @@ fn training_kd_script_runs_on_the_dump() {
             .keys()
             .any(|path| path.ends_with("harness-kd-script.txt"))
     );
-    guest.ran("-c \"$$<C:\\sample-test\\harness-kd-script.txt; q\"");
+    guest.ran(
+        "-c \"aS SampleImage Sample.sys; aS SampleModule Sample; $$<C:\\sample-test\\harness-kd-script.txt; q\"",
+    );
+
+    // On Windows 7 the image is the uploaded file's name: the script gets
+    // that name through its aliases, and names the driver only through them.
+    let dir = tempfile::tempdir().expect("dir");
+    let mut options = options_for(dir.path(), Driver::SignedX64, "leaky-build.sys", None);
+    options.kd_script = Some(PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/kd/postmortem.txt"
+    )));
+    let mut windows_7 = FakeGuest::windows_7(true);
+    let verdict = run(&mut windows_7, &options).0.expect("verdict");
+    assert_eq!(verdict.exit_code(), ExitCode::Violation);
+    windows_7.ran("-c \"aS SampleImage leaky-build.sys; aS SampleModule leaky-build; $$<");
+    let script =
+        std::fs::read_to_string(options.kd_script.as_ref().expect("script")).expect("read");
+    let commands: Vec<&str> = script
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.starts_with('*') && !line.starts_with(".echo"))
+        .collect();
+    assert!(
+        commands.contains(&"!verifier 3 ${SampleImage}"),
+        "{commands:?}"
+    );
+    assert!(commands.contains(&"lm m ${SampleModule}"), "{commands:?}");
+    assert!(
+        !commands
+            .iter()
+            .any(|command| command.contains("Sample.sys") || command.ends_with(" Sample")),
+        "{commands:?}"
+    );
 }
 
 #[test]
@@ -1188,6 +1221,16 @@ fn real_ssh_transport_reports_an_unreachable_guest() {
 }
 
 /// A host that ssh would take as an option never reaches ssh.
+#[test]
+fn a_driver_name_that_cannot_go_into_a_command_line_is_refused() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut guest = FakeGuest::windows_7(true);
+    let options = options_for(dir.path(), Driver::SignedX64, "a;b.sys", None);
+    let failure = run(&mut guest, &options).0.expect_err("refused");
+    assert!(matches!(failure, VmError::BadDriverName(_)), "{failure}");
+    assert!(guest.log.is_empty());
+}
+
 #[test]
 fn a_host_starting_with_a_dash_is_refused() {
     let dir = tempfile::tempdir().expect("dir");
