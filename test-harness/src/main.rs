@@ -201,6 +201,11 @@ struct VmArgs {
     /// Extra ssh/scp option (`-o`), repeatable: `--ssh-option Port=2222`.
     #[arg(long = "ssh-option", value_name = "OPTION")]
     ssh_options: Vec<String>,
+    /// Save every guest command with its exact output, exit code and timing
+    /// (and kd's output) in DIR/transcript.jsonl, replayable by tests/vm.rs.
+    /// DIR must not hold a transcript yet.
+    #[arg(long, value_name = "DIR")]
+    record: Option<PathBuf>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -379,6 +384,7 @@ fn run_vm(args: VmArgs) -> Result<ExitCode, CommandError> {
         kd_timeout,
         kd_script,
         ssh_options,
+        record,
         json,
     } = args;
     let driver = match driver {
@@ -416,9 +422,29 @@ fn run_vm(args: VmArgs) -> Result<ExitCode, CommandError> {
         options: ssh_options,
     };
     // Progress on stdout, so that stderr holds only the one-line error.
-    let verdict = vm::run(&mut ssh, &options, &mut |line| {
+    let mut progress = |line: &str| {
         let _ = emit_line(&format!("harness: {line}"));
-    })?;
+    };
+    let verdict = match record {
+        None => vm::run(&mut ssh, &options, &mut progress),
+        Some(dir) => {
+            let driver_name = options.driver.display().to_string();
+            let mut recorder = vm::Recorder::new(
+                &mut ssh,
+                &dir,
+                &[("driver", &driver_name), ("arch", &arch.to_string())],
+            )
+            .map_err(vm::VmError::from)?;
+            let verdict = vm::run(&mut recorder, &options, &mut progress);
+            // The evidence matters whatever the verdict; an incomplete
+            // transcript is said, but does not replace the verdict.
+            match recorder.finish(&verdict) {
+                Ok(path) => progress(&format!("transcript: {}", path.display())),
+                Err(error) => progress(&format!("warning: {error}")),
+            }
+            verdict
+        }
+    }?;
     print_verdict(&verdict, json)?;
     Ok(verdict.exit_code())
 }

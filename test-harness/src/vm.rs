@@ -21,6 +21,9 @@ use harness_core::error::ProcessError;
 use harness_core::verdict::{Engine, PoolStats, Stage, Verdict};
 use harness_kd_text::{NothingFound, VerifierQuery, parse_query};
 
+mod record;
+pub use record::{Recorder, TRANSCRIPT};
+
 /// The harness could not use its link to the guest.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {

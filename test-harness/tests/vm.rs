@@ -1496,3 +1496,193 @@ fn a_windows_7_service_that_sc_delete_leaves_is_reported() {
     assert!(guest.service.is_some());
     guest.ran("sc stop Sample");
 }
+
+/// One line of a `harness vm --record` transcript (src/vm/record.rs).
+#[derive(serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+enum Entry {
+    Start {},
+    Run {
+        command: String,
+        code: Option<i32>,
+        #[serde(default)]
+        stdout: String,
+        #[serde(default)]
+        stderr: String,
+        error: Option<String>,
+        elapsed_ms: u64,
+    },
+    Upload {
+        remote: String,
+        error: Option<String>,
+    },
+    Download {
+        remote: String,
+        file: Option<String>,
+        error: Option<String>,
+    },
+    End {
+        verdict: Option<Box<Verdict>>,
+        error: Option<String>,
+    },
+}
+
+fn read_transcript(dir: &Path) -> Vec<Entry> {
+    let text = std::fs::read_to_string(dir.join(vm::TRANSCRIPT)).expect("transcript");
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("{error}: {line}")))
+        .collect()
+}
+
+/// A guest that answers exactly as a recorded one did, in the recorded
+/// order; a command the recording does not have next is a divergence.
+struct Replay {
+    dir: PathBuf,
+    entries: std::vec::IntoIter<Entry>,
+}
+
+impl Replay {
+    fn new(dir: &Path) -> Self {
+        let mut entries = read_transcript(dir);
+        entries.retain(|entry| !matches!(entry, Entry::Start {} | Entry::End { .. }));
+        Self {
+            dir: dir.to_path_buf(),
+            entries: entries.into_iter(),
+        }
+    }
+}
+
+impl Transport for Replay {
+    fn run(&mut self, command: &str, _timeout: Duration) -> Result<Remote, TransportError> {
+        match self.entries.next() {
+            Some(Entry::Run {
+                command: recorded,
+                code,
+                stdout,
+                stderr,
+                error,
+                ..
+            }) => {
+                assert_eq!(command, recorded, "the replay diverged");
+                error.map_or(
+                    Ok(Remote {
+                        code,
+                        stdout,
+                        stderr,
+                    }),
+                    |error| Err(TransportError::NoRemoteFile(error)),
+                )
+            }
+            _ => panic!("the replay diverged: {command} was not recorded next"),
+        }
+    }
+
+    fn upload(&mut self, _local: &Path, remote: &str) -> Result<(), TransportError> {
+        match self.entries.next() {
+            Some(Entry::Upload {
+                remote: recorded,
+                error,
+            }) => {
+                assert_eq!(remote, recorded, "the replay diverged");
+                error.map_or(Ok(()), |error| Err(TransportError::NoRemoteFile(error)))
+            }
+            _ => panic!("the replay diverged: upload to {remote} was not recorded next"),
+        }
+    }
+
+    fn download(&mut self, remote: &str, local: &Path) -> Result<(), TransportError> {
+        match self.entries.next() {
+            Some(Entry::Download {
+                remote: recorded,
+                file,
+                error,
+            }) => {
+                assert_eq!(remote, recorded, "the replay diverged");
+                match (file, error) {
+                    (Some(file), None) => {
+                        std::fs::copy(self.dir.join(file), local).expect("recorded download");
+                        Ok(())
+                    }
+                    (_, error) => Err(TransportError::NoRemoteFile(error.unwrap_or_default())),
+                }
+            }
+            _ => panic!("the replay diverged: download of {remote} was not recorded next"),
+        }
+    }
+
+    fn pause(&mut self, _pause: Duration) {}
+}
+
+#[test]
+fn a_recorded_run_replays_to_the_same_verdict() {
+    // Windows 10 and Windows 7, leaky (bug check, kd) and clean (counters).
+    for (mut guest, violation) in [
+        (FakeGuest::new(true), true),
+        (FakeGuest::windows_7(true), true),
+        (FakeGuest::windows_7(false), false),
+    ] {
+        let dir = tempfile::tempdir().expect("dir");
+        let record = dir.path().join("record");
+        let options = options(dir.path(), None);
+        let mut writer =
+            vm::Recorder::new(&mut guest, &record, &[("driver", "Sample.sys")]).expect("recorder");
+        let outcome = run(&mut writer, &options).0;
+        writer.finish(&outcome).expect("finish");
+        let recorded = outcome.expect("verdict");
+        assert_eq!(recorded.exit_code() == ExitCode::Violation, violation);
+
+        // The transcript: every guest command, with its output and code.
+        let entries = read_transcript(&record);
+        assert!(matches!(entries.first(), Some(Entry::Start {})));
+        assert!(
+            matches!(entries.last(), Some(Entry::End { verdict: Some(verdict), error: None }) if **verdict == recorded)
+        );
+        let commands = entries
+            .iter()
+            .filter(|entry| matches!(entry, Entry::Run { .. }))
+            .count();
+        assert_eq!(commands, guest.log.len(), "every command recorded");
+        assert!(entries.iter().any(|entry| matches!(entry,
+            Entry::Run { command, code: Some(0), stdout, elapsed_ms, .. }
+                if command == "ver" && stdout.contains("Microsoft Windows") && *elapsed_ms < 60_000)));
+        if violation {
+            assert!(
+                entries
+                    .iter()
+                    .any(|entry| matches!(entry, Entry::Download { file: Some(_), .. })),
+                "kd's output kept"
+            );
+        }
+
+        // Replayed without the guest: the same verdict.
+        let mut replay = Replay::new(&record);
+        let replayed = run(&mut replay, &options).0.expect("replayed verdict");
+        assert_eq!(replayed, recorded);
+        assert!(
+            replay.entries.next().is_none(),
+            "the whole transcript replayed"
+        );
+    }
+}
+
+#[test]
+fn a_failed_run_is_recorded_with_its_error_and_an_existing_transcript_is_kept() {
+    let dir = tempfile::tempdir().expect("dir");
+    let record = dir.path().join("record");
+    let mut guest = FakeGuest::new(true);
+    guest.kernel_debugging = true;
+    let options = options(dir.path(), None);
+    let mut recorder = vm::Recorder::new(&mut guest, &record, &[]).expect("recorder");
+    let result = run(&mut recorder, &options).0;
+    recorder.finish(&result).expect("finish");
+    let failure = result.expect_err("refused");
+    assert!(matches!(
+        read_transcript(&record).last(),
+        Some(Entry::End { verdict: None, error: Some(error) }) if *error == failure.to_string()
+    ));
+    let mut again = FakeGuest::new(true);
+    assert!(
+        vm::Recorder::new(&mut again, &record, &[]).is_err(),
+        "not overwritten"
+    );
+}
