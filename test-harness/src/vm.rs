@@ -145,6 +145,12 @@ pub enum VmError {
         "the guest does not restart after a bug check (CrashControl AutoReboot is 0), so the run would hang at the blue screen: set AutoReboot to 1 (see README, guest preparation)"
     )]
     NoAutoReboot,
+    /// Windows 7 x64 without SHA-2 code signing support, and a driver signed
+    /// with SHA-256 alone.
+    #[error(
+        "the guest is Windows 7 x64 without the SHA-2 code signing update (KB3033929 or KB4474419), so it would refuse the SHA-256-signed driver (error 577): install KB3033929, or sign the driver with SHA-1 as well (README: Test-signing)"
+    )]
+    NoSha2Support,
     /// Kernel debugging is on in the guest's boot settings.
     #[error(
         "kernel debugging is on in the guest's boot entry (bcdedit: debug Yes): an attached kernel debugger turns the bug check into a break (the guest never reboots) and lifts driver signature enforcement (a 577 would not show); run `bcdedit /debug off` on the guest and reboot"
@@ -736,7 +742,11 @@ impl Run<'_> {
                 guest: guest_arch,
             });
         }
-        if windows_major(&version).is_some_and(|major| major < 10) {
+        let windows = windows_version(&version);
+        if guest_arch == Arch::X64 && windows == Some((6, 1)) {
+            self.sha2_signing_support()?;
+        }
+        if windows.is_some_and(|(major, _)| major < 10) {
             self.control = Control::Builtin;
             (self.progress)(
                 "      guest is older than Windows 10: using sc.exe and verifier.exe (samplectl, like all current Rust programs, needs Windows 10+)",
@@ -824,6 +834,28 @@ impl Run<'_> {
             .to_owned();
         self.dump_path = expand_system_root(&configured, &root);
         Ok(())
+    }
+
+    /// Windows 7 x64 checks a SHA-256-only signature only with the SHA-2
+    /// code signing update: KB3033929 (Microsoft Security Advisory 3033929,
+    /// "Availability of SHA-2 Code Signing Support for Windows 7 and Windows
+    /// Server 2008 R2"), or its 2019 successor KB4474419. Without it a driver
+    /// signed with SHA-256 alone fails to start with 577; refuse first.
+    fn sha2_signing_support(&mut self) -> Result<()> {
+        let options = self.options;
+        let image = std::fs::read(&options.driver).map_err(|source| TransportError::Io {
+            what: "read",
+            path: options.driver.clone(),
+            source,
+        })?;
+        if harness_build::signing::certificate_table(&image).is_none() || sha1_signature(&image) {
+            return Ok(());
+        }
+        let updates = self.guest(SHA2_UPDATES, Duration::from_mins(1))?;
+        if updates.ok() && updates.stdout.contains("KB") {
+            return Ok(());
+        }
+        Err(VmError::NoSha2Support)
     }
 
     /// Refuses a guest booted with kernel debugging on: "Attaching an active
@@ -1107,10 +1139,33 @@ fn module_name(image: &str) -> &str {
     image.rsplit_once('.').map_or(image, |(stem, _)| stem)
 }
 
-/// `Microsoft Windows [Version 10.0.19045.3803]` -> 10.
-fn windows_major(ver: &str) -> Option<u32> {
+/// `Microsoft Windows [Version 10.0.19045.3803]` -> (10, 0).
+fn windows_version(ver: &str) -> Option<(u32, u32)> {
     let (_, rest) = ver.split_once("Version ")?;
-    rest.split('.').next()?.trim().parse().ok()
+    let mut parts = rest.split('.');
+    let major = parts.next()?.trim().parse().ok()?;
+    let minor = parts.next()?.trim().parse().ok()?;
+    Some((major, minor))
+}
+
+/// Lists whichever SHA-2 code signing update is installed (Get-HotFix,
+/// PowerShell 2.0 as Windows 7 ships it).
+const SHA2_UPDATES: &str = "powershell -NoProfile -Command \"Get-HotFix -Id KB3033929,KB4474419 -ErrorAction SilentlyContinue | ForEach-Object { $_.HotFixID }\"";
+
+/// Whether the image's Authenticode signature includes a SHA-1 one: the
+/// SHA-1 algorithm identifier (OID 1.3.14.3.2.26, DER `06 05 2B 0E 03 02
+/// 1A`) in the certificate table, as a SHA-1 or dual signature's digest
+/// algorithm (Windows Authenticode Portable Executable Signature Format).
+/// A SHA-256-only signature names SHA-256 (2.16.840.1.101.3.4.2.1) instead.
+fn sha1_signature(image: &[u8]) -> bool {
+    const SHA1: [u8; 7] = [0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a];
+    harness_build::signing::certificate_table(image)
+        .and_then(|(offset, size)| {
+            let start = usize::try_from(offset).ok()?;
+            let end = start.checked_add(usize::try_from(size).ok()?)?;
+            image.get(start..end)
+        })
+        .is_some_and(|table| table.windows(SHA1.len()).any(|window| window == SHA1))
 }
 
 /// A run without a bug check: the verdict from the verifier's counters for
@@ -1155,14 +1210,14 @@ mod tests {
     #[test]
     fn windows_versions() {
         assert_eq!(
-            windows_major("\r\nMicrosoft Windows [Version 6.1.7601]\r\n"),
-            Some(6)
+            windows_version("\r\nMicrosoft Windows [Version 6.1.7601]\r\n"),
+            Some((6, 1))
         );
         assert_eq!(
-            windows_major("Microsoft Windows [Version 10.0.26100.1742]"),
-            Some(10)
+            windows_version("Microsoft Windows [Version 10.0.26100.1742]"),
+            Some((10, 0))
         );
-        assert_eq!(windows_major("nonsense"), None);
+        assert_eq!(windows_version("nonsense"), None);
     }
 
     #[test]

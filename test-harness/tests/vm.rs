@@ -68,6 +68,8 @@ struct FakeGuest {
     dump_grows_for: u32,
     dump_wait: u32,
     dump_growth: u32,
+    /// Installed updates (Get-HotFix), e.g. KB3033929.
+    hotfixes: Vec<&'static str>,
     /// What `sc delete` exits with (0: deleted).
     sc_delete_code: i32,
     kd_present: bool,
@@ -114,6 +116,7 @@ impl FakeGuest {
             dump_wait: 0,
             dump_growth: 0,
             sc_delete_code: 0,
+            hotfixes: Vec::new(),
             kd_present: true,
             leaky,
             bugchecks: true,
@@ -133,9 +136,12 @@ impl FakeGuest {
         }
     }
 
+    /// Windows 7 SP1 with the SHA-2 code signing update, as the README's
+    /// guest preparation asks.
     fn windows_7(leaky: bool) -> Self {
         Self {
             version: "6.1.7601",
+            hotfixes: vec!["KB3033929"],
             ..Self::new(leaky)
         }
     }
@@ -161,8 +167,21 @@ impl FakeGuest {
     /// Option": with test signing on, the kernel loads drivers "signed by any
     /// certificate"... "However, each driver image file must have a digital
     /// signature." Without test signing, a test certificate is not accepted.
+    ///
+    /// Windows 7 x64 reads a SHA-256 signature only with KB3033929 ("adds
+    /// support for SHA-2 signing and verification", Microsoft Security
+    /// Advisory 3033929) or KB4474419 (SHA-2 code signing support update).
     fn may_load(&self, image: &[u8]) -> bool {
-        !self.enforces_signatures() || (embedded_signature(image) && self.testsigning)
+        if !self.enforces_signatures() {
+            return true;
+        }
+        let readable = self.version() != (6, 1)
+            || has_sha1_digest(image)
+            || self
+                .hotfixes
+                .iter()
+                .any(|id| matches!(*id, "KB3033929" | "KB4474419"));
+        embedded_signature(image) && readable && self.testsigning
     }
 
     fn reboot(&mut self) {
@@ -548,6 +567,14 @@ fn reply(code: Option<i32>, stdout: &str, stderr: &str) -> Remote {
     }
 }
 
+/// Whether the image names the SHA-1 digest algorithm (OID 1.3.14.3.2.26,
+/// DER 06 05 2B 0E 03 02 1A) anywhere: a SHA-1 or dual signature does.
+fn has_sha1_digest(image: &[u8]) -> bool {
+    image
+        .windows(7)
+        .any(|window| window == [0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a])
+}
+
 /// Whether a PE image carries an embedded Authenticode signature: a
 /// certificate table (data directory 4, `IMAGE_DIRECTORY_ENTRY_SECURITY`)
 /// holding a `WIN_CERTIFICATE` of type `WIN_CERT_TYPE_PKCS_SIGNED_DATA` (2)
@@ -630,6 +657,15 @@ impl Transport for FakeGuest {
             )
         } else if command == "echo %SystemRoot%" {
             reply(Some(0), &format!("{}\r\n", self.system_root), "")
+        } else if command.contains("Get-HotFix") {
+            // Get-HotFix -Id A,B lists the installed ones among A and B.
+            let found: Vec<&str> = self
+                .hotfixes
+                .iter()
+                .copied()
+                .filter(|id| command.contains(id))
+                .collect();
+            reply(Some(0), &found.join("\r\n"), "")
         } else if command == "bcdedit /enum {current}" {
             reply(Some(0), &self.boot_entry(), "")
         } else if command.contains("kd.exe") {
@@ -1685,4 +1721,41 @@ fn a_failed_run_is_recorded_with_its_error_and_an_existing_transcript_is_kept() 
         vm::Recorder::new(&mut again, &record, &[]).is_err(),
         "not overwritten"
     );
+}
+
+#[test]
+fn windows_7_x64_without_sha2_support_is_refused_before_a_577() {
+    let dir = tempfile::tempdir().expect("dir");
+    let options = options(dir.path(), None);
+    let signed = std::fs::read(&options.driver).expect("driver");
+    // The harness signs with SHA-256 alone.
+    assert!(embedded_signature(&signed) && !has_sha1_digest(&signed));
+
+    let mut guest = FakeGuest::windows_7(true);
+    guest.hotfixes.clear();
+    assert!(
+        !guest.may_load(&signed),
+        "the model refuses it, as Windows 7 x64 does"
+    );
+    let failure = run(&mut guest, &options).0.expect_err("refused");
+    assert!(
+        matches!(&failure, VmError::Restored { cause, .. } if matches!(**cause, VmError::NoSha2Support)),
+        "{failure}"
+    );
+    assert!(failure.to_string().contains("KB3033929"), "{failure}");
+    refused_untouched(&guest, &failure);
+
+    // KB4474419, the 2019 SHA-2 code signing update, serves as well.
+    let mut newer = FakeGuest::windows_7(true);
+    newer.hotfixes = vec!["KB4474419"];
+    let verdict = run(&mut newer, &options).0.expect("verdict");
+    assert_eq!(verdict.exit_code(), ExitCode::Violation);
+
+    // x86 Windows 7 needs no signature at all: no check.
+    let x86 = options_for(dir.path(), Driver::UnsignedX86, "Sample.sys", None);
+    let mut guest = FakeGuest::windows_7(true);
+    guest.arch = "x86";
+    guest.hotfixes.clear();
+    assert!(run(&mut guest, &x86).0.is_ok());
+    assert!(guest.never_ran("Get-HotFix"));
 }
