@@ -408,6 +408,22 @@ impl FakeGuest {
                 Err(code) => reply(Some(1), "", &format!("samplectl: error {code}")),
             },
             ["stop", "--name", _] => self.stop(),
+            // samplectl's status prints sc query's lines (installer/src/main.rs).
+            ["status", "--name", _] => match (&self.service, self.loaded) {
+                (None, _) => reply(
+                    Some(1),
+                    "",
+                    "samplectl: service 'Sample' does not exist (error 1060)",
+                ),
+                (Some(_), loaded) => reply(
+                    Some(0),
+                    &format!(
+                        "SERVICE_NAME: Sample\n        TYPE               : 1  KERNEL_DRIVER\n        STATE              : {}",
+                        if loaded { "4  RUNNING" } else { "1  STOPPED" }
+                    ),
+                    "",
+                ),
+            },
             ["uninstall", "--name", _] => {
                 self.loaded = false;
                 self.service = None;
@@ -1758,4 +1774,169 @@ fn windows_7_x64_without_sha2_support_is_refused_before_a_577() {
     guest.hotfixes.clear();
     assert!(run(&mut guest, &x86).0.is_ok());
     assert!(guest.never_ran("Get-HotFix"));
+}
+
+const EVIDENCE_COMMANDS: &str = include_str!("fixtures/vm/evidence-commands.txt");
+
+/// The workflow's evidence commands, placeholders filled in.
+fn evidence_commands(samplectl: &str, driver: &str) -> Vec<String> {
+    EVIDENCE_COMMANDS
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| {
+            line.replace("@samplectl@", samplectl)
+                .replace("@driver@", driver)
+        })
+        .collect()
+}
+
+/// What a transcript shows that contradicts what the harness assumes of
+/// Windows; empty if nothing does.
+fn contradictions(entries: &[Entry]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut set = false;
+    let mut testsigning = None;
+    for entry in entries {
+        let Entry::Run {
+            command,
+            code: Some(code),
+            stdout,
+            stderr,
+            ..
+        } = entry
+        else {
+            continue;
+        };
+        let mut wrong = |what: &str| {
+            found.push(format!("{command}: {what} (exit {code}): {stdout}{stderr}"));
+        };
+        // verifier.exe: 0 success, 2 success pending a reboot
+        // (Driver Verifier Command Syntax, Return Codes).
+        if command.starts_with("verifier /flags") || command == "verifier /reset" {
+            if !matches!(code, 0 | 2) {
+                wrong("verifier.exe's exit is neither 0 nor 2");
+            }
+            set = command.starts_with("verifier /flags");
+        } else if command == "verifier /querysettings" {
+            let listed = stdout
+                .split_whitespace()
+                .any(|word| word.eq_ignore_ascii_case("Sample.sys"));
+            if listed != set {
+                wrong("/querysettings does not show the settings for the next boot");
+            }
+        } else if command == "verifier /query" {
+            let query = harness_kd_text::parse_query(stdout);
+            if !query.none_verified && query.modules.is_empty() {
+                wrong("verifier /query in a form the harness does not read");
+            }
+        } else if command == "bcdedit /enum {current}" {
+            testsigning = Some(stdout.lines().any(|line| {
+                let mut words = line.split_whitespace();
+                words.next() == Some("testsigning") && words.next() == Some("Yes")
+            }));
+        } else if command.ends_with("start --name Sample") && testsigning == Some(false) {
+            // A test-signed driver with test signing off: 577
+            // (ERROR_INVALID_IMAGE_HASH), which samplectl explains.
+            if *code != 1 || !stderr.contains("error 577") {
+                wrong("a test-signed driver started, or failed otherwise, with test signing off");
+            }
+        } else if command == "ver" && !stdout.contains("[Version ") {
+            wrong("ver prints no version");
+        }
+    }
+    found
+}
+
+#[test]
+fn the_evidence_commands_on_the_scripted_guest_contradict_nothing() {
+    // The GitHub runner: Windows Server, test signing off, nothing verified.
+    let dir = tempfile::tempdir().expect("dir");
+    let options = options(dir.path(), None);
+    let mut guest = FakeGuest::new(false);
+    guest.testsigning = false;
+    guest
+        .upload(&options.driver, "C:\\sample-test\\Sample.sys")
+        .expect("upload");
+    guest
+        .upload(&options.samplectl, "C:\\sample-test\\samplectl.exe")
+        .expect("upload");
+    let record = dir.path().join("record");
+    let mut recorder =
+        vm::Recorder::new(&mut guest, &record, &[("mode", "evidence")]).expect("recorder");
+    let commands = evidence_commands(
+        "\"C:\\sample-test\\samplectl.exe\"",
+        "C:\\sample-test\\Sample.sys",
+    );
+    for command in &commands {
+        recorder.run(command, Duration::from_mins(2)).expect("run");
+    }
+    recorder
+        .finish(&Err(VmError::NoDriverFile))
+        .expect("finish");
+    let entries = read_transcript(&record);
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|entry| matches!(entry, Entry::Run { .. }))
+            .count(),
+        commands.len()
+    );
+    assert_eq!(contradictions(&entries), Vec::<String>::new());
+    guest.ran("start --name Sample");
+    assert!(restored(&guest));
+
+    // The checks bite: a /query the harness cannot read, a 577 missing.
+    let mut unread = FakeGuest::new(false);
+    unread.testsigning = false;
+    unread.query_form = QueryForm::Unknown;
+    unread.active = vec![("Sample.sys".into(), Counters::default())];
+    let mut broken = read_transcript(&record);
+    for entry in &mut broken {
+        if let Entry::Run {
+            command, stdout, ..
+        } = entry
+            && command == "verifier /query"
+        {
+            *stdout = unread.query();
+        }
+        if let Entry::Run {
+            command,
+            code,
+            stderr,
+            ..
+        } = entry
+            && command.ends_with("start --name Sample")
+        {
+            *code = Some(0);
+            stderr.clear();
+        }
+    }
+    assert_eq!(
+        contradictions(&broken).len(),
+        2,
+        "{:#?}",
+        contradictions(&broken)
+    );
+}
+
+#[test]
+fn recorded_real_transcripts_hold_what_the_harness_assumes() {
+    // Whatever real transcripts are committed (fixtures/vm/recorded/README.md;
+    // none yet): each must contradict nothing the harness assumes.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vm/recorded");
+    assert!(root.join("README.md").is_file(), "{}", root.display());
+    for entry in std::fs::read_dir(&root).expect("recorded") {
+        let dir = entry.expect("entry").path();
+        if dir.join(vm::TRANSCRIPT).is_file() {
+            let entries = read_transcript(&dir);
+            assert!(
+                matches!(entries.first(), Some(Entry::Start {})),
+                "{}",
+                dir.display()
+            );
+            let found = contradictions(&entries);
+            assert!(found.is_empty(), "{}: {found:#?}", dir.display());
+        }
+    }
 }
