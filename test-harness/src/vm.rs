@@ -104,6 +104,11 @@ pub enum VmError {
         /// The guest's.
         guest: Arch,
     },
+    /// The SSH server is a 32-bit program on 64-bit Windows.
+    #[error(
+        "the guest's SSH server runs as a 32-bit program on 64-bit Windows (WOW64), which sees another System32 and reports x86: install the 64-bit OpenSSH (OpenSSH-Win64) on the guest"
+    )]
+    Wow64Ssh,
     /// A guest architecture the harness does not test on.
     #[error("unsupported guest architecture {0}")]
     UnsupportedGuest(String),
@@ -723,18 +728,27 @@ impl Run<'_> {
                 "cannot reach the guest over SSH (see README: guest preparation)",
             )?
             .stdout;
+        // A 32-bit process on 64-bit Windows (WOW64) sees
+        // PROCESSOR_ARCHITECTURE x86 and PROCESSOR_ARCHITEW6432 AMD64 (WOW64
+        // Implementation Details, Environment Variables); cmd echoes an
+        // undefined variable as written.
         let guest_arch = self
             .must(
-                "echo %PROCESSOR_ARCHITECTURE%",
+                "echo %PROCESSOR_ARCHITECTURE% %PROCESSOR_ARCHITEW6432%",
                 "cannot read the guest's architecture",
             )?
             .stdout;
-        let guest_arch = if guest_arch.contains("AMD64") {
+        let mut words = guest_arch.split_whitespace();
+        let (native, wow64) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        if wow64 == "AMD64" {
+            return Err(VmError::Wow64Ssh);
+        }
+        let guest_arch = if native == "AMD64" {
             Arch::X64
-        } else if guest_arch.trim() == "x86" {
+        } else if native == "x86" {
             Arch::X86
         } else {
-            return Err(VmError::UnsupportedGuest(guest_arch.trim().to_owned()));
+            return Err(VmError::UnsupportedGuest(native.to_owned()));
         };
         if guest_arch != options.arch {
             return Err(VmError::ArchMismatch {

@@ -68,6 +68,8 @@ struct FakeGuest {
     dump_grows_for: u32,
     dump_wait: u32,
     dump_growth: u32,
+    /// sshd is the 32-bit build on 64-bit Windows.
+    wow64_sshd: bool,
     /// Installed updates (Get-HotFix), e.g. KB3033929.
     hotfixes: Vec<&'static str>,
     /// What `sc delete` exits with (0: deleted).
@@ -117,6 +119,7 @@ impl FakeGuest {
             dump_growth: 0,
             sc_delete_code: 0,
             hotfixes: Vec::new(),
+            wow64_sshd: false,
             kd_present: true,
             leaky,
             bugchecks: true,
@@ -263,6 +266,17 @@ impl FakeGuest {
                 )
             },
         )
+    }
+
+    /// cmd leaves an undefined variable as written; under WOW64 the first
+    /// is x86 and the second AMD64 (WOW64 Implementation Details).
+    fn architecture(&self) -> Remote {
+        let answer = if self.wow64_sshd {
+            "x86 AMD64\r\n".to_owned()
+        } else {
+            format!("{} %PROCESSOR_ARCHITEW6432%\r\n", self.arch)
+        };
+        reply(Some(0), &answer, "")
     }
 
     /// `DumpFile`, expanded as Windows does (`%SystemRoot%`).
@@ -638,8 +652,8 @@ impl Transport for FakeGuest {
                 &format!("\r\nMicrosoft Windows [Version {}]\r\n", self.version),
                 "",
             )
-        } else if command.contains("PROCESSOR_ARCHITECTURE") {
-            reply(Some(0), self.arch, "")
+        } else if command == "echo %PROCESSOR_ARCHITECTURE% %PROCESSOR_ARCHITEW6432%" {
+            self.architecture()
         } else if command.contains("CrashDumpEnabled") {
             reply(
                 Some(0),
@@ -1939,4 +1953,20 @@ fn recorded_real_transcripts_hold_what_the_harness_assumes() {
             assert!(found.is_empty(), "{}: {found:#?}", dir.display());
         }
     }
+}
+
+#[test]
+fn a_32_bit_sshd_on_64_bit_windows_is_named_not_taken_for_x86() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut guest = FakeGuest::windows_7(true);
+    guest.wow64_sshd = true;
+    let failure = run(&mut guest, &options(dir.path(), None))
+        .0
+        .expect_err("refused");
+    assert!(
+        matches!(&failure, VmError::Restored { cause, .. } if matches!(**cause, VmError::Wow64Ssh)),
+        "{failure}"
+    );
+    assert!(failure.to_string().contains("OpenSSH-Win64"), "{failure}");
+    refused_untouched(&guest, &failure);
 }
