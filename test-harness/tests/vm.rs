@@ -1970,3 +1970,49 @@ fn a_32_bit_sshd_on_64_bit_windows_is_named_not_taken_for_x86() {
     assert!(failure.to_string().contains("OpenSSH-Win64"), "{failure}");
     refused_untouched(&guest, &failure);
 }
+
+/// `--record` through the real binary: the transcript is written even when
+/// the run fails, and ends with the error the user sees.
+#[test]
+fn harness_vm_record_writes_the_transcript() {
+    let dir = tempfile::tempdir().expect("dir");
+    let samplectl = dir.path().join("samplectl.exe");
+    std::fs::write(&samplectl, b"MZ").expect("write");
+    let record = dir.path().join("record");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args([
+            "vm",
+            "--host",
+            "nobody@127.0.0.1",
+            "--ssh-option",
+            "Port=1",
+            "--driver",
+        ])
+        .arg(built(Arch::X64))
+        .arg("--samplectl")
+        .arg(&samplectl)
+        .arg("--record")
+        .arg(&record)
+        .env("XDG_CACHE_HOME", dir.path())
+        .output()
+        .expect("run harness");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stdout}{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stdout.contains("transcript: "), "{stdout}");
+    let entries = read_transcript(&record);
+    assert!(matches!(entries.first(), Some(Entry::Start {})));
+    assert!(
+        matches!(&entries[1], Entry::Run { command, code: None, error: None, .. } if command == "ver"),
+        "the unreachable guest's answer is kept"
+    );
+    assert!(
+        matches!(
+            entries.last(),
+            Some(Entry::End { verdict: None, error: Some(error) })
+                if stderr.trim_end() == format!("harness: {error}")
+        ),
+        "{stderr}"
+    );
+}
