@@ -428,13 +428,8 @@ fn run_vm(args: VmArgs) -> Result<ExitCode, CommandError> {
     let verdict = match record {
         None => vm::run(&mut ssh, &options, &mut progress),
         Some(dir) => {
-            let driver_name = options.driver.display().to_string();
-            let mut recorder = vm::Recorder::new(
-                &mut ssh,
-                &dir,
-                &[("driver", &driver_name), ("arch", &arch.to_string())],
-            )
-            .map_err(vm::VmError::from)?;
+            let mut recorder =
+                vm::Recorder::new(&mut ssh, &dir, &options).map_err(vm::VmError::from)?;
             let verdict = vm::run(&mut recorder, &options, &mut progress);
             // The evidence matters whatever the verdict; an incomplete
             // transcript is said, but does not replace the verdict.

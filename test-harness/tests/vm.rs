@@ -1567,7 +1567,15 @@ fn a_windows_7_service_that_sc_delete_leaves_is_reported() {
 #[derive(serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 enum Entry {
-    Start {},
+    /// `harness vm --record`'s has the options; the workflow's has `mode`.
+    Start {
+        driver: Option<String>,
+        arch: Option<String>,
+        guest_dir: Option<String>,
+        kd: Option<String>,
+        symbols: Option<String>,
+        kd_script: Option<String>,
+    },
     Run {
         command: String,
         code: Option<i32>,
@@ -1610,7 +1618,7 @@ struct Replay {
 impl Replay {
     fn new(dir: &Path) -> Self {
         let mut entries = read_transcript(dir);
-        entries.retain(|entry| !matches!(entry, Entry::Start {} | Entry::End { .. }));
+        entries.retain(|entry| !matches!(entry, Entry::Start { .. } | Entry::End { .. }));
         Self {
             dir: dir.to_path_buf(),
             entries: entries.into_iter(),
@@ -1679,6 +1687,70 @@ impl Transport for Replay {
     fn pause(&mut self, _pause: Duration) {}
 }
 
+/// The options a recorded `harness vm` run ran with, from its start line,
+/// with the driver kept in the record folder; None for a transcript of
+/// single commands (the workflow's evidence).
+fn replay_options(dir: &Path, entries: &[Entry]) -> Option<VmOptions> {
+    let Some(Entry::Start {
+        driver: Some(driver),
+        arch: Some(arch),
+        guest_dir: Some(guest_dir),
+        kd: Some(kd),
+        symbols: Some(symbols),
+        kd_script,
+    }) = entries.first()
+    else {
+        return None;
+    };
+    Some(VmOptions {
+        driver: dir.join("files").join(driver),
+        // Uploaded, never read: the replay does not look at local files.
+        samplectl: dir.join("files").join("samplectl.exe"),
+        arch: if arch == "x86" { Arch::X86 } else { Arch::X64 },
+        guest_dir: guest_dir.clone(),
+        kd: kd.clone(),
+        symbols: symbols.clone(),
+        revert_command: None,
+        boot_timeout: Duration::from_mins(5),
+        kd_timeout: Duration::from_mins(5),
+        kd_script: kd_script.as_ref().map(|name| dir.join(name)),
+        poll: Duration::ZERO,
+    })
+}
+
+/// Replays a recorded run; its outcome must be the recorded one.
+fn replay_matches(dir: &Path) {
+    let entries = read_transcript(dir);
+    let options = replay_options(dir, &entries).expect("a recorded harness vm run");
+    let mut replay = Replay::new(dir);
+    let outcome = run(&mut replay, &options).0;
+    match (entries.last(), outcome) {
+        (
+            Some(Entry::End {
+                verdict: Some(recorded),
+                ..
+            }),
+            Ok(verdict),
+        ) => {
+            assert_eq!(verdict, **recorded, "{}", dir.display());
+        }
+        (
+            Some(Entry::End {
+                error: Some(recorded),
+                ..
+            }),
+            Err(error),
+        ) => {
+            assert_eq!(&error.to_string(), recorded, "{}", dir.display());
+        }
+        (_, outcome) => panic!("{}: replayed to {outcome:?}", dir.display()),
+    }
+    assert!(
+        replay.entries.next().is_none(),
+        "the whole transcript replayed"
+    );
+}
+
 #[test]
 fn a_recorded_run_replays_to_the_same_verdict() {
     // Windows 10 and Windows 7, leaky (bug check, kd) and clean (counters).
@@ -1690,8 +1762,7 @@ fn a_recorded_run_replays_to_the_same_verdict() {
         let dir = tempfile::tempdir().expect("dir");
         let record = dir.path().join("record");
         let options = options(dir.path(), None);
-        let mut writer =
-            vm::Recorder::new(&mut guest, &record, &[("driver", "Sample.sys")]).expect("recorder");
+        let mut writer = vm::Recorder::new(&mut guest, &record, &options).expect("recorder");
         let outcome = run(&mut writer, &options).0;
         writer.finish(&outcome).expect("finish");
         let recorded = outcome.expect("verdict");
@@ -1699,7 +1770,7 @@ fn a_recorded_run_replays_to_the_same_verdict() {
 
         // The transcript: every guest command, with its output and code.
         let entries = read_transcript(&record);
-        assert!(matches!(entries.first(), Some(Entry::Start {})));
+        assert!(matches!(entries.first(), Some(Entry::Start { .. })));
         assert!(
             matches!(entries.last(), Some(Entry::End { verdict: Some(verdict), error: None }) if **verdict == recorded)
         );
@@ -1720,14 +1791,10 @@ fn a_recorded_run_replays_to_the_same_verdict() {
             );
         }
 
-        // Replayed without the guest: the same verdict.
-        let mut replay = Replay::new(&record);
-        let replayed = run(&mut replay, &options).0.expect("replayed verdict");
-        assert_eq!(replayed, recorded);
-        assert!(
-            replay.entries.next().is_none(),
-            "the whole transcript replayed"
-        );
+        // Replayed without the guest, from the record folder alone (options
+        // from its start line, the driver kept there): the same verdict.
+        std::fs::remove_file(&options.driver).expect("the original goes");
+        replay_matches(&record);
     }
 }
 
@@ -1738,7 +1805,7 @@ fn a_failed_run_is_recorded_with_its_error_and_an_existing_transcript_is_kept() 
     let mut guest = FakeGuest::new(true);
     guest.kernel_debugging = true;
     let options = options(dir.path(), None);
-    let mut recorder = vm::Recorder::new(&mut guest, &record, &[]).expect("recorder");
+    let mut recorder = vm::Recorder::new(&mut guest, &record, &options).expect("recorder");
     let result = run(&mut recorder, &options).0;
     recorder.finish(&result).expect("finish");
     let failure = result.expect_err("refused");
@@ -1748,9 +1815,10 @@ fn a_failed_run_is_recorded_with_its_error_and_an_existing_transcript_is_kept() 
     ));
     let mut again = FakeGuest::new(true);
     assert!(
-        vm::Recorder::new(&mut again, &record, &[]).is_err(),
+        vm::Recorder::new(&mut again, &record, &options).is_err(),
         "not overwritten"
     );
+    replay_matches(&record);
 }
 
 #[test]
@@ -1876,8 +1944,7 @@ fn the_evidence_commands_on_the_scripted_guest_contradict_nothing() {
         .upload(&options.samplectl, "C:\\sample-test\\samplectl.exe")
         .expect("upload");
     let record = dir.path().join("record");
-    let mut recorder =
-        vm::Recorder::new(&mut guest, &record, &[("mode", "evidence")]).expect("recorder");
+    let mut recorder = vm::Recorder::new(&mut guest, &record, &options).expect("recorder");
     let commands = evidence_commands(
         "\"C:\\sample-test\\samplectl.exe\"",
         "C:\\sample-test\\Sample.sys",
@@ -1945,12 +2012,16 @@ fn recorded_real_transcripts_hold_what_the_harness_assumes() {
         if dir.join(vm::TRANSCRIPT).is_file() {
             let entries = read_transcript(&dir);
             assert!(
-                matches!(entries.first(), Some(Entry::Start {})),
+                matches!(entries.first(), Some(Entry::Start { .. })),
                 "{}",
                 dir.display()
             );
             let found = contradictions(&entries);
             assert!(found.is_empty(), "{}: {found:#?}", dir.display());
+            // A whole `harness vm` run replays to its recorded outcome.
+            if replay_options(&dir, &entries).is_some() {
+                replay_matches(&dir);
+            }
         }
     }
 }
@@ -2002,7 +2073,7 @@ fn harness_vm_record_writes_the_transcript() {
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stdout.contains("transcript: "), "{stdout}");
     let entries = read_transcript(&record);
-    assert!(matches!(entries.first(), Some(Entry::Start {})));
+    assert!(matches!(entries.first(), Some(Entry::Start { .. })));
     assert!(
         matches!(&entries[1], Entry::Run { command, code: None, error: None, .. } if command == "ver"),
         "the unreachable guest's answer is kept"

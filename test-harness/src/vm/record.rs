@@ -2,7 +2,10 @@
 //! evidence in a form a scripted guest can replay.
 //!
 //! `DIR/transcript.jsonl` holds one JSON object a line, in order:
-//! - `{"kind":"start","harness":..,"driver":..,"arch":..}` first;
+//! - `{"kind":"start","harness":..,"driver":..,"arch":..,"guest_dir":..,"kd":..,
+//!   "symbols":..,"kd_script":..|null}` first: the options the commands depend
+//!   on, with the driver (and its PDB) kept as `DIR/files/<name>`, so that the
+//!   run replays as it ran;
 //! - `{"kind":"run","command":..,"timeout_ms":..,"code":n|null,"stdout":..,"stderr":..,"elapsed_ms":..}`
 //!   for each guest command (`code` null: no exit code, the connection
 //!   dropped or the limit passed), or with `"error"` instead of the result
@@ -25,7 +28,7 @@ use serde_json::{Value, json};
 
 use harness_core::verdict::Verdict;
 
-use super::{Remote, Transport, TransportError, VmError};
+use super::{Remote, Transport, TransportError, VmError, VmOptions};
 
 /// The transcript's file name inside the record folder.
 pub const TRANSCRIPT: &str = "transcript.jsonl";
@@ -42,15 +45,16 @@ pub struct Recorder<'a> {
 }
 
 impl<'a> Recorder<'a> {
-    /// Starts a transcript in `dir` (created if missing; an existing
-    /// transcript there is refused rather than overwritten).
+    /// Starts a transcript of a run with `options` in `dir` (created if
+    /// missing; an existing transcript there is refused rather than
+    /// overwritten), and keeps a copy of the driver and its PDB there.
     ///
     /// # Errors
-    /// The folder or the file cannot be created.
+    /// The folder, the file or the copies cannot be made.
     pub fn new(
         inner: &'a mut dyn Transport,
         dir: &Path,
-        start: &[(&str, &str)],
+        options: &VmOptions,
     ) -> Result<Self, TransportError> {
         let io = |what, path: &Path| {
             let path = path.to_path_buf();
@@ -63,6 +67,20 @@ impl<'a> Recorder<'a> {
             .create_new(true)
             .open(&path)
             .map_err(io("create (it must not exist yet)", &path))?;
+        let files = dir.join("files");
+        std::fs::create_dir_all(&files).map_err(io("create", &files))?;
+        let pdb = options.driver.with_extension("pdb");
+        for (local, required) in [(&options.driver, true), (&pdb, false)] {
+            if let Some(name) = local.file_name()
+                && (required || local.is_file())
+            {
+                std::fs::copy(local, files.join(name)).map_err(io("keep a copy of", local))?;
+            }
+        }
+        let name = |path: &Path| {
+            path.file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+        };
         let mut recorder = Self {
             inner,
             dir: dir.to_path_buf(),
@@ -70,11 +88,16 @@ impl<'a> Recorder<'a> {
             downloads: 0,
             failed: None,
         };
-        let mut line = json!({ "kind": "start", "harness": env!("CARGO_PKG_VERSION") });
-        for (key, value) in start {
-            line[*key] = json!(value);
-        }
-        recorder.write(&line);
+        recorder.write(&json!({
+            "kind": "start",
+            "harness": env!("CARGO_PKG_VERSION"),
+            "driver": name(&options.driver),
+            "arch": options.arch.to_string(),
+            "guest_dir": options.guest_dir,
+            "kd": options.kd,
+            "symbols": options.symbols,
+            "kd_script": options.kd_script.as_deref().and_then(name),
+        }));
         Ok(recorder)
     }
 
