@@ -2087,3 +2087,21 @@ fn harness_vm_record_writes_the_transcript() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_workflow_runs_the_evidence_command_list() {
+    // One list for the workflow and the tests: the workflow must read this
+    // file and fill in the same placeholders.
+    let workflow = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../.github/workflows/windows-wdk.yaml"
+    ))
+    .expect("workflow");
+    assert!(workflow.contains(r"test-harness\tests\fixtures\vm\evidence-commands.txt"));
+    for placeholder in ["@samplectl@", "@driver@"] {
+        assert!(workflow.contains(placeholder), "{placeholder}");
+        assert!(EVIDENCE_COMMANDS.contains(placeholder), "{placeholder}");
+    }
+    assert!(workflow.contains("name: windows-evidence"));
+    assert!(workflow.contains("dumpbin"));
+}
