@@ -3,6 +3,18 @@
 /// Official path: windows-drivers-rs configures the link from the WDK.
 #[cfg(all(feature = "wdk", windows))]
 fn main() -> Result<(), wdk_build::ConfigError> {
+    // wdk-build knows two CPU architectures, Amd64 and Arm64 (its
+    // `CpuArchitecture`), and panics on any other target; 32-bit x86 is not
+    // supported upstream (microsoft/windows-drivers-rs issue #254). Say so
+    // before it panics, and name the build that does support x86.
+    if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("x86") {
+        println!(
+            "cargo::error=the official (`wdk`) build does not support 32-bit x86: windows-drivers-rs builds only x64 and arm64 drivers. \
+             For x86 (Windows 7 x86, the walkthrough's platform) use the portable build: cargo run -p harness -- build --arch x86, \
+             and harness vm --arch x86"
+        );
+        return Ok(());
+    }
     wdk_build::configure_wdk_binary_build()
 }
 

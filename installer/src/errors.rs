@@ -4,6 +4,8 @@
 pub mod code {
     /// `ERROR_FILE_NOT_FOUND`
     pub const FILE_NOT_FOUND: u32 = 2;
+    /// `ERROR_PATH_NOT_FOUND`
+    pub const PATH_NOT_FOUND: u32 = 3;
     /// `ERROR_ACCESS_DENIED`
     pub const ACCESS_DENIED: u32 = 5;
     /// `ERROR_BAD_EXE_FORMAT`
@@ -30,6 +32,57 @@ pub mod code {
     pub const DRIVER_BLOCKED: u32 = 1275;
     /// `ERROR_NO_SYSTEM_RESOURCES` (DriverEntry returned `STATUS_INSUFFICIENT_RESOURCES`)
     pub const NO_SYSTEM_RESOURCES: u32 = 1450;
+}
+
+/// Whether a service of a name is there, as install must know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    /// No such service.
+    Absent,
+    /// It exists.
+    Present,
+    /// It exists until its last handle closes: `DeleteService` "marks a
+    /// service for deletion"; "the service is not deleted until all open
+    /// handles to the service have been closed" (`DeleteService`, Remarks).
+    /// `OpenService` still opens it.
+    MarkedForDelete,
+}
+
+impl Presence {
+    /// Reads the SCM's answers: `open` is `OpenService`'s, `probe` a
+    /// `ChangeServiceConfig` that changes nothing (every value
+    /// `SERVICE_NO_CHANGE`), which fails with
+    /// `ERROR_SERVICE_MARKED_FOR_DELETE` on a service marked for deletion
+    /// (`ChangeServiceConfigW`, Return value). Any other probe failure says
+    /// nothing about deletion: the service is there.
+    ///
+    /// # Errors
+    /// `OpenService` failed other than with `ERROR_SERVICE_DOES_NOT_EXIST`.
+    pub fn from_scm(
+        open: Result<(), (u32, String)>,
+        probe: impl FnOnce() -> Result<(), (u32, String)>,
+    ) -> Result<Self, (u32, String)> {
+        match open {
+            Err((code::SERVICE_DOES_NOT_EXIST, _)) => Ok(Self::Absent),
+            Err(error) => Err(error),
+            Ok(()) => Ok(match probe() {
+                Err((code::SERVICE_MARKED_FOR_DELETE, _)) => Self::MarkedForDelete,
+                _ => Self::Present,
+            }),
+        }
+    }
+
+    /// The Win32 error `install` refuses with, the one `CreateService` would
+    /// return: 1073 `ERROR_SERVICE_EXISTS`, or 1072
+    /// `ERROR_SERVICE_MARKED_FOR_DELETE` (`CreateServiceW`, Return value).
+    #[must_use]
+    pub const fn install_refusal(self) -> Option<u32> {
+        match self {
+            Self::Absent => None,
+            Self::Present => Some(code::SERVICE_EXISTS),
+            Self::MarkedForDelete => Some(code::SERVICE_MARKED_FOR_DELETE),
+        }
+    }
 }
 
 /// What the user was doing, for the message.
@@ -104,6 +157,11 @@ pub fn explain(action: Action, name: &str, code: u32, system_text: &str) -> Stri
         code::FILE_NOT_FOUND if action == Action::Start => format!(
             "the driver file of service '{name}' is missing (error 2): reinstall with `samplectl install <PATH.sys> --name {name}`"
         ),
+        // StartService, Return value: ERROR_PATH_NOT_FOUND, "The service
+        // binary file could not be found": a folder on its path is missing.
+        code::PATH_NOT_FOUND if action == Action::Start => format!(
+            "the folder of service '{name}''s driver file is missing (error 3): reinstall with `samplectl install <PATH.sys> --name {name}`"
+        ),
         code::NO_SYSTEM_RESOURCES if action == Action::Start => format!(
             "'{name}' failed to start: DriverEntry returned STATUS_INSUFFICIENT_RESOURCES (error 1450)"
         ),
@@ -149,6 +207,12 @@ mod tests {
             (Action::Start, code::INVALID_IMAGE_HASH, "testsigning"),
             (Action::Start, code::DRIVER_BLOCKED, "Memory integrity"),
             (Action::Start, code::FILE_NOT_FOUND, "reinstall"),
+            (Action::Start, code::PATH_NOT_FOUND, "reinstall"),
+            (
+                Action::Install,
+                code::SERVICE_MARKED_FOR_DELETE,
+                "marked for deletion",
+            ),
         ];
         for (action, error, needle) in cases {
             let message = explain(action, "Sample", error, "");
@@ -169,6 +233,51 @@ mod tests {
         assert_eq!(
             message,
             "could not stop service 'Sample': The parameter is incorrect (error 87)"
+        );
+    }
+}
+
+#[cfg(test)]
+mod presence_tests {
+    use super::*;
+
+    fn error(code: u32) -> Result<(), (u32, String)> {
+        Err((code, String::new()))
+    }
+
+    #[test]
+    fn a_service_marked_for_deletion_is_refused_with_1072_not_1073() {
+        // OpenService succeeds; the no-change ChangeServiceConfig reports
+        // the pending deletion.
+        let marked = Presence::from_scm(Ok(()), || error(code::SERVICE_MARKED_FOR_DELETE));
+        assert_eq!(marked, Ok(Presence::MarkedForDelete));
+        assert_eq!(
+            marked.map(Presence::install_refusal),
+            Ok(Some(code::SERVICE_MARKED_FOR_DELETE))
+        );
+        let message = explain(Action::Install, "Sample", 1072, "");
+        assert!(
+            message.contains("marked for deletion (error 1072)"),
+            "{message}"
+        );
+
+        let present = Presence::from_scm(Ok(()), || Ok(()));
+        assert_eq!(
+            present.map(Presence::install_refusal),
+            Ok(Some(code::SERVICE_EXISTS))
+        );
+        // A probe refused for another reason says nothing about deletion.
+        assert_eq!(
+            Presence::from_scm(Ok(()), || error(code::ACCESS_DENIED)),
+            Ok(Presence::Present)
+        );
+        let absent = Presence::from_scm(error(code::SERVICE_DOES_NOT_EXIST), || {
+            unreachable!("no probe without a service")
+        });
+        assert_eq!(absent.map(Presence::install_refusal), Ok(None));
+        assert_eq!(
+            Presence::from_scm(error(code::ACCESS_DENIED), || Ok(())),
+            Err((code::ACCESS_DENIED, String::new()))
         );
     }
 }

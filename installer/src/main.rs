@@ -216,8 +216,10 @@ mod service {
 
     pub fn install(driver: &Path, name: &str, copy_to: Option<&Path>) -> Result<String, String> {
         // Refuse before touching any file: an existing service keeps its driver.
-        if scm::exists(name).map_err(fail(Action::Install, name))? {
-            return Err(explain(Action::Install, name, code::SERVICE_EXISTS, ""));
+        // A service marked for deletion still opens: say 1072, not 1073.
+        let presence = scm::presence(name).map_err(fail(Action::Install, name))?;
+        if let Some(refusal) = presence.install_refusal() {
+            return Err(explain(Action::Install, name, refusal, ""));
         }
         // `copied`: the file this install creates, and so may remove again.
         let (binary, copied, note) = match copy_to {

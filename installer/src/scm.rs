@@ -13,15 +13,16 @@ use windows::Win32::System::Registry::{
     RegSetKeyValueW,
 };
 use windows::Win32::System::Services::{
-    CloseServiceHandle, ControlService, CreateServiceW, DeleteService, OpenSCManagerW,
-    OpenServiceW, QueryServiceStatus, SC_HANDLE, SC_MANAGER_CONNECT, SC_MANAGER_CREATE_SERVICE,
-    SERVICE_ALL_ACCESS, SERVICE_CONTROL_STOP, SERVICE_DEMAND_START, SERVICE_ERROR_NORMAL,
-    SERVICE_KERNEL_DRIVER, SERVICE_QUERY_STATUS, SERVICE_RUNNING, SERVICE_START, SERVICE_STATUS,
-    SERVICE_STOP, SERVICE_STOPPED, StartServiceW,
+    ChangeServiceConfigW, CloseServiceHandle, ControlService, CreateServiceW, DeleteService,
+    ENUM_SERVICE_TYPE, OpenSCManagerW, OpenServiceW, QueryServiceStatus, SC_HANDLE,
+    SC_MANAGER_CONNECT, SC_MANAGER_CREATE_SERVICE, SERVICE_ALL_ACCESS, SERVICE_CHANGE_CONFIG,
+    SERVICE_CONTROL_STOP, SERVICE_DEMAND_START, SERVICE_ERROR, SERVICE_ERROR_NORMAL,
+    SERVICE_KERNEL_DRIVER, SERVICE_NO_CHANGE, SERVICE_QUERY_STATUS, SERVICE_RUNNING, SERVICE_START,
+    SERVICE_START_TYPE, SERVICE_STATUS, SERVICE_STOP, SERVICE_STOPPED, StartServiceW,
 };
 use windows::core::{HSTRING, PCWSTR};
 
-use crate::errors::code;
+use crate::errors::{Presence, code};
 use crate::ownership::{COPY_VALUE, CREATED_VALUE, InstallRecord};
 use crate::stopping::{self, Progress};
 
@@ -64,6 +65,39 @@ fn service(name: &str, access: u32) -> Result<Handle, ScmError> {
     // outlives the call.
     let handle = unsafe { OpenServiceW(scm.0, &name, access) };
     handle.map(Handle).map_err(|error| win32(&error))
+}
+
+/// Whether a service of this name exists, and whether it is marked for
+/// deletion (see [`Presence::from_scm`]).
+///
+/// # Errors
+/// The SCM could not be asked (access denied, ...).
+pub fn presence(name: &str) -> Result<Presence, ScmError> {
+    let opened = service(name, SERVICE_QUERY_STATUS | SERVICE_CHANGE_CONFIG);
+    let handle = match opened {
+        Ok(handle) => handle,
+        Err(error) => return Presence::from_scm(Err(error), || Ok(())),
+    };
+    Presence::from_scm(Ok(()), || {
+        // SAFETY: `handle` is open with SERVICE_CHANGE_CONFIG; every other
+        // argument is "no change" (SERVICE_NO_CHANGE, null), as the API allows.
+        unsafe {
+            ChangeServiceConfigW(
+                handle.0,
+                ENUM_SERVICE_TYPE(SERVICE_NO_CHANGE),
+                SERVICE_START_TYPE(SERVICE_NO_CHANGE),
+                SERVICE_ERROR(SERVICE_NO_CHANGE),
+                PCWSTR::null(),
+                PCWSTR::null(),
+                None,
+                PCWSTR::null(),
+                PCWSTR::null(),
+                PCWSTR::null(),
+                PCWSTR::null(),
+            )
+        }
+        .map_err(|error| win32(&error))
+    })
 }
 
 /// Whether a service of this name exists.

@@ -175,7 +175,8 @@ struct VmArgs {
     /// Working folder on the guest.
     #[arg(long, default_value = r"C:\sample-test")]
     guest_dir: String,
-    /// kd.exe on the guest (default: Debugging Tools for Windows for the arch).
+    /// kd.exe on the guest [default: the Windows SDK's, under
+    /// `C:\Program Files (x86)` for x64, `C:\Program Files` for x86].
     #[arg(long)]
     kd: Option<String>,
     /// Symbol path for kd on the guest.
@@ -200,6 +201,11 @@ struct VmArgs {
     /// Extra ssh/scp option (`-o`), repeatable: `--ssh-option Port=2222`.
     #[arg(long = "ssh-option", value_name = "OPTION")]
     ssh_options: Vec<String>,
+    /// Save every guest command with its exact output, exit code and timing
+    /// (and kd's output) in DIR/transcript.jsonl, replayable by tests/vm.rs.
+    /// DIR must not hold a transcript yet.
+    #[arg(long, value_name = "DIR")]
+    record: Option<PathBuf>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -378,6 +384,7 @@ fn run_vm(args: VmArgs) -> Result<ExitCode, CommandError> {
         kd_timeout,
         kd_script,
         ssh_options,
+        record,
         json,
     } = args;
     let driver = match driver {
@@ -397,18 +404,12 @@ fn run_vm(args: VmArgs) -> Result<ExitCode, CommandError> {
         Some(path) => path,
         None => driver_build::build_samplectl_for(arch)?,
     };
-    let debuggers = match arch {
-        Arch::X64 => "x64",
-        Arch::X86 => "x86",
-    };
     let options = vm::VmOptions {
         driver,
         samplectl,
         arch,
         guest_dir,
-        kd: kd.unwrap_or_else(|| {
-            format!(r"C:\Program Files (x86)\Windows Kits\10\Debuggers\{debuggers}\kd.exe")
-        }),
+        kd: kd.unwrap_or_else(|| default_kd(arch).to_owned()),
         symbols,
         revert_command,
         boot_timeout: Duration::from_secs(boot_timeout),
@@ -421,11 +422,39 @@ fn run_vm(args: VmArgs) -> Result<ExitCode, CommandError> {
         options: ssh_options,
     };
     // Progress on stdout, so that stderr holds only the one-line error.
-    let verdict = vm::run(&mut ssh, &options, &mut |line| {
+    let mut progress = |line: &str| {
         let _ = emit_line(&format!("harness: {line}"));
-    })?;
+    };
+    let verdict = match record {
+        None => vm::run(&mut ssh, &options, &mut progress),
+        Some(dir) => {
+            let mut recorder =
+                vm::Recorder::new(&mut ssh, &dir, &options).map_err(vm::VmError::from)?;
+            let verdict = vm::run(&mut recorder, &options, &mut progress);
+            // The evidence matters whatever the verdict; an incomplete
+            // transcript is said, but does not replace the verdict.
+            match recorder.finish(&verdict) {
+                Ok(path) => progress(&format!("transcript: {}", path.display())),
+                Err(error) => progress(&format!("warning: {error}")),
+            }
+            verdict
+        }
+    }?;
     print_verdict(&verdict, json)?;
     Ok(verdict.exit_code())
+}
+
+/// Where the Windows SDK puts kd.exe on a guest of the driver's (and so the
+/// guest's) architecture. The SDK installs under the 32-bit Program Files
+/// folder: `Program Files (x86)` on 64-bit Windows, `Program Files` on
+/// 32-bit Windows, which has no `(x86)` folder ("WOW64 Implementation
+/// Details", File System Redirector: ProgramFiles(x86) exists on 64-bit
+/// Windows only).
+const fn default_kd(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X64 => r"C:\Program Files (x86)\Windows Kits\10\Debuggers\x64\kd.exe",
+        Arch::X86 => r"C:\Program Files\Windows Kits\10\Debuggers\x86\kd.exe",
+    }
 }
 
 /// 64-bit Windows loads only signed drivers, even in test mode: an unsigned
@@ -474,4 +503,20 @@ fn print_verdict(verdict: &Verdict, json: bool) -> Result<(), CommandError> {
         emit(&render::report(verdict))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_kd_follows_the_guest_architecture() {
+        // 32-bit Windows has no "Program Files (x86)".
+        assert!(!default_kd(Arch::X86).contains("(x86)"));
+        assert!(default_kd(Arch::X86).ends_with(r"\Debuggers\x86\kd.exe"));
+        assert_eq!(
+            default_kd(Arch::X64),
+            r"C:\Program Files (x86)\Windows Kits\10\Debuggers\x64\kd.exe"
+        );
+    }
 }

@@ -21,6 +21,9 @@ use harness_core::error::ProcessError;
 use harness_core::verdict::{Engine, PoolStats, Stage, Verdict};
 use harness_kd_text::{NothingFound, VerifierQuery, parse_query};
 
+mod record;
+pub use record::{Recorder, TRANSCRIPT};
+
 /// The harness could not use its link to the guest.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -101,6 +104,11 @@ pub enum VmError {
         /// The guest's.
         guest: Arch,
     },
+    /// The SSH server is a 32-bit program on 64-bit Windows.
+    #[error(
+        "the guest's SSH server runs as a 32-bit program on 64-bit Windows (WOW64), which sees another System32 and reports x86: install the 64-bit OpenSSH (OpenSSH-Win64) on the guest"
+    )]
+    Wow64Ssh,
     /// A guest architecture the harness does not test on.
     #[error("unsupported guest architecture {0}")]
     UnsupportedGuest(String),
@@ -114,11 +122,45 @@ pub enum VmError {
         "kd.exe not found at {0} on the guest: install Debugging Tools for Windows, or pass --kd"
     )]
     NoKd(String),
-    /// The verifier did not become active.
+    /// The verifier did not become active: neither `/query` nor
+    /// `/querysettings` lists the image after the reboot.
     #[error(
-        "Driver Verifier is not active for {0} after the reboot (verifier /query does not list it)"
+        "Driver Verifier is not active for {image} after the reboot (verifier /query does not list it); verifier /query printed: {raw}"
     )]
-    NotVerified(String),
+    NotVerified {
+        /// The image.
+        image: String,
+        /// `/query`'s output, on one line.
+        raw: String,
+    },
+    /// The verifier is set for the image, but `/query`'s counters are in a
+    /// form the harness does not read, so a run without a bug check cannot
+    /// be judged.
+    #[error(
+        "no bug check, but verifier /query's pool counters for {image} are in a form the harness does not read, so the run is not judged; verifier /query printed: {raw}"
+    )]
+    CountersUnread {
+        /// The image.
+        image: String,
+        /// `/query`'s output, on one line.
+        raw: String,
+    },
+    /// The guest would not reboot after a bug check.
+    #[error(
+        "the guest does not restart after a bug check (CrashControl AutoReboot is 0), so the run would hang at the blue screen: set AutoReboot to 1 (see README, guest preparation)"
+    )]
+    NoAutoReboot,
+    /// Windows 7 x64 without SHA-2 code signing support, and a driver signed
+    /// with SHA-256 alone.
+    #[error(
+        "the guest is Windows 7 x64 without the SHA-2 code signing update (KB3033929 or KB4474419), so it would refuse the SHA-256-signed driver (error 577): install KB3033929, or sign the driver with SHA-1 as well (README: Test-signing)"
+    )]
+    NoSha2Support,
+    /// Kernel debugging is on in the guest's boot settings.
+    #[error(
+        "kernel debugging is on in the guest's boot entry (bcdedit: debug Yes): an attached kernel debugger turns the bug check into a break (the guest never reboots) and lifts driver signature enforcement (a 577 would not show); run `bcdedit /debug off` on the guest and reboot"
+    )]
+    KernelDebugger,
     /// The driver loaded, but not under the verifier.
     #[error(
         "verifier /query shows no load of {0} under Driver Verifier: the image the kernel loaded is not the one being verified"
@@ -136,15 +178,25 @@ pub enum VmError {
     },
     /// The guest rebooted without a new dump.
     #[error(
-        "the guest rebooted but wrote no new kernel dump (C:\\Windows\\MEMORY.DMP); check the crash dump settings"
+        "the guest rebooted but no new, complete kernel dump appeared at {path} within {} s; check the crash dump settings (CrashControl) and the page file", .limit.as_secs()
     )]
-    NoNewDump,
+    NoNewDump {
+        /// Where the dump was expected (`DumpFile`, expanded).
+        path: String,
+        /// How long the harness waited.
+        limit: Duration,
+    },
     /// kd did not finish.
     #[error("kd did not finish within {} s", .0.as_secs())]
     KdTimeout(Duration),
     /// kd's output holds no verdict.
     #[error(transparent)]
     Analyze(#[from] NothingFound),
+    /// The driver's file name cannot go into a guest command line.
+    #[error(
+        "the driver file name '{0}' has characters other than letters, digits, '.', '-' and '_'; copy it to a plain name"
+    )]
+    BadDriverName(String),
     /// The options name no driver file.
     #[error("--driver names no file")]
     NoDriverFile,
@@ -409,6 +461,8 @@ struct Run<'a> {
     copied: bool,
     verifier_set: bool,
     service_installed: bool,
+    /// The kernel dump's path on the guest (`DumpFile`, expanded).
+    dump_path: String,
 }
 
 /// Runs the whole sequence. The guest is restored whatever happens; a
@@ -426,6 +480,14 @@ pub fn run(
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .ok_or(VmError::NoDriverFile)?;
+    // The name goes into guest command lines (sc's binPath, verifier's
+    // /driver, kd's aliases), unquoted in places.
+    if !driver_file
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+    {
+        return Err(VmError::BadDriverName(driver_file));
+    }
     let mut run = Run {
         transport,
         options,
@@ -435,6 +497,7 @@ pub fn run(
         copied: false,
         verifier_set: false,
         service_installed: false,
+        dump_path: String::new(),
     };
     let result = run.test();
     let changes = if run.verifier_set || run.service_installed {
@@ -532,7 +595,9 @@ impl Run<'_> {
                 }
                 Action::Start => format!("sc start {SERVICE}"),
                 Action::Stop => format!("sc stop {SERVICE}"),
-                Action::Uninstall => format!("sc stop {SERVICE} & sc delete {SERVICE}"),
+                // The stop is only a precaution (the test stopped it, or it
+                // never started); the delete is what restores the guest.
+                Action::Uninstall => format!("sc delete {SERVICE}"),
                 Action::VerifierEnable => format!("verifier /flags 0x8 /driver {image}"),
                 Action::VerifierDisable => "verifier /reset".to_owned(),
             },
@@ -551,13 +616,36 @@ impl Run<'_> {
             .filter(|id| !id.is_empty()))
     }
 
-    /// The kernel dump's last write time (empty: no dump).
+    /// The kernel dump's last write time and size (empty: no dump).
     fn dump_stamp(&mut self) -> Result<String> {
+        let path = self.dump_path.replace('\'', "''");
         let remote = self.guest(
-            "powershell -NoProfile -Command \"if (Test-Path C:\\Windows\\MEMORY.DMP) { (Get-Item C:\\Windows\\MEMORY.DMP).LastWriteTimeUtc.Ticks }\"",
+            &format!(
+                "powershell -NoProfile -Command \"if (Test-Path -LiteralPath '{path}') {{ $f = Get-Item -LiteralPath '{path}'; '' + $f.LastWriteTimeUtc.Ticks + ' ' + $f.Length }}\""
+            ),
             Duration::from_mins(1),
         )?;
         Ok(remote.stdout.trim().to_owned())
+    }
+
+    /// Waits for a new dump that has stopped growing. Windows may still be
+    /// copying the dump out of the page file when SSH first answers after
+    /// the crash reboot, so one look is not enough.
+    fn wait_for_dump(&mut self, before: &str) -> Result<()> {
+        let started = Instant::now();
+        let mut last = String::new();
+        while started.elapsed() < self.options.boot_timeout {
+            let now = self.dump_stamp()?;
+            if !now.is_empty() && now != before && now == last {
+                return Ok(());
+            }
+            last = now;
+            self.transport.pause(self.options.poll);
+        }
+        Err(VmError::NoNewDump {
+            path: self.dump_path.clone(),
+            limit: self.options.boot_timeout,
+        })
     }
 
     /// Waits until the guest has booted again (its boot id differs from `before`).
@@ -583,10 +671,10 @@ impl Run<'_> {
         self.wait_for_boot(&before, why)
     }
 
-    /// `verifier /query`, read.
-    fn query(&mut self) -> Result<VerifierQuery> {
+    /// `verifier /query`, read, with its text.
+    fn query(&mut self) -> Result<(VerifierQuery, String)> {
         let text = self.must(QUERY, "could not query Driver Verifier")?.stdout;
-        Ok(parse_query(&text))
+        Ok((parse_query(&text), text))
     }
 
     fn test(&mut self) -> Result<Verdict> {
@@ -597,8 +685,15 @@ impl Run<'_> {
                 5,
                 "no bug check: reading the verifier's pool counters (verifier /query)",
             );
-            let query = self.query()?;
-            let mut verdict = clean_verdict(&self.image_name(), self.options.arch, &query)?;
+            let (query, raw) = self.query()?;
+            let image = self.image_name();
+            if query.module(&image).is_none() && !query.none_verified {
+                return Err(VmError::CountersUnread {
+                    image,
+                    raw: one_line(&raw),
+                });
+            }
+            let mut verdict = clean_verdict(&image, self.options.arch, &query)?;
             if verdict.driver != self.driver_file {
                 verdict.notes.push(format!(
                     "{} was loaded and verified as {}",
@@ -608,10 +703,11 @@ impl Run<'_> {
             }
             return Ok(verdict);
         }
-        let dump_after = self.dump_stamp()?;
-        if dump_after.is_empty() || dump_after == dump_before {
-            return Err(VmError::NoNewDump);
-        }
+        self.say(
+            4,
+            &format!("waiting for the kernel dump {}", self.dump_path),
+        );
+        self.wait_for_dump(&dump_before)?;
         self.analyze_dump()
     }
 
@@ -632,18 +728,27 @@ impl Run<'_> {
                 "cannot reach the guest over SSH (see README: guest preparation)",
             )?
             .stdout;
+        // A 32-bit process on 64-bit Windows (WOW64) sees
+        // PROCESSOR_ARCHITECTURE x86 and PROCESSOR_ARCHITEW6432 AMD64 (WOW64
+        // Implementation Details, Environment Variables); cmd echoes an
+        // undefined variable as written.
         let guest_arch = self
             .must(
-                "echo %PROCESSOR_ARCHITECTURE%",
+                "echo %PROCESSOR_ARCHITECTURE% %PROCESSOR_ARCHITEW6432%",
                 "cannot read the guest's architecture",
             )?
             .stdout;
-        let guest_arch = if guest_arch.contains("AMD64") {
+        let mut words = guest_arch.split_whitespace();
+        let (native, wow64) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        if wow64 == "AMD64" {
+            return Err(VmError::Wow64Ssh);
+        }
+        let guest_arch = if native == "AMD64" {
             Arch::X64
-        } else if guest_arch.trim() == "x86" {
+        } else if native == "x86" {
             Arch::X86
         } else {
-            return Err(VmError::UnsupportedGuest(guest_arch.trim().to_owned()));
+            return Err(VmError::UnsupportedGuest(native.to_owned()));
         };
         if guest_arch != options.arch {
             return Err(VmError::ArchMismatch {
@@ -651,7 +756,11 @@ impl Run<'_> {
                 guest: guest_arch,
             });
         }
-        if windows_major(&version).is_some_and(|major| major < 10) {
+        let windows = windows_version(&version);
+        if guest_arch == Arch::X64 && windows == Some((6, 1)) {
+            self.sha2_signing_support()?;
+        }
+        if windows.is_some_and(|(major, _)| major < 10) {
             self.control = Control::Builtin;
             (self.progress)(
                 "      guest is older than Windows 10: using sc.exe and verifier.exe (samplectl, like all current Rust programs, needs Windows 10+)",
@@ -672,6 +781,8 @@ impl Run<'_> {
         if !matches!(dump_kind.as_str(), "1" | "2" | "7") {
             return Err(VmError::NoKernelDump);
         }
+        self.crash_settings()?;
+        self.no_kernel_debugger()?;
         let kd_check = self.guest(
             &format!(
                 "if exist \"{}\" (echo found) else (echo missing)",
@@ -706,6 +817,79 @@ impl Run<'_> {
         self.dump_stamp()
     }
 
+    /// The dump's path and the restart after a bug check, from the values
+    /// `Win32_OSRecoveryConfiguration` maps to `CrashControl`: `DumpFile`
+    /// (`DebugFilePath`, e.g. `%SystemRoot%\MEMORY.DMP`) and `AutoReboot`
+    /// ("System will automatically reboot during a recovery operation").
+    fn crash_settings(&mut self) -> Result<()> {
+        let auto_reboot = self.guest(
+            &format!("{CRASH_CONTROL} /v AutoReboot"),
+            Duration::from_mins(1),
+        )?;
+        // Absent means Windows' default, which restarts.
+        if auto_reboot.ok()
+            && reg_value(&auto_reboot.stdout, "AutoReboot").is_some_and(|value| value == "0x0")
+        {
+            return Err(VmError::NoAutoReboot);
+        }
+        let dump_file = self.guest(
+            &format!("{CRASH_CONTROL} /v DumpFile"),
+            Duration::from_mins(1),
+        )?;
+        let configured = dump_file
+            .ok()
+            .then(|| reg_value(&dump_file.stdout, "DumpFile"))
+            .flatten()
+            .unwrap_or_else(|| DEFAULT_DUMP.to_owned());
+        let root = self
+            .must("echo %SystemRoot%", "cannot read the guest's %SystemRoot%")?
+            .stdout
+            .trim()
+            .to_owned();
+        self.dump_path = expand_system_root(&configured, &root);
+        Ok(())
+    }
+
+    /// Windows 7 x64 checks a SHA-256-only signature only with the SHA-2
+    /// code signing update: KB3033929 (Microsoft Security Advisory 3033929,
+    /// "Availability of SHA-2 Code Signing Support for Windows 7 and Windows
+    /// Server 2008 R2"), or its 2019 successor KB4474419. Without it a driver
+    /// signed with SHA-256 alone fails to start with 577; refuse first.
+    fn sha2_signing_support(&mut self) -> Result<()> {
+        let options = self.options;
+        let image = std::fs::read(&options.driver).map_err(|source| TransportError::Io {
+            what: "read",
+            path: options.driver.clone(),
+            source,
+        })?;
+        if harness_build::signing::certificate_table(&image).is_none() || sha1_signature(&image) {
+            return Ok(());
+        }
+        let updates = self.guest(SHA2_UPDATES, Duration::from_mins(1))?;
+        if updates.ok() && updates.stdout.contains("KB") {
+            return Ok(());
+        }
+        Err(VmError::NoSha2Support)
+    }
+
+    /// Refuses a guest booted with kernel debugging on: "Attaching an active
+    /// kernel debugger to the target computer disables the enforcement of
+    /// kernel-mode digital signatures" (Installing an Unsigned Driver during
+    /// Development and Test; Appendix 1: Enforcing Kernel-Mode Signature
+    /// Verification in Kernel Debugging Mode), and a bug check breaks into
+    /// the debugger instead of writing the dump and restarting. bcdedit shows
+    /// the boot entry's `debug` element (`BCDEdit /debug`).
+    fn no_kernel_debugger(&mut self) -> Result<()> {
+        let boot = self.must(
+            BOOT_ENTRY,
+            "cannot read the guest's boot settings (bcdedit needs an administrator's SSH session)",
+        )?;
+        if kernel_debugging(&boot.stdout) {
+            return Err(VmError::KernelDebugger);
+        }
+        Ok(())
+    }
+
     /// Step 2: pool tracking for the image the kernel will load, active after
     /// a reboot, which `verifier /query` must show.
     fn enable_verifier(&mut self) -> Result<()> {
@@ -722,11 +906,32 @@ impl Run<'_> {
             verifier_succeeded,
         )?;
         self.reboot("enabling Driver Verifier")?;
-        let query = self.query()?;
-        if query.module(&image).is_none() {
-            return Err(VmError::NotVerified(image));
+        let raw = self.must(QUERY, "could not query Driver Verifier")?.stdout;
+        let query = parse_query(&raw);
+        if query.module(&image).is_some() {
+            return Ok(());
         }
-        Ok(())
+        // "No drivers are currently verified." is a clear no. Any other text
+        // is a /query form the harness does not know (Windows 7's was never
+        // captured here); the settings "that will take effect after the next
+        // boot" (/querysettings, Viewing Driver Verifier Settings), read after
+        // that boot, are then the documented proof that the verifier is set.
+        if !query.none_verified {
+            let settings = self
+                .must(QUERY_SETTINGS, "could not query Driver Verifier's settings")?
+                .stdout;
+            if settings_list(&settings, &image) {
+                (self.progress)(&format!(
+                    "      verifier /query's form is not one the harness reads; /querysettings lists {image}, so the verifier is taken as set. verifier /query printed: {}",
+                    one_line(&raw)
+                ));
+                return Ok(());
+            }
+        }
+        Err(VmError::NotVerified {
+            image,
+            raw: one_line(&raw),
+        })
     }
 
     /// Steps 3 and 4: load and unload the driver; true if the guest bug-checked.
@@ -770,13 +975,18 @@ impl Run<'_> {
             Some(script) => {
                 let guest_script = self.path("harness-kd-script.txt");
                 self.transport.upload(script, &guest_script)?;
-                format!("$$<{guest_script}; q")
+                // The script names the driver through these aliases
+                // (docs/kd/postmortem.txt); `aS` ends its phrase at `;`.
+                format!(
+                    "aS SampleImage {image}; aS SampleModule {}; $$<{guest_script}; q",
+                    module_name(&image)
+                )
             }
             None => format!("!analyze -v; !verifier 3 {image}; q"),
         };
         let kd_command = format!(
-            "\"{}\" -z C:\\Windows\\MEMORY.DMP -y \"{};{}\" -c \"{commands}\" > \"{kd_out}\" 2>&1",
-            options.kd, options.symbols, options.guest_dir
+            "\"{}\" -z \"{}\" -y \"{};{}\" -c \"{commands}\" > \"{kd_out}\" 2>&1",
+            options.kd, self.dump_path, options.symbols, options.guest_dir
         );
         let kd = self.guest(&kd_command, options.kd_timeout)?;
         if kd.code.is_none() {
@@ -806,10 +1016,18 @@ impl Run<'_> {
         self.say(6, "restoring the guest");
         let mut left = Vec::new();
         if self.service_installed {
+            if self.control == Control::Builtin {
+                let stop = self.control(Action::Stop);
+                let _ = self.guest(&stop, Duration::from_mins(2));
+            }
             let uninstall = self.control(Action::Uninstall);
             match self.guest(&uninstall, Duration::from_mins(2)) {
-                Ok(remote) if remote.ok() || self.control == Control::Builtin => {}
-                _ => left.push(format!(
+                Ok(remote) if service_gone(self.control, &remote) => {}
+                Ok(remote) => left.push(format!(
+                    "the {SERVICE} service ({uninstall}: {}; remove it with sc delete {SERVICE})",
+                    remote.first_error_line()
+                )),
+                Err(_) => left.push(format!(
                     "the {SERVICE} service (remove: sc delete {SERVICE})"
                 )),
             }
@@ -843,10 +1061,125 @@ impl Run<'_> {
     }
 }
 
-/// `Microsoft Windows [Version 10.0.19045.3803]` -> 10.
-fn windows_major(ver: &str) -> Option<u32> {
+/// The crash dump settings' registry key, read with reg.exe.
+const CRASH_CONTROL: &str = "reg query HKLM\\SYSTEM\\CurrentControlSet\\Control\\CrashControl";
+
+/// Where a kernel dump goes when `DumpFile` is not set ("Kernel memory
+/// dump": "The default file is %SystemRoot%\Memory.dmp").
+const DEFAULT_DUMP: &str = "%SystemRoot%\\MEMORY.DMP";
+
+/// The settings for the next boot (Viewing Driver Verifier Settings).
+const QUERY_SETTINGS: &str = "verifier /querysettings";
+
+/// The boot entry the guest runs (`BCDEdit /enum`).
+const BOOT_ENTRY: &str = "bcdedit /enum {current}";
+
+/// A value out of `reg query KEY /v NAME`'s listing
+/// (`    DumpFile    REG_EXPAND_SZ    %SystemRoot%\MEMORY.DMP`).
+fn reg_value(listing: &str, name: &str) -> Option<String> {
+    listing.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        let first = words.next()?;
+        if !first.eq_ignore_ascii_case(name) {
+            return None;
+        }
+        let kind = words.next().filter(|kind| kind.starts_with("REG_"))?;
+        let (_, value) = line.split_once(kind)?;
+        Some(value.trim().to_owned())
+    })
+}
+
+/// `%SystemRoot%\MEMORY.DMP` with the guest's `%SystemRoot%`.
+fn expand_system_root(path: &str, root: &str) -> String {
+    const VARIABLE: &str = "%systemroot%";
+    // ASCII lowercasing keeps every byte offset.
+    path.to_ascii_lowercase().find(VARIABLE).map_or_else(
+        || path.to_owned(),
+        |at| format!("{}{root}{}", &path[..at], &path[at + VARIABLE.len()..]),
+    )
+}
+
+/// Whether bcdedit's listing of the boot entry has `debug Yes`.
+fn kernel_debugging(listing: &str) -> bool {
+    listing.lines().any(|line| {
+        let mut words = line.split_whitespace();
+        words
+            .next()
+            .is_some_and(|word| word.eq_ignore_ascii_case("debug"))
+            && words
+                .next()
+                .is_some_and(|word| word.eq_ignore_ascii_case("yes"))
+    })
+}
+
+/// Whether `/querysettings` names `image` among the verified drivers: a
+/// line that is the name, whole.
+fn settings_list(settings: &str, image: &str) -> bool {
+    settings
+        .lines()
+        .flat_map(str::split_whitespace)
+        .any(|word| word.eq_ignore_ascii_case(image))
+}
+
+/// A guest's output on one line, capped, for an error message.
+fn one_line(text: &str) -> String {
+    const CAP: usize = 400;
+    let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if joined.is_empty() {
+        return "(nothing)".to_owned();
+    }
+    match joined.char_indices().nth(CAP) {
+        Some((at, _)) => format!("{}...", &joined[..at]),
+        None => joined,
+    }
+}
+
+/// Whether the uninstall removed the service. sc.exe exits with the Win32
+/// error: 0, or 1060 `ERROR_SERVICE_DOES_NOT_EXIST` (already gone), or 1072
+/// `ERROR_SERVICE_MARKED_FOR_DELETE`, which `DeleteService` returns when the
+/// service "has already been marked for deletion" (`DeleteService`, Return
+/// value): it goes when the last handle closes. Any other code (5, access
+/// denied) leaves it. samplectl exits 0 only when it is gone.
+fn service_gone(control: Control, remote: &Remote) -> bool {
+    match control {
+        Control::Samplectl => remote.ok(),
+        Control::Builtin => matches!(remote.code, Some(0 | 1060 | 1072)),
+    }
+}
+
+/// kd's module name for an image: the file name without its extension
+/// (`Sample.sys` -> `Sample`).
+fn module_name(image: &str) -> &str {
+    image.rsplit_once('.').map_or(image, |(stem, _)| stem)
+}
+
+/// `Microsoft Windows [Version 10.0.19045.3803]` -> (10, 0).
+fn windows_version(ver: &str) -> Option<(u32, u32)> {
     let (_, rest) = ver.split_once("Version ")?;
-    rest.split('.').next()?.trim().parse().ok()
+    let mut parts = rest.split('.');
+    let major = parts.next()?.trim().parse().ok()?;
+    let minor = parts.next()?.trim().parse().ok()?;
+    Some((major, minor))
+}
+
+/// Lists whichever SHA-2 code signing update is installed (Get-HotFix,
+/// PowerShell 2.0 as Windows 7 ships it).
+const SHA2_UPDATES: &str = "powershell -NoProfile -Command \"Get-HotFix -Id KB3033929,KB4474419 -ErrorAction SilentlyContinue | ForEach-Object { $_.HotFixID }\"";
+
+/// Whether the image's Authenticode signature includes a SHA-1 one: the
+/// SHA-1 algorithm identifier (OID 1.3.14.3.2.26, DER `06 05 2B 0E 03 02
+/// 1A`) in the certificate table, as a SHA-1 or dual signature's digest
+/// algorithm (Windows Authenticode Portable Executable Signature Format).
+/// A SHA-256-only signature names SHA-256 (2.16.840.1.101.3.4.2.1) instead.
+fn sha1_signature(image: &[u8]) -> bool {
+    const SHA1: [u8; 7] = [0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a];
+    harness_build::signing::certificate_table(image)
+        .and_then(|(offset, size)| {
+            let start = usize::try_from(offset).ok()?;
+            let end = start.checked_add(usize::try_from(size).ok()?)?;
+            image.get(start..end)
+        })
+        .is_some_and(|table| table.windows(SHA1.len()).any(|window| window == SHA1))
 }
 
 /// A run without a bug check: the verdict from the verifier's counters for
@@ -891,14 +1224,14 @@ mod tests {
     #[test]
     fn windows_versions() {
         assert_eq!(
-            windows_major("\r\nMicrosoft Windows [Version 6.1.7601]\r\n"),
-            Some(6)
+            windows_version("\r\nMicrosoft Windows [Version 6.1.7601]\r\n"),
+            Some((6, 1))
         );
         assert_eq!(
-            windows_major("Microsoft Windows [Version 10.0.26100.1742]"),
-            Some(10)
+            windows_version("Microsoft Windows [Version 10.0.26100.1742]"),
+            Some((10, 0))
         );
-        assert_eq!(windows_major("nonsense"), None);
+        assert_eq!(windows_version("nonsense"), None);
     }
 
     #[test]
