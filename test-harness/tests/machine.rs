@@ -68,7 +68,7 @@ fn ke_bug_check_through_nt_is_a_bug_check() {
     });
 }
 
-/// A jump into nt's `int 3` (RtlpBreakWithStatusInstruction) with no bug
+/// A jump into nt's `int 3` (`RtlpBreakWithStatusInstruction`) with no bug
 /// check under way is a breakpoint exception in nt's code, not a bug check
 /// and not a hang: the native engine cannot blame it on the driver. (Under
 /// Speakeasy the driver finds no `int 3` after KeBugCheck's stand-in and
@@ -83,8 +83,8 @@ fn a_jump_into_nts_break_is_not_a_hang() {
 }
 
 /// nt's code is mapped read-only, as Windows maps the kernel's code: a
-/// driver's write to it is bug check 0xBE ATTEMPTED_WRITE_TO_READONLY_MEMORY
-/// with Arg1 the address written (MicrosoftDocs windows-driver-docs,
+/// driver's write to it is bug check 0xBE `ATTEMPTED_WRITE_TO_READONLY_MEMORY`
+/// with Arg1 the address written (Microsoft's windows-driver-docs,
 /// debugger/bug-check-0xbe--attempted-write-to-readonly-memory.md). It once
 /// passed on both engines.
 #[test]
@@ -107,7 +107,7 @@ fn writing_nts_code_is_0xbe() {
 /// Windows 7's kernel stacks are 12 KiB (x86) and 24 KiB (x64) with a guard
 /// page below ("How do I keep my driver from running out of kernel-mode
 /// stack?", learn.microsoft.com previous-versions dn613940); running into
-/// it is a double fault, bug check 0x7F with Arg1 8 (MicrosoftDocs
+/// it is a double fault, bug check 0x7F with Arg1 8 (Microsoft's
 /// windows-driver-docs, debugger/bug-check-0x7f--unexpected-kernel-mode-trap.md).
 /// Recursion of 13 KiB (x86) or 29 KiB (x64) once passed on the native
 /// engine's 32 KiB stacks; Speakeasy ran drivers on 4 KiB and blamed an

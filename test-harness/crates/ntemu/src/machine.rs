@@ -958,11 +958,12 @@ impl Machine {
                     {
                         fault(FaultKind::ReadOnlyWrite, self.read_only_operand(pc))
                     }
-                    (uc_error::WRITE_PROT, None) => fault(FaultKind::Write, None),
                     (uc_error::READ_UNMAPPED | uc_error::READ_PROT, None) => {
                         fault(FaultKind::Read, None)
                     }
-                    (uc_error::WRITE_UNMAPPED, None) => fault(FaultKind::Write, None),
+                    (uc_error::WRITE_UNMAPPED | uc_error::WRITE_PROT, None) => {
+                        fault(FaultKind::Write, None)
+                    }
                     (uc_error::FETCH_UNMAPPED | uc_error::FETCH_PROT, None) => {
                         fault(FaultKind::Execute, Some(pc))
                     }
