@@ -134,6 +134,15 @@ fn kernel_stacks_are_windows_sizes_with_a_guard_page() {
             );
         }
     }
+    // Unbounded recursion: the same double fault (Speakeasy once said 0x50
+    // or 0x7E, an access violation).
+    for arch in BOTH {
+        let unbounded = build("RECURSE", arch, dir.path(), &["STACK_KIB=1000000".into()]);
+        for engine in ENGINES {
+            let (code, args, _) = bugcheck(&run(&unbounded, engine));
+            assert_eq!((code, args), (0x7F, [8, 0, 0, 0]), "{engine} {arch}");
+        }
+    }
 }
 
 /// `hlt` with interrupts enabled: Windows resumes at the next interrupt,

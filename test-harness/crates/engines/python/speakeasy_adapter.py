@@ -499,6 +499,8 @@ def use_kernel_mode_and_stack():
         top, pointer = original(self, size)
         STACK["low"] = top - size
         STACK["top"] = top
+        # The guard page: reserved, so that Speakeasy maps nothing there later.
+        self.mem_reserve(0x1000, base=top - size - 0x1000, tag="emu.stack.guard")
         return top, pointer
 
     kernel.WinKernelEmulator.alloc_stack = alloc_stack
