@@ -134,6 +134,19 @@ fn kernel_stacks_are_windows_sizes_with_a_guard_page() {
             );
         }
     }
+    // kd shows the double fault as kd does: no exception dispatched first.
+    let overflows = dir.path().join("recursestack_kib29_x64.sys");
+    let kd = common::harness_with_stdin(
+        &["kd".as_ref(), overflows.as_os_str()],
+        "g\n!analyze -v\nq\n",
+    );
+    assert!(
+        kd.stdout
+            .contains("Arg1: 0000000000000008, EXCEPTION_DOUBLE_FAULT"),
+        "{}",
+        kd.stdout
+    );
+    assert!(!kd.stdout.contains("Access violation"), "{}", kd.stdout);
     // Unbounded recursion: the same double fault (Speakeasy once said 0x50
     // or 0x7E, an access violation).
     for arch in BOTH {

@@ -154,12 +154,8 @@ pub const fn bugcheck_description(code: u32, arg1: u64) -> &'static str {
         (SYSTEM_THREAD_EXCEPTION_NOT_HANDLED, _) => {
             "A system thread generated an exception which the error handler did not catch."
         }
-        (UNEXPECTED_KERNEL_MODE_TRAP, DOUBLE_FAULT) => {
-            "A double fault (EXCEPTION_DOUBLE_FAULT): most often a kernel stack overflow."
-        }
-        (ATTEMPTED_WRITE_TO_READONLY_MEMORY, _) => {
-            "A driver attempted to write to read-only memory."
-        }
+        (UNEXPECTED_KERNEL_MODE_TRAP, DOUBLE_FAULT) => "EXCEPTION_DOUBLE_FAULT",
+        (ATTEMPTED_WRITE_TO_READONLY_MEMORY, _) => "Virtual address for the attempted write.",
         (PAGE_FAULT_IN_NONPAGED_AREA, _) => "Invalid system memory was referenced.",
         (RUST_PANIC, _) => "A Rust driver panicked (wdk-panic bug-checks with \"RPNC\").",
         _ => "",
