@@ -15,6 +15,7 @@ mod kd;
 mod kd_mutation;
 mod kd_scripts;
 mod kd_terminal;
+mod machine;
 mod reliability;
 mod signing;
 mod structure_mutation;

@@ -61,6 +61,15 @@ pub enum Gap {
         /// Which limit, in the engine's words.
         detail: String,
     },
+    /// The driver ran a system instruction whose effect on Windows the
+    /// engine cannot reproduce (`hlt` waiting for an interrupt, `rdmsr`,
+    /// `mov cr3`, ...).
+    Instruction {
+        /// The instruction as written (`hlt`, `mov cr3, rax`).
+        instruction: String,
+        /// What Windows would do and why the engine cannot say.
+        detail: String,
+    },
     /// The CPU faulted outside the driver's image: in the engine's own code,
     /// or at an address an engine routine handed back.
     FaultOutsideDriver {
@@ -226,6 +235,13 @@ impl Gap {
             Self::EngineLimit { detail } => {
                 format!("the {engine} engine hit its own limit: {detail}")
             }
+            Self::Instruction {
+                instruction,
+                detail,
+            } => format!(
+                "executes `{instruction}`{}: {detail}; the {engine} engine cannot say what Windows would do",
+                at(" at ")
+            ),
             Self::FaultOutsideDriver { fault, pc, after } => format!(
                 "the CPU faulted outside the driver ({} at 0x{pc:x}){}",
                 fault.describe(),

@@ -7,6 +7,12 @@ use serde::{Deserialize, Serialize};
 pub const DRIVER_VERIFIER_DETECTED_VIOLATION: u32 = 0xC4;
 /// `SYSTEM_THREAD_EXCEPTION_NOT_HANDLED`.
 pub const SYSTEM_THREAD_EXCEPTION_NOT_HANDLED: u32 = 0x7E;
+/// `UNEXPECTED_KERNEL_MODE_TRAP`.
+pub(crate) const UNEXPECTED_KERNEL_MODE_TRAP: u32 = 0x7F;
+/// 0x7F's Arg1 for a double fault (the trap number, `EXCEPTION_DOUBLE_FAULT`).
+pub(crate) const DOUBLE_FAULT: u64 = 8;
+/// `ATTEMPTED_WRITE_TO_READONLY_MEMORY`.
+pub(crate) const ATTEMPTED_WRITE_TO_READONLY_MEMORY: u32 = 0xBE;
 /// `PAGE_FAULT_IN_NONPAGED_AREA`.
 pub(crate) const PAGE_FAULT_IN_NONPAGED_AREA: u32 = 0x50;
 /// wdk-panic's bug check code, "RPNC".
@@ -112,8 +118,10 @@ pub const fn bugcheck_name(code: u32) -> &'static str {
         0x0A => "IRQL_NOT_LESS_OR_EQUAL",
         0x19 => "BAD_POOL_HEADER",
         0x1E => "KMODE_EXCEPTION_NOT_HANDLED",
+        UNEXPECTED_KERNEL_MODE_TRAP => "UNEXPECTED_KERNEL_MODE_TRAP",
         PAGE_FAULT_IN_NONPAGED_AREA => "PAGE_FAULT_IN_NONPAGED_AREA",
         SYSTEM_THREAD_EXCEPTION_NOT_HANDLED => "SYSTEM_THREAD_EXCEPTION_NOT_HANDLED",
+        ATTEMPTED_WRITE_TO_READONLY_MEMORY => "ATTEMPTED_WRITE_TO_READONLY_MEMORY",
         0xC1 => "SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION",
         0xC2 => "BAD_POOL_CALLER",
         DRIVER_VERIFIER_DETECTED_VIOLATION => "DRIVER_VERIFIER_DETECTED_VIOLATION",
@@ -146,6 +154,8 @@ pub const fn bugcheck_description(code: u32, arg1: u64) -> &'static str {
         (SYSTEM_THREAD_EXCEPTION_NOT_HANDLED, _) => {
             "A system thread generated an exception which the error handler did not catch."
         }
+        (UNEXPECTED_KERNEL_MODE_TRAP, DOUBLE_FAULT) => "EXCEPTION_DOUBLE_FAULT",
+        (ATTEMPTED_WRITE_TO_READONLY_MEMORY, _) => "Virtual address for the attempted write.",
         (PAGE_FAULT_IN_NONPAGED_AREA, _) => "Invalid system memory was referenced.",
         (RUST_PANIC, _) => "A Rust driver panicked (wdk-panic bug-checks with \"RPNC\").",
         _ => "",

@@ -401,6 +401,22 @@ impl Tracker {
         });
         let kernel_address = |address: u64| address >= self.context.arch.kernel_base();
         self.verdict.bugcheck = Some(match accessed {
+            // Touching the guard page below the kernel stack leaves no stack
+            // for the page fault's trap frame: a double fault, 0x7F with
+            // Arg1 8 (EXCEPTION_DOUBLE_FAULT); the other parameters are the
+            // processor's state, which no engine here reports (bug check
+            // 0x7F, MicrosoftDocs windows-driver-docs,
+            // debugger/bug-check-0x7f--unexpected-kernel-mode-trap.md).
+            _ if kind == FaultKind::StackOverflow => {
+                BugCheck::new(nt::UNEXPECTED_KERNEL_MODE_TRAP, [nt::DOUBLE_FAULT, 0, 0, 0])
+            }
+            // A write to a read-only page of the kernel (nt's code): 0xBE
+            // with Arg1 the address written; Arg2, the PTE, is not known
+            // here (bug check 0xBE, MicrosoftDocs windows-driver-docs,
+            // debugger/bug-check-0xbe--attempted-write-to-readonly-memory.md).
+            Some(address) if kind == FaultKind::ReadOnlyWrite => {
+                BugCheck::new(nt::ATTEMPTED_WRITE_TO_READONLY_MEMORY, [address, 0, 0, 0])
+            }
             Some(address) if kind.is_access() && kernel_address(address) => {
                 let access = match kind {
                     FaultKind::Write => 1,
@@ -638,6 +654,19 @@ mod tests {
             Some(0xFFFF_F800_0000_0000),
         )]);
         assert_eq!(high.bugcheck.map(|b| (b.code, b.args[1])), Some((0x50, 1)));
+        let overflow = verdict(&[crash(FaultKind::StackOverflow, BASE + 0x1010, Some(0x8000))]);
+        let bugcheck = overflow.bugcheck.expect("double fault");
+        assert_eq!((bugcheck.code, bugcheck.args), (0x7F, [8, 0, 0, 0]));
+        let read_only = verdict(&[crash(
+            FaultKind::ReadOnlyWrite,
+            BASE + 0x1010,
+            Some(0x82a0_4000),
+        )]);
+        let bugcheck = read_only.bugcheck.expect("0xBE");
+        assert_eq!(
+            (bugcheck.code, bugcheck.args),
+            (0xBE, [0x82a0_4000, 0, 0, 0])
+        );
         let divide = verdict(&[crash(FaultKind::DivideError, BASE + 0x1010, None)]);
         assert_eq!(
             divide.bugcheck.map(|b| (b.code, b.args[0])),

@@ -146,6 +146,11 @@ pub enum Limit {
         /// How long it waited, in seconds.
         seconds: u64,
     },
+    /// `hlt` with interrupts disabled: the processor never resumes.
+    Halted {
+        /// The `hlt` instruction's address.
+        pc: u64,
+    },
 }
 
 impl Limit {
@@ -166,6 +171,10 @@ impl fmt::Display for Limit {
             Self::ServiceControl { seconds } => {
                 write!(f, "the service control manager gave up after {seconds} s")
             }
+            Self::Halted { pc } => write!(
+                f,
+                "halted for good at 0x{pc:x} (hlt with interrupts disabled)"
+            ),
         }
     }
 }
@@ -188,6 +197,11 @@ pub enum FaultKind {
     DivideError,
     /// A breakpoint instruction with no debugger to take it.
     Breakpoint,
+    /// A write to memory mapped read-only (nt's code).
+    ReadOnlyWrite,
+    /// An access to the guard page below the kernel stack: the processor
+    /// cannot push the page fault's frame either, a double fault.
+    StackOverflow,
 }
 
 impl FaultKind {
@@ -195,7 +209,11 @@ impl FaultKind {
     #[must_use]
     pub(crate) const fn exception_code(self) -> u32 {
         match self {
-            Self::Read | Self::Write | Self::Execute => nt::status::ACCESS_VIOLATION,
+            Self::Read
+            | Self::Write
+            | Self::Execute
+            | Self::ReadOnlyWrite
+            | Self::StackOverflow => nt::status::ACCESS_VIOLATION,
             Self::IllegalInstruction => nt::status::ILLEGAL_INSTRUCTION,
             Self::PrivilegedInstruction => nt::status::PRIVILEGED_INSTRUCTION,
             Self::DivideError => nt::status::INTEGER_DIVIDE_BY_ZERO,
@@ -220,6 +238,8 @@ impl FaultKind {
             Self::PrivilegedInstruction => "privileged instruction",
             Self::DivideError => "integer divide by zero",
             Self::Breakpoint => "breakpoint with no debugger attached",
+            Self::StackOverflow => "kernel stack overflow into the guard page",
+            Self::ReadOnlyWrite => "write to read-only memory",
         }
     }
 }

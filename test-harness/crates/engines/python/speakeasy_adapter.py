@@ -67,6 +67,35 @@ ACCESS_FAULTS = {"invalid_read": "read", "invalid_write": "write",
 # ("any single call to DbgPrint will only transmit 512 bytes", Microsoft's
 # DbgPrint documentation). Longer output is cut, as Windows cuts it.
 DBGPRINT_MAX = 511
+# Windows 7's kernel stacks (KERNEL_STACK_SIZE): 12 KiB on x86, 24 KiB on x64
+# ("How do I keep my driver from running out of kernel-mode stack?",
+# learn.microsoft.com previous-versions dn613940), by pointer size. Speakeasy
+# would give the image's SizeOfStackCommit (4 KiB for MinGW's drivers).
+KERNEL_STACK = {4: 0x3000, 8: 0x6000}
+# The stack Speakeasy runs the driver on: (lowest address, top), set when
+# it is allocated. An access in the page below it is a stack overflow.
+STACK = {}
+# Instructions that change the processor's system state, which Unicorn
+# carries out without a real processor's checks and which no engine here
+# models (capstone mnemonics), with what Windows would face. The native
+# engine's table (machine.rs, system_instruction) says the same.
+SYSTEM_INSTRUCTIONS = {
+    "rdmsr": "which MSRs exist and what writing them does depends on the processor "
+             "(one it lacks raises #GP)",
+    "wrmsr": "which MSRs exist and what writing them does depends on the processor "
+             "(one it lacks raises #GP)",
+    "lgdt": "it replaces a descriptor table that Windows' interrupts and faults rely on",
+    "lidt": "it replaces a descriptor table that Windows' interrupts and faults rely on",
+    "lldt": "it replaces a descriptor table that Windows' interrupts and faults rely on",
+    "ltr": "it replaces a descriptor table that Windows' interrupts and faults rely on",
+    "syscall": "it takes the system-call path from kernel mode",
+    "sysenter": "it takes the system-call path from kernel mode",
+    "sysret": "it takes the system-call path from kernel mode",
+    "sysexit": "it takes the system-call path from kernel mode",
+}
+CONTROL_REGISTER_WRITE = "it changes the processor's paging or protection under Windows"
+HLT_DETAIL = ("interrupts are enabled and Windows resumes at the next interrupt, which "
+              "this engine never raises")
 # API calls Speakeasy allows per run before it stops the driver (its
 # max_api_count); reaching it is reported as the engine's limit.
 MAX_API_CALLS = 100_000
@@ -425,9 +454,12 @@ def report_error(emu, driver, error):
         # The engine routine called last, so that a fault right after it is
         # traced to the engine and not blamed on the driver.
         emit("call", phase=phase, routine=last["api_name"], caller=int(last["pc"], 16))
-    if kind in ACCESS_FAULTS:
-        emit("fault", phase=phase, kind=ACCESS_FAULTS[kind], pc=pc,
-             address=hex_field(error, "address"))
+    address = hex_field(error, "address")
+    if kind in ACCESS_FAULTS and in_stack_guard(address):
+        # No stack left for the fault's frame: a double fault on Windows.
+        emit("fault", phase=phase, kind="stack_overflow", pc=pc, address=address)
+    elif kind in ACCESS_FAULTS:
+        emit("fault", phase=phase, kind=ACCESS_FAULTS[kind], pc=pc, address=address)
     elif kind == "unhandled_interrupt" and error.get("interrupt_num") in VECTOR_FAULTS:
         emit("fault", phase=phase, kind=VECTOR_FAULTS[error["interrupt_num"]], pc=pc,
              address=None)
@@ -443,6 +475,119 @@ def report_error(emu, driver, error):
     else:
         gap("engine_error", phase=phase, caller=int(last["pc"], 16) if last else None,
             message=kind, routine=last["api_name"] if last else None)
+
+
+def in_stack_guard(address):
+    """Whether an access at `address` hit the page below the driver's stack."""
+    if address is None or "low" not in STACK:
+        return False
+    return STACK["low"] - 0x1000 <= address < STACK["low"]
+
+
+def use_kernel_mode_and_stack():
+    """Speakeasy runs an image as a user-mode program unless it imports from
+    a kernel module (or has no entry point); the harness only runs drivers,
+    so every image runs in kernel mode here. Its stack is Windows' kernel
+    stack, with nothing mapped in the page below it."""
+    from speakeasy.windows import common, kernel
+
+    common.PeFile.is_driver = lambda self: True
+    original = kernel.WinKernelEmulator.alloc_stack
+
+    def alloc_stack(self, size):
+        size = KERNEL_STACK[self.get_ptr_size()]
+        top, pointer = original(self, size)
+        STACK["low"] = top - size
+        STACK["top"] = top
+        # The guard page: reserved, so that Speakeasy maps nothing there later.
+        self.mem_reserve(0x1000, base=top - size - 0x1000, tag="emu.stack.guard")
+        return top, pointer
+
+    kernel.WinKernelEmulator.alloc_stack = alloc_stack
+
+
+def hook_system_instructions(emu, module):
+    """A code hook on each system instruction in the driver's executable
+    sections (a linear sweep): reaching one ends the run as one that cannot
+    be judged, naming the instruction."""
+    import capstone
+
+    mode = capstone.CS_MODE_32 if emu.get_ptr_size() == 4 else capstone.CS_MODE_64
+    disassembler = capstone.Cs(capstone.CS_ARCH_X86, mode)
+    for section in module.sections:
+        if not section.Characteristics & 0x20000000:  # IMAGE_SCN_MEM_EXECUTE
+            continue
+        start = module.base + section.VirtualAddress
+        code = emu.mem_read(start, max(section.Misc_VirtualSize, 0) or section.SizeOfRawData)
+        for insn in disassembler.disasm_lite(bytes(code), start):
+            address, _size, mnemonic, operands = insn
+            detail = SYSTEM_INSTRUCTIONS.get(mnemonic)
+            if detail is None and mnemonic == "mov" and operands.startswith("cr") \
+                    and not operands.startswith("cr8"):
+                detail = CONTROL_REGISTER_WRITE
+            if detail is None:
+                continue
+            text = (mnemonic + " " + operands).strip()
+            emu.add_code_hook(system_instruction_hook(text, detail), begin=address,
+                              end=address)
+
+
+def system_instruction_hook(text, detail):
+    def hook(emu, address, size, ctx):
+        gap("instruction", phase=DRIVER[0].phase if DRIVER else None, caller=address,
+            instruction=text, detail=detail)
+    return hook
+
+
+def hook_kernel_code_writes(emu, module):
+    """The driver's function imports point at Speakeasy's stand-ins for
+    kernel code, which Speakeasy maps writable. Windows maps the kernel's
+    code read-only: a write there is bug check 0xBE (the harness's tracker
+    decides), reported here as the fault it would be."""
+    size = emu.get_ptr_size()
+    targets = set()
+    for slot in module.imports:
+        if slot in emu.global_data:  # a data import: the variable, not code
+            continue
+        targets.add(int.from_bytes(emu.mem_read(slot, size), "little"))
+    if not targets:
+        return
+
+    def hook(emu, access, address, width, value, ctx):
+        if not any(target <= address < target + 16 for target in targets):
+            return True
+        emit("fault", phase=DRIVER[0].phase if DRIVER else None, kind="read_only_write",
+             pc=emu.get_pc(), address=address)
+        emit("end")
+        sys.stdout.flush()
+        os._exit(0)
+
+    emu.add_mem_write_hook(hook, begin=min(targets), end=max(targets) + 16)
+
+
+# The one Driver of the run, for hooks that Speakeasy calls without it.
+DRIVER = []
+
+
+def halted(emu, driver):
+    """Unicorn ends a run at `hlt` with no error: with interrupts enabled
+    Windows resumes at the next interrupt, which this engine never raises
+    (cannot judge); with them disabled the processor never resumes (a hang
+    the driver caused). True when that is what ended the run."""
+    pc = emu.get_pc()
+    try:
+        byte = emu.mem_read(pc - 1, 1)
+    except Exception:
+        return False
+    if byte != b"\xf4":
+        return False
+    import unicorn.x86_const as x86
+    flags = emu.emu_eng.emu.reg_read(x86.UC_X86_REG_EFLAGS)
+    if flags & 0x200:
+        gap("instruction", phase=driver.phase, caller=pc - 1, instruction="hlt",
+            detail=HLT_DETAIL)
+    emit("stopped", phase=driver.phase, limit={"kind": "halted", "pc": pc - 1})
+    return True
 
 
 def use_registry_path(path):
@@ -506,11 +651,36 @@ def patch_run_order(emu, driver):
     import types
     emu.next_driver_func = types.MethodType(next_driver_func, emu)
 
+    # Speakeasy hands a finished run to the driver's bookkeeping only when
+    # the CPU stopped inside the driver's image: a fault at an address
+    # outside every module (an entry point beyond the image) would be
+    # dropped, and the run would look hung. Report it here instead.
+    on_run_complete = emu.on_run_complete
+
+    def on_run_complete_reporting(self):
+        run = self.curr_run
+        outside = not any(drv.pe == self.curr_mod for drv in self.drivers)
+        if run.type is not None and run.error and outside and not driver.stopped \
+                and not driver.returned:
+            report_error(self, driver, run.error)
+            driver.returned = True
+            self.on_emu_complete()
+            return None
+        return on_run_complete()
+
+    emu.on_run_complete = types.MethodType(on_run_complete_reporting, emu)
+
     # Keep Unicorn's own error number: Speakeasy only keeps its text.
     engine = emu.emu_eng
     start = engine.start
 
     def start_and_keep_errno(*args, **kwargs):
+        # Drivers run with interrupts enabled (IF), as Windows runs
+        # DriverEntry and the unload routine at PASSIVE_LEVEL; Speakeasy
+        # leaves IF clear, and `hlt` must tell the two apart.
+        import unicorn.x86_const as x86
+        flags = engine.emu.reg_read(x86.UC_X86_REG_EFLAGS)
+        engine.emu.reg_write(x86.UC_X86_REG_EFLAGS, flags | 0x200)
         try:
             return start(*args, **kwargs)
         except Exception as error:
@@ -570,6 +740,7 @@ def main():
     config["max_instructions"] = args.max_instructions
     config["max_api_count"] = MAX_API_CALLS
 
+    use_kernel_mode_and_stack()
     if args.registry_path:
         use_registry_path(args.registry_path)
     se = speakeasy.Speakeasy(config=config)
@@ -583,7 +754,10 @@ def main():
     # with each routine).
     emu.timeout = max(args.deadline - time.monotonic(), 0.001)
     driver = Driver(se, args)
+    DRIVER.append(driver)
     driver.install()
+    hook_system_instructions(emu, module)
+    hook_kernel_code_writes(emu, module)
     patch_run_order(emu, driver)
     emit("load", arch="x86" if emu.get_ptr_size() == 4 else "x64",
          image_base=module.base, image_size=module.image_size,
@@ -595,7 +769,9 @@ def main():
             return 0  # already reported
         report_exception(driver, error, None, "speakeasy's run")
         return 0
-    if not driver.returned and not driver.stopped:
+    if not driver.returned and not driver.stopped and halted(emu, driver):
+        pass
+    elif not driver.returned and not driver.stopped:
         # Speakeasy ends a run quietly when a budget runs out (Unicorn's
         # instruction count, or its timeout): the clock tells which.
         if time.monotonic() < args.deadline - 0.05:

@@ -283,6 +283,17 @@ pub(crate) fn set_reg(uc: &mut Uc<'_>, reg: Reg, value: u64) {
 /// (its memory operand, computed from the registers).
 #[must_use]
 pub(crate) fn memory_operand(uc: &Uc<'_>, pc: u64, page: u64) -> Option<u64> {
+    memory_operand_where(uc, pc, |address| address & !0xfff == page & !0xfff)
+}
+
+/// The first address the instruction at `pc` accesses through a memory
+/// operand that `wanted` accepts.
+#[must_use]
+pub(crate) fn memory_operand_where(
+    uc: &Uc<'_>,
+    pc: u64,
+    wanted: impl Fn(u64) -> bool,
+) -> Option<u64> {
     use iced_x86::{Decoder, DecoderOptions, OpKind};
     let bitness = match arch(uc) {
         Arch::X86 => 32,
@@ -299,7 +310,7 @@ pub(crate) fn memory_operand(uc: &Uc<'_>, pc: u64, page: u64) -> Option<u64> {
                 32 => address & 0xffff_ffff,
                 _ => address,
             };
-            (address & !0xfff == page & !0xfff).then_some(address)
+            wanted(address).then_some(address)
         })
 }
 

@@ -44,15 +44,36 @@ pub const fn driver_base(arch: Arch) -> u64 {
     }
 }
 
+/// Bytes of a Windows 7 kernel stack (`KERNEL_STACK_SIZE`): 12 KiB on
+/// x86, 24 KiB on x64 ("How do I keep my driver from running out of
+/// kernel-mode stack?", learn.microsoft.com previous-versions
+/// dn613940). The page below it is a guard page, never mapped.
+const fn kernel_stack_size(arch: Arch) -> u64 {
+    match arch {
+        Arch::X86 => 0x3000,
+        Arch::X64 => 0x6000,
+    }
+}
+
 /// The two threads' stacks: the worker thread's and the caller's of
 /// `sc stop`. (top, size)
 const fn stack(arch: Arch, worker: bool) -> (u64, u64) {
-    match (arch, worker) {
-        (Arch::X86, true) => (0x8772_e000, 0x8000),
-        (Arch::X86, false) => (0x826f_c000, 0x8000),
-        (Arch::X64, true) => (0xFFFF_F880_0312_8000, 0x8000),
-        (Arch::X64, false) => (0xFFFF_F880_0412_8000, 0x8000),
-    }
+    let top = match (arch, worker) {
+        (Arch::X86, true) => 0x8772_e000,
+        (Arch::X86, false) => 0x826f_c000,
+        (Arch::X64, true) => 0xFFFF_F880_0312_8000,
+        (Arch::X64, false) => 0xFFFF_F880_0412_8000,
+    };
+    (top, kernel_stack_size(arch))
+}
+
+/// Whether `va` lies in the guard page below one of the threads' stacks.
+fn in_stack_guard(arch: Arch, va: u64) -> bool {
+    [true, false].into_iter().any(|worker| {
+        let (top, size) = stack(arch, worker);
+        let limit = top - size;
+        va < limit && va >= limit - PAGE
+    })
 }
 
 /// `KUSER_SHARED_DATA`, mapped read-only as on Windows.
@@ -554,7 +575,16 @@ impl Machine {
     fn map_kernel(&mut self) -> Result<(), MachineError> {
         let arch = self.driver.arch;
         let nt = Arc::clone(&self.uc.get_data().nt);
-        self.map(nt.base, nt.size(), Prot::ALL, "nt")?;
+        // nt's code is mapped read-only, as Windows maps the kernel's code
+        // sections: a driver's write to it faults (see `take_halt`).
+        let code_start = nt.code.0;
+        self.map(nt.base, code_start - nt.base, Prot::ALL, "nt")?;
+        self.map(
+            code_start,
+            nt.size() - (code_start - nt.base),
+            Prot::READ | Prot::EXEC,
+            "nt code",
+        )?;
         cpu::write(&mut self.uc, nt.base, &nt.bytes).map_err(|_| MapError::OutOfMemory)?;
         for worker in [true, false] {
             let (top, size) = stack(arch, worker);
@@ -767,20 +797,26 @@ impl Machine {
             },
         )?;
         self.uc.add_intr_hook(on_interrupt)?;
-        if self.driver.arch == Arch::X64 {
-            self.hook_cr8()?;
-        }
-        Ok(())
+        self.hook_system_instructions()
     }
 
-    /// x64 drivers read and set the IRQL inline through CR8
-    /// (`KeGetCurrentIrql`, `KeRaiseIrql`, `KeLowerIrql` in the WDK), which
-    /// Unicorn does not model: each such instruction in the driver's code
-    /// is carried out here, on the kernel's IRQL.
-    fn hook_cr8(&mut self) -> Result<(), MachineError> {
-        use iced_x86::{Code, Decoder, DecoderOptions, Register};
-        let base = driver_base(Arch::X64);
+    /// Hooks the system instructions in the driver's code (a linear sweep
+    /// of its executable sections). x64 drivers read and set the IRQL
+    /// inline through CR8 (`KeGetCurrentIrql`, `KeRaiseIrql`, `KeLowerIrql`
+    /// in the WDK), which Unicorn does not model: each is carried out here,
+    /// on the kernel's IRQL. The others ([`system_instruction`]) change
+    /// state Windows owns, in ways Unicorn lets pass silently: each stops
+    /// the run as one that cannot be judged.
+    fn hook_system_instructions(&mut self) -> Result<(), MachineError> {
+        use iced_x86::{Code, Decoder, DecoderOptions, Formatter, IntelFormatter, Register};
+        let arch = self.driver.arch;
+        let base = driver_base(arch);
+        let bitness = match arch {
+            Arch::X86 => 32,
+            Arch::X64 => 64,
+        };
         let driver = Arc::clone(&self.driver);
+        let mut formatter = IntelFormatter::new();
         for &(rva, size, executable) in &driver.layout.sections {
             if !executable {
                 continue;
@@ -795,8 +831,32 @@ impl Machine {
                 continue;
             };
             let mut decoder =
-                Decoder::with_ip(64, code, base + u64::from(rva), DecoderOptions::NONE);
+                Decoder::with_ip(bitness, code, base + u64::from(rva), DecoderOptions::NONE);
             for instruction in &mut decoder {
+                if let Some(detail) = system_instruction(&instruction) {
+                    let mut text = String::new();
+                    formatter.format(&instruction, &mut text);
+                    self.uc.add_code_hook(
+                        instruction.ip(),
+                        instruction.ip(),
+                        move |uc, address, _| {
+                            let phase = uc.get_data().phase;
+                            let _ = emit(
+                                uc,
+                                Event::Gap {
+                                    phase: Some(phase),
+                                    gap: Gap::Instruction {
+                                        instruction: text.clone(),
+                                        detail: detail.to_owned(),
+                                    },
+                                    caller: Some(address),
+                                },
+                            );
+                            halt(uc, Halt::Gap);
+                        },
+                    )?;
+                    continue;
+                }
                 let (read, register) = match instruction.code() {
                     Code::Mov_r64_cr if instruction.op1_register() == Register::CR8 => {
                         (true, instruction.op0_register())
@@ -846,6 +906,9 @@ impl Machine {
         };
         match result {
             Ok(()) => {
+                if let Some(halt) = self.halted_at(pc) {
+                    return Some(halt);
+                }
                 // Out of instructions or out of time: the routine is hung.
                 let limit = if self.started.elapsed() >= limit {
                     Limit::time(self.options.timeout)
@@ -881,7 +944,19 @@ impl Machine {
                         } else {
                             cpu::memory_operand(&self.uc, pc, page).unwrap_or(page)
                         };
+                        // No stack left below the guard page for the page
+                        // fault's frame: the processor double-faults.
+                        let kind = if in_stack_guard(self.driver.arch, page) {
+                            FaultKind::StackOverflow
+                        } else {
+                            kind
+                        };
                         fault(kind, Some(address))
+                    }
+                    (uc_error::WRITE_PROT | uc_error::EXCEPTION, None)
+                        if self.read_only_operand(pc).is_some() =>
+                    {
+                        fault(FaultKind::ReadOnlyWrite, self.read_only_operand(pc))
                     }
                     (uc_error::READ_UNMAPPED | uc_error::READ_PROT, None) => {
                         fault(FaultKind::Read, None)
@@ -905,6 +980,51 @@ impl Machine {
                 let _ = emit(&mut self.uc, event);
                 Some(if gap { Halt::Gap } else { Halt::Fault })
             }
+        }
+    }
+
+    /// The address the instruction at `pc` writes in a page mapped without
+    /// write access (nt's code, `KUSER_SHARED_DATA`), if any.
+    fn read_only_operand(&self, pc: u64) -> Option<u64> {
+        let space = &self.uc.get_data().space;
+        cpu::memory_operand_where(&self.uc, pc, |address| {
+            space
+                .region(address)
+                .is_some_and(|region| (region.perms & Prot::WRITE).0 == 0)
+        })
+    }
+
+    /// Unicorn ends a run at `hlt` (the byte before `pc`). With interrupts
+    /// disabled the processor never resumes: a hang the driver caused. With
+    /// them enabled, Windows resumes it at the next interrupt (the clock's,
+    /// within milliseconds), which this machine never raises: the run
+    /// cannot be judged from here.
+    fn halted_at(&mut self, pc: u64) -> Option<Halt> {
+        let at = pc.checked_sub(1)?;
+        if cpu::read_vec(&self.uc, at, 1).ok()?.first() != Some(&0xF4) {
+            return None;
+        }
+        let phase = self.uc.get_data().phase;
+        let interrupts = self.uc.reg_read(RegisterX86::EFLAGS).unwrap_or(0) & 0x200 != 0;
+        if interrupts {
+            let _ = emit(
+                &mut self.uc,
+                Event::Gap {
+                    phase: Some(phase),
+                    gap: Gap::Instruction {
+                        instruction: "hlt".into(),
+                        detail: "interrupts are enabled and Windows resumes at the next \
+                                 interrupt, which this machine never raises"
+                            .into(),
+                    },
+                    caller: Some(at),
+                },
+            );
+            Some(Halt::Gap)
+        } else {
+            let limit = Limit::Halted { pc: at };
+            let _ = emit(&mut self.uc, Event::Stopped { phase, limit });
+            Some(Halt::Spin)
         }
     }
 
@@ -1045,8 +1165,13 @@ impl Machine {
             }
             Halt::Spin => {
                 self.scene = Scene::Done;
-                let count = self.options.max_instructions;
-                Err(Stop::Limit(Limit::Instructions { count }))
+                let limit = match self.uc.get_data().events.last() {
+                    Some(Event::Stopped { limit, .. }) => *limit,
+                    _ => Limit::Instructions {
+                        count: self.options.max_instructions,
+                    },
+                };
+                Err(Stop::Limit(limit))
             }
             Halt::Gap | Halt::BadPointer(_) => {
                 self.scene = Scene::Done;
@@ -1249,6 +1374,36 @@ fn breakpoint_to_stop_at(uc: &mut Uc<'_>, pc: u64) -> Option<usize> {
     Some(index)
 }
 
+/// What a system instruction would do on Windows that the machine cannot
+/// reproduce, for the instructions Unicorn carries out without the
+/// processor's checks: `rdmsr`/`wrmsr` of any MSR (a real processor raises
+/// #GP for one it lacks, Intel SDM vol. 2B "RDMSR"), loads of control
+/// registers and descriptor tables (CR3 = 0 or a junk GDT resets the
+/// machine at the next fault), the system-call instructions. Reading a
+/// control register, and CR8 (the IRQL, modelled), are not among them.
+fn system_instruction(instruction: &iced_x86::Instruction) -> Option<&'static str> {
+    use iced_x86::{Mnemonic, OpKind, Register};
+    match instruction.mnemonic() {
+        Mnemonic::Rdmsr | Mnemonic::Wrmsr => Some(
+            "which MSRs exist and what writing them does depends on the processor (one it lacks raises #GP)",
+        ),
+        Mnemonic::Lgdt | Mnemonic::Lidt | Mnemonic::Lldt | Mnemonic::Ltr => {
+            Some("it replaces a descriptor table that Windows' interrupts and faults rely on")
+        }
+        Mnemonic::Syscall | Mnemonic::Sysenter | Mnemonic::Sysret | Mnemonic::Sysexit => {
+            Some("it takes the system-call path from kernel mode")
+        }
+        Mnemonic::Mov
+            if instruction.op0_kind() == OpKind::Register
+                && instruction.op0_register().is_cr()
+                && instruction.op0_register() != Register::CR8 =>
+        {
+            Some("it changes the processor's paging or protection under Windows")
+        }
+        _ => None,
+    }
+}
+
 /// Stops the CPU with a reason.
 fn halt(uc: &mut Uc<'_>, reason: Halt) {
     uc.get_data_mut().halt = Some(reason);
@@ -1266,13 +1421,16 @@ fn on_interrupt(uc: &mut Uc<'_>, number: u32) {
             let nt = Arc::clone(&kernel.nt);
             let debugger = kernel.debugger;
             let in_driver = kernel.in_driver(at);
-            if nt
+            let break_with_status = nt
                 .symbol_at(at)
-                .is_some_and(|(symbol, _)| symbol.name == "RtlpBreakWithStatusInstruction")
-            {
+                .is_some_and(|(symbol, _)| symbol.name == "RtlpBreakWithStatusInstruction");
+            if break_with_status && kernel.tracker.bugcheck().is_some() {
                 cpu::set_reg(uc, Reg::Ip, at);
                 halt(uc, Halt::BugCheck);
-            } else if in_driver && !debugger {
+            } else if (in_driver || break_with_status) && !debugger {
+                // nt's break reached with no bug check under way (the driver
+                // jumped there): a breakpoint exception like any other, in
+                // nt's code, which the tracker will not blame on the driver.
                 let _ = emit(
                     uc,
                     Event::Fault {

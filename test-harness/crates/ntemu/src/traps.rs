@@ -284,7 +284,10 @@ fn bug_check(uc: &mut Uc<'_>) -> Result<(), Halt> {
     for (index, value) in args.iter().enumerate() {
         cpu::write_ptr(call.uc, data + size * (index as u64 + 1), *value)?;
     }
-    if call.kernel().in_driver(caller) {
+    // A bug check is a bug check whoever calls KeBugCheckEx: the driver,
+    // or nt's KeBugCheck on its behalf. Only the verifier's own (its
+    // decision is recorded already) is not reported again.
+    if call.kernel().in_driver(caller) || call.kernel().tracker.bugcheck().is_none() {
         let phase = call.kernel().phase;
         call.emit(Event::BugCheckCall {
             phase,

@@ -59,7 +59,13 @@ impl Session {
     pub(super) fn fault_banner(&self) -> String {
         let verdict = self.verdict();
         let mut out = String::new();
-        if let Some(fault) = &verdict.fault {
+        // A double fault (stack overflow) reaches KeBugCheckEx straight from
+        // the trap handler: no exception is dispatched, so none is shown.
+        if let Some(fault) = verdict
+            .fault
+            .as_ref()
+            .filter(|fault| fault.kind != harness_core::verdict::FaultKind::StackOverflow)
+        {
             let _ = writeln!(
                 out,
                 "Access violation - code c0000005 (!!! second chance !!!)\n{}",
