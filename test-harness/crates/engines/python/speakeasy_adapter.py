@@ -99,6 +99,7 @@ class Driver:
         self.region_next = 0  # next free byte in the current pool region
         self.region_end = 0
         self.pool_mapped = 0  # bytes of pool mapped so far
+        self.request_limit = [int(limit) for limit in args.pool_request_limit.split(",")]
 
     # -- helpers -----------------------------------------------------------
 
@@ -276,7 +277,11 @@ class Driver:
         self.allocations += 1
         injected = self.allocations == self.fail_allocation
         address = 0
-        if size > 0 and not injected:
+        # Windows has no pool that large: NULL, and the driver's own failure
+        # path runs (ExAllocatePoolWithTag and ExAllocatePool2 both return
+        # NULL when the request cannot be satisfied).
+        limit = self.request_limit[0 if self.ptr_size(emu) == 4 else 1]
+        if 0 < size < limit and not injected:
             address = self.pool_alloc(emu, size)
         emit("pool_call", phase=self.phase, routine=name, args=slots, result=address,
              caller=caller, injected_failure=injected)
@@ -551,6 +556,9 @@ def main():
     parser.add_argument("--timeout", type=float, default=20,
                         help="seconds for the whole run, loading included")
     parser.add_argument("--registry-path", default=None)
+    # "X86,X64": pool requests this large get NULL from Windows on each
+    # (harness_core::nt::pool_request_limit).
+    parser.add_argument("--pool-request-limit", default="%d,%d" % (2 << 30, 128 << 30))
     args = parser.parse_args()
     args.deadline = STARTED + args.timeout
 
