@@ -40,7 +40,11 @@ fn huge_pool_requests_get_null_on_every_engine() {
         let driver = huge_driver(arch, dir.path());
         for engine in ENGINES {
             let run = common::emulate_json(&driver, &["--engine", engine]);
-            assert!(!run.stderr.contains("panicked"), "{engine} {arch}: {}", run.stderr);
+            assert!(
+                !run.stderr.contains("panicked"),
+                "{engine} {arch}: {}",
+                run.stderr
+            );
             let verdict = run.expect(ExitCode::Clean).verdict();
             assert_eq!(verdict.outcome(), Outcome::Unloaded, "{engine} {arch}");
             let got: Vec<&str> = verdict
@@ -59,4 +63,121 @@ fn huge_pool_requests_get_null_on_every_engine() {
             assert_eq!(verdict.pool_stats.succeeded, 10, "{engine} {arch}");
         }
     }
+}
+
+fn u16_at(bytes: &[u8], at: usize) -> usize {
+    usize::from(u16::from_le_bytes([bytes[at], bytes[at + 1]]))
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn offset(value: u32) -> usize {
+    usize::try_from(value).expect("offset")
+}
+
+/// A PE's section table as (RVA, raw size, raw offset), and the file offset
+/// of its optional header.
+fn sections(bytes: &[u8]) -> (usize, Vec<(u32, u32, u32)>) {
+    let pe = offset(u32_at(bytes, 0x3c));
+    let optional = pe + 24;
+    let table = optional + u16_at(bytes, pe + 20);
+    let sections = (0..u16_at(bytes, pe + 6))
+        .map(|i| {
+            let at = table + 40 * i;
+            (
+                u32_at(bytes, at + 12),
+                u32_at(bytes, at + 16),
+                u32_at(bytes, at + 20),
+            )
+        })
+        .collect();
+    (optional, sections)
+}
+
+fn file_offset(sections: &[(u32, u32, u32)], rva: u32) -> Option<usize> {
+    sections.iter().find_map(|&(va, raw_size, raw)| {
+        (rva >= va && rva - va < raw_size).then(|| offset(raw + (rva - va)))
+    })
+}
+
+/// The x64 image as its linker would have made it for `base`: ImageBase
+/// and every DIR64 fixup target moved by the same (wrapping) difference.
+fn rebase_x64(bytes: &mut [u8], base: u64) {
+    let (optional, sections) = sections(bytes);
+    let old = u64::from_le_bytes(bytes[optional + 24..optional + 32].try_into().expect("8"));
+    bytes[optional + 24..optional + 32].copy_from_slice(&base.to_le_bytes());
+    let directory = optional + 112 + 8 * 5;
+    let start = file_offset(&sections, u32_at(bytes, directory)).expect("relocations");
+    let end = start + offset(u32_at(bytes, directory + 4));
+    let mut block = start;
+    let mut fixed = 0;
+    while block + 8 <= end {
+        let page = u32_at(bytes, block);
+        let size = offset(u32_at(bytes, block + 4));
+        for entry in (block + 8..block + size).step_by(2) {
+            let value = u32::try_from(u16_at(bytes, entry)).expect("u16");
+            if value >> 12 == 10 {
+                let at = file_offset(&sections, page + (value & 0xfff)).expect("fixup");
+                let target = u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8"));
+                let moved = target.wrapping_sub(old).wrapping_add(base);
+                bytes[at..at + 8].copy_from_slice(&moved.to_le_bytes());
+                fixed += 1;
+            }
+        }
+        block += size;
+    }
+    assert!(fixed > 0, "the image has DIR64 fixups to move");
+}
+
+/// An x64 ImageBase of 0xfffffffffffff000 (the image would run past the top
+/// of the address space) is no reason to refuse a kernel image: Windows
+/// maps system images wherever it has room and applies their relocations
+/// (WRK base/ntos/mm/sysload.c, MiLoadSystemImage calls LdrRelocateImage
+/// when the image is not at its ImageBase). Every engine and `kd` give the
+/// leaky driver's own verdict, with its PDB's names.
+#[test]
+fn an_image_base_at_the_top_of_the_address_space_is_relocated_on_every_engine() {
+    let built = common::driver(Arch::X64, true);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut bytes = std::fs::read(&built.sys).expect("sys");
+    rebase_x64(&mut bytes, 0xffff_ffff_ffff_f000);
+    let sys = dir.path().join("Sample.sys");
+    std::fs::write(&sys, &bytes).expect("write");
+    std::fs::copy(&built.pdb, dir.path().join("Sample.pdb")).expect("pdb");
+    let path = sys.to_str().expect("utf-8");
+    let leak = |run: &common::Run, engine: &str| {
+        assert!(!run.stderr.contains("panicked"), "{engine}: {}", run.stderr);
+        let verdict = run.expect(ExitCode::Violation).verdict();
+        let bugcheck = verdict.bugcheck.expect("bug check");
+        assert_eq!(
+            (bugcheck.code, bugcheck.args[0], bugcheck.args[3]),
+            (0xC4, 0x62, 1)
+        );
+        assert_eq!(verdict.leaks.len(), 1, "{engine}");
+        assert!(
+            verdict.leaks[0].caller.starts_with("Sample!DriverEntry+0x"),
+            "{engine}: {}",
+            verdict.leaks[0].caller
+        );
+    };
+    for engine in ENGINES {
+        leak(&common::emulate_json(&sys, &["--engine", engine]), engine);
+    }
+    {
+        let _serial = common::wine::serial();
+        leak(&common::wine::emulate(&sys, &[]), "wine");
+    }
+    let script = dir.path().join("session.txt");
+    std::fs::write(&script, "g\nkvn\n!verifier 3 Sample.sys\nq\n").expect("script");
+    let run = common::harness(&["kd", path, "--script", script.to_str().expect("utf-8")]);
+    assert!(!run.stderr.contains("panicked"), "kd: {}", run.stderr);
+    run.expect(ExitCode::Violation);
+    assert!(
+        run.stdout.contains("DRIVER_VERIFIER_DETECTED_VIOLATION")
+            || run.stdout.contains("0x000000c4"),
+        "{}",
+        run.stdout
+    );
 }

@@ -186,7 +186,7 @@ impl PeImage {
         let mut found = Vec::new();
         let mut formatter = IntelFormatter::new();
         for (rva, bytes) in &self.code {
-            let ip = self.image_base + u64::from(*rva);
+            let ip = self.image_base.wrapping_add(u64::from(*rva));
             let mut decoder = Decoder::with_ip(bitness, bytes, ip, DecoderOptions::NONE);
             let mut instruction = Instruction::default();
             while decoder.can_decode() {
@@ -288,7 +288,8 @@ fn parse_as<Pe: ImageNtHeaders>(data: &[u8]) -> Result<PeImage, PeError> {
             let object::ExportTarget::Address { address } = export.target() else {
                 return None;
             };
-            let rva = u32::try_from(address.checked_sub(image_base)?).ok()?;
+            // object adds ImageBase wrapping; so does Windows' 64-bit arithmetic.
+            let rva = u32::try_from(address.wrapping_sub(image_base)).ok()?;
             Some((name_text(&export.name()), rva))
         })
         .collect();
@@ -305,7 +306,7 @@ fn parse_as<Pe: ImageNtHeaders>(data: &[u8]) -> Result<PeImage, PeError> {
             let bytes = section
                 .data()
                 .map_err(|error| PeError::Corrupt(format!("section: {error}")))?;
-            let rva = u32::try_from(section.address() - image_base).unwrap_or(0);
+            let rva = section.pe_section().virtual_address.get(LE);
             code.push((rva, bytes.to_vec()));
         }
     }

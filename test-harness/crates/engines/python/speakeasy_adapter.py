@@ -547,6 +547,37 @@ def patch_run_order(emu, driver):
     api.call_api_func = call_and_report
 
 
+def relocate_unmappable_images():
+    """Windows maps a kernel image wherever it has room and applies its base
+    relocations (WRK MiLoadSystemImage calls LdrRelocateImage when the image
+    is not at its ImageBase), so an ImageBase whose image would run past the
+    top of the address space still loads. Speakeasy maps an image at its
+    ImageBase (relocating only an ImageBase of 0), so such an image is
+    relocated here first, to the address Speakeasy uses for that case."""
+    from speakeasy.windows import common
+
+    original = common.PeFile.__init__
+
+    def init(self, path=None, data=None, *args, **kwargs):
+        original(self, path, data, *args, **kwargs)
+        top = 1 << (8 * self.ptr_size)
+        if self.base + self.image_size <= top:
+            return
+        # The kernel's fixups wrap modulo the pointer size; pefile's do not.
+        set_qword, set_dword = self.set_qword_at_rva, self.set_dword_at_rva
+        self.set_qword_at_rva = lambda rva, value: set_qword(rva, value % (1 << 64))
+        self.set_dword_at_rva = lambda rva, value: set_dword(rva, value % (1 << 32))
+        try:
+            self.relocate_image(common.DEFAULT_LOAD_ADDR)
+        finally:
+            del self.set_qword_at_rva, self.set_dword_at_rva
+        kept = (self.path, self.hash, self.file_size)
+        original(self, None, self.write(), *args, **kwargs)
+        self.path, self.hash, self.file_size = kept
+
+    common.PeFile.__init__ = init
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("driver")
@@ -581,6 +612,7 @@ def main():
     if args.registry_path:
         use_registry_path(args.registry_path)
     se = speakeasy.Speakeasy(config=config)
+    relocate_unmappable_images()
     try:
         module = se.load_module(args.driver)
     except Exception as error:  # speakeasy raises bare Exceptions on bad PEs

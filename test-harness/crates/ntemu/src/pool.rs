@@ -435,10 +435,17 @@ mod tests {
                 u64::from(u32::MAX),
                 Region::SIZE + 1,
             ] {
-                assert!(pool.allocate(0, size, 1, &mut Unlimited).is_none(), "{arch} 0x{size:x}");
+                assert!(
+                    pool.allocate(0, size, 1, &mut Unlimited).is_none(),
+                    "{arch} 0x{size:x}"
+                );
             }
             let (small, _) = pool.allocate(0, 0x20, 2, &mut Unlimited).expect("small");
-            assert_eq!(small.header, Region::NonPaged.base(arch), "{arch}: nothing taken");
+            assert_eq!(
+                small.header,
+                Region::NonPaged.base(arch),
+                "{arch}: nothing taken"
+            );
         }
     }
 
