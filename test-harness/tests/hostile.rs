@@ -181,3 +181,42 @@ fn an_image_base_at_the_top_of_the_address_space_is_relocated_on_every_engine() 
         run.stdout
     );
 }
+
+/// A relocation block whose page lies beyond the image: the kernel's
+/// relocator writes each fixup at image + page + offset without a bounds
+/// check (WRK base/ntos/rtl/ldrreloc.c; ReactOS sdk/lib/rtl/image.c,
+/// LdrProcessRelocationBlockLongLong), so the image cannot load as built:
+/// every engine refuses it the same way, before mapping it (exit 6), where
+/// the native engine used to say "malformed image" (exit 2) and Speakeasy
+/// ran it.
+#[test]
+fn a_relocation_block_beyond_the_image_is_refused_on_every_engine() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for arch in Arch::ALL {
+        let built = common::driver(arch, false);
+        let mut bytes = std::fs::read(&built.sys).expect("sys");
+        let (optional, sections) = sections(&bytes);
+        let directories = optional + if arch == Arch::X64 { 112 } else { 96 };
+        let first = file_offset(&sections, u32_at(&bytes, directories + 8 * 5)).expect("block");
+        bytes[first..first + 4].copy_from_slice(&0x0010_0000_u32.to_le_bytes());
+        let sys = dir.path().join(format!("reloc_{arch}.sys"));
+        std::fs::write(&sys, &bytes).expect("write");
+        for engine in ENGINES {
+            let run = common::emulate_json(&sys, &["--engine", engine]);
+            run.expect(ExitCode::LoadRefused);
+            assert_eq!(
+                run.stderr.trim().lines().count(),
+                1,
+                "{engine}: {}",
+                run.stderr
+            );
+            assert!(
+                run.stderr
+                    .contains("Windows would not load this image: base relocation block")
+                    && run.stderr.contains("beyond SizeOfImage"),
+                "{engine} {arch}: {}",
+                run.stderr
+            );
+        }
+    }
+}
