@@ -14,7 +14,7 @@ use harness_core::verdict::{ExitCode, Outcome};
 /// Both emulators that run x86 and x64 drivers.
 const ENGINES: [&str; 2] = ["native", "speakeasy"];
 
-/// `tests/drivers/huge.c`, with ExAllocatePool2 imported from ntoskrnl.exe
+/// `tests/drivers/huge.c`, with `ExAllocatePool2` imported from ntoskrnl.exe
 /// (MinGW's import library predates it).
 fn huge_driver(arch: Arch, dir: &Path) -> PathBuf {
     let out = dir.join(format!("huge_{arch}.sys"));
@@ -26,11 +26,11 @@ fn huge_driver(arch: Arch, dir: &Path) -> PathBuf {
     out
 }
 
-/// Sizes near the top of SIZE_T get NULL, as on Windows: ExAllocatePoolWithTag
-/// and ExAllocatePool2 both return NULL when the request cannot be
-/// satisfied (MicrosoftDocs/windows-driver-docs-ddi, wdm/nf-wdm-exallocatepoolwithtag.md
-/// and nf-wdm-exallocatepool2.md, "Return value"; the latter raises only
-/// with POOL_FLAG_RAISE_ON_FAILURE, which the driver does not pass). The
+/// Sizes near the top of `SIZE_T` get NULL, as on Windows: `ExAllocatePoolWithTag`
+/// and `ExAllocatePool2` both return NULL when the request cannot be
+/// satisfied (`MicrosoftDocs/windows-driver-docs-ddi`, `wdm/nf-wdm-exallocatepoolwithtag.md`
+/// and `nf-wdm-exallocatepool2.md`, "Return value"; the latter raises only
+/// with `POOL_FLAG_RAISE_ON_FAILURE`, which the driver does not pass). The
 /// driver frees what it got and fails DriverEntry if a huge request
 /// succeeded, so only NULL every time gives a clean run.
 #[test]
@@ -102,7 +102,7 @@ fn file_offset(sections: &[(u32, u32, u32)], rva: u32) -> Option<usize> {
     })
 }
 
-/// The x64 image as its linker would have made it for `base`: ImageBase
+/// The x64 image as its linker would have made it for `base`: `ImageBase`
 /// and every DIR64 fixup target moved by the same (wrapping) difference.
 fn rebase_x64(bytes: &mut [u8], base: u64) {
     let (optional, sections) = sections(bytes);
@@ -131,11 +131,11 @@ fn rebase_x64(bytes: &mut [u8], base: u64) {
     assert!(fixed > 0, "the image has DIR64 fixups to move");
 }
 
-/// An x64 ImageBase of 0xfffffffffffff000 (the image would run past the top
+/// An x64 `ImageBase` of 0xfffffffffffff000 (the image would run past the top
 /// of the address space) is no reason to refuse a kernel image: Windows
 /// maps system images wherever it has room and applies their relocations
-/// (WRK base/ntos/mm/sysload.c, MiLoadSystemImage calls LdrRelocateImage
-/// when the image is not at its ImageBase). Every engine and `kd` give the
+/// (WRK `base/ntos/mm/sysload.c`, `MiLoadSystemImage` calls `LdrRelocateImage`
+/// when the image is not at its `ImageBase`). Every engine and `kd` give the
 /// leaky driver's own verdict, with its PDB's names.
 #[test]
 fn an_image_base_at_the_top_of_the_address_space_is_relocated_on_every_engine() {
@@ -184,8 +184,8 @@ fn an_image_base_at_the_top_of_the_address_space_is_relocated_on_every_engine() 
 
 /// A relocation block whose page lies beyond the image: the kernel's
 /// relocator writes each fixup at image + page + offset without a bounds
-/// check (WRK base/ntos/rtl/ldrreloc.c; ReactOS sdk/lib/rtl/image.c,
-/// LdrProcessRelocationBlockLongLong), so the image cannot load as built:
+/// check (WRK `base/ntos/rtl/ldrreloc.c`; `ReactOS` `sdk/lib/rtl/image.c`,
+/// `LdrProcessRelocationBlockLongLong`), so the image cannot load as built:
 /// every engine refuses it the same way, before mapping it (exit 6), where
 /// the native engine used to say "malformed image" (exit 2) and Speakeasy
 /// ran it.

@@ -250,10 +250,11 @@ impl PoolType {
     }
 }
 
-/// Pool requests of this many bytes or more get NULL from Windows 7 on
-/// `arch` whatever the machine's state (no pool is that large, and the
-/// kernel's own allocations already take part of it), so an engine that
-/// cannot model pool that large still knows Windows' answer.
+/// Pool requests of this many bytes or more get NULL from Windows 7 on `arch`.
+///
+/// Whatever the machine's state: no pool is that large, and the kernel's
+/// own allocations already take part of it. So an engine that cannot model
+/// pool that large still knows Windows' answer.
 ///
 /// Microsoft's "Memory Limits for Windows and Windows Server Releases":
 /// 32-bit kernel-mode virtual address space is 2 GB (every pool lives in

@@ -261,31 +261,7 @@ fn parse_as<Pe: ImageNtHeaders>(data: &[u8]) -> Result<PeImage, PeError> {
             raw_size: u64::from(section.size_of_raw_data.get(LE)),
         }),
     )?;
-    let mapped: Vec<Mapped> = file
-        .section_table()
-        .iter()
-        .map(|section| Mapped {
-            rva: u64::from(section.virtual_address.get(LE)),
-            raw_offset: u64::from(section.pointer_to_raw_data.get(LE)),
-            // The loader copies no more than the section's size in memory.
-            raw_size: match u64::from(section.virtual_size.get(LE)) {
-                0 => u64::from(section.size_of_raw_data.get(LE)),
-                size => size.min(u64::from(section.size_of_raw_data.get(LE))),
-            },
-        })
-        .collect();
-    if let Some(directory) = file.data_directory(pe::IMAGE_DIRECTORY_ENTRY_BASERELOC) {
-        check_relocations(
-            &Image {
-                data,
-                size: u64::from(optional.size_of_image()),
-                headers: u64::from(optional.size_of_headers()),
-                sections: &mapped,
-            },
-            u64::from(directory.virtual_address.get(LE)),
-            u64::from(directory.size.get(LE)),
-        )?;
-    }
+    check_relocations_of(&file, data)?;
     let machine = header.machine.get(LE).0;
     let arch = match machine {
         x if x == pe::IMAGE_FILE_MACHINE_AMD64.0 => Some(Arch::X64),
@@ -444,6 +420,40 @@ fn check_layout(layout: &Layout, sections: impl Iterator<Item = Section>) -> Res
     Ok(())
 }
 
+/// The base relocation check on a parsed file.
+fn check_relocations_of<Pe: ImageNtHeaders>(
+    file: &PeFile<'_, Pe>,
+    data: &[u8],
+) -> Result<(), PeError> {
+    let optional = file.nt_headers().optional_header();
+    let mapped: Vec<Mapped> = file
+        .section_table()
+        .iter()
+        .map(|section| Mapped {
+            rva: u64::from(section.virtual_address.get(LE)),
+            raw_offset: u64::from(section.pointer_to_raw_data.get(LE)),
+            // The loader copies no more than the section's size in memory.
+            raw_size: match u64::from(section.virtual_size.get(LE)) {
+                0 => u64::from(section.size_of_raw_data.get(LE)),
+                size => size.min(u64::from(section.size_of_raw_data.get(LE))),
+            },
+        })
+        .collect();
+    let Some(directory) = file.data_directory(pe::IMAGE_DIRECTORY_ENTRY_BASERELOC) else {
+        return Ok(());
+    };
+    check_relocations(
+        &Image {
+            data,
+            size: u64::from(optional.size_of_image()),
+            headers: u64::from(optional.size_of_headers()),
+            sections: &mapped,
+        },
+        u64::from(directory.virtual_address.get(LE)),
+        u64::from(directory.size.get(LE)),
+    )
+}
+
 /// Where a section's file bytes land in the image.
 struct Mapped {
     rva: u64,
@@ -488,13 +498,13 @@ impl Image<'_> {
 }
 
 /// Checks the base relocations as the kernel's relocator would apply them
-/// to an image loaded away from its ImageBase (always, for a driver).
+/// to an image loaded away from its `ImageBase` (always, for a driver).
 ///
-/// The relocator (WRK base/ntos/rtl/ldrreloc.c, LdrRelocateImage and
-/// LdrProcessRelocationBlockLongLong; ReactOS sdk/lib/rtl/image.c alike)
+/// The relocator (WRK `base/ntos/rtl/ldrreloc.c`, `LdrRelocateImage` and
+/// `LdrProcessRelocationBlockLongLong`; `ReactOS` `sdk/lib/rtl/image.c` alike)
 /// walks the blocks inside the mapped image and writes each fixup at
 /// image + page + offset without a bounds check; an unknown fixup type
-/// makes it return STATUS_INVALID_IMAGE_FORMAT and the load fails. A block
+/// makes it return `STATUS_INVALID_IMAGE_FORMAT` and the load fails. A block
 /// or fixup outside the image would have the kernel's own loader read or
 /// write outside the driver's image: no engine maps such an image, and
 /// the driver's code never runs as built, so the image is refused here,

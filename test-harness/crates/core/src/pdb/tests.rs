@@ -644,8 +644,8 @@ fn set_u32(bytes: &mut [u8], at: usize, value: u32) {
     bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
 }
 
-/// MSF superblock fields (after the 32-byte magic): BlockSize at 32,
-/// NumBlocks at 40, NumDirectoryBytes at 44 (LLVM, "The MSF File Format").
+/// MSF superblock fields (after the 32-byte magic): `BlockSize` at 32,
+/// `NumBlocks` at 40, `NumDirectoryBytes` at 44 (LLVM, "The MSF File Format").
 #[test]
 fn msf_superblock_fields_set_to_extremes_are_errors() {
     for arch in Arch::ALL {
@@ -670,8 +670,8 @@ fn msf_superblock_fields_set_to_extremes_are_errors() {
     }
 }
 
-/// The TPI header: version, HeaderSize at 4, TypeIndexBegin at 8,
-/// TypeIndexEnd at 12 (LLVM, "The PDB TPI and IPI Streams"). Set in the
+/// The TPI header: version, `HeaderSize` at 4, `TypeIndexBegin` at 8,
+/// `TypeIndexEnd` at 12 (LLVM, "The PDB TPI and IPI Streams"). Set in the
 /// stream itself, and in the PDB file wherever a TPI or IPI header starts a
 /// block.
 #[test]
