@@ -102,15 +102,29 @@ fn file_offset(sections: &[(u32, u32, u32)], rva: u32) -> Option<usize> {
     })
 }
 
-/// The x64 image as its linker would have made it for `base`: `ImageBase`
-/// and every DIR64 fixup target moved by the same (wrapping) difference.
-fn rebase_x64(bytes: &mut [u8], base: u64) {
+/// The image as its linker would have made it for `base`: `ImageBase` and
+/// every fixup target (x64 DIR64, x86 HIGHLOW) moved by the same wrapping
+/// difference.
+fn rebase(bytes: &mut [u8], arch: Arch, base: u64) {
     let (optional, sections) = sections(bytes);
-    let old = u64::from_le_bytes(bytes[optional + 24..optional + 32].try_into().expect("8"));
-    bytes[optional + 24..optional + 32].copy_from_slice(&base.to_le_bytes());
-    let directory = optional + 112 + 8 * 5;
-    let start = file_offset(&sections, u32_at(bytes, directory)).expect("relocations");
-    let end = start + offset(u32_at(bytes, directory + 4));
+    let (field, width, fixup_type, directories) = match arch {
+        Arch::X64 => (optional + 24, 8, 10, optional + 112),
+        Arch::X86 => (optional + 28, 4, 3, optional + 96),
+    };
+    let read = |bytes: &[u8], at: usize| {
+        let mut value = [0_u8; 8];
+        value[..width].copy_from_slice(&bytes[at..at + width]);
+        u64::from_le_bytes(value)
+    };
+    let mask = if width == 8 {
+        u64::MAX
+    } else {
+        u64::from(u32::MAX)
+    };
+    let old = read(bytes, field);
+    bytes[field..field + width].copy_from_slice(&(base & mask).to_le_bytes()[..width]);
+    let start = file_offset(&sections, u32_at(bytes, directories + 8 * 5)).expect("relocations");
+    let end = start + offset(u32_at(bytes, directories + 8 * 5 + 4));
     let mut block = start;
     let mut fixed = 0;
     while block + 8 <= end {
@@ -118,68 +132,81 @@ fn rebase_x64(bytes: &mut [u8], base: u64) {
         let size = offset(u32_at(bytes, block + 4));
         for entry in (block + 8..block + size).step_by(2) {
             let value = u32::try_from(u16_at(bytes, entry)).expect("u16");
-            if value >> 12 == 10 {
+            if value >> 12 == fixup_type {
                 let at = file_offset(&sections, page + (value & 0xfff)).expect("fixup");
-                let target = u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8"));
-                let moved = target.wrapping_sub(old).wrapping_add(base);
-                bytes[at..at + 8].copy_from_slice(&moved.to_le_bytes());
+                let moved = read(bytes, at).wrapping_sub(old).wrapping_add(base) & mask;
+                bytes[at..at + width].copy_from_slice(&moved.to_le_bytes()[..width]);
                 fixed += 1;
             }
         }
         block += size;
     }
-    assert!(fixed > 0, "the image has DIR64 fixups to move");
+    assert!(fixed > 0, "{arch}: the image has fixups to move");
 }
 
-/// An x64 `ImageBase` of 0xfffffffffffff000 (the image would run past the top
-/// of the address space) is no reason to refuse a kernel image: Windows
-/// maps system images wherever it has room and applies their relocations
-/// (WRK `base/ntos/mm/sysload.c`, `MiLoadSystemImage` calls `LdrRelocateImage`
-/// when the image is not at its `ImageBase`). Every engine and `kd` give the
-/// leaky driver's own verdict, with its PDB's names.
+/// An `ImageBase` at the top of the address space (x64 0xfffffffffffff000,
+/// x86 0xfffff000: the image would run past the end) is no reason to refuse
+/// a kernel image: Windows maps system images wherever it has room and
+/// applies their relocations (WRK `base/ntos/mm/sysload.c`,
+/// `MiLoadSystemImage` calls `LdrRelocateImage` when the image is not at its
+/// `ImageBase`). Every engine and `kd` give the leaky driver's own verdict,
+/// with its PDB's names (Wine: x64 only).
 #[test]
 fn an_image_base_at_the_top_of_the_address_space_is_relocated_on_every_engine() {
-    let built = common::driver(Arch::X64, true);
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut bytes = std::fs::read(&built.sys).expect("sys");
-    rebase_x64(&mut bytes, 0xffff_ffff_ffff_f000);
-    let sys = dir.path().join("Sample.sys");
-    std::fs::write(&sys, &bytes).expect("write");
-    std::fs::copy(&built.pdb, dir.path().join("Sample.pdb")).expect("pdb");
-    let path = sys.to_str().expect("utf-8");
-    let leak = |run: &common::Run, engine: &str| {
-        assert!(!run.stderr.contains("panicked"), "{engine}: {}", run.stderr);
+    let script = dir.path().join("session.txt");
+    std::fs::write(&script, "g\nkvn\n!verifier 3 Sample.sys\nq\n").expect("script");
+    let leak = |run: &common::Run, what: &str| {
+        assert!(!run.stderr.contains("panicked"), "{what}: {}", run.stderr);
         let verdict = run.expect(ExitCode::Violation).verdict();
         let bugcheck = verdict.bugcheck.expect("bug check");
         assert_eq!(
             (bugcheck.code, bugcheck.args[0], bugcheck.args[3]),
-            (0xC4, 0x62, 1)
+            (0xC4, 0x62, 1),
+            "{what}"
         );
-        assert_eq!(verdict.leaks.len(), 1, "{engine}");
+        assert_eq!(verdict.leaks.len(), 1, "{what}");
         assert!(
             verdict.leaks[0].caller.starts_with("Sample!DriverEntry+0x"),
-            "{engine}: {}",
+            "{what}: {}",
             verdict.leaks[0].caller
         );
     };
-    for engine in ENGINES {
-        leak(&common::emulate_json(&sys, &["--engine", engine]), engine);
+    for (arch, base) in [(Arch::X64, 0xffff_ffff_ffff_f000), (Arch::X86, 0xffff_f000)] {
+        let built = common::driver(arch, true);
+        let case = dir.path().join(arch.to_string());
+        std::fs::create_dir(&case).expect("mkdir");
+        let mut bytes = std::fs::read(&built.sys).expect("sys");
+        rebase(&mut bytes, arch, base);
+        let sys = case.join("Sample.sys");
+        std::fs::write(&sys, &bytes).expect("write");
+        std::fs::copy(&built.pdb, case.join("Sample.pdb")).expect("pdb");
+        for engine in ENGINES {
+            let run = common::emulate_json(&sys, &["--engine", engine]);
+            leak(&run, &format!("{arch} {engine}"));
+        }
+        if arch == Arch::X64 {
+            let _serial = common::wine::serial();
+            leak(&common::wine::emulate(&sys, &[]), "x64 wine");
+        }
+        let run = common::harness(&[
+            "kd",
+            sys.to_str().expect("utf-8"),
+            "--script",
+            script.to_str().expect("utf-8"),
+        ]);
+        assert!(
+            !run.stderr.contains("panicked"),
+            "{arch} kd: {}",
+            run.stderr
+        );
+        run.expect(ExitCode::Violation);
+        assert!(
+            run.stdout.contains("*** Fatal System Error: 0x000000c4"),
+            "{arch} kd: {}",
+            run.stdout
+        );
     }
-    {
-        let _serial = common::wine::serial();
-        leak(&common::wine::emulate(&sys, &[]), "wine");
-    }
-    let script = dir.path().join("session.txt");
-    std::fs::write(&script, "g\nkvn\n!verifier 3 Sample.sys\nq\n").expect("script");
-    let run = common::harness(&["kd", path, "--script", script.to_str().expect("utf-8")]);
-    assert!(!run.stderr.contains("panicked"), "kd: {}", run.stderr);
-    run.expect(ExitCode::Violation);
-    assert!(
-        run.stdout.contains("DRIVER_VERIFIER_DETECTED_VIOLATION")
-            || run.stdout.contains("0x000000c4"),
-        "{}",
-        run.stdout
-    );
 }
 
 /// A relocation block whose page lies beyond the image: the kernel's
