@@ -319,6 +319,10 @@ fn structural_mutations_end_in_a_verdict_or_one_line_within_bounds() {
                         &[
                             OsStr::new("emulate"),
                             path.as_os_str(),
+                            // The harness's own engine, in the test build
+                            // (overflow checks on): any panic is ours.
+                            OsStr::new("--engine"),
+                            OsStr::new("native"),
                             OsStr::new("--json"),
                             OsStr::new("--timeout"),
                             OsStr::new("10"),
@@ -376,6 +380,11 @@ fn check(run: &common::Run) -> Option<String> {
     if run.stderr.contains("Traceback") || run.stderr.contains("panicked") {
         return Some(format!("crash: {}", run.stderr));
     }
+    // 101: a panic that unwound; 134 (128 + SIGABRT): one that aborted
+    // (`panic = "abort"`), even if its message was lost.
+    if matches!(run.code, 101 | 134) {
+        return Some(format!("crash (exit {}): {}", run.code, run.stderr));
+    }
     match run.code {
         0 | 3 | 4 => match serde_json::from_str::<harness_core::verdict::Verdict>(&run.stdout) {
             Ok(verdict) if i32::from(verdict.exit_code() as u8) == run.code => None,
@@ -385,4 +394,41 @@ fn check(run: &common::Run) -> Option<String> {
         2 | 6 if run.stderr.trim().lines().count() == 1 => None,
         code => Some(format!("exit {code}: {}{}", run.stdout, run.stderr)),
     }
+}
+
+#[test]
+fn a_panic_counts_as_a_failure_of_the_campaign() {
+    let run = |code: i32, stderr: &str| common::Run {
+        code,
+        stdout: String::new(),
+        stderr: stderr.to_owned(),
+    };
+    for (code, stderr) in [
+        (
+            101,
+            "thread 'main' panicked at pe.rs:1:1:\nattempt to subtract with overflow",
+        ),
+        (
+            134,
+            "thread 'main' panicked at pool.rs:2:2:\nattempt to multiply with overflow",
+        ),
+        (134, ""),
+        (101, ""),
+        (
+            2,
+            "harness: x.sys: one line\nthread 'main' panicked at a.rs:1:1",
+        ),
+    ] {
+        assert!(
+            check(&run(code, stderr)).is_some(),
+            "exit {code}: {stderr:?}"
+        );
+    }
+    assert_eq!(
+        check(&run(
+            6,
+            "harness: x.sys: Windows would not load this image: why"
+        )),
+        None
+    );
 }

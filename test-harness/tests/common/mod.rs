@@ -306,8 +306,11 @@ pub fn harness_measured(
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let elapsed = started.elapsed();
+    // A signal as a shell reports it (an aborting panic: 134).
     let code = if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
+    } else if libc::WIFSIGNALED(status) {
+        128 + libc::WTERMSIG(status)
     } else {
         -1
     };

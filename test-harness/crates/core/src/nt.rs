@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::arch::Arch;
+
 /// `DRIVER_VERIFIER_DETECTED_VIOLATION`.
 pub const DRIVER_VERIFIER_DETECTED_VIOLATION: u32 = 0xC4;
 /// `SYSTEM_THREAD_EXCEPTION_NOT_HANDLED`.
@@ -255,6 +257,23 @@ impl PoolType {
             Self::Other(value) => format!("NonPagedPool (type 0x{value:x})"),
             Self::Unknown => "unknown".into(),
         }
+    }
+}
+
+/// Pool requests of this many bytes or more get NULL from Windows 7 on `arch`.
+///
+/// Whatever the machine's state: no pool is that large, and the kernel's
+/// own allocations already take part of it. So an engine that cannot model
+/// pool that large still knows Windows' answer.
+///
+/// Microsoft's "Memory Limits for Windows and Windows Server Releases":
+/// 32-bit kernel-mode virtual address space is 2 GB (every pool lives in
+/// it); 64-bit paged pool and nonpaged pool are each at most 128 GB.
+#[must_use]
+pub const fn pool_request_limit(arch: Arch) -> u64 {
+    match arch {
+        Arch::X86 => 2 << 30,
+        Arch::X64 => 128 << 30,
     }
 }
 

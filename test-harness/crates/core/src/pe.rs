@@ -186,7 +186,7 @@ impl PeImage {
         let mut found = Vec::new();
         let mut formatter = IntelFormatter::new();
         for (rva, bytes) in &self.code {
-            let ip = self.image_base + u64::from(*rva);
+            let ip = self.image_base.wrapping_add(u64::from(*rva));
             let mut decoder = Decoder::with_ip(bitness, bytes, ip, DecoderOptions::NONE);
             let mut instruction = Instruction::default();
             while decoder.can_decode() {
@@ -261,6 +261,7 @@ fn parse_as<Pe: ImageNtHeaders>(data: &[u8]) -> Result<PeImage, PeError> {
             raw_size: u64::from(section.size_of_raw_data.get(LE)),
         }),
     )?;
+    check_relocations_of(&file, data)?;
     let machine = header.machine.get(LE).0;
     let arch = match machine {
         x if x == pe::IMAGE_FILE_MACHINE_AMD64.0 => Some(Arch::X64),
@@ -288,7 +289,8 @@ fn parse_as<Pe: ImageNtHeaders>(data: &[u8]) -> Result<PeImage, PeError> {
             let object::ExportTarget::Address { address } = export.target() else {
                 return None;
             };
-            let rva = u32::try_from(address.checked_sub(image_base)?).ok()?;
+            // object adds ImageBase wrapping; so does Windows' 64-bit arithmetic.
+            let rva = u32::try_from(address.wrapping_sub(image_base)).ok()?;
             Some((name_text(&export.name()), rva))
         })
         .collect();
@@ -305,7 +307,7 @@ fn parse_as<Pe: ImageNtHeaders>(data: &[u8]) -> Result<PeImage, PeError> {
             let bytes = section
                 .data()
                 .map_err(|error| PeError::Corrupt(format!("section: {error}")))?;
-            let rva = u32::try_from(section.address() - image_base).unwrap_or(0);
+            let rva = section.pe_section().virtual_address.get(LE);
             code.push((rva, bytes.to_vec()));
         }
     }
@@ -418,6 +420,156 @@ fn check_layout(layout: &Layout, sections: impl Iterator<Item = Section>) -> Res
     Ok(())
 }
 
+/// The base relocation check on a parsed file.
+fn check_relocations_of<Pe: ImageNtHeaders>(
+    file: &PeFile<'_, Pe>,
+    data: &[u8],
+) -> Result<(), PeError> {
+    let optional = file.nt_headers().optional_header();
+    let mapped: Vec<Mapped> = file
+        .section_table()
+        .iter()
+        .map(|section| Mapped {
+            rva: u64::from(section.virtual_address.get(LE)),
+            raw_offset: u64::from(section.pointer_to_raw_data.get(LE)),
+            // The loader copies no more than the section's size in memory.
+            raw_size: match u64::from(section.virtual_size.get(LE)) {
+                0 => u64::from(section.size_of_raw_data.get(LE)),
+                size => size.min(u64::from(section.size_of_raw_data.get(LE))),
+            },
+        })
+        .collect();
+    let Some(directory) = file.data_directory(pe::IMAGE_DIRECTORY_ENTRY_BASERELOC) else {
+        return Ok(());
+    };
+    check_relocations(
+        &Image {
+            data,
+            size: u64::from(optional.size_of_image()),
+            headers: u64::from(optional.size_of_headers()),
+            sections: &mapped,
+        },
+        u64::from(directory.virtual_address.get(LE)),
+        u64::from(directory.size.get(LE)),
+    )
+}
+
+/// Where a section's file bytes land in the image.
+struct Mapped {
+    rva: u64,
+    raw_offset: u64,
+    raw_size: u64,
+}
+
+/// The image as the loader maps it, read without building it: headers and
+/// section data from the file, zeros elsewhere up to `SizeOfImage`.
+struct Image<'a> {
+    data: &'a [u8],
+    size: u64,
+    headers: u64,
+    sections: &'a [Mapped],
+}
+
+impl Image<'_> {
+    /// `N` bytes at `rva`, or `None` if they are not all inside the image.
+    fn read<const N: usize>(&self, rva: u64) -> Option<[u8; N]> {
+        let width = N as u64;
+        if rva.checked_add(width)? > self.size {
+            return None;
+        }
+        let mut bytes = [0; N];
+        for (index, byte) in bytes.iter_mut().enumerate() {
+            let at = rva + index as u64;
+            let file_at = if at < self.headers {
+                Some(at)
+            } else {
+                self.sections
+                    .iter()
+                    .find(|section| at >= section.rva && at - section.rva < section.raw_size)
+                    .map(|section| section.raw_offset + (at - section.rva))
+            };
+            *byte = file_at
+                .and_then(|at| usize::try_from(at).ok())
+                .and_then(|at| self.data.get(at).copied())
+                .unwrap_or(0);
+        }
+        Some(bytes)
+    }
+}
+
+/// Checks the base relocations as the kernel's relocator would apply them
+/// to an image loaded away from its `ImageBase` (always, for a driver).
+///
+/// The relocator (WRK `base/ntos/rtl/ldrreloc.c`, `LdrRelocateImage` and
+/// `LdrProcessRelocationBlockLongLong`; `ReactOS` `sdk/lib/rtl/image.c` alike)
+/// walks the blocks inside the mapped image and writes each fixup at
+/// image + page + offset without a bounds check; an unknown fixup type
+/// makes it return `STATUS_INVALID_IMAGE_FORMAT` and the load fails. A block
+/// or fixup outside the image would have the kernel's own loader read or
+/// write outside the driver's image: no engine maps such an image, and
+/// the driver's code never runs as built, so the image is refused here,
+/// the same way on every engine (exit 6).
+fn check_relocations(image: &Image<'_>, rva: u64, size: u64) -> Result<(), PeError> {
+    let bad = |why: String| Err(PeError::BadLayout(why));
+    if rva == 0 || size == 0 {
+        return Ok(());
+    }
+    if rva.saturating_add(size) > image.size {
+        return bad(format!(
+            "the base relocation table (RVA 0x{rva:x}, 0x{size:x} bytes) ends beyond SizeOfImage 0x{:x}",
+            image.size
+        ));
+    }
+    let end = rva + size;
+    let mut block = rva;
+    while block + 8 <= end {
+        let page = u64::from(u32::from_le_bytes(
+            image.read::<4>(block).unwrap_or_default(),
+        ));
+        let block_size = u64::from(u32::from_le_bytes(
+            image.read::<4>(block + 4).unwrap_or_default(),
+        ));
+        if block_size == 0 {
+            break; // the relocator's own end of the table
+        }
+        if block_size < 8 || block.saturating_add(block_size) > image.size {
+            return bad(format!(
+                "base relocation block at RVA 0x{block:x} has SizeOfBlock 0x{block_size:x}, which runs outside the image"
+            ));
+        }
+        let mut entry = block + 8;
+        while entry + 2 <= block + block_size {
+            let value = u16::from_le_bytes(image.read::<2>(entry).unwrap_or_default());
+            entry += 2;
+            let width = match value >> 12 {
+                0 => continue, // IMAGE_REL_BASED_ABSOLUTE: padding
+                1 | 2 => 2,    // HIGH, LOW
+                3 => 4,        // HIGHLOW
+                4 => {
+                    // HIGHADJ: the next slot is its low half, not a place.
+                    entry += 2;
+                    2
+                }
+                10 => 8, // DIR64
+                other => {
+                    return bad(format!(
+                        "base relocation at RVA 0x{entry:x} has type {other}, which the kernel's relocator rejects"
+                    ));
+                }
+            };
+            let target = page + u64::from(value & 0xfff);
+            if target + width > image.size {
+                return bad(format!(
+                    "base relocation block at RVA 0x{block:x} fixes up RVA 0x{target:x}, beyond SizeOfImage 0x{:x}",
+                    image.size
+                ));
+            }
+        }
+        block += block_size;
+    }
+    Ok(())
+}
+
 fn name_text(name: &object::NameOrOrdinal<&[u8]>) -> String {
     match name {
         object::NameOrOrdinal::Name(bytes) => String::from_utf8_lossy(bytes).into_owned(),
@@ -453,4 +605,48 @@ pub fn checksum(data: &[u8], checksum_offset: usize) -> u32 {
     sum = (sum & 0xffff) + (sum >> 16);
     let length = u64::try_from(data.len()).unwrap_or(u64::MAX);
     u32::try_from((sum + length) & 0xffff_ffff).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An image of 0x3000 bytes whose headers (the first 0x1000 file
+    /// bytes) hold one relocation block at RVA 0x100.
+    fn check(page: u32, entries: &[u16]) -> Result<(), PeError> {
+        let mut data = vec![0_u8; 0x1000];
+        let size = u32::try_from(8 + 2 * entries.len()).expect("size");
+        data[0x100..0x104].copy_from_slice(&page.to_le_bytes());
+        data[0x104..0x108].copy_from_slice(&size.to_le_bytes());
+        for (index, entry) in entries.iter().enumerate() {
+            let at = 0x108 + 2 * index;
+            data[at..at + 2].copy_from_slice(&entry.to_le_bytes());
+        }
+        let image = Image {
+            data: &data,
+            size: 0x3000,
+            headers: 0x1000,
+            sections: &[],
+        };
+        check_relocations(&image, 0x100, u64::from(size))
+    }
+
+    #[test]
+    fn fixups_inside_the_image_pass() {
+        assert_eq!(check(0x2000, &[0xaff8, 0x3ffc, 0x0000]), Ok(()));
+    }
+
+    #[test]
+    fn a_fixup_beyond_size_of_image_is_refused() {
+        let error = check(0x2000, &[0xaff9]).expect_err("DIR64 at 0x2ff9 ends past 0x3000");
+        assert!(error.windows_refuses(), "{error}");
+        assert!(check(0x10_0000, &[0x3000]).is_err());
+        assert!(check(u32::MAX, &[0x3fff]).is_err(), "no overflow");
+    }
+
+    #[test]
+    fn a_fixup_type_the_relocator_does_not_know_is_refused() {
+        let error = check(0x2000, &[0x7000]).expect_err("type 7");
+        assert!(error.to_string().contains("type 7"), "{error}");
+    }
 }

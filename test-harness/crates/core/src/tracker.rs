@@ -78,7 +78,7 @@ impl Pool {
         };
         if add {
             current.0 += 1;
-            current.1 += bytes;
+            current.1 = current.1.saturating_add(bytes);
             peak.0 = peak.0.max(current.0);
             peak.1 = peak.1.max(current.1);
         } else {
@@ -270,7 +270,9 @@ impl Tracker {
             // The verifier counts whole pool units: the walkthrough's
             // `!verifier 3` shows 0x70 bytes for a 0x6c-byte request.
             let unit = self.context.arch.pool_granularity();
-            self.pool.count(pool, size.div_ceil(unit) * unit, true);
+            // Saturating: an engine's report is input, whatever its size.
+            self.pool
+                .count(pool, size.div_ceil(unit).saturating_mul(unit), true);
             self.pool.freed.remove(&address);
             self.pool.live.insert(address, self.pool.allocations.len());
             self.pool.allocations.push(Allocation {
@@ -291,7 +293,8 @@ impl Tracker {
             allocation.freed = true;
             let (pool, bytes, allocated_tag) = (allocation.pool, allocation.bytes, allocation.tag);
             let unit = self.context.arch.pool_granularity();
-            self.pool.count(pool, bytes.div_ceil(unit) * unit, false);
+            self.pool
+                .count(pool, bytes.div_ceil(unit).saturating_mul(unit), false);
             self.pool.freed.insert(address, index);
             if let Some(given) = tag
                 && given != allocated_tag
@@ -601,6 +604,19 @@ mod tests {
         );
         let verdict = verdict(&[free(0x7777)]);
         assert_eq!(verdict.bugcheck.map(|b| b.args), Some([0x10, 0x7777, 0, 0]));
+    }
+
+    #[test]
+    fn a_huge_size_reported_as_allocated_saturates_instead_of_overflowing() {
+        // An engine's report is input: a size near 2^64 must not panic.
+        let verdict = verdict(&[
+            alloc(0x1000, u64::MAX),
+            alloc(0x2000, u64::MAX - 0xfff),
+            free(0x1000),
+            free(0x2000),
+        ]);
+        assert_eq!(verdict.pool_stats.peak_paged, (2, u64::MAX));
+        assert_eq!(verdict.pool_stats.current_paged.0, 0);
     }
 
     #[test]

@@ -128,6 +128,7 @@ class Driver:
         self.region_next = 0  # next free byte in the current pool region
         self.region_end = 0
         self.pool_mapped = 0  # bytes of pool mapped so far
+        self.request_limit = [int(limit) for limit in args.pool_request_limit.split(",")]
 
     # -- helpers -----------------------------------------------------------
 
@@ -305,7 +306,11 @@ class Driver:
         self.allocations += 1
         injected = self.allocations == self.fail_allocation
         address = 0
-        if size > 0 and not injected:
+        # Windows has no pool that large: NULL, and the driver's own failure
+        # path runs (ExAllocatePoolWithTag and ExAllocatePool2 both return
+        # NULL when the request cannot be satisfied).
+        limit = self.request_limit[0 if self.ptr_size(emu) == 4 else 1]
+        if 0 < size < limit and not injected:
             address = self.pool_alloc(emu, size)
         emit("pool_call", phase=self.phase, routine=name, args=slots, result=address,
              caller=caller, injected_failure=injected)
@@ -712,6 +717,37 @@ def patch_run_order(emu, driver):
     api.call_api_func = call_and_report
 
 
+def relocate_unmappable_images():
+    """Windows maps a kernel image wherever it has room and applies its base
+    relocations (WRK MiLoadSystemImage calls LdrRelocateImage when the image
+    is not at its ImageBase), so an ImageBase whose image would run past the
+    top of the address space still loads. Speakeasy maps an image at its
+    ImageBase (relocating only an ImageBase of 0), so such an image is
+    relocated here first, to the address Speakeasy uses for that case."""
+    from speakeasy.windows import common
+
+    original = common.PeFile.__init__
+
+    def init(self, path=None, data=None, *args, **kwargs):
+        original(self, path, data, *args, **kwargs)
+        top = 1 << (8 * self.ptr_size)
+        if self.base + self.image_size <= top:
+            return
+        # The kernel's fixups wrap modulo the pointer size; pefile's do not.
+        set_qword, set_dword = self.set_qword_at_rva, self.set_dword_at_rva
+        self.set_qword_at_rva = lambda rva, value: set_qword(rva, value % (1 << 64))
+        self.set_dword_at_rva = lambda rva, value: set_dword(rva, value % (1 << 32))
+        try:
+            self.relocate_image(common.DEFAULT_LOAD_ADDR)
+        finally:
+            del self.set_qword_at_rva, self.set_dword_at_rva
+        kept = (self.path, self.hash, self.file_size)
+        original(self, None, self.write(), *args, **kwargs)
+        self.path, self.hash, self.file_size = kept
+
+    common.PeFile.__init__ = init
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("driver")
@@ -721,6 +757,9 @@ def main():
     parser.add_argument("--timeout", type=float, default=20,
                         help="seconds for the whole run, loading included")
     parser.add_argument("--registry-path", default=None)
+    # "X86,X64": pool requests this large get NULL from Windows on each
+    # (harness_core::nt::pool_request_limit).
+    parser.add_argument("--pool-request-limit", default="%d,%d" % (2 << 30, 128 << 30))
     args = parser.parse_args()
     args.deadline = STARTED + args.timeout
 
@@ -744,6 +783,7 @@ def main():
     if args.registry_path:
         use_registry_path(args.registry_path)
     se = speakeasy.Speakeasy(config=config)
+    relocate_unmappable_images()
     try:
         module = se.load_module(args.driver)
     except Exception as error:  # speakeasy raises bare Exceptions on bad PEs

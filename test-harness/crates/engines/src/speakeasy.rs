@@ -13,8 +13,10 @@ use std::time::Duration;
 
 use crate::engine::{EngineError, RunOptions};
 use crate::python;
+use harness_core::arch::Arch;
 use harness_core::error::ProcessError;
 use harness_core::events::Event;
+use harness_core::nt::pool_request_limit;
 use harness_core::process::{last_line, run_with_timeout};
 
 /// The adapter, shipped inside the harness binary.
@@ -48,6 +50,15 @@ pub fn run(driver: &Path, options: &RunOptions) -> Result<Vec<Event>, EngineErro
             options.os_version.as_deref().unwrap_or("6.1.7601"),
         ])
         .args(["--max-instructions", &options.max_instructions.to_string()])
+        // Requests this large get NULL, as on Windows, not an engine limit.
+        .args([
+            "--pool-request-limit",
+            &format!(
+                "{},{}",
+                pool_request_limit(Arch::X86),
+                pool_request_limit(Arch::X64)
+            ),
+        ])
         .args([
             "--timeout",
             &format!("{:.3}", options.timeout.as_secs_f64()),

@@ -1013,10 +1013,16 @@ impl Builder {
                 scratch
             }
             A::ArgRound(n) => {
-                // Rounded to the pool's 8-byte granularity on x86.
+                // Rounded to the pool's 8-byte granularity on x86; a size
+                // the rounding would wrap to 0 stays huge, so that the
+                // allocator refuses it as Windows does.
+                let mut rounded = self.asm.create_label();
                 self.asm
                     .mov(scratch, dword_ptr(ebp + 8 + 4 * i32::from(n)))?;
                 self.asm.add(scratch, 7)?;
+                self.asm.jnc(rounded)?;
+                self.asm.mov(scratch, u32::MAX)?;
+                self.asm.set_label(&mut rounded)?;
                 self.asm.and(scratch, !7_i32)?;
                 scratch
             }
@@ -1171,9 +1177,14 @@ impl Builder {
                 scratch
             }
             A::ArgRound(n) => {
-                // Rounded to the pool's 16-byte granularity on x64.
+                // Rounded to the pool's 16-byte granularity on x64 (a
+                // wrapping size stays huge, as on x86).
+                let mut rounded = self.asm.create_label();
                 self.asm.mov(scratch, arg(n))?;
                 self.asm.add(scratch, 15)?;
+                self.asm.jnc(rounded)?;
+                self.asm.mov(scratch, u64::MAX)?;
+                self.asm.set_label(&mut rounded)?;
                 self.asm.and(scratch, !15_i32)?;
                 scratch
             }

@@ -144,6 +144,13 @@ impl Pool {
         grow: &mut dyn Grow,
     ) -> Option<(Block, Vec<HeaderWrite>)> {
         let region = Region::of(pool_type);
+        // More than the region can ever hold: NULL, as Windows returns when
+        // no run of free pool pages is long enough (WRK's
+        // MiAllocatePoolPages). Checked before the rounding below, which
+        // would wrap a size near 2^64 to a small block.
+        if size > Region::SIZE {
+            return None;
+        }
         let unit = self.unit();
         let block_size = size.max(1).div_ceil(unit) * unit + unit;
         if block_size > PAGE - unit {
@@ -415,6 +422,31 @@ mod tests {
         let (again, _) = pool.allocate(1, 0x10, 3, &mut Unlimited).expect("again");
         assert_eq!(again.address, first.address);
         assert_eq!(pool.block_at(second.address + 4).map(|b| b.tag), Some(2));
+    }
+
+    #[test]
+    fn requests_no_region_can_hold_get_null_and_take_nothing() {
+        for arch in [Arch::X86, Arch::X64] {
+            let mut pool = Pool::new(arch);
+            for size in [
+                u64::MAX,
+                u64::MAX - 0xfff,
+                u64::MAX - 0xf,
+                u64::from(u32::MAX),
+                Region::SIZE + 1,
+            ] {
+                assert!(
+                    pool.allocate(0, size, 1, &mut Unlimited).is_none(),
+                    "{arch} 0x{size:x}"
+                );
+            }
+            let (small, _) = pool.allocate(0, 0x20, 2, &mut Unlimited).expect("small");
+            assert_eq!(
+                small.header,
+                Region::NonPaged.base(arch),
+                "{arch}: nothing taken"
+            );
+        }
     }
 
     #[test]

@@ -623,3 +623,148 @@ fn x86_publics_are_undecorated_x64_ones_are_not() {
     assert_eq!(undecorate("_a@b", Arch::X86), "a@b");
     assert_eq!(undecorate("_g_RegistryPath", Arch::X64), "_g_RegistryPath");
 }
+
+/// The ms-pdb evaluation's single-field corruptions that hang, panic or
+/// abort Microsoft's `ms-pdb` crate: each gives our reader an error or
+/// bounded symbols, quickly.
+fn survives(bytes: &[u8], image: &PeImage, what: &str) {
+    let started = std::time::Instant::now();
+    if let Ok(symbols) = DriverSymbols::parse(bytes, image) {
+        let _ = symbols.procedure_by_name("DriverEntry");
+        let _ = symbols.types.type_by_name("UNICODE_STRING");
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{what}: took {:?}",
+        started.elapsed()
+    );
+}
+
+fn set_u32(bytes: &mut [u8], at: usize, value: u32) {
+    bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+}
+
+/// MSF superblock fields (after the 32-byte magic): `BlockSize` at 32,
+/// `NumBlocks` at 40, `NumDirectoryBytes` at 44 (LLVM, "The MSF File Format").
+#[test]
+fn msf_superblock_fields_set_to_extremes_are_errors() {
+    for arch in Arch::ALL {
+        let built = built(arch);
+        for (at, value, what) in [
+            (40, 0xffff_ffff, "num_pages = 0xffffffff"),
+            (32, 0x8000_0000, "page_size = 0x80000000"),
+            (44, 0xffff_fffc, "stream directory size = 0xfffffffc"),
+        ] {
+            let mut bytes = built.pdb.clone();
+            set_u32(&mut bytes, at, value);
+            let error = msf::Msf::parse(&bytes).expect_err(what);
+            assert!(
+                matches!(error, PdbError::Corrupt { .. }),
+                "{arch} {what}: {error}"
+            );
+            assert!(
+                DriverSymbols::parse(&bytes, &built.image).is_err(),
+                "{arch} {what}"
+            );
+        }
+    }
+}
+
+/// The TPI header: version, `HeaderSize` at 4, `TypeIndexBegin` at 8,
+/// `TypeIndexEnd` at 12 (LLVM, "The PDB TPI and IPI Streams"). Set in the
+/// stream itself, and in the PDB file wherever a TPI or IPI header starts a
+/// block.
+#[test]
+fn tpi_header_fields_set_to_extremes_are_errors() {
+    for arch in Arch::ALL {
+        let built = built(arch);
+        let tpi = msf::Msf::parse(&built.pdb)
+            .and_then(|msf| msf.required(2, "TPI"))
+            .expect("the TPI stream");
+        let header = tpi[..12].to_vec();
+        let block = usize::try_from(u32::from_le_bytes(built.pdb[32..36].try_into().expect("4")))
+            .expect("block size");
+        let starts: Vec<usize> = (0..built.pdb.len())
+            .step_by(block)
+            .filter(|at| built.pdb[*at..].starts_with(&header))
+            .collect();
+        assert!(!starts.is_empty(), "{arch}: the TPI header's block");
+        for (at, value, what) in [
+            (12, 0xffff_ffff, "type_index_end = 0xffffffff"),
+            (4, 0xffff_ff00, "header_size = 0xffffff00"),
+        ] {
+            let mut stream = tpi.clone();
+            set_u32(&mut stream, at, value);
+            let error = tpi::Types::parse(&stream).expect_err(what);
+            assert!(
+                matches!(error, PdbError::Corrupt { .. }),
+                "{arch} {what}: {error}"
+            );
+            let mut bytes = built.pdb.clone();
+            for start in &starts {
+                set_u32(&mut bytes, start + at, value);
+            }
+            survives(&bytes, &built.image, what);
+        }
+    }
+}
+
+/// A TPI stream of hand-built records after a 56-byte header.
+fn tpi_stream(records: &[Vec<u8>]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for record in records {
+        let length = u16::try_from(record.len()).expect("small");
+        body.extend_from_slice(&length.to_le_bytes());
+        body.extend_from_slice(record);
+    }
+    let count = u32::try_from(records.len()).expect("few");
+    let mut stream = vec![0_u8; 56];
+    set_u32(&mut stream, 0, 20_040_203); // V80
+    set_u32(&mut stream, 4, 56);
+    set_u32(&mut stream, 8, 0x1000);
+    set_u32(&mut stream, 12, 0x1000 + count);
+    set_u32(&mut stream, 16, u32::try_from(body.len()).expect("small"));
+    stream.extend_from_slice(&body);
+    stream
+}
+
+/// A struct whose `LF_FIELDLIST` continues (`LF_INDEX`) to itself: its one
+/// member counts once, and the read ends.
+#[test]
+fn a_field_list_continued_to_itself_ends() {
+    // 0x1000: LF_FIELDLIST { LF_MEMBER int Length at 0; LF_INDEX 0x1000 }.
+    let mut fields = Vec::new();
+    fields.extend_from_slice(&0x150d_u16.to_le_bytes());
+    fields.extend_from_slice(&3_u16.to_le_bytes()); // public
+    fields.extend_from_slice(&0x0074_u32.to_le_bytes()); // T_INT4
+    fields.extend_from_slice(&0_u16.to_le_bytes()); // offset 0
+    fields.extend_from_slice(&name("Length"));
+    while fields.len() % 4 != 0 {
+        fields.push(0xf0 | u8::try_from(4 - fields.len() % 4).expect("pad"));
+    }
+    fields.extend_from_slice(&0x1404_u16.to_le_bytes());
+    fields.extend_from_slice(&0_u16.to_le_bytes());
+    fields.extend_from_slice(&0x1000_u32.to_le_bytes());
+    // 0x1001: LF_STRUCTURE Cycle { fields 0x1000 }, 4 bytes.
+    let mut structure = Vec::new();
+    structure.extend_from_slice(&1_u16.to_le_bytes()); // member count
+    structure.extend_from_slice(&0_u16.to_le_bytes()); // properties
+    structure.extend_from_slice(&0x1000_u32.to_le_bytes());
+    structure.extend_from_slice(&[0; 8]); // derivation list, vtable shape
+    structure.extend_from_slice(&4_u16.to_le_bytes()); // size
+    structure.extend_from_slice(&name("Cycle"));
+    let stream = tpi_stream(&[record(0x1203, &fields), record(0x1505, &structure)]);
+    let started = std::time::Instant::now();
+    let types = tpi::Types::parse(&stream).expect("parses");
+    let id = types.table.type_by_name("Cycle").expect("Cycle");
+    let Some(Type::Record(record)) = types.table.get(id) else {
+        panic!("not a record");
+    };
+    let names: Vec<&str> = record
+        .fields
+        .iter()
+        .map(|field| field.name.as_str())
+        .collect();
+    assert_eq!(names, ["Length"]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+}

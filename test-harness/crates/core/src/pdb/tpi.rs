@@ -307,11 +307,17 @@ impl Types {
     }
 
     /// The members of a field list and its continuations (`LF_INDEX`).
+    /// A continuation back to a part already read (a cycle) ends the list:
+    /// each part's members count once.
     fn members(&self, list: u32) -> Vec<Member> {
         let mut members = Vec::new();
         let mut next = Some(list);
+        let mut seen = Vec::new();
         for _ in 0..MAX_DEPTH {
-            let Some(index) = next else { break };
+            let Some(index) = next.filter(|index| !seen.contains(index)) else {
+                break;
+            };
+            seen.push(index);
             match self.leaf(index) {
                 Some(Leaf::FieldList {
                     members: part,
