@@ -92,6 +92,13 @@ pub enum PeError {
     /// A layout the Windows loader refuses (`STATUS_INVALID_IMAGE_FORMAT`).
     #[error("{0}")]
     BadLayout(String),
+    /// Base relocations outside the image: the Windows loader applies them
+    /// without a bounds check, so what follows depends on the memory beyond
+    /// the image, which no engine can know.
+    #[error(
+        "{0}: the Windows loader applies base relocations without a bounds check (WRK ldrreloc.c), so what Windows does depends on the memory beyond the image; the run cannot be judged"
+    )]
+    RelocationOutside(String),
 }
 
 impl PeError {
@@ -506,11 +513,12 @@ impl Image<'_> {
 /// image + page + offset without a bounds check; an unknown fixup type
 /// makes it return `STATUS_INVALID_IMAGE_FORMAT` and the load fails. A block
 /// or fixup outside the image would have the kernel's own loader read or
-/// write outside the driver's image: no engine maps such an image, and
-/// the driver's code never runs as built, so the image is refused here,
-/// the same way on every engine (exit 6).
+/// write outside the driver's image: on Windows that corrupts or faults on
+/// whatever lies beyond it, which no engine can know, so such an image
+/// cannot be judged (exit 2), the same way on every engine; an unknown
+/// fixup type is the loader's own refusal (exit 6).
 fn check_relocations(image: &Image<'_>, rva: u64, size: u64) -> Result<(), PeError> {
-    let bad = |why: String| Err(PeError::BadLayout(why));
+    let bad = |why: String| Err(PeError::RelocationOutside(why));
     if rva == 0 || size == 0 {
         return Ok(());
     }
@@ -552,9 +560,9 @@ fn check_relocations(image: &Image<'_>, rva: u64, size: u64) -> Result<(), PeErr
                 }
                 10 => 8, // DIR64
                 other => {
-                    return bad(format!(
+                    return Err(PeError::BadLayout(format!(
                         "base relocation at RVA 0x{entry:x} has type {other}, which the kernel's relocator rejects"
-                    ));
+                    )));
                 }
             };
             let target = page + u64::from(value & 0xfff);
@@ -637,9 +645,10 @@ mod tests {
     }
 
     #[test]
-    fn a_fixup_beyond_size_of_image_is_refused() {
+    fn a_fixup_beyond_size_of_image_cannot_be_judged() {
         let error = check(0x2000, &[0xaff9]).expect_err("DIR64 at 0x2ff9 ends past 0x3000");
-        assert!(error.windows_refuses(), "{error}");
+        assert!(matches!(error, PeError::RelocationOutside(_)), "{error}");
+        assert!(!error.windows_refuses(), "{error}");
         assert!(check(0x10_0000, &[0x3000]).is_err());
         assert!(check(u32::MAX, &[0x3fff]).is_err(), "no overflow");
     }
@@ -648,5 +657,6 @@ mod tests {
     fn a_fixup_type_the_relocator_does_not_know_is_refused() {
         let error = check(0x2000, &[0x7000]).expect_err("type 7");
         assert!(error.to_string().contains("type 7"), "{error}");
+        assert!(error.windows_refuses(), "{error}");
     }
 }
