@@ -12,6 +12,8 @@ mod frames;
 mod memory;
 mod modules;
 mod pool;
+mod symbol_dump;
+mod target_info;
 mod verifier;
 
 use std::fmt::Write as _;
@@ -117,6 +119,8 @@ pub struct Session {
     /// `$t0`..`$t19`.
     temporaries: [u64; 20],
     utc_offset_minutes: i32,
+    /// What `.lastevent` shows: the last stop that was a debug event.
+    last_event: Option<&'static str>,
 }
 
 /// Why a session could not start.
@@ -163,6 +167,7 @@ impl Session {
             pdb_problem: options.pdb_problem,
             temporaries: [0; 20],
             utc_offset_minutes: options.utc_offset_minutes,
+            last_event: None,
         })
     }
 
@@ -291,6 +296,14 @@ impl Session {
             "!poolfind" => self.poolfind(args),
             "!verifier" => self.verifier(args),
             "!analyze" => self.analyze(args),
+            ".lastevent" => self.last_event(),
+            ".bugcheck" => self.bugcheck(),
+            "vertarget" => self.vertarget(),
+            "version" => self.version(),
+            "!irql" => self.irql(args),
+            _ if let Some(size) = symbol_dump::element_size(&lower, self.pointer_size()) => {
+                self.dump_symbols(size, args)
+            }
             _ if lower.starts_with('k') && control::is_stack_command(&lower) => {
                 self.backtrace(&lower, args)
             }
@@ -370,6 +383,7 @@ impl Session {
     fn report(&mut self, stop: &Stop, breakpoint_ids: &[Option<usize>]) -> String {
         let mut out = self.new_output();
         self.sync();
+        self.last_event = target_info::event_description(stop).or(self.last_event);
         match stop {
             Stop::Break(_) => {
                 out.push_str("Break instruction exception - code 80000003 (first chance)\n");
