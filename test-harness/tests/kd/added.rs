@@ -188,3 +188,75 @@ fn symbol_displays_and_irql_refuse_as_kd_does() {
     assert_eq!(next.len(), 32, "128 bytes by default");
     assert_eq!(symbol_line(&next[0]).0, address + 4);
 }
+
+/// `TimeDateStamp` and `CheckSum` of a PE file, read from the file itself.
+fn file_header(path: &std::path::Path) -> (u32, u32) {
+    let data = std::fs::read(path).expect("read the driver");
+    let word = |at: usize| u32::from_le_bytes(data[at..at + 4].try_into().expect("4 bytes"));
+    let pe = word(0x3c) as usize;
+    (word(pe + 8), word(pe + 24 + 64))
+}
+
+/// The value after `Name:` in an `lmv` block.
+fn detail<'a>(lines: &'a [String], name: &str) -> &'a str {
+    lines
+        .iter()
+        .find_map(|line| line.trim_start().strip_prefix(name))
+        .map_or_else(|| panic!("no {name} in {lines:#?}"), str::trim)
+}
+
+fn verbose_modules(arch: Arch) {
+    let built = common::driver(arch, false);
+    let transcript = kd_script(
+        &built.sys,
+        "lmv\nbp Sample!DriverEntry\ng\nlmvm Sample\nlmm Sam*\nlm v m nt\nlm x\nq\n",
+    );
+    // Before the driver loads: the kernel only. Its emulated image has no
+    // PE header, so kd's words for an unreadable header (a real Windows 7
+    // `lmvm`, quoted in crates/debugger/src/session/module_info.rs).
+    let kernel = transcript.of("lmv");
+    assert_eq!(kernel.len(), 8, "{kernel:#?}");
+    assert_eq!(detail(kernel, "Timestamp:"), "unavailable (FFFFFFFE)");
+    assert_eq!(detail(kernel, "CheckSum:"), "missing");
+    assert_eq!(transcript.of("lm v m nt"), kernel);
+    let row: Vec<&str> = kernel[1].split_whitespace().collect();
+    assert_eq!(
+        u64::from_str_radix(detail(kernel, "ImageSize:"), 16).expect("hex"),
+        hex(row[1]) - hex(row[0])
+    );
+    assert_eq!(
+        detail(kernel, "Translations:"),
+        "0000.04b0 0000.04e4 0409.04b0 0409.04e4"
+    );
+
+    // The loaded driver: the header the machine mapped is the file's.
+    let driver = transcript.of("lmvm Sample");
+    let row: Vec<&str> = driver[1].split_whitespace().collect();
+    assert_eq!(row[2], "Sample", "{driver:#?}");
+    assert_eq!(detail(driver, "Image name:"), "Sample.sys");
+    assert_eq!(detail(driver, "Loaded symbol image file:"), "Sample.sys");
+    let (timestamp, checksum) = file_header(&built.sys);
+    let shown = detail(driver, "Timestamp:");
+    assert!(
+        shown.ends_with(&format!(" ({timestamp:08X})")),
+        "{shown} vs {timestamp:08X}"
+    );
+    assert_eq!(detail(driver, "CheckSum:"), format!("{checksum:08X}"));
+    assert_eq!(
+        u64::from_str_radix(detail(driver, "ImageSize:"), 16).expect("hex"),
+        hex(row[1]) - hex(row[0])
+    );
+    // Without v: the row only.
+    assert_eq!(transcript.of("lmm Sam*"), &driver[..2]);
+    assert_eq!(transcript.of("lm x"), ["    ^ Syntax error in 'lm x'"]);
+}
+
+#[test]
+fn lmv_shows_the_image_header_the_machine_mapped_on_x86() {
+    verbose_modules(Arch::X86);
+}
+
+#[test]
+fn lmv_shows_the_image_header_the_machine_mapped_on_x64() {
+    verbose_modules(Arch::X64);
+}

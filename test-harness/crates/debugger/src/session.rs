@@ -10,6 +10,7 @@
 mod control;
 mod frames;
 mod memory;
+mod module_info;
 mod modules;
 mod pool;
 mod symbol_dump;
@@ -286,7 +287,7 @@ impl Session {
             "dv" => self.display_locals(args),
             ".thread" => self.thread(args),
             ".cxr" => self.context_record(args),
-            "lm" => Ok(self.list_modules(args)),
+            "lm" => self.list_modules_with_options(text, column),
             "ln" => self.list_nearest(args),
             "u" => self.unassemble(args),
             "x" => self.examine(args),
@@ -301,6 +302,7 @@ impl Session {
             "vertarget" => self.vertarget(),
             "version" => self.version(),
             "!irql" => self.irql(args),
+            _ if module_info::is_listing(&lower) => self.list_modules_with_options(text, column),
             _ if let Some(size) = symbol_dump::element_size(&lower, self.pointer_size()) => {
                 self.dump_symbols(size, args)
             }
