@@ -260,3 +260,70 @@ fn lmv_shows_the_image_header_the_machine_mapped_on_x86() {
 fn lmv_shows_the_image_header_the_machine_mapped_on_x64() {
     verbose_modules(Arch::X64);
 }
+
+/// The part of a `dv /t` line before the variable's name: its C type.
+fn dv_type<'a>(lines: &'a [String], variable: &str) -> &'a str {
+    lines
+        .iter()
+        .find_map(|line| {
+            line.split_once(" = ")?
+                .0
+                .strip_suffix(variable)
+                .map(str::trim_end)
+        })
+        .unwrap_or_else(|| panic!("no {variable} in {lines:#?}"))
+}
+
+fn symbols_with_types(arch: Arch) {
+    let built = common::driver(arch, false);
+    let transcript = kd_script(
+        &built.sys,
+        "bp Sample!DriverEntry\ng\ndv /t\nx Sample!DriverEntry\nx Sample!SampleUnload\n\
+         x Sample!g_RegistryPath\nx nt!ExAllocatePoolWithTag\nx nt!PoolHitTag\nq\n",
+    );
+    // A function's parameter types from the PDB, as kd lists them: "x
+    // Sample!DriverEntry" in kd gives `Sample!DriverEntry (struct
+    // _DRIVER_OBJECT *, struct _UNICODE_STRING *)` for the C driver (issue
+    // 16); the Rust driver's PDB names its own types, the ones dv shows.
+    let locals = transcript.of("dv /t");
+    let driver_object = dv_type(locals, "driver");
+    let registry_path = dv_type(locals, "registry_path");
+    let entry = transcript.of("x Sample!DriverEntry");
+    assert_eq!(entry.len(), 1, "{entry:?}");
+    assert!(
+        entry[0].ends_with(&format!(
+            "          Sample!DriverEntry ({driver_object}, {registry_path})"
+        )),
+        "{entry:?}"
+    );
+    let unload = transcript.of("x Sample!SampleUnload");
+    assert!(
+        unload[0].ends_with(&format!("Sample!SampleUnload ({driver_object})")),
+        "{unload:?}"
+    );
+    // A variable: its value as dv shows one (a structure by its type name).
+    let global = transcript.of("x Sample!g_RegistryPath");
+    let record = registry_path.trim_end_matches(" *");
+    assert!(
+        global[0].ends_with(&format!("Sample!g_RegistryPath = {record}")),
+        "{global:?}"
+    );
+    // The kernel's names carry no type: kd's notes for public symbols.
+    assert!(
+        transcript.of("x nt!ExAllocatePoolWithTag")[0]
+            .ends_with("nt!ExAllocatePoolWithTag (<no parameter info>)")
+    );
+    assert!(
+        transcript.of("x nt!PoolHitTag")[0].ends_with("nt!PoolHitTag = <no type information>")
+    );
+}
+
+#[test]
+fn x_shows_prototypes_from_the_pdb_on_x86() {
+    symbols_with_types(Arch::X86);
+}
+
+#[test]
+fn x_shows_prototypes_from_the_pdb_on_x64() {
+    symbols_with_types(Arch::X64);
+}

@@ -14,6 +14,7 @@ mod module_info;
 mod modules;
 mod pool;
 mod symbol_dump;
+mod symbol_types;
 mod target_info;
 mod verifier;
 

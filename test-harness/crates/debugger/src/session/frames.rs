@@ -335,7 +335,7 @@ impl Session {
     /// A value as `dv` shows it: pointers as `0x...` with kd's note for
     /// strings and driver objects, records by their type name, integers in
     /// `dt`'s style.
-    fn value_text(&self, table: &TypeTable, ty: TypeId, address: u64) -> String {
+    pub(super) fn value_text(&self, table: &TypeTable, ty: TypeId, address: u64) -> String {
         let size = usize::try_from(table.sizeof(ty)).unwrap_or(0);
         match table.get(ty) {
             Some(Type::Record(record)) => c_record_name(record.kind, &record.name),
