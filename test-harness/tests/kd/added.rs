@@ -313,9 +313,7 @@ fn symbols_with_types(arch: Arch) {
         transcript.of("x nt!ExAllocatePoolWithTag")[0]
             .ends_with("nt!ExAllocatePoolWithTag (<no parameter info>)")
     );
-    assert!(
-        transcript.of("x nt!PoolHitTag")[0].ends_with("nt!PoolHitTag = <no type information>")
-    );
+    assert!(transcript.of("x nt!PoolHitTag")[0].ends_with("nt!PoolHitTag = <no type information>"));
 }
 
 #[test]

@@ -298,7 +298,7 @@ impl Session {
             "!poolfind" => self.poolfind(args),
             "!verifier" => self.verifier(args),
             "!analyze" => self.analyze(args),
-            ".lastevent" => self.last_event(),
+            ".lastevent" => Ok(self.last_event()),
             ".bugcheck" => self.bugcheck(),
             "vertarget" => self.vertarget(),
             "version" => self.version(),

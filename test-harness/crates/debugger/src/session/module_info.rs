@@ -78,7 +78,11 @@ impl Session {
                 text: text.to_owned(),
             });
         };
-        let rows = self.list_modules(&options.pattern.map_or_else(String::new, |p| format!("m {p}")));
+        let rows = self.list_modules(
+            &options
+                .pattern
+                .map_or_else(String::new, |p| format!("m {p}")),
+        );
         if !options.verbose {
             return Ok(rows);
         }

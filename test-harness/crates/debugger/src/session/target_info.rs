@@ -15,7 +15,7 @@ use harness_ntemu::machine::Stop;
 ///
 /// kd reports breakpoints, `int 3` and the bug check's break-in alike as
 /// the break instruction exception (the walkthrough's own lines); a
-/// finished step is a single-step exception (STATUS_SINGLE_STEP,
+/// finished step is a single-step exception (`STATUS_SINGLE_STEP`,
 /// 0x80000004, ntstatus.h); a fault is the access violation the fault
 /// banner shows.
 pub(super) const fn event_description(stop: &Stop) -> Option<&'static str> {
@@ -62,19 +62,19 @@ const fn product_name(major: u32, minor: u32) -> &'static str {
 
 impl Session {
     /// `.lastevent`: the event the target last stopped for.
-    pub(super) fn last_event(&self) -> Reply {
-        Ok(self.last_event.map_or_else(
+    pub(super) fn last_event(&self) -> String {
+        self.last_event.map_or_else(
             || {
                 "harness kd: no event yet (the target starts stopped before the driver loads)\n"
                     .to_owned()
             },
             |event| format!("Last event: {event}\n"),
-        ))
+        )
     }
 
     /// `.bugcheck`: `nt!KiBugCheckData` (the code, then four pointer-sized
     /// arguments), all zero until the machine bug-checks, as on Windows.
-    /// Form: "Bugcheck code 0000001E" / "Arguments ffffffff`c0000005 ..."
+    /// Form: `Bugcheck code 0000001E` / ``Arguments ffffffff`c0000005 ...``
     /// (MicrosoftDocs/windows-driver-docs, debugger/bug-check-0x1e--kmode-
     /// exception-not-handled.md and real x64 sessions).
     pub(super) fn bugcheck(&self) -> Reply {
@@ -105,9 +105,9 @@ impl Session {
     /// number and free/checked come from `nt!NtBuildNumber` (0xF0000000 |
     /// build on a free build, 0xC0000000 | build on a checked one); the
     /// version and service pack from the emulated kernel's profile (what
-    /// RtlGetVersion reports). Form from real Windows 7 sessions:
+    /// `RtlGetVersion` reports). Form from real Windows 7 sessions:
     /// "Windows 7 Kernel Version 7601 (Service Pack 1) MP (1 procs) Free x64",
-    /// "Machine Name:", "Kernel base = 0xfffff800`02e1f000 ...".
+    /// "Machine Name:", ``Kernel base = 0xfffff800`02e1f000 ...``.
     pub(super) fn vertarget(&self) -> Reply {
         let address = self.target.nt().data.build_number;
         let Some(build_number) = self.target.read_uint(address, 4) else {
@@ -162,15 +162,16 @@ impl Session {
     }
 
     /// `!irql [processor]`: the IRQL the processor ran at when the target
-    /// stopped. Form: "Debugger saved IRQL for processor 0x0 -- 0
-    /// (LOW_LEVEL)" (debugger/-irql.md); a processor the machine has not
+    /// stopped. Form: `Debugger saved IRQL for processor 0x0 -- 0
+    /// (LOW_LEVEL)` (debugger/-irql.md); a processor the machine has not
     /// gets kd's "Cannot get PRCB address".
     pub(super) fn irql(&self, args: &str) -> Reply {
         if !args.is_empty() && crate::expr::evaluate(args, self)? != 0 {
             return Err(CommandError::Message("Cannot get PRCB address".into()));
         }
         let irql = self.target.machine.kernel().irql;
-        let name = irql_name(irql, self.arch()).map_or_else(String::new, |name| format!(" ({name})"));
+        let name =
+            irql_name(irql, self.arch()).map_or_else(String::new, |name| format!(" ({name})"));
         Ok(format!(
             "Debugger saved IRQL for processor 0x0 -- {irql}{name}\n"
         ))
