@@ -325,3 +325,63 @@ fn x_shows_prototypes_from_the_pdb_on_x86() {
 fn x_shows_prototypes_from_the_pdb_on_x64() {
     symbols_with_types(Arch::X64);
 }
+
+fn clean_and_distance_stacks(arch: Arch) {
+    let built = common::driver(arch, true);
+    let transcript = kd_script(
+        &built.sys,
+        "ed nt!PoolHitTag 'dcba'\ng\nk\nkf\nkc\nkc 2\nkvn\nkvf\nq\n",
+    );
+    let plain = transcript.of("k");
+    assert!(plain.len() > 5, "{plain:?}");
+    // kc: module!function only (debugger/k--kb--kc--...md, "c"), one per
+    // frame, in the same order as k's.
+    let clean = transcript.of("kc");
+    assert_eq!(clean[0], " # Call Site");
+    assert_eq!(clean.len(), plain.len());
+    for (row, site) in plain[1..].iter().zip(&clean[1..]) {
+        let number = &row[..2];
+        let function = row
+            .split_whitespace()
+            .nth(3)
+            .and_then(|name| name.split("+0x").next())
+            .expect("call site");
+        assert_eq!(*site, format!("{number} {function}"), "{row}");
+    }
+    assert_eq!(transcript.of("kc 2"), &clean[..3]);
+
+    // kf: k's rows behind the distance from the frame above ("the number of
+    // bytes that separate the frames on the actual stack"), in hex; none
+    // for frame 00.
+    for (command, with_memory) in [("k", "kf"), ("kvn", "kvf")] {
+        let rows = transcript.of(command);
+        let spaced = transcript.of(with_memory);
+        assert_eq!(rows.len(), spaced.len(), "{spaced:?}");
+        assert_eq!(
+            spaced[0],
+            format!(" #   Memory  {}", rows[0].trim_start_matches(" # "))
+        );
+        let mut above: Option<u64> = None;
+        for (row, line) in rows[1..].iter().zip(&spaced[1..]) {
+            let child = hex(row.split_whitespace().nth(1).expect("child"));
+            let distance = line[2..11].trim();
+            match above {
+                None => assert_eq!(distance, "", "{line}"),
+                Some(above) => assert_eq!(hex(distance), child - above, "{line}"),
+            }
+            assert_eq!(&line[..2], &row[..2]);
+            assert_eq!(&line[12..], &row[2..], "the k row follows");
+            above = Some(child);
+        }
+    }
+}
+
+#[test]
+fn kc_and_kf_follow_the_walked_stack_on_x86() {
+    clean_and_distance_stacks(Arch::X86);
+}
+
+#[test]
+fn kc_and_kf_follow_the_walked_stack_on_x64() {
+    clean_and_distance_stacks(Arch::X64);
+}

@@ -13,6 +13,7 @@ mod memory;
 mod module_info;
 mod modules;
 mod pool;
+mod stack_forms;
 mod symbol_dump;
 mod symbol_types;
 mod target_info;
@@ -307,6 +308,7 @@ impl Session {
             _ if let Some(size) = symbol_dump::element_size(&lower, self.pointer_size()) => {
                 self.dump_symbols(size, args)
             }
+            _ if stack_forms::is_clean_or_distance(&lower) => self.stack_form(&lower, args),
             _ if lower.starts_with('k') && control::is_stack_command(&lower) => {
                 self.backtrace(&lower, args)
             }
