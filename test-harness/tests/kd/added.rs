@@ -385,3 +385,104 @@ fn kc_and_kf_follow_the_walked_stack_on_x86() {
 fn kc_and_kf_follow_the_walked_stack_on_x64() {
     clean_and_distance_stacks(Arch::X64);
 }
+
+fn driver_objects(arch: Arch) {
+    let built = common::driver(arch, true);
+    // DriverEntry's first argument at its first instruction: on the stack
+    // above the return address (x86 stdcall), in rcx (x64).
+    let first_argument = match arch {
+        Arch::X86 => "poi(@esp+4)",
+        Arch::X64 => "@rcx",
+    };
+    let transcript = kd_script(
+        &built.sys,
+        &format!(
+            "!drvobj Sample\nbp Sample!DriverEntry\ng\n? {first_argument}\n? Sample!DriverEntry\n!drvobj Sample\n\
+         !drvobj Sample 2\n!drvobj nt!PoolHitTag\ng\n? Sample!SampleUnload\n!drvobj \\Driver\\Sample 3\nq\n"
+        ),
+    );
+    // Before the driver is started there is no driver object to show.
+    assert!(transcript.nth("!drvobj Sample", 0)[0].starts_with("harness kd: no driver object"));
+    // The object DriverEntry was given, with kd's lines (debugger/-drvobj.md
+    // and real sessions quoted in crates/debugger/src/session/driver_object.rs).
+    let object = hex(transcript.of(&format!("? {first_argument}"))[0]
+        .rsplit(' ')
+        .next()
+        .expect("value"));
+    let shown = transcript.nth("!drvobj Sample", 1);
+    assert_eq!(
+        shown,
+        [
+            format!("Driver object ({}) is for:", arch.address(object)),
+            " \\Driver\\Sample".to_owned(),
+            String::new(),
+            "Driver Extension List: (id , addr)".to_owned(),
+            String::new(),
+            "Device Object list:".to_owned(),
+            String::new(),
+        ]
+    );
+    // Flag 2: the entry points and the 28 dispatch routines (IRP_MJ_CREATE
+    // to IRP_MJ_PNP, wdm.h). The I/O manager points every one at
+    // IopInvalidDeviceRequest until the driver sets its own (WRK,
+    // base/ntos/io/iomgr: IopLoadDriver); Sample sets none.
+    let entry_address =
+        |command: &str| hex(transcript.of(command)[0].rsplit(' ').next().expect("value"));
+    let routines = transcript.of("!drvobj Sample 2");
+    let field = |label: &str| {
+        routines
+            .iter()
+            .find_map(|line| line.strip_prefix(label))
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no {label} in {routines:#?}"))
+    };
+    assert_eq!(
+        field("DriverEntry:"),
+        format!(
+            "{}\tSample!DriverEntry",
+            arch.address(entry_address("? Sample!DriverEntry"))
+        )
+    );
+    // Not set until DriverEntry stores it.
+    assert_eq!(field("DriverUnload:"), "00000000");
+    let dispatch: Vec<&String> = routines
+        .iter()
+        .filter(|line| line.starts_with('['))
+        .collect();
+    assert_eq!(dispatch.len(), 28);
+    assert!(dispatch[0].starts_with("[00] IRP_MJ_CREATE "));
+    assert!(dispatch[27].starts_with("[1b] IRP_MJ_PNP "));
+    assert!(
+        dispatch
+            .iter()
+            .all(|line| line.ends_with("\tnt!IopInvalidDeviceRequest")),
+        "{dispatch:#?}"
+    );
+    // After DriverEntry returned: the unload routine it stored.
+    let later = transcript.of("!drvobj \\Driver\\Sample 3");
+    let unload = later
+        .iter()
+        .find_map(|line| line.strip_prefix("DriverUnload:"))
+        .expect("DriverUnload");
+    assert_eq!(
+        unload.trim(),
+        format!(
+            "{}\tSample!SampleUnload",
+            arch.address(entry_address("? Sample!SampleUnload"))
+        )
+    );
+    assert!(
+        transcript.of("!drvobj nt!PoolHitTag")[0]
+            .ends_with("is not a driver object (its Type is not IO_TYPE_DRIVER)")
+    );
+}
+
+#[test]
+fn drvobj_reads_the_driver_object_on_x86() {
+    driver_objects(Arch::X86);
+}
+
+#[test]
+fn drvobj_reads_the_driver_object_on_x64() {
+    driver_objects(Arch::X64);
+}

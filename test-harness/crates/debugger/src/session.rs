@@ -8,6 +8,7 @@
 //! kernel's symbols.
 
 mod control;
+mod driver_object;
 mod frames;
 mod memory;
 mod module_info;
@@ -304,6 +305,7 @@ impl Session {
             "vertarget" => self.vertarget(),
             "version" => self.version(),
             "!irql" => self.irql(args),
+            "!drvobj" => self.driver_object(args),
             _ if module_info::is_listing(&lower) => self.list_modules_with_options(text, column),
             _ if let Some(size) = symbol_dump::element_size(&lower, self.pointer_size()) => {
                 self.dump_symbols(size, args)

@@ -405,7 +405,7 @@ impl Session {
     }
 
     /// The text of the `UNICODE_STRING` at `address`.
-    fn unicode_string(&self, address: u64) -> Option<String> {
+    pub(super) fn unicode_string(&self, address: u64) -> Option<String> {
         let length = self.target.read_uint(address, 2)?;
         let buffer_at = address + if self.arch() == Arch::X64 { 8 } else { 4 };
         let buffer = self.target.read_pointer(buffer_at)?;
