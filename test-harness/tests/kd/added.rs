@@ -433,8 +433,7 @@ fn driver_objects(arch: Arch) {
         routines
             .iter()
             .find_map(|line| line.strip_prefix(label))
-            .map(str::trim)
-            .unwrap_or_else(|| panic!("no {label} in {routines:#?}"))
+            .map_or_else(|| panic!("no {label} in {routines:#?}"), str::trim)
     };
     assert_eq!(
         field("DriverEntry:"),

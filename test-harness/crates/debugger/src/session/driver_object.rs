@@ -14,11 +14,13 @@
 //! Device Object list:
 //! ffffa3828c2869f0
 //!
-//! DriverEntry:   fffff80043a55064	DeviceObj
+//! DriverEntry:   fffff80043a55064<TAB>DeviceObj
 //! DriverStartIo: 00000000
 //! ...
-//! [00] IRP_MJ_CREATE                      fffff800439d4ff0	DeviceObj+0x4ff0
+//! [00] IRP_MJ_CREATE                      fffff800439d4ff0<TAB>DeviceObj+0x4ff0
 //! ```
+//!
+//! (`<TAB>`: a tab character.)
 
 use std::fmt::Write as _;
 

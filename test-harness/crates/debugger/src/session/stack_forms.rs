@@ -5,7 +5,7 @@
 //! name and the function name"; "f Displays the distance between adjacent
 //! frames. This distance is the number of bytes that separate the frames on
 //! the actual stack." Row forms from real sessions: `00 nt!KeBugCheckEx`
-//! under ` # Call Site`, and `01         8 fffff880`02f1e6e0 ...` under
+//! under ` # Call Site`, and ``01         8 fffff880`02f1e6e0 ...`` under
 //! ` #   Memory  Child-SP ...` (the distance in hex, blank for frame 00).
 
 use std::fmt::Write as _;
