@@ -485,3 +485,54 @@ fn drvobj_reads_the_driver_object_on_x86() {
 fn drvobj_reads_the_driver_object_on_x64() {
     driver_objects(Arch::X64);
 }
+
+#[test]
+fn reboot_starts_the_machine_over_and_drops_the_breakpoints() {
+    let built = common::driver(Arch::X86, true);
+    let transcript = kd_script(
+        &built.sys,
+        "dd nt!PoolHitTag l1\ned nt!PoolHitTag 'dcba'\nbp Sample!DriverEntry\ng\nr $t0=5\ng\n.reboot\n\
+         bl\n.bugcheck\ndd nt!PoolHitTag l1\n.lastevent\n? $t0\ng\n.bugcheck\nq\n",
+    );
+    assert_eq!(
+        transcript.of(".reboot"),
+        [
+            "Shutdown occurred...unloading all symbol tables.",
+            "Waiting to reconnect...",
+            "Connected to Windows 7 7601 x86 compatible target, ptr64 FALSE",
+            "Kernel Debugger connection established.",
+        ]
+    );
+    // "all breakpoints are lost if you are running KD" (debugger/crashing-
+    // and-rebooting-the-target-computer.md); the machine's memory is fresh
+    // (no bug check data, PoolHitTag as at boot); $t0 is the debugger's.
+    assert!(transcript.of("bl").is_empty());
+    assert_eq!(
+        transcript.nth(".bugcheck", 0),
+        [
+            "Bugcheck code 00000000",
+            "Arguments 00000000 00000000 00000000 00000000"
+        ]
+    );
+    assert_eq!(
+        transcript.nth("dd nt!PoolHitTag l1", 1),
+        transcript.nth("dd nt!PoolHitTag l1", 0)
+    );
+    assert!(transcript.of(".lastevent")[0].starts_with("harness kd: no event yet"));
+    assert_eq!(
+        transcript.of("? $t0"),
+        ["Evaluate expression: 5 = 00000005"]
+    );
+    // The driver loads again (the verifier's banner again), runs to the
+    // same leak, and the session's exit code is this boot's verdict.
+    let again = transcript.nth("g", 2);
+    assert!(
+        again
+            .iter()
+            .any(|line| line.contains("Driver Verifier: Enabled for Sample.sys")),
+        "{again:?}"
+    );
+    assert!(!again.iter().any(|line| line == "Breakpoint 0 hit"));
+    assert_eq!(transcript.nth(".bugcheck", 1)[0], "Bugcheck code 000000C4");
+    assert_eq!(transcript.code, i32::from(ExitCode::Violation as u8));
+}

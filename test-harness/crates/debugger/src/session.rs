@@ -14,6 +14,7 @@ mod memory;
 mod module_info;
 mod modules;
 mod pool;
+mod reboot;
 mod stack_forms;
 mod symbol_dump;
 mod symbol_types;
@@ -125,6 +126,8 @@ pub struct Session {
     utc_offset_minutes: i32,
     /// What `.lastevent` shows: the last stop that was a debug event.
     last_event: Option<&'static str>,
+    /// The machine's options, for `.reboot`.
+    machine_options: Options,
 }
 
 /// Why a session could not start.
@@ -147,7 +150,7 @@ impl Session {
     ) -> Result<Self, SessionError> {
         let mut machine_options = options.machine;
         machine_options.debugger = true;
-        let machine = Machine::new(Arc::clone(driver), machine_options)?;
+        let machine = Machine::new(Arc::clone(driver), machine_options.clone())?;
         let target = Target::new(machine);
         let mut names = Names::new(
             Arc::clone(target.nt()),
@@ -172,6 +175,7 @@ impl Session {
             temporaries: [0; 20],
             utc_offset_minutes: options.utc_offset_minutes,
             last_event: None,
+            machine_options,
         })
     }
 
@@ -306,6 +310,7 @@ impl Session {
             "version" => self.version(),
             "!irql" => self.irql(args),
             "!drvobj" => self.driver_object(args),
+            ".reboot" => self.reboot(),
             _ if module_info::is_listing(&lower) => self.list_modules_with_options(text, column),
             _ if let Some(size) = symbol_dump::element_size(&lower, self.pointer_size()) => {
                 self.dump_symbols(size, args)
