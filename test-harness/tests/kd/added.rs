@@ -536,3 +536,100 @@ fn reboot_starts_the_machine_over_and_drops_the_breakpoints() {
     assert_eq!(transcript.nth(".bugcheck", 1)[0], "Bugcheck code 000000C4");
     assert_eq!(transcript.code, i32::from(ExitCode::Violation as u8));
 }
+
+/// The instruction lines of a listing (not its labels or blank lines).
+fn instructions(lines: &[String]) -> Vec<&String> {
+    lines
+        .iter()
+        .filter(|line| !line.is_empty() && !line.ends_with(':'))
+        .collect()
+}
+
+fn listings(arch: Arch) {
+    let built = common::driver(arch, false);
+    // Back in DriverEntry just after the allocation's call (the walkthrough's
+    // spot: four frames up from the PoolHitTag break).
+    let setup = "ed nt!PoolHitTag 'dcba'\ng\ngu\ngu\ngu\ngu\n";
+    let first = kd_script(
+        &built.sys,
+        &format!("{setup}r @$ip\nub\nub @$ip l3\nuf Sample!SampleUnload\nuf 0\nq\n"),
+    );
+    let ip = hex(first.of("r @$ip")[0].strip_prefix("$ip=").expect("r @$ip"));
+    // ub: 8 instructions ending right before the current one, the last
+    // being the call that just returned ("the eight or nine instructions
+    // before the current address", debugger/u--unassemble-.md).
+    let before = first.of("ub");
+    assert!(before[0].starts_with("Sample!DriverEntry+0x"), "{before:?}");
+    let back = instructions(before);
+    assert_eq!(back.len(), 8, "{before:?}");
+    assert!(back[7].contains(" call "), "{before:?}");
+    assert!(back[7].contains("ExAllocatePoolWithTag"), "{before:?}");
+    let three = instructions(first.of("ub @$ip l3"));
+    assert_eq!(three, back[5..]);
+    // uf: every branch inside the function lands on a block label, and the
+    // listing starts at the function.
+    let function = first.of("uf Sample!SampleUnload");
+    assert_eq!(function[0], "Sample!SampleUnload:");
+    let labels: Vec<&str> = function
+        .iter()
+        .filter_map(|line| line.strip_suffix(':'))
+        .collect();
+    let mut branches = 0;
+    for line in instructions(function) {
+        if let Some(target) = line
+            .split_whitespace()
+            .nth(2)
+            .filter(|target| target.starts_with("Sample!SampleUnload+0x"))
+        {
+            branches += 1;
+            assert!(
+                labels.contains(&target),
+                "{target} is no block in {function:#?}"
+            );
+        }
+    }
+    assert!(branches > 0, "{function:#?}");
+    for (index, line) in function.iter().enumerate().skip(1) {
+        if line.ends_with(':') {
+            assert_eq!(function[index - 1], "", "a blank line before each block");
+        }
+    }
+    assert_eq!(first.of("uf 0"), ["No code found, aborting"]);
+
+    // The same machine, the same spots: u from where ub started decodes the
+    // same instructions and reaches the current one; u over uf's start and
+    // length gives uf's instructions.
+    let start = hex(back[0].split_whitespace().next().expect("address"));
+    let unload = hex(instructions(function)[0]
+        .split_whitespace()
+        .next()
+        .expect("address"));
+    let count = instructions(function).len();
+    let from_ub_start = format!("u {start:x} l9");
+    let over_function = format!("u {unload:x} l{count:x}");
+    let second = kd_script(
+        &built.sys,
+        &format!("{setup}{from_ub_start}\n{over_function}\nq\n"),
+    );
+    let forward = second.of(&from_ub_start);
+    let forward = instructions(forward);
+    assert_eq!(forward[..8], back[..]);
+    assert_eq!(
+        hex(forward[8].split_whitespace().next().expect("address")),
+        ip
+    );
+    assert_eq!(
+        instructions(second.of(&over_function)),
+        instructions(function)
+    );
+}
+
+#[test]
+fn ub_and_uf_decode_as_u_does_on_x86() {
+    listings(Arch::X86);
+}
+
+#[test]
+fn ub_and_uf_decode_as_u_does_on_x64() {
+    listings(Arch::X64);
+}

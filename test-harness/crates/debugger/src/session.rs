@@ -7,6 +7,7 @@
 //! prints is read from the machine, the driver's PDB or the emulated
 //! kernel's symbols.
 
+mod code_listing;
 mod control;
 mod driver_object;
 mod frames;
@@ -311,6 +312,8 @@ impl Session {
             "!irql" => self.irql(args),
             "!drvobj" => self.driver_object(args),
             ".reboot" => self.reboot(),
+            "ub" => self.unassemble_backwards(args),
+            "uf" => self.unassemble_function(args),
             _ if module_info::is_listing(&lower) => self.list_modules_with_options(text, column),
             _ if let Some(size) = symbol_dump::element_size(&lower, self.pointer_size()) => {
                 self.dump_symbols(size, args)
