@@ -633,3 +633,101 @@ fn ub_and_uf_decode_as_u_does_on_x86() {
 fn ub_and_uf_decode_as_u_does_on_x64() {
     listings(Arch::X64);
 }
+
+/// A `!poolused` row: (tag, nonpaged allocs, bytes, paged allocs, bytes).
+fn pool_rows(lines: &[String]) -> Vec<(String, [u64; 4])> {
+    lines
+        .iter()
+        .skip(5)
+        .map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let number = |index: usize| {
+                words[index]
+                    .trim_end_matches(|c: char| !c.is_ascii_digit())
+                    .parse::<u64>()
+                    .unwrap_or_else(|_| panic!("{line}"))
+            };
+            (
+                words[0].to_owned(),
+                [number(1), number(2), number(3), number(4)],
+            )
+        })
+        .collect()
+}
+
+fn pool_use(arch: Arch, leak: bool) {
+    let built = common::driver(arch, leak);
+    let transcript = kd_script(
+        &built.sys,
+        "ed nt!PoolHitTag 'dcba'\ng\ngu\ngu\ngu\ngu\n!pool @$retreg 2\n!poolused\n!poolused 0 abcd\n\
+         !poolused 4\n!poolused 1\ng\ng\n!poolused 0 abcd\nq\n",
+    );
+    // debugger/-poolused.md's header and columns.
+    let all = transcript.of("!poolused");
+    assert_eq!(
+        all[..5],
+        [
+            "   Sorting by  Tag",
+            "",
+            "  Pool Used:",
+            "            NonPaged            Paged",
+            " Tag    Allocs     Used    Allocs     Used",
+        ]
+    );
+    let rows = pool_rows(all);
+    let (last, rows) = rows.split_last().expect("a TOTAL row");
+    assert_eq!(last.0, "TOTAL");
+    let mut sums = [0; 4];
+    for (_, counts) in rows {
+        for (sum, value) in sums.iter_mut().zip(counts) {
+            *sum += value;
+        }
+    }
+    assert_eq!(last.1, sums);
+    let tags: Vec<&String> = rows.iter().map(|(tag, _)| tag).collect();
+    let mut sorted = tags.clone();
+    sorted.sort();
+    assert_eq!(tags, sorted, "sorted by tag");
+
+    // The driver's buffer: one paged allocation, charged its whole block
+    // (header included), the size !pool shows for it.
+    let pool = transcript.of("!pool @$retreg 2");
+    let block: Vec<&str> = pool[1].split_whitespace().collect();
+    let block_size = hex(block[2]);
+    let abcd = transcript.nth("!poolused 0 abcd", 0);
+    let abcd_rows = pool_rows(abcd);
+    assert_eq!(abcd_rows[0], ("abcd".to_owned(), [0, 0, 1, block_size]));
+    assert!(abcd[5].ends_with("UNKNOWN pooltag 'abcd', please update pooltag.txt"));
+    assert_eq!(abcd_rows[1], ("TOTAL".to_owned(), [0, 0, 1, block_size]));
+    // Flag 4: by paged bytes, most first.
+    let by_paged = pool_rows(transcript.of("!poolused 4"));
+    let paged: Vec<u64> = by_paged[..by_paged.len() - 1]
+        .iter()
+        .map(|(_, counts)| counts[3])
+        .collect();
+    assert!(paged.windows(2).all(|pair| pair[0] >= pair[1]), "{paged:?}");
+    assert!(transcript.of("!poolused 1")[0].starts_with("harness kd: "));
+
+    // At the end: the leak is still counted; the clean build freed it.
+    let end = pool_rows(transcript.nth("!poolused 0 abcd", 1));
+    if leak {
+        assert_eq!(end[0], ("abcd".to_owned(), [0, 0, 1, block_size]));
+    } else {
+        assert_eq!(end, [("TOTAL".to_owned(), [0, 0, 0, 0])]);
+    }
+}
+
+#[test]
+fn poolused_counts_the_leak_per_tag_on_x86() {
+    pool_use(Arch::X86, true);
+}
+
+#[test]
+fn poolused_counts_the_leak_per_tag_on_x64() {
+    pool_use(Arch::X64, true);
+}
+
+#[test]
+fn poolused_shows_the_clean_build_freed_its_buffer() {
+    pool_use(Arch::X64, false);
+}

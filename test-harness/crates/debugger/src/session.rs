@@ -15,6 +15,7 @@ mod memory;
 mod module_info;
 mod modules;
 mod pool;
+mod pool_used;
 mod reboot;
 mod stack_forms;
 mod symbol_dump;
@@ -312,6 +313,7 @@ impl Session {
             "!irql" => self.irql(args),
             "!drvobj" => self.driver_object(args),
             ".reboot" => self.reboot(),
+            "!poolused" => self.pool_used(args),
             "ub" => self.unassemble_backwards(args),
             "uf" => self.unassemble_function(args),
             _ if module_info::is_listing(&lower) => self.list_modules_with_options(text, column),

@@ -276,7 +276,7 @@ impl Session {
 }
 
 /// A tag as `!pool` prints it: four characters, `.` for unprintable ones.
-fn tag_text(tag: u32) -> String {
+pub(super) fn tag_text(tag: u32) -> String {
     tag.to_le_bytes()
         .iter()
         .map(|byte| {
