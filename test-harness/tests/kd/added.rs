@@ -731,3 +731,75 @@ fn poolused_counts_the_leak_per_tag_on_x64() {
 fn poolused_shows_the_clean_build_freed_its_buffer() {
     pool_use(Arch::X64, false);
 }
+
+/// The address of the instruction line in a stop's output.
+fn stop_address(lines: &[String]) -> u64 {
+    hex(lines
+        .last()
+        .and_then(|line| line.split_whitespace().next())
+        .expect("an instruction line"))
+}
+
+fn steps_to_calls_and_returns(arch: Arch) {
+    let built = common::driver(arch, false);
+    let start = "bp Sample!DriverEntry\ng\n";
+    let transcript = kd_script(
+        &built.sys,
+        &format!("{start}uf Sample!DriverEntry\npc\npc\npt\nq\n"),
+    );
+    // pc from DriverEntry's first instruction: the first call in its code
+    // (nothing branches before it), not yet executed.
+    let first_call = transcript
+        .of("uf Sample!DriverEntry")
+        .iter()
+        .find(|line| line.contains(" call "))
+        .expect("a call in DriverEntry")
+        .clone();
+    let at_call = transcript.nth("pc", 0);
+    assert_eq!(at_call.last(), Some(&first_call), "{at_call:?}");
+    // Already on a call, pc runs it whole and goes on to the next one.
+    let next = transcript.nth("pc", 1);
+    assert!(
+        next.last().is_some_and(|line| line.contains(" call ")),
+        "{next:?}"
+    );
+    assert!(stop_address(next) > stop_address(at_call));
+    // pt: to DriverEntry's return, its debug output on the way.
+    let at_return = transcript.of("pt");
+    assert!(
+        at_return
+            .iter()
+            .any(|line| line == "Sample driver initialized successfully"),
+        "{at_return:?}"
+    );
+    assert!(at_return[at_return.len() - 2].starts_with("Sample!DriverEntry+0x"));
+    assert!(
+        at_return.last().is_some_and(|line| line.contains(" ret")),
+        "{at_return:?}"
+    );
+
+    // A count: pc 2 stops where pc twice did.
+    let counted = kd_script(&built.sys, &format!("{start}pc 2\nq\n"));
+    assert_eq!(counted.of("pc 2"), next);
+    // A breakpoint met on the way stops the command, as kd's page says.
+    let stopped = kd_script(
+        &built.sys,
+        &format!("{start}bp nt!ExAllocatePoolWithTag\npc\npc\nq\n"),
+    );
+    let hit = stopped.nth("pc", 1);
+    assert!(hit.iter().any(|line| line == "Breakpoint 1 hit"), "{hit:?}");
+    assert!(
+        hit.iter().any(|line| line == "nt!ExAllocatePoolWithTag:"),
+        "{hit:?}"
+    );
+}
+
+#[test]
+fn pc_and_pt_stop_at_calls_and_returns_on_x86() {
+    steps_to_calls_and_returns(Arch::X86);
+}
+
+#[test]
+fn pc_and_pt_stop_at_calls_and_returns_on_x64() {
+    steps_to_calls_and_returns(Arch::X64);
+}

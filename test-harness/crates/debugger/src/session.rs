@@ -18,6 +18,7 @@ mod pool;
 mod pool_used;
 mod reboot;
 mod stack_forms;
+mod step_to;
 mod symbol_dump;
 mod symbol_types;
 mod target_info;
@@ -314,6 +315,9 @@ impl Session {
             "!drvobj" => self.driver_object(args),
             ".reboot" => self.reboot(),
             "!poolused" => self.pool_used(args),
+            _ if let Some((into, kind)) = step_to::step_command(&lower) => {
+                self.step_to(into, kind, args)
+            }
             "ub" => self.unassemble_backwards(args),
             "uf" => self.unassemble_function(args),
             _ if module_info::is_listing(&lower) => self.list_modules_with_options(text, column),
