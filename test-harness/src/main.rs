@@ -23,7 +23,7 @@ d{b,w,d,q,p,c,a,u} e{b,w,d,q,p} ? ?? .formats; lm ln x u dt .reload .asm;
 !pool !poolfind !verifier !analyze; .echo, * comments, ; between commands; q.
 Also: .lastevent .bugcheck vertarget version !irql; dds dqs dps; lmv lmvm lmm; x with types; kc kf;
 !drvobj; .reboot (start over); ub uf; !poolused;
-pc tc pt tt ph th.
+pc tc pt tt ph th; !poolval.
 
 Exit codes (the verdict of the run so far):
   0  the driver was started and stopped with no violation

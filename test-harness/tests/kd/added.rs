@@ -803,3 +803,67 @@ fn pc_and_pt_stop_at_calls_and_returns_on_x86() {
 fn pc_and_pt_stop_at_calls_and_returns_on_x64() {
     steps_to_calls_and_returns(Arch::X64);
 }
+
+fn pool_validation(arch: Arch) {
+    let built = common::driver(arch, true);
+    let unit = arch.pool_header_size();
+    let transcript = kd_script(
+        &built.sys,
+        &format!(
+            "ed nt!PoolHitTag 'dcba'\ng\ngu\ngu\ngu\ngu\nr @$retreg\n!pool @$retreg\n!poolval @$retreg\n\
+             eb @$retreg-{unit:x} 41\n!poolval @$retreg\n!poolval 0\nq\n"
+        ),
+    );
+    let buffer = hex(transcript.of("r @$retreg")[0]
+        .strip_prefix("$retreg=")
+        .expect("r"));
+    let page = buffer & !0xfff;
+    let page_text = arch.address(page);
+    // The allocator's page, as Windows formats it: a valid chain.
+    let valid = transcript.nth("!poolval @$retreg", 0);
+    assert_eq!(
+        valid,
+        [
+            "Pool page ".to_owned() + &page_text + " region is Paged pool",
+            String::new(),
+            format!("Validating Pool headers for pool page: {page_text}"),
+            String::new(),
+            format!("Pool page [ {page_text} ] is VALID."),
+        ]
+    );
+    // One byte of the buffer's header overwritten (its PreviousSize, the
+    // header's first byte): kd's linked-list finding for that block, the
+    // right value being the size of the block before it.
+    let pool = transcript.of("!pool @$retreg");
+    let header = buffer - unit;
+    let before = pool
+        .iter()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|words| {
+            words.get(1) == Some(&"size:")
+                && hex(words[0].trim_start_matches('*')) + hex(words[2]) == header
+        })
+        .expect("the block before the buffer's");
+    let invalid = transcript.nth("!poolval @$retreg", 1);
+    assert_eq!(invalid[4], format!("Pool page [ {page_text} ] is INVALID."));
+    assert_eq!(invalid[6], "Analyzing linked list...");
+    assert_eq!(
+        invalid[7],
+        format!(
+            "[ {} ]: invalid previous size [ 0x41 ] should be [ {:#x} ]",
+            arch.address(header),
+            hex(before[2]) / unit
+        )
+    );
+    assert!(transcript.of("!poolval 0")[0].starts_with("harness kd: "));
+}
+
+#[test]
+fn poolval_checks_the_header_chain_on_x86() {
+    pool_validation(Arch::X86);
+}
+
+#[test]
+fn poolval_checks_the_header_chain_on_x64() {
+    pool_validation(Arch::X64);
+}

@@ -16,6 +16,7 @@ mod module_info;
 mod modules;
 mod pool;
 mod pool_used;
+mod pool_val;
 mod reboot;
 mod stack_forms;
 mod step_to;
@@ -315,6 +316,7 @@ impl Session {
             "!drvobj" => self.driver_object(args),
             ".reboot" => self.reboot(),
             "!poolused" => self.pool_used(args),
+            "!poolval" => self.pool_validate(args),
             _ if let Some((into, kind)) = step_to::step_command(&lower) => {
                 self.step_to(into, kind, args)
             }
