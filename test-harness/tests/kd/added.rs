@@ -867,3 +867,68 @@ fn poolval_checks_the_header_chain_on_x86() {
 fn poolval_checks_the_header_chain_on_x64() {
     pool_validation(Arch::X64);
 }
+
+fn parameter_stacks(arch: Arch) {
+    let built = common::driver(arch, true);
+    let transcript = kd_script(&built.sys, "ed nt!PoolHitTag 'dcba'\ng\nk\nkp\nkP\nq\n");
+    let rows = transcript.of("k");
+    let entry = rows
+        .iter()
+        .position(|row| row.contains(" Sample!DriverEntry+0x"))
+        .expect("DriverEntry's frame");
+    let number = usize::from_str_radix(&rows[entry][..2], 16).expect("frame number");
+    // dv /t in that frame: its parameters come first, in PDB order.
+    let locals = kd_script(
+        &built.sys,
+        &format!("ed nt!PoolHitTag 'dcba'\ng\n.frame {number:x}\ndv /t\nq\n"),
+    );
+    let parameters = &locals.of("dv /t")[..2];
+    assert!(parameters[0].contains(" driver = "), "{parameters:?}");
+    assert!(
+        parameters[1].contains(" registry_path = "),
+        "{parameters:?}"
+    );
+
+    // kp: k's rows, the driver's with "(type name = value, ...)" between
+    // the function and its offset.
+    let with_parameters = transcript.of("kp");
+    assert_eq!(with_parameters.len(), rows.len());
+    for (index, (plain, shown)) in rows.iter().zip(with_parameters).enumerate() {
+        if index == entry {
+            let expected = plain.replacen(
+                "Sample!DriverEntry+",
+                &format!("Sample!DriverEntry({})+", parameters.join(", ")),
+                1,
+            );
+            assert_eq!(*shown, expected);
+        } else {
+            assert_eq!(
+                shown, plain,
+                "frames without private symbols stay as k shows them"
+            );
+        }
+    }
+    // kP: the same, each parameter on a line of its own.
+    let separate = transcript.of("kP");
+    assert_eq!(separate.len(), rows.len() + 2);
+    assert!(
+        separate[entry].ends_with(" Sample!DriverEntry("),
+        "{separate:?}"
+    );
+    assert_eq!(separate[entry + 1], format!("\t\t\t{}, ", parameters[0]));
+    assert!(
+        separate[entry + 2].starts_with(&format!("\t\t\t{})+0x", parameters[1])),
+        "{separate:?}"
+    );
+    assert_eq!(separate[entry + 3], rows[entry + 1]);
+}
+
+#[test]
+fn kp_shows_driver_parameters_on_x86() {
+    parameter_stacks(Arch::X86);
+}
+
+#[test]
+fn kp_shows_driver_parameters_on_x64() {
+    parameter_stacks(Arch::X64);
+}

@@ -19,6 +19,7 @@ mod pool_used;
 mod pool_val;
 mod reboot;
 mod stack_forms;
+mod stack_params;
 mod step_to;
 mod symbol_dump;
 mod symbol_types;
@@ -326,6 +327,7 @@ impl Session {
             _ if let Some(size) = symbol_dump::element_size(&lower, self.pointer_size()) => {
                 self.dump_symbols(size, args)
             }
+            _ if stack_params::is_parameter_stack(name) => self.parameter_stack(name, args),
             _ if stack_forms::is_clean_or_distance(&lower) => self.stack_form(&lower, args),
             _ if lower.starts_with('k') && control::is_stack_command(&lower) => {
                 self.backtrace(&lower, args)

@@ -241,7 +241,7 @@ impl Session {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn local_line(
+    pub(super) fn local_line(
         &self,
         table: &TypeTable,
         procedure: &Procedure,
