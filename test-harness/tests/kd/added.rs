@@ -932,3 +932,48 @@ fn kp_shows_driver_parameters_on_x86() {
 fn kp_shows_driver_parameters_on_x64() {
     parameter_stacks(Arch::X64);
 }
+
+#[test]
+fn drvobj_lists_devices_and_irql_follows_a_spin_lock() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let driver = common::c_driver_from("wdm_features.c", "CONTROL_DEVICE", Arch::X64, dir.path());
+    let transcript = kd_script(
+        &driver,
+        "bp nt!KeReleaseSpinLock\ng\n!irql\nkc\n!drvobj control_device_x64\ng\n!irql\nq\n",
+    );
+    // Holding the spin lock: KeAcquireSpinLockRaiseToDpc raised the IRQL to
+    // DISPATCH_LEVEL (wdm.h; the driver prints "irql inside the lock 2").
+    assert_eq!(
+        transcript.nth("!irql", 0),
+        ["Debugger saved IRQL for processor 0x0 -- 2 (DISPATCH_LEVEL)"]
+    );
+    assert_eq!(
+        transcript.nth("!irql", 1),
+        ["Debugger saved IRQL for processor 0x0 -- 0 (LOW_LEVEL)"]
+    );
+    // kc keeps module+offset where there is no function name (no PDB).
+    let clean = transcript.of("kc");
+    assert!(
+        clean[2].starts_with("01 control_device_x64+0x"),
+        "{clean:?}"
+    );
+    // The device IoCreateDevice made: the one whose extension the driver
+    // printed, sizeof(DEVICE_OBJECT) after it (wdm.h layout).
+    let created = transcript
+        .nth("g", 0)
+        .iter()
+        .find_map(|line| {
+            line.strip_suffix(')')?
+                .split_once("(extension ")
+                .map(|(_, at)| hex(at))
+        })
+        .expect("the driver's line about its device");
+    let shown = transcript.of("!drvobj control_device_x64");
+    let listed = shown
+        .iter()
+        .skip_while(|line| *line != "Device Object list:")
+        .nth(1)
+        .expect("a device");
+    let size = harness_core::wdm::DeviceObject::for_arch(Arch::X64).size;
+    assert_eq!(hex(listed.trim()) + size, created, "{shown:?}");
+}

@@ -64,9 +64,17 @@ impl Session {
         };
         let mut out = String::from(" # Call Site\n");
         for (number, frame) in self.frames().iter().enumerate().take(limit) {
+            // module!function without its offset; a module without names
+            // keeps module+offset, the only name there is.
             let site = self.names.name_of(frame.ip).map_or_else(
                 || format!("0x{}", self.address(frame.ip)),
-                |name| name.split("+0x").next().unwrap_or_default().to_owned(),
+                |name| {
+                    if name.contains('!') {
+                        name.split("+0x").next().unwrap_or_default().to_owned()
+                    } else {
+                        name
+                    }
+                },
             );
             let _ = writeln!(out, "{number:02x} {site}");
         }
