@@ -21,6 +21,9 @@ const KD_HELP: &str = "\
 Commands: g gu p t; bp bu bl bc bd be; r k kb kv kn kvn .frame dv; .thread .cxr;
 d{b,w,d,q,p,c,a,u} e{b,w,d,q,p} ? ?? .formats; lm ln x u dt .reload .asm;
 !pool !poolfind !verifier !analyze; .echo, * comments, ; between commands; q.
+Also: .lastevent .bugcheck vertarget version !irql; dds dqs dps; lmv lmvm lmm; x with types; kc kf kp kP;
+!drvobj; .reboot (start over); ub uf; !poolused;
+pc tc pt tt ph th; !poolval.
 
 Exit codes (the verdict of the run so far):
   0  the driver was started and stopped with no violation

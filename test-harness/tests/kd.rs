@@ -5,6 +5,8 @@
 //! with what the session itself reported elsewhere (the buffer `r` shows is
 //! the one `!pool`, `!poolfind` and `!verifier 3` show).
 
+mod added;
+
 use crate::common;
 
 use std::path::Path;

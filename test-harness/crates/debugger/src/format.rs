@@ -12,7 +12,7 @@ mod clock;
 mod memory;
 
 pub(crate) use cfloat::{double_g, float_g};
-pub(crate) use clock::time_field;
+pub(crate) use clock::{ctime, time_field};
 pub(crate) use memory::{DumpFormat, dump};
 
 use super::expr::{CppKind, CppValue, register_bits, sign_extend_32};

@@ -7,11 +7,23 @@
 //! prints is read from the machine, the driver's PDB or the emulated
 //! kernel's symbols.
 
+mod code_listing;
 mod control;
+mod driver_object;
 mod frames;
 mod memory;
+mod module_info;
 mod modules;
 mod pool;
+mod pool_used;
+mod pool_val;
+mod reboot;
+mod stack_forms;
+mod stack_params;
+mod step_to;
+mod symbol_dump;
+mod symbol_types;
+mod target_info;
 mod verifier;
 
 use std::fmt::Write as _;
@@ -117,6 +129,10 @@ pub struct Session {
     /// `$t0`..`$t19`.
     temporaries: [u64; 20],
     utc_offset_minutes: i32,
+    /// What `.lastevent` shows: the last stop that was a debug event.
+    last_event: Option<&'static str>,
+    /// The machine's options, for `.reboot`.
+    machine_options: Options,
 }
 
 /// Why a session could not start.
@@ -139,7 +155,7 @@ impl Session {
     ) -> Result<Self, SessionError> {
         let mut machine_options = options.machine;
         machine_options.debugger = true;
-        let machine = Machine::new(Arc::clone(driver), machine_options)?;
+        let machine = Machine::new(Arc::clone(driver), machine_options.clone())?;
         let target = Target::new(machine);
         let mut names = Names::new(
             Arc::clone(target.nt()),
@@ -163,6 +179,8 @@ impl Session {
             pdb_problem: options.pdb_problem,
             temporaries: [0; 20],
             utc_offset_minutes: options.utc_offset_minutes,
+            last_event: None,
+            machine_options,
         })
     }
 
@@ -281,7 +299,7 @@ impl Session {
             "dv" => self.display_locals(args),
             ".thread" => self.thread(args),
             ".cxr" => self.context_record(args),
-            "lm" => Ok(self.list_modules(args)),
+            "lm" => self.list_modules_with_options(text, column),
             "ln" => self.list_nearest(args),
             "u" => self.unassemble(args),
             "x" => self.examine(args),
@@ -291,6 +309,26 @@ impl Session {
             "!poolfind" => self.poolfind(args),
             "!verifier" => self.verifier(args),
             "!analyze" => self.analyze(args),
+            ".lastevent" => Ok(self.last_event()),
+            ".bugcheck" => self.bugcheck(),
+            "vertarget" => self.vertarget(),
+            "version" => self.version(),
+            "!irql" => self.irql(args),
+            "!drvobj" => self.driver_object(args),
+            ".reboot" => self.reboot(),
+            "!poolused" => self.pool_used(args),
+            "!poolval" => self.pool_validate(args),
+            _ if let Some((into, kind)) = step_to::step_command(&lower) => {
+                self.step_to(into, kind, args)
+            }
+            "ub" => self.unassemble_backwards(args),
+            "uf" => self.unassemble_function(args),
+            _ if module_info::is_listing(&lower) => self.list_modules_with_options(text, column),
+            _ if let Some(size) = symbol_dump::element_size(&lower, self.pointer_size()) => {
+                self.dump_symbols(size, args)
+            }
+            _ if stack_params::is_parameter_stack(name) => self.parameter_stack(name, args),
+            _ if stack_forms::is_clean_or_distance(&lower) => self.stack_form(&lower, args),
             _ if lower.starts_with('k') && control::is_stack_command(&lower) => {
                 self.backtrace(&lower, args)
             }
@@ -370,6 +408,7 @@ impl Session {
     fn report(&mut self, stop: &Stop, breakpoint_ids: &[Option<usize>]) -> String {
         let mut out = self.new_output();
         self.sync();
+        self.last_event = target_info::event_description(stop).or(self.last_event);
         match stop {
             Stop::Break(_) => {
                 out.push_str("Break instruction exception - code 80000003 (first chance)\n");

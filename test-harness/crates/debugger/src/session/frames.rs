@@ -241,7 +241,7 @@ impl Session {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn local_line(
+    pub(super) fn local_line(
         &self,
         table: &TypeTable,
         procedure: &Procedure,
@@ -335,7 +335,7 @@ impl Session {
     /// A value as `dv` shows it: pointers as `0x...` with kd's note for
     /// strings and driver objects, records by their type name, integers in
     /// `dt`'s style.
-    fn value_text(&self, table: &TypeTable, ty: TypeId, address: u64) -> String {
+    pub(super) fn value_text(&self, table: &TypeTable, ty: TypeId, address: u64) -> String {
         let size = usize::try_from(table.sizeof(ty)).unwrap_or(0);
         match table.get(ty) {
             Some(Type::Record(record)) => c_record_name(record.kind, &record.name),
@@ -405,7 +405,7 @@ impl Session {
     }
 
     /// The text of the `UNICODE_STRING` at `address`.
-    fn unicode_string(&self, address: u64) -> Option<String> {
+    pub(super) fn unicode_string(&self, address: u64) -> Option<String> {
         let length = self.target.read_uint(address, 2)?;
         let buffer_at = address + if self.arch() == Arch::X64 { 8 } else { 4 };
         let buffer = self.target.read_pointer(buffer_at)?;

@@ -148,7 +148,8 @@ impl Session {
         found.dedup();
         let mut out = String::new();
         for (address, name) in found {
-            let _ = writeln!(out, "{}          {name}", self.address(address));
+            let suffix = self.symbol_suffix(address, &name);
+            let _ = writeln!(out, "{}          {name}{suffix}", self.address(address));
         }
         Ok(out)
     }

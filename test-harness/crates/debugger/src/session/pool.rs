@@ -12,13 +12,13 @@ use harness_ntemu::pool::Region;
 
 /// One pool header as read from memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Header {
+pub(super) struct Header {
     /// Where it is.
-    at: u64,
+    pub(super) at: u64,
     /// Block bytes, header included.
-    size: u64,
+    pub(super) size: u64,
     /// The previous block's bytes.
-    previous: u64,
+    pub(super) previous: u64,
     /// The stored pool type (0: free).
     pool_type: u32,
     tag: u32,
@@ -30,7 +30,7 @@ const PAGE: u64 = 0x1000;
 const ONLY_HIT: u64 = 2;
 
 impl Session {
-    fn read_header(&self, at: u64) -> Option<Header> {
+    pub(super) fn read_header(&self, at: u64) -> Option<Header> {
         let unit = self.arch().pool_header_size();
         let bytes = self.target.read(at, usize::try_from(unit).ok()?)?;
         let (previous, size, pool_type) = match self.arch() {
@@ -71,7 +71,7 @@ impl Session {
     }
 
     /// The pool region holding `address`, with its bounds.
-    fn region_at(&self, address: u64) -> Option<(Region, u64, u64)> {
+    pub(super) fn region_at(&self, address: u64) -> Option<(Region, u64, u64)> {
         let pool = &self.target.machine.kernel().pool;
         [Region::NonPaged, Region::Paged]
             .into_iter()
@@ -83,7 +83,7 @@ impl Session {
     }
 
     /// A big-page allocation holding `address`.
-    fn big_block_at(&self, address: u64) -> Option<(u64, u64, u32)> {
+    pub(super) fn big_block_at(&self, address: u64) -> Option<(u64, u64, u32)> {
         let block = self.target.machine.kernel().pool.block_at(address)?;
         (block.big && block.allocated).then_some((block.address, block.size, block.tag))
     }
@@ -166,7 +166,7 @@ impl Session {
     }
 
     /// An address as `!pool` and `!poolfind` print it: no backtick.
-    fn plain_address(&self, value: u64) -> String {
+    pub(super) fn plain_address(&self, value: u64) -> String {
         match self.arch() {
             Arch::X86 => format!("{:08x}", value & 0xffff_ffff),
             Arch::X64 => format!("{value:016x}"),
@@ -276,7 +276,7 @@ impl Session {
 }
 
 /// A tag as `!pool` prints it: four characters, `.` for unprintable ones.
-fn tag_text(tag: u32) -> String {
+pub(super) fn tag_text(tag: u32) -> String {
     tag.to_le_bytes()
         .iter()
         .map(|byte| {
