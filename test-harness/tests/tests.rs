@@ -18,6 +18,7 @@ mod kd_terminal;
 mod reliability;
 mod signing;
 mod structure_mutation;
+mod sweep;
 mod vm;
 mod wine;
 mod wine_gaps;
