@@ -165,7 +165,7 @@ fn timeout_bounds_the_whole_sweep_and_the_cap_is_said() {
         ],
         None,
         &[],
-        Duration::from_secs(60),
+        Duration::from_mins(1),
     );
     let run = &measured.run;
     run.cannot_judge("not reached before --timeout");
