@@ -238,3 +238,32 @@ fn leaking_error_paths_stream_in_bounded_memory() {
         assert_eq!(verdict.leaks.len(), (*leak_count).min(MAX_RUN_LEAKS));
     }
 }
+
+/// `--fail-allocation 5` on a driver that allocates once fails nothing:
+/// the verdict says so, on both engines that can fail an allocation.
+#[test]
+fn fail_allocation_past_the_last_says_nothing_was_failed() {
+    let dir = tempfile::tempdir().expect("dir");
+    let once = sweep_driver("CLEAN_MANY", Some(1), dir.path());
+    for engine in ["native", "speakeasy"] {
+        let run = common::emulate_json(&once, &["--engine", engine, "--fail-allocation", "5"]);
+        let verdict = run.expect(ExitCode::Clean).verdict();
+        assert!(
+            verdict.notes.iter().any(|note| note
+                == "allocation 5 was never reached (the driver made 1 allocation): nothing was made to fail"),
+            "{engine}: {:?}",
+            verdict.notes
+        );
+        // Reached: no such note.
+        let run = common::emulate_json(&once, &["--engine", engine, "--fail-allocation", "1"]);
+        let verdict = run.expect(ExitCode::LoadProblem).verdict();
+        assert!(
+            !verdict
+                .notes
+                .iter()
+                .any(|note| note.contains("never reached")),
+            "{engine}: {:?}",
+            verdict.notes
+        );
+    }
+}
