@@ -6,6 +6,7 @@ mod common;
 
 mod analyze;
 mod bad_input;
+mod debug_output;
 mod driver_pe;
 mod emulate_c_drivers;
 mod emulate_native;

@@ -1,0 +1,55 @@
+//! The driver's DbgPrint output: bounded per call (512 bytes, as Windows)
+//! and in all, shown without handing control characters to the terminal,
+//! and marked so that `analyze` never reads it as the verdict.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::common;
+use harness_core::arch::Arch;
+use harness_core::verdict::ExitCode;
+
+/// Both emulators that run x86 and x64 drivers.
+const ENGINES: [&str; 2] = ["native", "speakeasy"];
+
+fn dbgprint_driver(variant: &str, defines: &[String], arch: Arch, dir: &Path) -> PathBuf {
+    let out = dir.join(format!("{}_{arch}.sys", variant.to_ascii_lowercase()));
+    let mut build = common::CBuild::new("dbgprint.c", variant);
+    build.defines.extend_from_slice(defines);
+    common::compile_c(&build, arch, &out);
+    out
+}
+
+/// Fields far wider than DbgPrint's 512 bytes: no panic (core's float
+/// formatting asserted on `%.65535e`), no gigabytes for `%.2147483647d`,
+/// and the first 511 characters as Windows sends them ("any single call to
+/// DbgPrint will only transmit 512 bytes": Microsoft's DbgPrint docs).
+#[test]
+fn huge_fields_are_cut_at_511_characters_without_a_panic() {
+    let dir = tempfile::tempdir().expect("dir");
+    for arch in Arch::ALL {
+        let driver = dbgprint_driver("HUGE_FIELDS", &[], arch, dir.path());
+        for engine in ENGINES {
+            let started = Instant::now();
+            let run = common::emulate_json(&driver, &["--engine", engine]);
+            let verdict = run.expect(ExitCode::Clean).verdict();
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{engine} {arch}"
+            );
+            assert!(
+                verdict.debug_output.iter().all(|line| line.len() <= 511),
+                "{engine} {arch}: {:?}",
+                verdict.debug_output
+            );
+            if engine == "native" {
+                let lines = &verdict.debug_output;
+                assert_eq!(lines[0], format!("1.5{}", "0".repeat(508)), "{arch}");
+                assert_eq!(lines[1], " ".repeat(511), "{arch}");
+                assert_eq!(lines[2], format!("1.5{}", "0".repeat(508)), "{arch}");
+                assert_eq!(lines[3], "0".repeat(511), "{arch}");
+                assert_eq!(lines[4], "1.500 00042|", "{arch}");
+            }
+        }
+    }
+}
