@@ -2,6 +2,7 @@
 //! and in all, shown without handing control characters to the terminal,
 //! and marked so that `analyze` never reads it as the verdict.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -52,4 +53,44 @@ fn huge_fields_are_cut_at_511_characters_without_a_panic() {
             }
         }
     }
+}
+
+/// 100,000 DbgPrint lines: the verdict keeps the first MiB and says how
+/// much it did not keep; stdout and memory stay bounded (400,000 lines were
+/// 182 MB of output and 690 MB of memory) and the verdict stands.
+#[test]
+fn a_flood_of_debug_output_is_capped_with_a_note() {
+    let dir = tempfile::tempdir().expect("dir");
+    let driver = dbgprint_driver("FLOOD", &["LINES=100000".into()], Arch::X64, dir.path());
+    let measured = common::harness_measured(
+        &[
+            OsStr::new("emulate"),
+            driver.as_os_str(),
+            OsStr::new("--json"),
+            OsStr::new("--max-instructions"),
+            OsStr::new("1000000000"),
+        ],
+        None,
+        &[],
+        Duration::from_mins(2),
+    );
+    let run = &measured.run;
+    let verdict = run.expect(ExitCode::Clean).verdict();
+    assert!(run.stdout.len() < 2 << 20, "{} bytes", run.stdout.len());
+    assert!(
+        measured.peak_rss_kib < 120 * 1024,
+        "{} KiB",
+        measured.peak_rss_kib
+    );
+    let kept = verdict.debug_output.len();
+    assert!((20_000..30_000).contains(&kept), "{kept} lines kept");
+    assert_eq!(verdict.debug_output[0], "line 0 of a flood of debug output");
+    let dropped = 100_000 - kept + 1; // and the unload routine's line
+    assert!(
+        verdict.notes.iter().any(|note| note.starts_with(&format!(
+            "debug output kept up to 1 MiB: {dropped} later DbgPrint calls"
+        ))),
+        "{:?}",
+        verdict.notes
+    );
 }

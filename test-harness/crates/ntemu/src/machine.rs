@@ -435,7 +435,26 @@ pub struct Machine {
 pub fn emit(uc: &mut Uc<'_>, event: Event) -> Result<(), Halt> {
     let kernel = uc.get_data_mut();
     let judged = kernel.tracker.event(&event);
-    kernel.events.push(event);
+    match event {
+        // Past the tracker's cap a DbgPrint is only counted: a driver
+        // printing in a loop must not fill memory with events either.
+        Event::DebugPrint { text, .. } if kernel.tracker.debug_output_full() => {
+            let bytes = u64::try_from(text.len()).unwrap_or(u64::MAX);
+            if let Some(Event::DebugPrintDropped {
+                calls,
+                bytes: dropped,
+            }) = kernel.events.last_mut()
+            {
+                *calls += 1;
+                *dropped += bytes;
+            } else {
+                kernel
+                    .events
+                    .push(Event::DebugPrintDropped { calls: 1, bytes });
+            }
+        }
+        event => kernel.events.push(event),
+    }
     match judged {
         Ok(()) => Ok(()),
         Err(_) => Err(Halt::Gap),
