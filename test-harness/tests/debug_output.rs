@@ -94,3 +94,37 @@ fn a_flood_of_debug_output_is_capped_with_a_note() {
         verdict.notes
     );
 }
+
+/// A driver's escape sequences (clear screen, window title, bell) reach
+/// neither the report nor the kd transcript raw: they show as `\x1b`.
+#[test]
+fn control_characters_are_shown_not_sent_to_the_terminal() {
+    let dir = tempfile::tempdir().expect("dir");
+    let driver = dbgprint_driver("CONTROL", &[], Arch::X64, dir.path());
+    let shown = r"clear\x1b[2J title\x1b]0;pwned\x07 bell\x07 back\x08 done";
+    for engine in ENGINES {
+        let run = common::harness(&[
+            "emulate",
+            driver.to_str().expect("utf-8"),
+            "--engine",
+            engine,
+        ]);
+        run.expect(ExitCode::Clean);
+        assert!(run.stdout.contains(shown), "{engine}: {}", run.stdout);
+        assert!(
+            !run.stdout.contains(['\x1b', '\x07', '\x08']),
+            "{engine}: {:?}",
+            run.stdout
+        );
+        // JSON keeps the text as the driver printed it (JSON escapes it).
+        let verdict = common::emulate_json(&driver, &["--engine", engine]).verdict();
+        assert!(verdict.debug_output[0].contains("\x1b[2J"), "{engine}");
+    }
+    let run = common::harness_with_stdin(&[OsStr::new("kd"), driver.as_os_str()], "g\nq\n");
+    assert!(run.stdout.contains(shown), "{}", run.stdout);
+    assert!(
+        !run.stdout.contains(['\x1b', '\x07', '\x08']),
+        "{:?}",
+        run.stdout
+    );
+}
