@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::common;
 use harness_core::arch::Arch;
-use harness_core::verdict::ExitCode;
+use harness_core::verdict::{ExitCode, Outcome};
 
 /// Both emulators that run x86 and x64 drivers.
 const ENGINES: [&str; 2] = ["native", "speakeasy"];
@@ -127,4 +127,35 @@ fn control_characters_are_shown_not_sent_to_the_terminal() {
         "{:?}",
         run.stdout
     );
+}
+
+/// A driver that DbgPrints a fake `*** Fatal System Error` block passes;
+/// `analyze` of that very report reads back the same verdict, not the
+/// driver's 0xC4 / 0x62 (the report marks the driver's lines).
+#[test]
+fn a_report_with_a_fake_bug_check_in_debug_output_reads_back_the_same() {
+    let dir = tempfile::tempdir().expect("dir");
+    let driver = dbgprint_driver("FAKE_BUGCHECK", &[], Arch::X64, dir.path());
+    for engine in ENGINES {
+        let run = common::harness(&[
+            "emulate",
+            driver.to_str().expect("utf-8"),
+            "--engine",
+            engine,
+        ]);
+        run.expect(ExitCode::Clean);
+        assert!(
+            run.stdout
+                .contains("DbgPrint| *** Fatal System Error: 0x000000c4"),
+            "{engine}: {}",
+            run.stdout
+        );
+        let report = dir.path().join(format!("report-{engine}.txt"));
+        std::fs::write(&report, &run.stdout).expect("write report");
+        let back = common::harness(&["analyze", report.to_str().expect("utf-8"), "--json"]);
+        let verdict = back.expect(ExitCode::Clean).verdict();
+        assert_eq!(verdict.bugcheck, None, "{engine}");
+        assert_eq!(verdict.outcome(), Outcome::Unloaded, "{engine}");
+        assert!(verdict.leaks.is_empty(), "{engine}");
+    }
 }

@@ -7,6 +7,11 @@ use crate::arch::Arch;
 use crate::nt;
 use crate::verdict::{BugCheck, Engine, Outcome, PoolStats, Verdict};
 
+/// What starts each line of the driver's debug output in a report, so
+/// that `analyze` never reads a driver's DbgPrint (a fake `*** Fatal
+/// System Error` banner, `Arg1:` lines) as the verdict.
+pub const DEBUG_OUTPUT_MARK: &str = "DbgPrint| ";
+
 /// The whole report for `emulate` and `analyze` (text mode).
 #[must_use]
 pub fn report(verdict: &Verdict) -> String {
@@ -33,7 +38,7 @@ pub fn report(verdict: &Verdict) -> String {
             while let Some(hit) = hits.next_if(|hit| hit.after_debug_lines <= index) {
                 out.push_str(&pool_hit(hit, arch));
             }
-            let _ = writeln!(out, "{}", visible(line));
+            let _ = writeln!(out, "{DEBUG_OUTPUT_MARK}{}", visible(line));
         }
         for hit in hits {
             out.push_str(&pool_hit(hit, arch));
