@@ -159,3 +159,28 @@ fn a_report_with_a_fake_bug_check_in_debug_output_reads_back_the_same() {
         assert!(verdict.leaks.is_empty(), "{engine}");
     }
 }
+
+/// The README's registry paths: Speakeasy is handed the native engine's
+/// (Windows 7's `ControlSet001\services`, 0x6c bytes for Sample), not
+/// `CurrentControlSet` (0x74).
+#[test]
+fn speakeasy_passes_the_native_engines_registry_path() {
+    let built = common::driver(Arch::X64, true);
+    let path = |engine: &str| {
+        let verdict = common::emulate_json(&built.sys, &["--engine", engine])
+            .expect(ExitCode::Violation)
+            .verdict();
+        let line = verdict.debug_output[0].clone();
+        (line, verdict.leaks[0].bytes)
+    };
+    let native = path("native");
+    assert_eq!(
+        native,
+        (
+            r"original registry path: \REGISTRY\MACHINE\SYSTEM\ControlSet001\services\Sample"
+                .to_owned(),
+            0x6c
+        )
+    );
+    assert_eq!(path("speakeasy"), native);
+}
