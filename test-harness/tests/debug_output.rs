@@ -129,7 +129,7 @@ fn control_characters_are_shown_not_sent_to_the_terminal() {
     );
 }
 
-/// A driver that DbgPrints a fake `*** Fatal System Error` block passes;
+/// A driver that prints a fake `*** Fatal System Error` block passes;
 /// `analyze` of that very report reads back the same verdict, not the
 /// driver's 0xC4 / 0x62 (the report marks the driver's lines).
 #[test]

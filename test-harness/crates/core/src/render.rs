@@ -73,10 +73,11 @@ pub fn report(verdict: &Verdict) -> String {
     out
 }
 
-/// The driver's text with terminal control characters shown as escapes
-/// (`\x1b`, `\x07`, `\r`, `\u{202e}`): a driver's DbgPrint must not
-/// clear the screen, retitle the window or hide text from the reader.
-/// Newlines and tabs are kept.
+/// The driver's text with terminal control characters shown as escapes.
+///
+/// `\x1b`, `\x07`, `\r`, `\u{202e}`: a driver's DbgPrint must not clear
+/// the screen, retitle the window or hide text from the reader. Newlines
+/// and tabs are kept.
 #[must_use]
 pub fn visible(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
