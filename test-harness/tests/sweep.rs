@@ -146,6 +146,24 @@ fn every_run_counts_the_baseline_too() {
     );
 }
 
+/// A run that cannot be judged (its error path needs a routine the engine
+/// lacks) makes the sweep "cannot judge": exit 2 and one line naming it.
+#[test]
+fn a_run_that_cannot_be_judged_makes_the_sweep_cannot_judge() {
+    let dir = tempfile::tempdir().expect("dir");
+    let gap = sweep_driver("GAP_ON_FAILURE", None, dir.path());
+    let run = sweep(&gap, &[]);
+    run.cannot_judge("1 of 2 runs cannot be judged (the first, the run failing allocation 1:");
+    let (runs, summary) = records(&run);
+    assert_eq!(runs[0].exit_code(), ExitCode::Clean);
+    assert!(
+        matches!(&runs[1].result, RunResult::CannotJudge { why } if why.contains("FsRtlIsNameInExpression")),
+        "{:?}",
+        runs[1]
+    );
+    assert_eq!(summary.exit_code(), ExitCode::CannotJudge);
+}
+
 /// `--timeout` bounds the whole sweep: the runs it leaves unmade cannot be
 /// judged (exit 2, one line naming them), and the cap of 10000 is said.
 #[test]

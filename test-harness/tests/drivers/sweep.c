@@ -8,6 +8,9 @@
 #define ALLOC_COUNT 3
 #endif
 
+__declspec(dllimport) unsigned char __stdcall FsRtlIsNameInExpression(
+    UNICODE_STRING *expression, UNICODE_STRING *name, unsigned char ignore_case, void *table);
+
 static void __stdcall Unload(DRIVER_OBJECT *driver) {
     (void)driver;
 }
@@ -23,6 +26,14 @@ __declspec(dllexport) NTSTATUS __stdcall DriverEntry(DRIVER_OBJECT *driver, UNIC
         return (NTSTATUS)0xC000009A;
     ExFreePoolWithTag(p, 'tseT');
     return 0;
+#elif defined(VARIANT_GAP_ON_FAILURE)
+    /* Its error path calls a routine the native engine does not have. */
+    void *p = ExAllocatePoolWithTag(PagedPool, 8, 'paGT');
+    if (!p) {
+        FsRtlIsNameInExpression(registry_path, registry_path, 1, 0);
+        return (NTSTATUS)0xC000009A;
+    }
+    ExFreePoolWithTag(p, 'paGT');
 #elif defined(VARIANT_SPIN_ON_FAILURE)
     /* Waits forever for memory that a failed allocation will not bring. */
     for (int i = 0; i < ALLOC_COUNT; i++) {
