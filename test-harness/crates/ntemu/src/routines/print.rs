@@ -206,8 +206,9 @@ pub(crate) fn format(
         let budget = limit.saturating_sub(out.chars().count());
         // Only the first `budget` characters are ever sent, so no field is
         // formatted wider than that (zeros beyond it are never seen): a
-        // precision of 2^31 must not build gigabytes. Windows sends at most
-        // 512 bytes per call (see DBGPRINT_LIMIT).
+        // precision of 2^31 must not build gigabytes. "Any single call to
+        // DbgPrint will only transmit 512 bytes" (Microsoft's DbgPrint page,
+        // wdm/nf-wdm-dbgprint).
         spec.precision = spec
             .precision
             .map(|precision| precision.min(budget + MAX_DIGITS));
@@ -301,6 +302,9 @@ pub(crate) fn format(
             }
             'e' | 'E' | 'f' | 'F' | 'g' | 'G' | 'a' | 'A' => {
                 let value = f64::from_bits(slots.take(64)?);
+                // Microsoft's DbgPrint page (wdm/nf-wdm-dbgprint): "does not
+                // support any of the floating point types"; what Windows
+                // prints instead is not documented, so they are formatted.
                 // Capped below core's float formatting limits (its `e`
                 // buffer is 1024 digits; precisions past u16 panic): a
                 // double's exact expansion ends within 1074 fractional
