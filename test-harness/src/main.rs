@@ -100,7 +100,7 @@ enum Command {
         /// Instructions each driver routine may run before it counts as hung.
         #[arg(long, value_name = "N", default_value_t = 5_000_000)]
         max_instructions: u64,
-        /// Seconds the whole run may take.
+        /// Seconds the whole run may take (with --fail-each: the whole sweep).
         #[arg(long, value_name = "SECONDS", default_value_t = 60)]
         timeout: u64,
     },
