@@ -228,6 +228,8 @@ fn leaking_error_paths_stream_in_bounded_memory() {
             OsStr::new("--json"),
             OsStr::new("--timeout"),
             OsStr::new("600"),
+            OsStr::new("--pool-hit-tag"),
+            OsStr::new("Leak"),
         ],
         None,
         &[],
@@ -254,6 +256,19 @@ fn leaking_error_paths_stream_in_bounded_memory() {
         };
         assert_eq!(*leak_count, run.fail_allocation as usize - 1);
         assert_eq!(verdict.leaks.len(), (*leak_count).min(MAX_RUN_LEAKS));
+        // A break on every allocation: up to 400 per run, 16 kept.
+        assert_eq!(
+            verdict.pool_hits.len(),
+            run.fail_allocation.min(16) as usize
+        );
+        if *leak_count > MAX_RUN_LEAKS {
+            let note = format!("the sweep keeps the first 8 of the run's {leak_count} leaks");
+            assert!(
+                verdict.notes.iter().any(|kept| kept.starts_with(&note)),
+                "{:?}",
+                verdict.notes
+            );
+        }
     }
 }
 

@@ -8,8 +8,9 @@
 //! Every run counts, the baseline too: the sweep's exit code is the worst of
 //! its runs' (see [`Summary::exit_code`]). Runs are handed out one at a time
 //! ([`Sweep`] is an iterator) and each keeps at most [`MAX_RUN_LEAKS`] leaks
-//! and [`MAX_RUN_DEBUG_LINES`] debug lines, so that memory and output grow
-//! linearly with the number of runs. `--timeout` bounds the whole sweep.
+//! and [`MAX_RUN_DEBUG_LINES`] debug lines, pool hits and notes, so that
+//! memory and output grow linearly with the number of runs. `--timeout`
+//! bounds the whole sweep.
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -31,7 +32,7 @@ pub const MAX_SWEEP: u32 = 10_000;
 /// Leaks each run keeps (its `leak_count` says how many there were).
 pub const MAX_RUN_LEAKS: usize = 8;
 
-/// Debug output lines each run keeps.
+/// Debug output lines each run keeps (and pool hits, and notes).
 pub const MAX_RUN_DEBUG_LINES: usize = 16;
 
 /// One line of `--fail-each --json`: the runs one by one (the baseline
@@ -62,7 +63,7 @@ pub struct SweepRun {
 #[serde(rename_all = "snake_case")]
 pub enum RunResult {
     /// The verifier's verdict, with at most [`MAX_RUN_LEAKS`] leaks and
-    /// [`MAX_RUN_DEBUG_LINES`] debug lines.
+    /// [`MAX_RUN_DEBUG_LINES`] debug lines, pool hits and notes.
     Judged {
         /// The verdict.
         verdict: Box<Verdict>,
@@ -413,23 +414,43 @@ impl Iterator for Sweep {
 /// A verdict trimmed to what a sweep keeps of each run.
 fn judged(mut verdict: Verdict) -> RunResult {
     let leak_count = verdict.leaks.len();
-    if leak_count > MAX_RUN_LEAKS {
-        verdict.leaks.truncate(MAX_RUN_LEAKS);
-        verdict.notes.push(format!(
-            "the sweep keeps the first {MAX_RUN_LEAKS} of the run's {leak_count} leaks"
-        ));
+    let mut trimmed = Vec::new();
+    if keep(&mut verdict.leaks, MAX_RUN_LEAKS) {
+        trimmed.push(format!("{MAX_RUN_LEAKS} of the run's {leak_count} leaks"));
     }
     let lines = verdict.debug_output.len();
-    if lines > MAX_RUN_DEBUG_LINES {
-        verdict.debug_output.truncate(MAX_RUN_DEBUG_LINES);
+    if keep(&mut verdict.debug_output, MAX_RUN_DEBUG_LINES) {
+        trimmed.push(format!(
+            "{MAX_RUN_DEBUG_LINES} of the run's {lines} debug output lines"
+        ));
+    }
+    let hits = verdict.pool_hits.len();
+    if keep(&mut verdict.pool_hits, MAX_RUN_DEBUG_LINES) {
+        trimmed.push(format!(
+            "{MAX_RUN_DEBUG_LINES} of the run's {hits} pool hits"
+        ));
+    }
+    let notes = verdict.notes.len();
+    if keep(&mut verdict.notes, MAX_RUN_DEBUG_LINES) {
+        trimmed.push(format!("{MAX_RUN_DEBUG_LINES} of the run's {notes} notes"));
+    }
+    if !trimmed.is_empty() {
         verdict.notes.push(format!(
-            "the sweep keeps the first {MAX_RUN_DEBUG_LINES} of the run's {lines} debug output lines"
+            "the sweep keeps the first {}",
+            trimmed.join(", the first ")
         ));
     }
     RunResult::Judged {
         verdict: Box::new(verdict),
         leak_count,
     }
+}
+
+/// Keeps the first `most` items; whether any were dropped.
+fn keep<T>(items: &mut Vec<T>, most: usize) -> bool {
+    let over = items.len() > most;
+    items.truncate(most);
+    over
 }
 
 fn one_line(error: &EmulateError) -> String {
