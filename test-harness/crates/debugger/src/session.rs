@@ -332,7 +332,7 @@ impl Session {
         let events = self.target.machine.events();
         for event in &events[self.shown.min(events.len())..] {
             if let Event::DebugPrint { text, .. } = event {
-                out.push_str(&harness_core::render::visible(text));
+                out.push_str(text);
             }
         }
         self.shown = events.len();
