@@ -55,6 +55,21 @@ fn huge_fields_are_cut_at_511_characters_without_a_panic() {
     }
 }
 
+/// Float digits past the formatter's cap of 1000 are written out as the
+/// zeros they are, where the buffer has room (`_snprintf`, not DbgPrint).
+#[test]
+fn float_digits_past_the_cap_are_zeros() {
+    let dir = tempfile::tempdir().expect("dir");
+    for arch in Arch::ALL {
+        let driver = dbgprint_driver("SNPRINTF_FLOAT", &[], arch, dir.path());
+        let verdict = common::emulate_json(&driver, &["--engine", "native"])
+            .expect(ExitCode::Clean)
+            .verdict();
+        // "0." and 1200 digits: from offset 1190, the last 12 and the bar.
+        assert_eq!(verdict.debug_output[0], "000000000000|", "{arch}");
+    }
+}
+
 /// 100,000 DbgPrint lines: the verdict keeps the first MiB and says how
 /// much it did not keep; stdout and memory stay bounded (400,000 lines were
 /// 182 MB of output and 690 MB of memory) and the verdict stands.

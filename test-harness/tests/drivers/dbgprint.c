@@ -9,6 +9,8 @@
 #define LINES 10
 #endif
 
+__declspec(dllimport) int __cdecl _snprintf(char *buffer, SIZE_T count, const char *format, ...);
+
 static void __stdcall Unload(DRIVER_OBJECT *driver) {
     (void)driver;
     DbgPrint("unloaded\n");
@@ -26,6 +28,11 @@ __declspec(dllexport) NTSTATUS __stdcall DriverEntry(DRIVER_OBJECT *driver, UNIC
     DbgPrint("%.2147483647d|", 7);
     DbgPrint("\n");
     DbgPrint("%.3f %05d|\n", 1.5, 42);
+#elif defined(VARIANT_SNPRINTF_FLOAT)
+    /* A 64 KiB-bounded sprintf still writes every digit asked for. */
+    static char big[1300];
+    _snprintf(big, sizeof big, "%.1200f|", 0.5);
+    DbgPrint("%s\n", big + 1190);
 #elif defined(VARIANT_FLOOD)
     for (int i = 0; i < LINES; i++)
         DbgPrint("line %d of a flood of debug output\n", i);

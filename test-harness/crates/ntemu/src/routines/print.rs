@@ -310,10 +310,24 @@ pub(crate) fn format(
                 // double's exact expansion ends within 1074 fractional
                 // digits and at most 767 significant ones, so past the
                 // budget the digits cut off never change what is shown.
-                let precision = spec.precision.unwrap_or(6).min(MAX_FLOAT_PRECISION);
+                let wanted = spec.precision.unwrap_or(6);
+                let precision = wanted.min(MAX_FLOAT_PRECISION);
+                // The digits past the cap are zeros (the expansion has
+                // ended): written out, as far as the budget reaches.
+                let zeros = if value.is_finite() {
+                    "0".repeat((wanted - precision).min(budget))
+                } else {
+                    String::new()
+                };
                 let text = match conversion {
-                    'e' | 'E' => format!("{value:.precision$e}"),
-                    _ => format!("{value:.precision$}"),
+                    'e' | 'E' => {
+                        let text = format!("{value:.precision$e}");
+                        match text.split_once('e') {
+                            Some((digits, exponent)) => format!("{digits}{zeros}e{exponent}"),
+                            None => text,
+                        }
+                    }
+                    _ => format!("{value:.precision$}{zeros}"),
                 };
                 pad(&text, &spec, budget)
             }
