@@ -93,7 +93,7 @@ fn a_flood_of_debug_output_is_capped_with_a_note() {
     let verdict = run.expect(ExitCode::Clean).verdict();
     assert!(run.stdout.len() < 2 << 20, "{} bytes", run.stdout.len());
     assert!(
-        measured.peak_rss_kib < 120 * 1024,
+        measured.peak_rss_kib < 80 * 1024,
         "{} KiB",
         measured.peak_rss_kib
     );
