@@ -88,9 +88,12 @@ enum Command {
         /// Make the Nth pool allocation fail (1 = the first).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         fail_allocation: Option<u32>,
-        /// The allocation-failure sweep: count the driver's allocations, then
-        /// run once per allocation with that one failing; exit 3 if any run
-        /// leaks or crashes on its error path.
+        /// The allocation-failure sweep: a baseline run counts the driver's
+        /// allocations, then one run per allocation with that one failing
+        /// (at most 10000). Every run counts, the baseline too: exit 3 if any
+        /// run violates; else 2 if any cannot be judged or --timeout (which
+        /// bounds the whole sweep) left it unmade; else 5, then 4, if any
+        /// run gives that; else 0. --json: one object per line.
         #[arg(long, conflicts_with = "fail_allocation")]
         fail_each: bool,
         /// Windows version the emulated kernel reports (native and
@@ -100,7 +103,7 @@ enum Command {
         /// Instructions each driver routine may run before it counts as hung.
         #[arg(long, value_name = "N", default_value_t = 5_000_000)]
         max_instructions: u64,
-        /// Seconds the whole run may take.
+        /// Seconds the whole run may take (with --fail-each: the whole sweep).
         #[arg(long, value_name = "SECONDS", default_value_t = 60)]
         timeout: u64,
     },
@@ -308,13 +311,7 @@ fn run(command: Command) -> Result<ExitCode, CommandError> {
                 },
             };
             if fail_each {
-                let sweep = harness_engines::sweep::sweep(&request)?;
-                if json {
-                    emit_line(&serde_json::to_string_pretty(&sweep)?)?;
-                } else {
-                    emit(&sweep.render())?;
-                }
-                return Ok(sweep.exit_code());
+                return run_sweep(&request, json);
             }
             let verdict = emulate::emulate(&request)?;
             print_verdict(&verdict, json)?;
@@ -497,6 +494,38 @@ fn sign_for_guest(driver: PathBuf, arch: Arch, sign: bool) -> Result<PathBuf, Co
             Ok(driver)
         }
     }
+}
+
+/// `emulate --fail-each`: each run printed as it ends (`--json`: one
+/// object per line), then the summary.
+fn run_sweep(request: &Request, json: bool) -> Result<ExitCode, CommandError> {
+    use harness_engines::sweep::{self, Record, Sweep};
+    let (mut runs, baseline) = Sweep::start(request)?;
+    let print = |record: Record, header: Option<&sweep::Summary>| -> Result<(), CommandError> {
+        if json {
+            emit_line(&serde_json::to_string(&record)?)?;
+        } else {
+            if let Some(summary) = header {
+                emit(&sweep::render_header(summary))?;
+            }
+            match &record {
+                Record::Run(run) => emit(&sweep::render_run(run))?,
+                Record::Summary(summary) => emit(&summary.render())?,
+            }
+        }
+        Ok(())
+    };
+    print(Record::Run(baseline), Some(runs.summary_so_far()))?;
+    for run in runs.by_ref() {
+        print(Record::Run(run), None)?;
+    }
+    let summary = runs.summary();
+    let code = summary.exit_code();
+    if code == ExitCode::CannotJudge {
+        eprintln!("harness: {}", summary.cannot_judge_line());
+    }
+    print(Record::Summary(summary), None)?;
+    Ok(code)
 }
 
 fn print_verdict(verdict: &Verdict, json: bool) -> Result<(), CommandError> {

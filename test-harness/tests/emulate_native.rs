@@ -14,7 +14,6 @@ use harness_core::nt::PoolType;
 use harness_core::pe::PeImage;
 use harness_core::verdict::{Engine, ExitCode, Outcome, Verdict};
 use harness_engines::native;
-use harness_engines::sweep::Sweep;
 use harness_ntemu::{machine::Options, pool};
 
 /// Pages for a pool that lives outside a machine.
@@ -143,42 +142,6 @@ fn a_control_device_with_a_symbolic_link_and_a_spin_lock_unloads_clean() {
             "{arch}"
         );
         assert_eq!(lines.last().map(String::as_str), Some("unloaded"));
-    }
-}
-
-#[test]
-fn fail_each_finds_the_leak_on_the_second_allocations_error_path() {
-    let dir = tempfile::tempdir().expect("dir");
-    for arch in Arch::ALL {
-        let leaky = common::c_driver_from("wdm_features.c", "ERROR_PATH_LEAK", arch, dir.path());
-        let run = native(&leaky, &["--fail-each"]);
-        run.expect(ExitCode::Violation);
-        let sweep: Sweep = serde_json::from_str(&run.stdout).expect("a sweep");
-        assert_eq!(sweep.allocations, 2, "{arch}");
-        assert_eq!(sweep.runs.len(), 2);
-        let first = &sweep.runs[0];
-        assert_eq!(first.verdict.outcome(), Outcome::EntryFailed);
-        assert!(!Sweep::violated(first));
-        let second = &sweep.runs[1];
-        assert_eq!(second.fail_allocation, 2);
-        assert!(
-            second.caller.contains("!DriverEntry+0x"),
-            "{}",
-            second.caller
-        );
-        assert!(Sweep::violated(second), "{arch}: {:?}", second.verdict);
-        assert_eq!(second.verdict.entry_status, Some(0xC000_009A));
-        let [leak] = second.verdict.leaks.as_slice() else {
-            panic!("one leak: {:?}", second.verdict.leaks)
-        };
-        assert_eq!((leak.tag.as_str(), leak.bytes), ("Fst1", 0x40));
-        assert_ne!(leak.caller, second.caller, "leaked by the first allocation");
-
-        let careful = common::c_driver_from("wdm_features.c", "ERROR_PATH_CLEAN", arch, dir.path());
-        let run = native(&careful, &["--fail-each"]);
-        run.expect(ExitCode::Clean);
-        let sweep: Sweep = serde_json::from_str(&run.stdout).expect("a sweep");
-        assert!(sweep.runs.iter().all(|run| !Sweep::violated(run)));
     }
 }
 

@@ -6,6 +6,7 @@ mod common;
 
 mod analyze;
 mod bad_input;
+mod debug_output;
 mod driver_pe;
 mod emulate_c_drivers;
 mod emulate_native;
@@ -20,6 +21,7 @@ mod machine;
 mod reliability;
 mod signing;
 mod structure_mutation;
+mod sweep;
 mod vm;
 mod wine;
 mod wine_gaps;

@@ -138,6 +138,14 @@ pub enum Event {
         /// The formatted text.
         text: String,
     },
+    /// DbgPrint calls an engine counted but did not keep, past the
+    /// tracker's cap on debug output (one event for a run of them).
+    DebugPrintDropped {
+        /// How many calls.
+        calls: u64,
+        /// Their text's bytes.
+        bytes: u64,
+    },
     /// The driver called KeBugCheckEx (or KeBugCheck).
     BugCheckCall {
         /// When.

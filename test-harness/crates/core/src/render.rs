@@ -7,6 +7,11 @@ use crate::arch::Arch;
 use crate::nt;
 use crate::verdict::{BugCheck, Engine, Outcome, PoolStats, Verdict};
 
+/// What starts each line of the driver's debug output in a report, so
+/// that `analyze` never reads a driver's DbgPrint (a fake `*** Fatal
+/// System Error` banner, `Arg1:` lines) as the verdict.
+pub const DEBUG_OUTPUT_MARK: &str = "DbgPrint| ";
+
 /// The whole report for `emulate` and `analyze` (text mode).
 #[must_use]
 pub fn report(verdict: &Verdict) -> String {
@@ -33,7 +38,7 @@ pub fn report(verdict: &Verdict) -> String {
             while let Some(hit) = hits.next_if(|hit| hit.after_debug_lines <= index) {
                 out.push_str(&pool_hit(hit, arch));
             }
-            let _ = writeln!(out, "{line}");
+            let _ = writeln!(out, "{DEBUG_OUTPUT_MARK}{}", visible(line));
         }
         for hit in hits {
             out.push_str(&pool_hit(hit, arch));
@@ -64,6 +69,32 @@ pub fn report(verdict: &Verdict) -> String {
     if (verdict.engine != Engine::Kd && verdict.verifier) || !verdict.leaks.is_empty() {
         out.push('\n');
         out.push_str(&verifier3(verdict, arch));
+    }
+    out
+}
+
+/// The driver's text with terminal control characters shown as escapes.
+///
+/// `\x1b`, `\x07`, `\r`, `\u{202e}`: a driver's DbgPrint must not clear
+/// the screen, retitle the window or hide text from the reader. Newlines
+/// and tabs are kept.
+#[must_use]
+pub fn visible(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' | '\t' => out.push(c),
+            '\r' => out.push_str("\\r"),
+            // C0, DEL and C1 (0x9b is a one-byte CSI).
+            c if c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            // Bidirectional overrides and isolates reorder what is shown.
+            '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
     }
     out
 }
@@ -324,4 +355,17 @@ pub fn verifier3(verdict: &Verdict, arch: Arch) -> String {
         let _ = writeln!(out, "      (none outstanding)");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::visible;
+
+    #[test]
+    fn control_characters_become_escapes() {
+        assert_eq!(
+            visible("a\x1b[2J\x07\r\u{9b}\u{202e}b\tc\n\\REGISTRY"),
+            "a\\x1b[2J\\x07\\r\\x9b\\u{202e}b\tc\n\\REGISTRY"
+        );
+    }
 }

@@ -30,6 +30,9 @@ use crate::verdict::{
 };
 use crate::wdm;
 
+/// The most debug output a verdict keeps, in bytes: about 20,000 lines.
+pub const MAX_DEBUG_OUTPUT: usize = 1 << 20;
+
 /// What the tracker needs besides the events.
 pub struct Context {
     /// The driver's file name.
@@ -100,6 +103,8 @@ pub struct Tracker {
     verdict: Verdict,
     pool: Pool,
     text: String,
+    /// DbgPrint calls past [`MAX_DEBUG_OUTPUT`], and their bytes.
+    dropped: (u64, u64),
     image: Option<(u64, u64)>,
     name_address: u64,
     /// The engine routine the driver called last, and from where.
@@ -116,6 +121,7 @@ impl Tracker {
             verdict,
             pool: Pool::default(),
             text: String::new(),
+            dropped: (0, 0),
             image: None,
             name_address: 0,
             last_call: None,
@@ -174,7 +180,11 @@ impl Tracker {
                     PoolOp::Free { address, tag } => self.on_free(*routine, address, tag, *caller),
                 }
             }
-            Event::DebugPrint { text, .. } => self.text.push_str(text),
+            Event::DebugPrint { text, .. } => self.on_debug_print(text),
+            Event::DebugPrintDropped { calls, bytes } => {
+                self.dropped.0 += calls;
+                self.dropped.1 += bytes;
+            }
             Event::BugCheckCall { code, args, .. } => {
                 self.verdict.bugcheck = Some(BugCheck::new(*code, *args));
             }
@@ -201,8 +211,34 @@ impl Tracker {
     pub fn verdict(&self) -> Verdict {
         let mut verdict = self.verdict.clone();
         verdict.debug_output = self.text.lines().map(str::to_owned).collect();
+        let (calls, bytes) = self.dropped;
+        if calls > 0 {
+            verdict.notes.push(format!(
+                "debug output kept up to {} MiB: {calls} later DbgPrint call{} ({bytes} bytes) not shown",
+                MAX_DEBUG_OUTPUT >> 20,
+                if calls == 1 { "" } else { "s" }
+            ));
+        }
         verdict.pool_stats = self.pool.stats.clone();
         verdict
+    }
+
+    /// Keeps a DbgPrint call's text while the output is under the cap;
+    /// past it, whole calls are only counted (a driver printing in a loop
+    /// must not fill memory or the terminal; the verdict is unchanged).
+    fn on_debug_print(&mut self, text: &str) {
+        if self.dropped.0 == 0 && self.text.len() + text.len() <= MAX_DEBUG_OUTPUT {
+            self.text.push_str(text);
+        } else {
+            self.dropped.0 += 1;
+            self.dropped.1 += u64::try_from(text.len()).unwrap_or(u64::MAX);
+        }
+    }
+
+    /// Whether debug output is past the cap (later calls are only counted).
+    #[must_use]
+    pub const fn debug_output_full(&self) -> bool {
+        self.dropped.0 > 0
     }
 
     /// The names the tracker gives addresses.
@@ -737,5 +773,43 @@ mod tests {
                 .contains("calls ntoskrnl.exe!Foo from Test!DriverEntry+0x5, which is not among the kernel exports the harness knows and which the native engine does not implement"),
             "{error}"
         );
+    }
+
+    /// Debug output past 1 MiB is counted, not kept, whichever engine
+    /// reported it; a replay of the counted form gives the same verdict.
+    #[test]
+    fn debug_output_is_capped_and_counted() {
+        let line = format!("{}\n", "x".repeat(99));
+        let mut events: Vec<Event> = (0..20_000)
+            .map(|_| Event::DebugPrint {
+                phase: Phase::Entry,
+                text: line.clone(),
+            })
+            .collect();
+        events.push(Event::EntryReturn {
+            status: 0,
+            unload_routine: BASE + 0x1100,
+        });
+        events.push(Event::UnloadReturn);
+        let capped = verdict(&events);
+        let kept = MAX_DEBUG_OUTPUT / line.len();
+        assert_eq!(capped.debug_output.len(), kept);
+        assert_eq!(capped.exit_code(), ExitCode::Clean);
+        let dropped = 20_000 - kept as u64;
+        assert!(
+            capped.notes.contains(&format!(
+                "debug output kept up to 1 MiB: {dropped} later DbgPrint calls ({} bytes) not shown",
+                dropped * 100
+            )),
+            "{:?}",
+            capped.notes
+        );
+        let mut counted = events[..kept].to_vec();
+        counted.push(Event::DebugPrintDropped {
+            calls: dropped,
+            bytes: dropped * 100,
+        });
+        counted.extend_from_slice(&events[20_000..]);
+        assert_eq!(verdict(&counted), capped);
     }
 }

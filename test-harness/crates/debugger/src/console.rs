@@ -66,7 +66,10 @@ fn run_line(session: &mut Session, line: &str) -> (String, bool) {
             false,
         );
     }
-    session.execute(line)
+    // Driver-controlled text (its DbgPrint, strings `da`/`du` show) must
+    // not drive the terminal: control characters show as escapes.
+    let (output, quit) = session.execute(line);
+    (harness_core::render::visible(&output), quit)
 }
 
 /// The `kd> ` prompt on a terminal. Ctrl-C clears the line; Ctrl-D or `q`

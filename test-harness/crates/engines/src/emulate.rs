@@ -111,6 +111,14 @@ pub fn emulate(request: &Request) -> Result<Verdict, EmulateError> {
         }
     };
     let mut verdict = judge(driver, &image, arch, &events, request)?;
+    let fail = request.options.fail_allocation;
+    let made = crate::sweep::allocation_calls(&events).count();
+    if fail != 0 && !crate::sweep::allocation_calls(&events).any(|(_, injected)| injected) {
+        verdict.notes.push(format!(
+            "allocation {fail} was never reached (the driver made {made} allocation{}): nothing was made to fail",
+            if made == 1 { "" } else { "s" }
+        ));
+    }
     if !lacking.is_empty() {
         verdict.notes.push(format!(
             "the native engine lacks {} of the driver's imports (a call to one stops the run): {}",

@@ -150,6 +150,14 @@ fn read(text: &str) -> Vec<Session> {
     for raw in paste::lines(text) {
         let cleaned = paste::clean(raw);
         let line = cleaned.as_ref();
+        // A harness report's copy of the driver's own DbgPrint text: what
+        // the driver said, never what the machine did.
+        if line
+            .trim_start()
+            .starts_with(harness_core::render::DEBUG_OUTPUT_MARK)
+        {
+            continue;
+        }
         let obs = reader.line(line);
         let mut current = sessions.last_mut().expect("at least one session");
         let split = match &obs {

@@ -347,6 +347,8 @@ pub struct Kernel {
     pub irql: u8,
     /// What the machine reported, in order.
     pub events: Vec<Event>,
+    /// Where in `events` the count of DbgPrint calls past the cap is.
+    dropped_prints: Option<usize>,
     /// The verifier.
     pub tracker: Tracker,
     /// Why the CPU stopped, set by a hook.
@@ -456,7 +458,33 @@ pub struct Machine {
 pub fn emit(uc: &mut Uc<'_>, event: Event) -> Result<(), Halt> {
     let kernel = uc.get_data_mut();
     let judged = kernel.tracker.event(&event);
-    kernel.events.push(event);
+    match event {
+        // Past the tracker's cap a DbgPrint is only counted: a driver
+        // printing in a loop must not fill memory with events either.
+        Event::DebugPrint { text, .. } if kernel.tracker.debug_output_full() => {
+            // One count for them all, wherever it stands (a call's Call
+            // event comes between): once the cap is reached every later
+            // DbgPrint is dropped, so its place changes nothing.
+            let bytes = u64::try_from(text.len()).unwrap_or(u64::MAX);
+            let counted = kernel
+                .dropped_prints
+                .and_then(|at| kernel.events.get_mut(at));
+            if let Some(Event::DebugPrintDropped {
+                calls,
+                bytes: dropped,
+            }) = counted
+            {
+                *calls += 1;
+                *dropped += bytes;
+            } else {
+                kernel.dropped_prints = Some(kernel.events.len());
+                kernel
+                    .events
+                    .push(Event::DebugPrintDropped { calls: 1, bytes });
+            }
+        }
+        event => kernel.events.push(event),
+    }
     match judged {
         Ok(()) => Ok(()),
         Err(_) => Err(Halt::Gap),
@@ -492,6 +520,7 @@ impl Machine {
             profile: options.profile.clone(),
             irql: 0,
             events: Vec::new(),
+            dropped_prints: None,
             tracker,
             halt: None,
             phase: Phase::Entry,

@@ -14,6 +14,13 @@ use harness_core::events::Event;
 /// The most text one DbgPrint call sends (Windows: 512 bytes, NUL included).
 pub(crate) const DBGPRINT_LIMIT: usize = 511;
 
+/// The most digits an integer has (u64 in octal: 22), beyond the budget a
+/// capped precision keeps, so that the shown prefix is unchanged.
+const MAX_DIGITS: usize = 24;
+
+/// The most fractional digits a float is formatted with.
+const MAX_FLOAT_PRECISION: usize = 1000;
+
 /// Where the formatter takes its arguments: consecutive stack slots (or a
 /// `va_list`, which points at the same layout).
 pub(crate) struct Slots<'a, 'b> {
@@ -197,6 +204,14 @@ pub(crate) fn format(
             break;
         };
         let budget = limit.saturating_sub(out.chars().count());
+        // Only the first `budget` characters are ever sent, so no field is
+        // formatted wider than that (zeros beyond it are never seen): a
+        // precision of 2^31 must not build gigabytes. "Any single call to
+        // DbgPrint will only transmit 512 bytes" (Microsoft's DbgPrint page,
+        // wdm/nf-wdm-dbgprint).
+        spec.precision = spec
+            .precision
+            .map(|precision| precision.min(budget + MAX_DIGITS));
         let text = match conversion {
             '%' => "%".to_owned(),
             'd' | 'i' => {
@@ -287,10 +302,32 @@ pub(crate) fn format(
             }
             'e' | 'E' | 'f' | 'F' | 'g' | 'G' | 'a' | 'A' => {
                 let value = f64::from_bits(slots.take(64)?);
-                let precision = spec.precision.unwrap_or(6);
+                // Microsoft's DbgPrint page (wdm/nf-wdm-dbgprint): "does not
+                // support any of the floating point types"; what Windows
+                // prints instead is not documented, so they are formatted.
+                // Capped below core's float formatting limits (its `e`
+                // buffer is 1024 digits; precisions past u16 panic): a
+                // double's exact expansion ends within 1074 fractional
+                // digits and at most 767 significant ones, so past the
+                // budget the digits cut off never change what is shown.
+                let wanted = spec.precision.unwrap_or(6);
+                let precision = wanted.min(MAX_FLOAT_PRECISION);
+                // The digits past the cap are zeros (the expansion has
+                // ended): written out, as far as the budget reaches.
+                let zeros = if value.is_finite() {
+                    "0".repeat((wanted - precision).min(budget))
+                } else {
+                    String::new()
+                };
                 let text = match conversion {
-                    'e' | 'E' => format!("{value:.precision$e}"),
-                    _ => format!("{value:.precision$}"),
+                    'e' | 'E' => {
+                        let text = format!("{value:.precision$e}");
+                        match text.split_once('e') {
+                            Some((digits, exponent)) => format!("{digits}{zeros}e{exponent}"),
+                            None => text,
+                        }
+                    }
+                    _ => format!("{value:.precision$}{zeros}"),
                 };
                 pad(&text, &spec, budget)
             }
