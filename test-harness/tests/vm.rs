@@ -1242,32 +1242,6 @@ fn missing_evidence_is_refused_before_changing_anything() {
     assert!(!marker.exists(), "no revert when nothing was changed");
 }
 
-#[test]
-fn verifier_query_fixtures_in_both_formats() {
-    // Windows 10/11, real output (fixtures/vm/README.md).
-    let win10 = harness_kd_text::parse_query(include_str!("fixtures/vm/query-win10-module.txt"));
-    let module = win10.module("safeupload.sys").expect("module");
-    assert_eq!((module.loads, module.unloads), (1, 0));
-    assert_eq!((module.current_nonpaged, module.current_paged), (0, 0));
-    assert!(!win10.none_verified);
-
-    // The older Name: form.
-    let old = harness_kd_text::parse_query(include_str!("fixtures/vm/query-old-format.txt"));
-    let module = old.module("Sample.sys").expect("module");
-    assert_eq!((module.loads, module.unloads), (1, 1));
-    assert_eq!((module.current_paged, module.current_nonpaged), (1, 0));
-    assert_eq!(module.paged_bytes, 0x70);
-    assert!(old.module("ntfs.sys").is_some());
-
-    // Nothing verified.
-    let none = harness_kd_text::parse_query(include_str!("fixtures/vm/query-none.txt"));
-    assert!(none.none_verified && none.modules.is_empty());
-
-    // A name is matched whole: Sample.sys.bak is not Sample.sys.
-    let other = harness_kd_text::parse_query("MODULE: Sample.sys.bak (load: 1 / unload: 1)");
-    assert!(other.module("Sample.sys").is_none());
-}
-
 /// The real transport's failures are one line too (no such host here).
 #[test]
 fn real_ssh_transport_reports_an_unreachable_guest() {

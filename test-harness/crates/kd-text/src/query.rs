@@ -178,4 +178,34 @@ mod tests {
         assert_eq!(pair("( 0x00000003 / 0x00000001 )"), Some((3, 1)));
         assert_eq!(pair("3 / 0"), None);
     }
+
+    #[test]
+    fn verifier_query_fixtures_in_both_formats() {
+        // Windows 10/11, real output (fixtures/vm/README.md).
+        let win10 = parse_query(include_str!(
+            "../../../tests/fixtures/vm/query-win10-module.txt"
+        ));
+        let module = win10.module("safeupload.sys").expect("module");
+        assert_eq!((module.loads, module.unloads), (1, 0));
+        assert_eq!((module.current_nonpaged, module.current_paged), (0, 0));
+        assert!(!win10.none_verified);
+
+        // The older Name: form.
+        let old = parse_query(include_str!(
+            "../../../tests/fixtures/vm/query-old-format.txt"
+        ));
+        let module = old.module("Sample.sys").expect("module");
+        assert_eq!((module.loads, module.unloads), (1, 1));
+        assert_eq!((module.current_paged, module.current_nonpaged), (1, 0));
+        assert_eq!(module.paged_bytes, 0x70);
+        assert!(old.module("ntfs.sys").is_some());
+
+        // Nothing verified.
+        let none = parse_query(include_str!("../../../tests/fixtures/vm/query-none.txt"));
+        assert!(none.none_verified && none.modules.is_empty());
+
+        // A name is matched whole: Sample.sys.bak is not Sample.sys.
+        let other = parse_query("MODULE: Sample.sys.bak (load: 1 / unload: 1)");
+        assert!(other.module("Sample.sys").is_none());
+    }
 }
