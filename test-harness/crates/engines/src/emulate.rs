@@ -20,7 +20,7 @@ pub enum EngineKind {
     Native,
     /// Mandiant Speakeasy (x64 and x86).
     Speakeasy,
-    /// Wine's winedevice.exe (x64 only).
+    /// Wine's winedevice.exe (x64; x86 with 32-bit Wine).
     Wine,
 }
 
@@ -99,16 +99,7 @@ pub fn emulate(request: &Request) -> Result<Verdict, EmulateError> {
             crate::native::run(&prepared, &native_options(request)?)?
         }
         EngineKind::Speakeasy => crate::speakeasy::run(driver, &request.options)?,
-        EngineKind::Wine => {
-            if arch != Arch::X64 {
-                return Err(InputError::Unsupported(format!(
-                    "{}: the wine engine runs x64 drivers only (Debian's wine64; 32-bit Wine is not installable here)",
-                    driver.display()
-                ))
-                .into());
-            }
-            crate::wine::run(driver, &image, &request.options)?
-        }
+        EngineKind::Wine => crate::wine::run(driver, &image, &request.options)?,
     };
     let mut verdict = judge(driver, &image, arch, &events, request)?;
     if !lacking.is_empty() {

@@ -224,6 +224,12 @@ pub fn run_at(
             "--fail-allocation and --os-version need the native or speakeasy engine; Wine runs the driver as it is".into(),
         ));
     }
+    if image.arch == Some(Arch::X86) && !machine::wine32_present()? {
+        return Err(EngineError::MissingTool {
+            tool: "32-bit Wine (wine32:i386), which runs x86 drivers,",
+            install: "install it (Debian: dpkg --add-architecture i386; apt-get update; apt-get install wine32:i386), or use --engine native",
+        });
+    }
     interrupt_guard()?;
     let mut machine = prepared_machine_at(prefix)?;
     let name = service_name(driver);

@@ -1,0 +1,105 @@
+//! Issue 19: one truth across engines. The same driver gives the same
+//! verdict under each engine that can run it, side by side: x86 drivers under
+//! 32-bit Wine against the native engine, and DbgPrint text split over calls
+//! as kd shows it.
+
+use std::path::Path;
+
+use crate::common;
+use crate::common::wine;
+
+use harness_core::arch::Arch;
+use harness_core::verdict::Verdict;
+
+/// The registry path the driver printed first ("original registry path:"
+/// for Sample.sys), if any.
+fn registry_path(verdict: &Verdict) -> Option<String> {
+    verdict.debug_output.first().and_then(|line| {
+        line.strip_prefix("original registry path: ")
+            .map(str::to_owned)
+    })
+}
+
+/// What must agree between two engines. Each machine passes its own registry
+/// path (Wine: the engine's service name): it is replaced by a placeholder in
+/// the debug output and taken off the leak sizes (Sample.sys's leak is its
+/// copy of the path).
+fn comparable(verdict: &Verdict) -> impl PartialEq + std::fmt::Debug {
+    let path = registry_path(verdict);
+    let path_bytes = path.as_ref().map_or(0, |path| {
+        2 * u64::try_from(path.encode_utf16().count()).expect("length")
+    });
+    let output: Vec<String> = verdict
+        .debug_output
+        .iter()
+        .map(|line| {
+            path.as_ref().map_or_else(
+                || line.clone(),
+                |path| line.replace(path.as_str(), "<path>"),
+            )
+        })
+        .collect();
+    let leaks: Vec<(String, u64)> = verdict
+        .leaks
+        .iter()
+        .map(|leak| (leak.tag.clone(), leak.bytes - path_bytes))
+        .collect();
+    (
+        verdict.exit_code() as u8,
+        verdict.entry_status,
+        verdict.stage,
+        verdict
+            .bugcheck
+            .as_ref()
+            .map(|bugcheck| (bugcheck.code, bugcheck.args[0], bugcheck.args[3])),
+        leaks,
+        output,
+    )
+}
+
+/// Whether 32-bit Wine is installed here (Debian's wine32:i386 puts the
+/// 32-bit loader beside wine64).
+fn wine32_installed() -> bool {
+    Path::new("/usr/lib/wine/wine").is_file()
+}
+
+/// The x86 Sample.sys, clean and leaky, and a real x86 driver with a device
+/// and a symbolic link and no pool use of its own: the same verdict under
+/// Wine (32-bit winedevice.exe) as under the native engine. Without 32-bit
+/// Wine the engine says that, in one line.
+#[test]
+fn x86_drivers_under_wine_equal_native() {
+    let dir = tempfile::tempdir().expect("dir");
+    let device_link = common::c_driver_from("one_truth.c", "DEVICE_LINK", Arch::X86, dir.path());
+    let drivers = [
+        common::driver(Arch::X86, false).sys,
+        common::driver(Arch::X86, true).sys,
+        device_link,
+    ];
+    let _serial = wine::serial();
+    for driver in &drivers {
+        let native = common::emulate_json(driver, &[]);
+        let wine = wine::emulate(driver, &[]);
+        if !wine32_installed() {
+            wine.cannot_judge("32-bit Wine (wine32:i386)");
+            continue;
+        }
+        assert_eq!(
+            wine.code,
+            native.code,
+            "{}: {}",
+            driver.display(),
+            wine.stderr
+        );
+        assert_eq!(wine.stderr, "", "nothing on stderr");
+        let (wine, native) = (wine.verdict(), native.verdict());
+        assert_eq!(wine.engine, harness_core::verdict::Engine::Wine);
+        assert_eq!(wine.arch, Some(Arch::X86));
+        assert_eq!(
+            comparable(&wine),
+            comparable(&native),
+            "{}",
+            driver.display()
+        );
+    }
+}
