@@ -103,3 +103,41 @@ fn x86_drivers_under_wine_equal_native() {
         );
     }
 }
+
+/// Speakeasy with a `--timeout` as short as its start-up (1 s: Python and
+/// the Speakeasy import take ~0.3-1 s here). Seen before: exit 4 "DriverEntry
+/// did not return (still running after 1 s)", stage `in_entry`, in 8 of 17
+/// runs of Sample.sys, whose DriverEntry takes milliseconds. Now the driver's
+/// second starts with DriverEntry, and a start-up that uses it all is the
+/// engine's (exit 2, one line naming it). A driver that loops still gets
+/// "did not return" after it printed its first line.
+#[test]
+fn speakeasy_start_up_time_is_never_the_drivers() {
+    use harness_core::verdict::{ExitCode, Limit, Stage};
+    let dir = tempfile::tempdir().expect("dir");
+    let leaky = common::driver(Arch::X64, true).sys;
+    let looping = common::c_driver("LOOP", Arch::X64, dir.path());
+    for _ in 0..6 {
+        for (driver, loops) in [(&leaky, false), (&looping, true)] {
+            let run = common::emulate_json(driver, &["--engine", "speakeasy", "--timeout", "1"]);
+            if run.code == ExitCode::CannotJudge as i32 {
+                run.cannot_judge("Speakeasy did not start DriverEntry within the --timeout of 1 s");
+                continue;
+            }
+            let verdict = run.verdict();
+            if loops {
+                run.expect(ExitCode::LoadProblem);
+                assert_eq!(verdict.stage, Stage::InEntry);
+                assert_eq!(verdict.limit, Some(Limit::Time { seconds: 1 }));
+                assert!(
+                    verdict.debug_output[0].starts_with("loading from "),
+                    "DriverEntry ran before the limit: {:?}",
+                    verdict.debug_output
+                );
+            } else {
+                run.expect(ExitCode::Violation);
+                assert_eq!(verdict.stage, Stage::Unloaded);
+            }
+        }
+    }
+}
