@@ -141,3 +141,39 @@ fn speakeasy_start_up_time_is_never_the_drivers() {
         }
     }
 }
+
+/// A line printed in two DbgPrint calls, the first without a newline: kd
+/// shows the text as the kernel's debug print buffer holds it, one line
+/// "Entering DriverEntryLeaving DriverEntry"; the native engine and
+/// Speakeasy show it so. Wine cannot: its `vDbgPrintExWithPrefix`
+/// (dlls/ntdll/rtl.c) adds the newline a text lacks before tracing it, and
+/// DbgPrint is variadic, so relay tracing does not show it either; the
+/// trace holds two lines with nothing to tell them from two whole ones (a
+/// known gap, in the README). The text itself agrees.
+#[test]
+fn unterminated_debug_print_is_one_line_as_kd_shows_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    for arch in Arch::ALL {
+        let driver = common::c_driver_from("one_truth.c", "UNTERMINATED_PRINT", arch, dir.path());
+        for engine in ["native", "speakeasy"] {
+            let run = common::emulate_json(&driver, &["--engine", engine]);
+            run.expect(harness_core::verdict::ExitCode::Clean);
+            assert_eq!(
+                run.verdict().debug_output,
+                ["Entering DriverEntryLeaving DriverEntry"],
+                "{engine} {arch}"
+            );
+        }
+        if arch == Arch::X86 && !wine32_installed() {
+            continue;
+        }
+        let _serial = wine::serial();
+        let run = wine::emulate(&driver, &[]);
+        run.expect(harness_core::verdict::ExitCode::Clean);
+        assert_eq!(
+            run.verdict().debug_output.concat(),
+            "Entering DriverEntryLeaving DriverEntry",
+            "wine {arch}"
+        );
+    }
+}
