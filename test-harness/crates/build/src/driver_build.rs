@@ -308,6 +308,11 @@ pub fn samplectl_up_to_date(arch: Arch, limit: Duration) -> Result<PathBuf, Buil
     match (built, sources) {
         (Some(built), Some(sources)) if built >= sources => Ok(exe),
         _ => {
+            eprintln!(
+                "harness: building samplectl.exe for {} (MinGW; output in {}) ...",
+                samplectl_triple(arch),
+                samplectl_target_dir(arch).join("build.log").display()
+            );
             let exe = build_samplectl_within(arch, Some(limit))?;
             // Cargo leaves an exe it finds fresh alone: mark it checked, so
             // that the next call does not run cargo again.
@@ -505,8 +510,8 @@ fn ensure_target(triple: &str) -> Result<(), BuildError> {
             {
                 return Ok(());
             }
-            // Progress goes to stdout; stderr is for the one-line error.
-            println!("harness: installing the Rust target {triple} (rustup target add {triple})");
+            // Progress goes to stderr: stdout may be a --json verdict.
+            eprintln!("harness: installing the Rust target {triple} (rustup target add {triple})");
             let status = Command::new("rustup")
                 .args(["target", "add", triple])
                 .stdout(Stdio::null())
