@@ -144,7 +144,7 @@ fn speakeasy_start_up_time_is_never_the_drivers() {
 
 /// A line printed in two DbgPrint calls, the first without a newline: kd
 /// shows the text as the kernel's debug print buffer holds it, one line
-/// "Entering DriverEntryLeaving DriverEntry"; the native engine and
+/// `Entering DriverEntryLeaving DriverEntry`; the native engine and
 /// Speakeasy show it so. Wine cannot: its `vDbgPrintExWithPrefix`
 /// (dlls/ntdll/rtl.c) adds the newline a text lacks before tracing it, and
 /// DbgPrint is variadic, so relay tracing does not show it either; the

@@ -159,7 +159,7 @@ impl PeImage {
     ///
     /// The subsystem is not looked at: the kernel loader does not (the
     /// Windows Research Kernel's `MmLoadSystemImage` checks the image with
-    /// `MmCheckSystemImage`: checksum, and MP/UP; ReactOS's also the machine;
+    /// `MmCheckSystemImage`: checksum, and MP/UP; the machine too in `ReactOS`;
     /// then maps it as an image section and resolves its imports with
     /// `MiResolveImageReferences`; none of them reads
     /// `OptionalHeader.Subsystem`). A console or GUI image is refused, if at

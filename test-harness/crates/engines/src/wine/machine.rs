@@ -126,11 +126,11 @@ const WINE32_MODULE_DIRS: [&str; 4] = [
 /// Whether 32-bit Wine is installed, checked on each run (it may be added
 /// later): the 32-bit loader `wine` beside `wine64`, and the 32-bit
 /// winedevice.exe that services.exe starts for a 32-bit driver image (Wine's
-/// programs/services/services.c, get_service_binary_path).
+/// `programs/services/services.c`, `get_service_binary_path`).
 ///
 /// # Errors
 /// Wine itself is missing.
-pub(crate) fn wine32_present() -> Result<bool> {
+pub fn wine32_present() -> Result<bool> {
     let tools = Tools::find()?;
     Ok(wine32_in(&tools.wine, &WINE32_MODULE_DIRS.map(Path::new)))
 }
