@@ -117,7 +117,38 @@ fn speakeasy_start_up_time_is_never_the_drivers() {
     let dir = tempfile::tempdir().expect("dir");
     let leaky = common::driver(Arch::X64, true).sys;
     let looping = common::c_driver("LOOP", Arch::X64, dir.path());
-    for _ in 0..6 {
+    // A start-up made longer than the budget for sure: the import of
+    // Speakeasy sleeps 1.5 s first (an import hook in sitecustomize.py).
+    let slow = dir.path().join("slow");
+    std::fs::create_dir(&slow).expect("dir");
+    std::fs::write(
+        slow.join("sitecustomize.py"),
+        "import sys, time\n\
+         class Slow:\n    \
+             def find_spec(self, name, path=None, target=None):\n        \
+                 if name == 'speakeasy':\n            time.sleep(1.5)\n        \
+                 return None\n\
+         sys.meta_path.insert(0, Slow())\n",
+    )
+    .expect("write");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args([
+            "emulate",
+            leaky.to_str().expect("utf-8"),
+            "--engine",
+            "speakeasy",
+        ])
+        .args(["--json", "--timeout", "1"])
+        .env("PYTHONPATH", &slow)
+        .output()
+        .expect("harness runs");
+    common::Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+    .cannot_judge("Speakeasy did not start DriverEntry within the --timeout of 1 s");
+    for _ in 0..4 {
         for (driver, loops) in [(&leaky, false), (&looping, true)] {
             let run = common::emulate_json(driver, &["--engine", "speakeasy", "--timeout", "1"]);
             if run.code == ExitCode::CannotJudge as i32 {
