@@ -1,49 +1,78 @@
 #!/usr/bin/env bash
-# The project on a Linux machine. Every command first installs what is
-# missing (Debian packages as root, rustup targets, the pinned Speakeasy
-# virtualenv), so each works on a fresh machine:
+# The project on a Linux machine. Every command first installs what it uses
+# and is missing (Debian packages as root, rustup targets), so each works on a
+# fresh machine:
 #   scripts/linux.sh demo    build Sample.sys (x64, x86; clean, leaky) and show
-#                            the emulated Driver Verifier verdicts
-#   scripts/linux.sh test    all tests, lints included
-#   scripts/linux.sh setup   only the installs
+#                            the emulated Driver Verifier verdicts (native
+#                            engine: needs cmake and libclang-dev for Unicorn
+#                            and the two msvc Rust targets, nothing else)
+#   scripts/linux.sh test    all tests, lints included: installs everything
+#                            (MinGW, Wine with 32-bit Wine, Speakeasy, ...)
+#   scripts/linux.sh setup   only the full installs
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(
+# What the demo (native engine) needs: Unicorn's build (unicorn-engine-sys
+# builds its C with CMake and binds it with bindgen) and the driver's targets.
+DEMO_APT_PACKAGES=(cmake libclang-dev)
+DEMO_RUST_TARGETS=(x86_64-pc-windows-msvc i686-pc-windows-msvc)
+
+# What the tests need besides.
+TEST_APT_PACKAGES=(
   gcc-mingw-w64-x86-64 gcc-mingw-w64-i686  # samplectl.exe, C test drivers
   wine wine64                              # Wine engine and samplectl tests
   python3-venv                             # Speakeasy's virtualenv
   osslsigncode openssl                     # test-signing the x64 driver (signature, certificate)
   openssh-client                           # harness vm
-  cmake libclang-dev                       # Unicorn (native engine): unicorn-engine-sys builds its C with CMake, binds it with bindgen
   tmux                                     # the harness kd interactive test drives the kd> prompt in a terminal
 )
-RUST_TARGETS=(x86_64-pc-windows-msvc i686-pc-windows-msvc x86_64-pc-windows-gnu i686-pc-windows-gnu)
+TEST_RUST_TARGETS=(x86_64-pc-windows-gnu i686-pc-windows-gnu)
 
-setup() {
+# Installs the Debian packages given that are missing (one apt-get call).
+apt_install() {
   local missing=()
-  for package in "${APT_PACKAGES[@]}"; do
-    [[ $package == \#* ]] && continue
+  for package in "$@"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
   done
-  if ((${#missing[@]})); then
-    local sudo=()
-    if ((EUID != 0)); then
-      command -v sudo >/dev/null || { echo "linux.sh: run as root, or install: apt-get install ${missing[*]}" >&2; exit 2; }
-      sudo=(sudo)
-    fi
-    echo "linux.sh: installing Debian packages: ${missing[*]}" >&2
-    "${sudo[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  ((${#missing[@]})) || return 0
+  local sudo=()
+  if ((EUID != 0)); then
+    command -v sudo >/dev/null || { echo "linux.sh: run as root, or install: apt-get install ${missing[*]}" >&2; exit 2; }
+    sudo=(sudo)
   fi
-  wine32
+  echo "linux.sh: installing Debian packages: ${missing[*]}" >&2
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Adds the rustup targets given that are missing (listing them is quicker
+# than `rustup target add` of installed ones).
+rust_targets() {
   command -v rustup >/dev/null || { echo "linux.sh: rustup not found: install Rust from https://rustup.rs" >&2; exit 2; }
-  rustup target add "${RUST_TARGETS[@]}" >/dev/null
+  local installed missing=()
+  installed=$(rustup target list --installed)
+  for target in "$@"; do
+    grep -qx "$target" <<<"$installed" || missing+=("$target")
+  done
+  ((${#missing[@]})) || return 0
+  echo "linux.sh: adding Rust targets: ${missing[*]}" >&2
+  rustup target add "${missing[@]}" >/dev/null
+}
+
+demo_setup() {
+  apt_install "${DEMO_APT_PACKAGES[@]}"
+  rust_targets "${DEMO_RUST_TARGETS[@]}"
+}
+
+setup() {
+  apt_install "${DEMO_APT_PACKAGES[@]}" "${TEST_APT_PACKAGES[@]}"
+  wine32
+  rust_targets "${DEMO_RUST_TARGETS[@]}" "${TEST_RUST_TARGETS[@]}"
   rustup component add clippy rustfmt >/dev/null 2>&1 || true
   cargo run -q --locked -p harness -- setup >/dev/null
 }
 
-# 32-bit Wine (wine32:i386) would let the Wine engine load x86 drivers. It
+# 32-bit Wine (wine32:i386) lets the Wine engine load x86 drivers. It
 # needs the i386 architecture; if it cannot be installed (an i386 index that
 # fails to download makes apt refuse), the architecture is removed again, so
 # that apt-get update keeps working, and the setup goes on without it.
@@ -88,7 +117,7 @@ lint() {
 
 case "${1:-}" in
   setup) setup ;;
-  demo) setup; cargo run -q --locked -p harness -- demo ;;
+  demo) demo_setup; cargo run -q --locked -p harness -- demo ;;
   test)
     setup
     lint

@@ -4,7 +4,9 @@
 //!
 //! - one verdict on the leaky x64 Sample.sys: native engine against
 //!   Speakeasy (goal: at least 20x faster, at most 25 ms) and Wine;
-//! - the demo, warm (goal: at most 1 s), against one Speakeasy run;
+//! - the demo, warm (goal: at most 0.5 s; 0.98 s before the builds were
+//!   fingerprinted instead of asked of cargo four times), against one
+//!   Speakeasy run;
 //! - an allocation-failure sweep (`--fail-each`) of a C driver with 30
 //!   allocations: native against Speakeasy;
 //! - the walkthrough's debugger session on the emulated machine

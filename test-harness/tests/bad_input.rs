@@ -37,8 +37,13 @@ fn not_a_pe_file() {
     );
 }
 
+/// A user-mode program is refused for what the kernel loader refuses in it:
+/// its imports from user-mode DLLs (exit 6), not its console subsystem, which
+/// the loader never reads (WRK `base/ntos/mm/sysload.c`: `MmLoadSystemImage`
+/// checks the image with `MmCheckSystemImage`, maps it as an image section,
+/// then binds its imports in `MiResolveImageReferences`).
 #[test]
-fn user_mode_exe_is_refused() {
+fn user_mode_exe_is_refused_for_its_imports() {
     let dir = tempfile::tempdir().expect("dir");
     let source = dir.path().join("hello.c");
     std::fs::write(&source, "int main(void) { return 0; }\n").expect("write");
@@ -50,10 +55,40 @@ fn user_mode_exe_is_refused() {
         .status()
         .expect("mingw");
     assert!(status.success());
-    assert_could_not_run(
-        &emulate(&exe),
-        "user-mode image (Windows console subsystem)",
-    );
+    let run = emulate(&exe);
+    run.expect(harness_core::verdict::ExitCode::LoadRefused);
+    assert_eq!(run.stderr.trim().lines().count(), 1, "{}", run.stderr);
+    assert!(run.stderr.contains("a user-mode DLL"), "{}", run.stderr);
+}
+
+/// A driver linked with the console or GUI subsystem and kernel imports only
+/// loads and runs as the same driver with the native subsystem does: the
+/// loader does not look at the subsystem (above).
+#[test]
+fn console_or_gui_subsystem_driver_runs_like_a_native_one() {
+    let dir = tempfile::tempdir().expect("dir");
+    for arch in Arch::ALL {
+        let native = common::c_driver_from("one_truth.c", "DEVICE_LINK", arch, dir.path());
+        let expected = emulate(&native);
+        expected.expect(harness_core::verdict::ExitCode::Clean);
+        for subsystem in ["console", "windows"] {
+            let out = dir.path().join(format!("{subsystem}_{arch}.sys"));
+            let mut build = common::CBuild::new("one_truth.c", "DEVICE_LINK");
+            build.libraries.push("hal");
+            build.subsystem = subsystem;
+            common::compile_c(&build, arch, &out);
+            let image = harness_core::pe::PeImage::read(&out).expect("a PE image");
+            assert_ne!(image.subsystem, harness_core::pe::SUBSYSTEM_NATIVE);
+            let run = emulate(&out);
+            run.expect(harness_core::verdict::ExitCode::Clean);
+            let (mut got, mut want) = (run.verdict(), expected.verdict());
+            got.driver.clear();
+            want.driver.clear();
+            assert_eq!(got.debug_output, want.debug_output, "{subsystem} {arch}");
+            assert_eq!(got.stage, want.stage);
+            assert_eq!(got.leaks, want.leaks);
+        }
+    }
 }
 
 #[test]

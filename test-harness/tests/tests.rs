@@ -13,6 +13,7 @@ mod emulate_native;
 mod emulate_sample;
 mod engine_gaps;
 mod hostile;
+mod engines_agree;
 mod kd;
 mod kd_mutation;
 mod kd_scripts;

@@ -159,6 +159,8 @@ pub struct CBuild<'a> {
     pub made_libraries: Vec<(&'a str, &'a [&'a str], bool)>,
     /// MinGW import libraries (`ntoskrnl`, `ndis`, `kernel32`).
     pub libraries: Vec<&'a str>,
+    /// The PE subsystem, as `ld --subsystem` takes it (`native`).
+    pub subsystem: &'a str,
 }
 
 impl<'a> CBuild<'a> {
@@ -170,6 +172,7 @@ impl<'a> CBuild<'a> {
             defines: Vec::new(),
             made_libraries: Vec::new(),
             libraries: vec!["ntoskrnl"],
+            subsystem: "native",
         }
     }
 }
@@ -219,7 +222,8 @@ pub fn compile_c(build: &CBuild<'_>, arch: Arch, out: &Path) {
         .args(["-O1", "-ffreestanding", "-nostdlib", "-Wno-multichar"])
         .arg(format!("-DVARIANT_{}", build.variant))
         .args(build.defines.iter().map(|define| format!("-D{define}")))
-        .args(["-Wl,--subsystem,native", &format!("-Wl,-e,{entry}"), "-o"])
+        .arg(format!("-Wl,--subsystem,{}", build.subsystem))
+        .args([&format!("-Wl,-e,{entry}"), "-o"])
         .arg(out)
         .arg(&source)
         .args(&made)

@@ -96,45 +96,148 @@ pub fn workspace_root() -> PathBuf {
 /// A missing toolchain piece or a failed build.
 pub fn build(arch: Arch, leak: bool) -> Result<BuiltDriver, BuildError> {
     let root = workspace_root();
-    ensure_target(arch.triple())?;
     let variant = format!("{arch}-{}", if leak { "leak" } else { "clean" });
-    let target_dir = root.join("target").join("portable").join(&variant);
     let triple = arch.triple();
     let mut features = String::from("portable");
     if leak {
         features.push_str(",leak-on-unload");
     }
+    let linker = format!("target.{triple}.linker=\"rust-lld\"");
+    let args = [
+        "-p",
+        "sample",
+        "--bin",
+        "Sample",
+        "--features",
+        &features,
+        "--target",
+        triple,
+        "--config",
+        &linker,
+    ];
+    let out = root.join("target").join("drivers").join(&variant);
+    let built = BuiltDriver {
+        sys: out.join("Sample.sys"),
+        pdb: out.join("Sample.pdb"),
+        arch,
+        leak,
+    };
+    // Cargo's own freshness check costs about 0.15 s per variant (the demo
+    // checks four); the inputs' fingerprint gives the same answer in
+    // milliseconds.
+    let inputs = driver_inputs(&root, &args);
+    if stamp_matches(&out, inputs, &built) {
+        return Ok(built);
+    }
+    ensure_target(triple)?;
+    let target_dir = root.join("target").join("portable").join(&variant);
     cargo_build(
         &target_dir,
-        &[
-            "-p",
-            "sample",
-            "--bin",
-            "Sample",
-            "--features",
-            &features,
-            "--target",
-            triple,
-            "--config",
-            &format!("target.{triple}.linker=\"rust-lld\""),
-        ],
+        &args,
         &format!("the {variant} driver"),
         "",
         None,
     )?;
-    let built = target_dir.join(triple).join("release");
-    let out = root.join("target").join("drivers").join(&variant);
+    let from = target_dir.join(triple).join("release");
     fs::create_dir_all(&out).map_err(io_error("create", &out))?;
-    let sys = out.join("Sample.sys");
-    let pdb = out.join("Sample.pdb");
-    copy(&built.join("Sample.exe"), &sys)?;
-    copy(&built.join("Sample.pdb"), &pdb)?;
-    Ok(BuiltDriver {
-        sys,
-        pdb,
-        arch,
-        leak,
-    })
+    copy(&from.join("Sample.exe"), &built.sys)?;
+    copy(&from.join("Sample.pdb"), &built.pdb)?;
+    write_stamp(&out, inputs, &built)?;
+    Ok(built)
+}
+
+/// Staging names are unique per process and call: tests build from several
+/// threads at once.
+static STAGING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The stamp beside a build: the fingerprints of its inputs and outputs.
+const STAMP: &str = "inputs.stamp";
+
+/// FNV-1a (64-bit) over `bytes`, continuing from `hash`: a change detector,
+/// not a defence against anyone crafting collisions.
+fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
+    for &byte in bytes {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Fingerprint of what a driver build reads: every file under `driver/`
+/// (names and contents), the workspace manifest, lock file and
+/// `.cargo/config.toml`, and cargo's arguments. The Rust toolchain is not
+/// in it: after a toolchain update, remove `target/drivers` to rebuild.
+fn driver_inputs(root: &Path, args: &[&str]) -> u64 {
+    let mut hash = fnv1a(FNV_OFFSET, args.join("\0").as_bytes());
+    let mut files = Vec::new();
+    list_files(&root.join("driver"), &mut files);
+    files.extend(
+        ["Cargo.toml", "Cargo.lock", ".cargo/config.toml"]
+            .iter()
+            .map(|name| root.join(name)),
+    );
+    for file in files {
+        hash = fnv1a(hash, file.as_os_str().as_encoded_bytes());
+        // A missing file hashes differently from an empty one.
+        hash = fs::read(&file).map_or_else(
+            |_| fnv1a(hash, b"\xff missing"),
+            |bytes| fnv1a(fnv1a(hash, &(bytes.len() as u64).to_le_bytes()), &bytes),
+        );
+    }
+    hash
+}
+
+/// Every file under `dir`, in name order.
+fn list_files(dir: &Path, files: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .collect();
+    paths.sort();
+    for path in paths {
+        if path.is_dir() && !path.is_symlink() {
+            list_files(&path, files);
+        } else {
+            files.push(path);
+        }
+    }
+}
+
+/// Fingerprint of a build's outputs; `None` if one is missing.
+fn driver_outputs(built: &BuiltDriver) -> Option<u64> {
+    let sys = fs::read(&built.sys).ok()?;
+    let pdb = fs::read(&built.pdb).ok()?;
+    Some(fnv1a(fnv1a(FNV_OFFSET, &sys), &pdb))
+}
+
+fn stamp_text(inputs: u64, outputs: u64) -> String {
+    format!("{inputs:016x} {outputs:016x}\n")
+}
+
+/// Whether the outputs in `out` were built from `inputs` and are unchanged.
+fn stamp_matches(out: &Path, inputs: u64, built: &BuiltDriver) -> bool {
+    let Ok(stamp) = fs::read_to_string(out.join(STAMP)) else {
+        return false;
+    };
+    driver_outputs(built).is_some_and(|outputs| stamp == stamp_text(inputs, outputs))
+}
+
+fn write_stamp(out: &Path, inputs: u64, built: &BuiltDriver) -> Result<(), BuildError> {
+    let outputs = driver_outputs(built).ok_or_else(|| BuildError::Io {
+        what: "read the build at",
+        path: built.sys.clone(),
+        source: std::io::ErrorKind::NotFound.into(),
+    })?;
+    let stamp = out.join(STAMP);
+    let call = STAGING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let staging = out.join(format!(".{STAMP}.{}-{call}.partial", std::process::id()));
+    fs::write(&staging, stamp_text(inputs, outputs)).map_err(io_error("write", &staging))?;
+    fs::rename(&staging, &stamp).map_err(io_error("write", &stamp))
 }
 
 /// A test-signed copy of a portable build.
@@ -205,6 +308,11 @@ pub fn samplectl_up_to_date(arch: Arch, limit: Duration) -> Result<PathBuf, Buil
     match (built, sources) {
         (Some(built), Some(sources)) if built >= sources => Ok(exe),
         _ => {
+            eprintln!(
+                "harness: building samplectl.exe for {} (MinGW; output in {}) ...",
+                samplectl_triple(arch),
+                samplectl_target_dir(arch).join("build.log").display()
+            );
             let exe = build_samplectl_within(arch, Some(limit))?;
             // Cargo leaves an exe it finds fresh alone: mark it checked, so
             // that the next call does not run cargo again.
@@ -373,9 +481,6 @@ fn kill_group(child: &mut std::process::Child) {
 /// reader of `to` (another harness, a test running beside this build) sees
 /// the old file or the new one. An identical file is left alone.
 fn copy(from: &Path, to: &Path) -> Result<(), BuildError> {
-    // Staging names are unique per process and call: tests build from
-    // several threads at once.
-    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let new = fs::read(from).map_err(io_error("read the build at", from))?;
     if fs::read(to).is_ok_and(|old| old == new) {
         return Ok(());
@@ -383,7 +488,7 @@ fn copy(from: &Path, to: &Path) -> Result<(), BuildError> {
     let name = to
         .file_name()
         .map_or_else(String::new, |name| name.to_string_lossy().into_owned());
-    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let call = STAGING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let staging = to.with_file_name(format!(".{name}.{}-{call}.partial", std::process::id()));
     fs::write(&staging, &new).map_err(io_error("write", &staging))?;
     fs::rename(&staging, to).map_err(|error| {
@@ -405,8 +510,8 @@ fn ensure_target(triple: &str) -> Result<(), BuildError> {
             {
                 return Ok(());
             }
-            // Progress goes to stdout; stderr is for the one-line error.
-            println!("harness: installing the Rust target {triple} (rustup target add {triple})");
+            // Progress goes to stderr: stdout may be a --json verdict.
+            eprintln!("harness: installing the Rust target {triple} (rustup target add {triple})");
             let status = Command::new("rustup")
                 .args(["target", "add", triple])
                 .stdout(Stdio::null())
@@ -424,5 +529,58 @@ fn ensure_target(triple: &str) -> Result<(), BuildError> {
         }
         // No rustup: the toolchain may still have the target (distro Rust).
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fingerprint follows every file under `driver/` and the workspace
+    /// files, and the arguments: a changed source means a new build.
+    #[test]
+    fn inputs_fingerprint_follows_sources_and_arguments() {
+        let root = std::env::temp_dir().join(format!("driver-inputs-{}", std::process::id()));
+        let source = root.join("driver/src/portable");
+        fs::create_dir_all(&source).unwrap();
+        fs::write(source.join("mod.rs"), "fn a() {}").unwrap();
+        fs::write(root.join("Cargo.lock"), "lock").unwrap();
+        let first = driver_inputs(&root, &["--features", "portable"]);
+        assert_eq!(first, driver_inputs(&root, &["--features", "portable"]));
+        assert_ne!(
+            first,
+            driver_inputs(&root, &["--features", "portable,leak-on-unload"])
+        );
+        fs::write(source.join("mod.rs"), "fn b() {}").unwrap();
+        let edited = driver_inputs(&root, &["--features", "portable"]);
+        assert_ne!(first, edited);
+        fs::write(root.join("Cargo.lock"), "lock2").unwrap();
+        assert_ne!(edited, driver_inputs(&root, &["--features", "portable"]));
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A build whose inputs did not change is not handed to cargo again (the
+    /// warm demo checks four), and an output changed since is rebuilt.
+    #[test]
+    fn unchanged_build_skips_cargo_and_changed_output_rebuilds() {
+        let first = build(Arch::X64, false).unwrap();
+        let log = workspace_root().join("target/portable/x64-clean/build.log");
+        let logged = fs::metadata(&log).and_then(|meta| meta.modified()).unwrap();
+        let again = build(Arch::X64, false).unwrap();
+        assert_eq!(first.sys, again.sys);
+        assert_eq!(
+            logged,
+            fs::metadata(&log).and_then(|meta| meta.modified()).unwrap(),
+            "cargo ran again for an unchanged build"
+        );
+        // A stamp that no longer matches the outputs: cargo is asked again.
+        let stamp = first.sys.with_file_name(STAMP);
+        fs::write(&stamp, "0 0\n").unwrap();
+        build(Arch::X64, false).unwrap();
+        assert_ne!(
+            logged,
+            fs::metadata(&log).and_then(|meta| meta.modified()).unwrap()
+        );
+        assert_ne!(fs::read_to_string(&stamp).unwrap(), "0 0\n");
     }
 }

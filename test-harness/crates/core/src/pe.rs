@@ -77,9 +77,6 @@ pub enum PeError {
     /// A machine type the harness does not run.
     #[error("unsupported architecture (machine 0x{0:04x}); x64 and x86 drivers are supported")]
     UnsupportedMachine(u16),
-    /// A user-mode program or DLL.
-    #[error("a user-mode image ({0} subsystem), not a kernel driver")]
-    UserMode(&'static str),
     /// No entry point.
     #[error("no entry point, so there is no DriverEntry to call")]
     NoEntryPoint,
@@ -164,22 +161,23 @@ impl PeImage {
         }
     }
 
-    /// Checks that this is a kernel-mode image for x64 or x86.
+    /// Checks that the harness can run this image as a driver: x64 or x86,
+    /// with an entry point.
+    ///
+    /// The subsystem is not looked at: the kernel loader does not (the
+    /// Windows Research Kernel's `MmLoadSystemImage` checks the image with
+    /// `MmCheckSystemImage`: checksum, and MP/UP; the machine too in `ReactOS`;
+    /// then maps it as an image section and resolves its imports with
+    /// `MiResolveImageReferences`; none of them reads
+    /// `OptionalHeader.Subsystem`). A console or GUI image is refused, if at
+    /// all, for what it imports.
     ///
     /// # Errors
-    /// A user-mode image, or an architecture the harness cannot run.
+    /// An architecture the harness cannot run, or no entry point.
     pub const fn require_kernel_driver(&self) -> Result<Arch, PeError> {
         let Some(arch) = self.arch else {
             return Err(PeError::UnsupportedMachine(self.machine));
         };
-        if self.subsystem != SUBSYSTEM_NATIVE {
-            return Err(PeError::UserMode(match self.subsystem {
-                x if x == pe::IMAGE_SUBSYSTEM_WINDOWS_GUI.0 => "Windows GUI",
-                x if x == pe::IMAGE_SUBSYSTEM_WINDOWS_CUI.0 => "Windows console",
-                x if x == pe::IMAGE_SUBSYSTEM_EFI_APPLICATION.0 => "EFI application",
-                _ => "non-native",
-            }));
-        }
         if self.entry_rva == 0 {
             return Err(PeError::NoEntryPoint);
         }

@@ -123,7 +123,10 @@ class Driver:
         self.returned = False  # the current routine returned (or faulted)
         self.stopped = False  # the run ended for good (bug check, failed hook)
         self.uc_errno = None
-        self.deadline = args.deadline  # time.monotonic() when the run must end
+        # time.monotonic() when the run must end: first the start-up's
+        # deadline, then, from DriverEntry's first instruction, the driver's.
+        self.deadline = args.deadline
+        self.entered = False  # DriverEntry has started
         self.timeout = args.timeout
         self.region_next = 0  # next free byte in the current pool region
         self.region_end = 0
@@ -443,6 +446,16 @@ def out_of_time(emu, driver):
     os._exit(0)
 
 
+def start_up_deadline(driver):
+    """Ends the run as the engine's failure when the deadline passed before
+    DriverEntry started: the driver never ran, so it cannot have hung."""
+    if time.monotonic() >= driver.deadline:
+        gap("engine_limit",
+            detail="Speakeasy did not start DriverEntry within the --timeout of %g s "
+                   "(starting Python, importing Speakeasy and loading the image took it all)"
+                   % driver.timeout)
+
+
 def hex_field(error, key):
     value = error.get(key)
     return int(str(value), 16) if value is not None else None
@@ -692,7 +705,17 @@ def patch_run_order(emu, driver):
             driver.uc_errno = getattr(error, "errno", None)
             raise
 
-    engine.start = start_and_keep_errno
+    def start_timed(addr, timeout=0, count=0):
+        if not driver.entered:
+            # The driver's time starts with DriverEntry: what start-up took
+            # is the engine's, never reported as the driver's.
+            start_up_deadline(driver)
+            driver.entered = True
+            driver.deadline = time.monotonic() + driver.timeout
+            emu.timeout = timeout = driver.timeout
+        return start_and_keep_errno(addr, timeout=timeout, count=count)
+
+    engine.start = start_timed
     # Fractions of a second left must reach Unicorn as whole microseconds
     # (0 would mean no limit at all).
     engine._sec_to_usec = lambda seconds: max(int(seconds * 1_000_000), 1)
@@ -790,11 +813,9 @@ def main():
         return gap("engine_error", message="speakeasy could not load the image: %s" % error)
 
     emu = se.emu
-    # The time left of the run, loading included (Speakeasy's clock starts
-    # with each routine).
-    emu.timeout = max(args.deadline - time.monotonic(), 0.001)
     driver = Driver(se, args)
     DRIVER.append(driver)
+    start_up_deadline(driver)
     driver.install()
     hook_system_instructions(emu, module)
     hook_kernel_code_writes(emu, module)
@@ -814,7 +835,7 @@ def main():
     elif not driver.returned and not driver.stopped:
         # Speakeasy ends a run quietly when a budget runs out (Unicorn's
         # instruction count, or its timeout): the clock tells which.
-        if time.monotonic() < args.deadline - 0.05:
+        if time.monotonic() < driver.deadline - 0.05:
             limit = {"kind": "instructions", "count": args.max_instructions}
         else:
             limit = {"kind": "time", "seconds": int(round(args.timeout))}

@@ -8,7 +8,7 @@ use harness_core::error::{CannotJudge, InputError, LoadRefused, UnknownImport};
 use harness_core::events::Event;
 use harness_core::file_name;
 use harness_core::loader::{self, ImportProblem};
-use harness_core::pe::PeImage;
+use harness_core::pe::{PeError, PeImage};
 use harness_core::symbols::{SymbolSource, Symbolizer};
 use harness_core::tracker::{self, Context};
 use harness_core::verdict::{Engine, ExitCode, Verdict};
@@ -20,7 +20,7 @@ pub enum EngineKind {
     Native,
     /// Mandiant Speakeasy (x64 and x86).
     Speakeasy,
-    /// Wine's winedevice.exe (x64 only).
+    /// Wine's winedevice.exe (x64; x86 with 32-bit Wine).
     Wine,
 }
 
@@ -99,16 +99,7 @@ pub fn emulate(request: &Request) -> Result<Verdict, EmulateError> {
             crate::native::run(&prepared, &native_options(request)?)?
         }
         EngineKind::Speakeasy => crate::speakeasy::run(driver, &request.options)?,
-        EngineKind::Wine => {
-            if arch != Arch::X64 {
-                return Err(InputError::Unsupported(format!(
-                    "{}: the wine engine runs x64 drivers only (Debian's wine64; 32-bit Wine is not installable here)",
-                    driver.display()
-                ))
-                .into());
-            }
-            crate::wine::run(driver, &image, &request.options)?
-        }
+        EngineKind::Wine => crate::wine::run(driver, &image, &request.options)?,
     };
     let mut verdict = judge(driver, &image, arch, &events, request)?;
     let fail = request.options.fail_allocation;
@@ -163,25 +154,34 @@ pub fn native_options(request: &Request) -> Result<harness_ntemu::machine::Optio
 /// told apart from one no Windows exports.
 pub fn load_checks(driver: &Path) -> Result<(PeImage, Arch), EmulateError> {
     let image = check_image(driver)?;
-    let arch = image
-        .require_kernel_driver()
-        .map_err(|why| InputError::Image {
-            path: driver.to_path_buf(),
-            why,
-        })?;
-    match loader::check_imports(&image) {
-        Ok(()) => Ok((image, arch)),
-        Err(ImportProblem::Refused(reason)) => Err(LoadRefused {
-            driver: file_name(driver),
-            reason,
-        }
-        .into()),
-        Err(ImportProblem::Unknown(why)) => Err(UnknownImport {
-            driver: file_name(driver),
-            why,
-        }
-        .into()),
+    let unusable = |why| InputError::Image {
+        path: driver.to_path_buf(),
+        why,
+    };
+    if image.arch.is_none() {
+        return Err(unusable(PeError::UnsupportedMachine(image.machine)).into());
     }
+    // The loader's next step (after the layout, which `check_image` read);
+    // what the harness itself cannot run comes after what Windows refuses.
+    match loader::check_imports(&image) {
+        Ok(()) => {}
+        Err(ImportProblem::Refused(reason)) => {
+            return Err(LoadRefused {
+                driver: file_name(driver),
+                reason,
+            }
+            .into());
+        }
+        Err(ImportProblem::Unknown(why)) => {
+            return Err(UnknownImport {
+                driver: file_name(driver),
+                why,
+            }
+            .into());
+        }
+    }
+    let arch = image.require_kernel_driver().map_err(unusable)?;
+    Ok((image, arch))
 }
 
 /// Reads the image and checks it as the Windows loader would, before any

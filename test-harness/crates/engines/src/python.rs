@@ -122,7 +122,6 @@ pub fn speakeasy_python() -> Result<PathBuf, SetupError> {
         fs::remove_dir_all(&venv).map_err(io_error("replace", &venv))?;
     }
     fs::rename(&staging, &venv).map_err(io_error("move the new virtualenv to", &venv))?;
-    eprintln!("harness: Speakeasy is ready");
     Ok(python)
 }
 

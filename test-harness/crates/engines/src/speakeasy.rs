@@ -2,10 +2,12 @@
 //! written to disk) and reads its JSON-line events.
 //!
 //! Limits: the Python process may use at most `MEMORY_CAP` bytes of address
-//! space (`RLIMIT_AS`, set between fork and exec), and the whole run, loading
-//! included, gets the caller's time budget: the adapter hands Speakeasy only
-//! the time left, and a process still running `KILL_GRACE` after the budget
-//! is killed.
+//! space (`RLIMIT_AS`, set between fork and exec). The caller's time budget
+//! bounds the start-up (Python, importing Speakeasy, loading the image: when
+//! it runs out before DriverEntry starts, the engine says so, a gap) and then
+//! the driver's routines, from DriverEntry's first instruction (only then is
+//! "still running after N s" the driver's). A process still running
+//! `KILL_GRACE` after both budgets is killed.
 
 use std::path::Path;
 use std::process::Command;
@@ -39,8 +41,6 @@ pub(crate) const KILL_GRACE: Duration = Duration::from_secs(3);
 /// Speakeasy cannot be provisioned or started, or the adapter reported no result.
 pub fn run(driver: &Path, options: &RunOptions) -> Result<Vec<Event>, EngineError> {
     let python = python::speakeasy_python()?;
-    // The adapter's clock starts with Python: importing Speakeasy and
-    // loading the image count against the budget.
     let mut command = Command::new(&python);
     command
         .arg("-")
@@ -72,7 +72,7 @@ pub fn run(driver: &Path, options: &RunOptions) -> Result<Vec<Event>, EngineErro
     let output = match run_with_timeout(
         &mut command,
         ADAPTER.as_bytes(),
-        options.timeout + KILL_GRACE,
+        options.timeout * 2 + KILL_GRACE,
     ) {
         Ok(output) => output,
         Err(ProcessError::Timeout { .. }) => {
@@ -80,7 +80,7 @@ pub fn run(driver: &Path, options: &RunOptions) -> Result<Vec<Event>, EngineErro
                 engine: "speakeasy",
                 code: -1,
                 detail: format!(
-                    "still running {} s after the --timeout of {} s (loading included) and killed",
+                    "still running {} s after twice the --timeout of {} s (start-up, then the driver) and killed",
                     KILL_GRACE.as_secs(),
                     options.timeout.as_secs()
                 ),

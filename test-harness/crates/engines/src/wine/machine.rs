@@ -115,6 +115,33 @@ impl Tools {
     }
 }
 
+/// Where Wine installations keep their 32-bit PE modules.
+const WINE32_MODULE_DIRS: [&str; 4] = [
+    "/usr/lib/i386-linux-gnu/wine/i386-windows", // Debian's wine32:i386
+    "/usr/lib/wine/i386-windows",
+    "/usr/lib32/wine/i386-windows",
+    "/usr/local/lib/wine/i386-windows",
+];
+
+/// Whether 32-bit Wine is installed, checked on each run (it may be added
+/// later): the 32-bit loader `wine` beside `wine64`, and the 32-bit
+/// winedevice.exe that services.exe starts for a 32-bit driver image (Wine's
+/// `programs/services/services.c`, `get_service_binary_path`).
+///
+/// # Errors
+/// Wine itself is missing.
+pub fn wine32_present() -> Result<bool> {
+    let tools = Tools::find()?;
+    Ok(wine32_in(&tools.wine, &WINE32_MODULE_DIRS.map(Path::new)))
+}
+
+fn wine32_in(wine64: &Path, module_dirs: &[&Path]) -> bool {
+    wine64.with_file_name("wine").is_file()
+        && module_dirs
+            .iter()
+            .any(|dir| dir.join("winedevice.exe").is_file())
+}
+
 /// What the interrupt handler needs to stop a session on its own.
 #[derive(Debug, Clone)]
 struct Prefix {
@@ -880,6 +907,23 @@ mod tests {
         copy_capped(Some(std::io::repeat(b'x').take(more)), log, &written);
         assert_eq!(fs::metadata(&path).expect("log").len(), LOG_LIMIT);
         assert_eq!(written.load(Ordering::SeqCst), more);
+    }
+
+    #[test]
+    fn wine32_needs_the_32_bit_loader_and_winedevice() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bin = dir.path().join("bin");
+        let modules = dir.path().join("i386-windows");
+        fs::create_dir_all(&bin).expect("bin");
+        fs::create_dir_all(&modules).expect("modules");
+        let wine64 = bin.join("wine64");
+        fs::write(&wine64, "").expect("wine64");
+        let dirs = [modules.as_path()];
+        assert!(!wine32_in(&wine64, &dirs), "wine64 alone");
+        fs::write(bin.join("wine"), "").expect("wine");
+        assert!(!wine32_in(&wine64, &dirs), "no 32-bit winedevice.exe");
+        fs::write(modules.join("winedevice.exe"), "").expect("winedevice");
+        assert!(wine32_in(&wine64, &dirs));
     }
 
     #[test]
