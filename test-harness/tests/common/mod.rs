@@ -250,6 +250,30 @@ pub struct Measured {
     pub elapsed: std::time::Duration,
 }
 
+/// Starts `harness` as the child of a small launcher (Python: `fork`, then
+/// `exec`) and reports its `wait4` usage.
+///
+/// Why not `wait4` on a direct child: `Command::spawn` uses `posix_spawn`,
+/// whose child shares this process's memory until it execs, and Linux
+/// carries that memory's high-water mark into the child's `ru_maxrss` at
+/// exec. This test binary runs every test (and the native engine
+/// in-process), so the harness would be charged with the test binary's
+/// peak. A forked child of the small launcher starts from the launcher's
+/// few MiB instead.
+const MEASURE: &str = r#"
+import os, signal, sys
+out, argv = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    os.execv(argv[0], argv)
+signal.signal(signal.SIGTERM, lambda *_: os.kill(pid, signal.SIGKILL))
+_, status, usage = os.wait4(pid, 0)
+with open(out, "w") as file:
+    file.write(str(usage.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"#;
+
 /// Runs the harness binary with `args` (in `cwd`, with `env` changes),
 /// killing it after `limit`; measures its peak memory with `wait4`.
 pub fn harness_measured(
@@ -259,8 +283,12 @@ pub fn harness_measured(
     limit: std::time::Duration,
 ) -> Measured {
     use std::io::Read;
-    let mut command = Command::new(env!("CARGO_BIN_EXE_harness"));
+    let report = tempfile::NamedTempFile::new().expect("usage file");
+    let mut command = Command::new("python3");
     command
+        .args(["-c", MEASURE])
+        .arg(report.path())
+        .arg(env!("CARGO_BIN_EXE_harness"))
         .args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -275,11 +303,7 @@ pub fn harness_measured(
         };
     }
     let started = std::time::Instant::now();
-    #[expect(
-        clippy::zombie_processes,
-        reason = "reaped by wait4 below, which also measures it"
-    )]
-    let mut child = command.spawn().expect("harness starts");
+    let mut child = command.spawn().expect("the launcher starts");
     let pid = libc::pid_t::try_from(child.id()).expect("pid");
     let mut stdout = child.stdout.take().expect("stdout");
     let mut stderr = child.stderr.take().expect("stderr");
@@ -293,38 +317,34 @@ pub fn harness_measured(
         let _ = stderr.read_to_end(&mut bytes);
         bytes
     });
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: pid is our own child; status and usage are valid out pointers.
-        let done = unsafe { libc::wait4(pid, &raw mut status, libc::WNOHANG, &raw mut usage) };
-        if done == pid {
-            break;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
         }
-        assert!(done == 0, "wait4 failed");
         if started.elapsed() > limit {
-            let _ = child.kill();
+            // SAFETY: pid is our own, unreaped child; SIGTERM makes the
+            // launcher kill the harness.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let _ = child.wait();
             panic!("harness {args:?} still running after {limit:?}");
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    let elapsed = started.elapsed();
-    // A signal as a shell reports it (an aborting panic: 134).
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else if libc::WIFSIGNALED(status) {
-        128 + libc::WTERMSIG(status)
-    } else {
-        -1
     };
+    let elapsed = started.elapsed();
+    // The launcher exits with the harness's code, a signal as a shell
+    // reports it (an aborting panic: 134).
+    let code = status.code().unwrap_or(-1);
+    let peak_rss_kib = std::fs::read_to_string(report.path())
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no usage from the launcher (exit {code})"));
     Measured {
         run: Run {
             code,
             stdout: String::from_utf8_lossy(&out.join().expect("stdout")).into_owned(),
             stderr: String::from_utf8_lossy(&err.join().expect("stderr")).into_owned(),
         },
-        peak_rss_kib: usage.ru_maxrss,
+        peak_rss_kib,
         elapsed,
     }
 }
