@@ -700,3 +700,120 @@ fn a_pdb_of_another_build_is_said_and_not_used() {
         ["Symbol Sample!g_RegistryPath not found."]
     );
 }
+
+// ---- Issue 16 "wrong today", 19 and 20: kd's own forms for commands a
+// trainee types next.
+
+/// `bp A; bp B; bp A`: kd redefines breakpoint 0 under its ID
+/// (bp--bu--bm--set-breakpoint-.md, Remarks); `bu` twice likewise.
+#[test]
+fn setting_a_breakpoint_again_redefines_it_under_its_id() {
+    let built = common::driver(Arch::X86, false);
+    let transcript = kd_script(
+        &built.sys,
+        "bu Sample!DriverEntry\nbu Sample!DriverEntry\nbl\ng\nbp nt!ExAllocatePoolWithTag\nbp nt!ExFreePoolWithTag\nbp nt!ExAllocatePoolWithTag\nbl\nbc 0\nbl\nq\n",
+    );
+    assert_eq!(
+        transcript
+            .nth("bu Sample!DriverEntry", 1)
+            .last()
+            .map(String::as_str),
+        Some("breakpoint 0 redefined")
+    );
+    assert_eq!(
+        transcript.nth("bl", 0).len(),
+        1,
+        "{:?}",
+        transcript.nth("bl", 0)
+    );
+    assert_eq!(
+        transcript.nth("bp nt!ExAllocatePoolWithTag", 1),
+        ["breakpoint 1 redefined"]
+    );
+    let ids = |listing: &[String]| -> Vec<u32> {
+        listing
+            .iter()
+            .map(|line| {
+                line.split_whitespace()
+                    .next()
+                    .expect("id")
+                    .parse()
+                    .expect("id")
+            })
+            .collect()
+    };
+    assert_eq!(ids(transcript.nth("bl", 1)), [0, 1, 2]);
+    assert_eq!(ids(transcript.nth("bl", 2)), [1, 2]);
+}
+
+/// `p 3`, `t 3`: three steps, each shown (p--step-.md, t--trace-.md:
+/// Count), as three single steps show them.
+#[test]
+fn step_counts_take_that_many_steps_each_shown() {
+    for arch in [Arch::X86, Arch::X64] {
+        let built = common::driver(arch, false);
+        let transcript = kd_script(&built.sys, "bp Sample!DriverEntry\ng\np 3\nt 2\nr $ip\nq\n");
+        let singles = kd_script(
+            &built.sys,
+            "bp Sample!DriverEntry\ng\np\np\np\nt\nt\nr $ip\nq\n",
+        );
+        let mut expected: Vec<String> = Vec::new();
+        for nth in 0..3 {
+            expected.extend(singles.nth("p", nth).iter().cloned());
+        }
+        assert_eq!(transcript.of("p 3"), expected, "{arch}");
+        let mut expected: Vec<String> = Vec::new();
+        for nth in 0..2 {
+            expected.extend(singles.nth("t", nth).iter().cloned());
+        }
+        assert_eq!(transcript.of("t 2"), expected, "{arch}");
+        assert_eq!(transcript.of("r $ip"), singles.of("r $ip"), "{arch}");
+    }
+}
+
+/// `r`: the selectors of a Windows 7 kernel thread (the walkthrough's x86
+/// kd shows cs=0008; x64 kd shows cs=0010 ss=0018).
+#[test]
+fn registers_show_the_kernel_selectors() {
+    for (arch, expected) in [
+        (
+            Arch::X86,
+            ["cs=0008", "ss=0010", "ds=0023", "es=0023", "fs=0030"],
+        ),
+        (
+            Arch::X64,
+            ["cs=0010", "ss=0018", "ds=002b", "es=002b", "fs=0053"],
+        ),
+    ] {
+        let built = common::driver(arch, false);
+        let transcript = kd_script(&built.sys, "bp Sample!DriverEntry\ng\nr\nq\n");
+        let words: Vec<&str> = transcript
+            .of("r")
+            .iter()
+            .flat_map(|line| line.split_whitespace())
+            .collect();
+        for selector in expected {
+            assert!(words.contains(&selector), "{arch}: {selector} in {words:?}");
+        }
+    }
+}
+
+/// `!analyze -v` shows the two lines of 0xC4's description the
+/// walkthrough's kd shows (tests/fixtures/walkthrough-win7-x86.txt).
+#[test]
+fn analyze_shows_the_whole_c4_description() {
+    let built = common::driver(Arch::X86, true);
+    let transcript = kd_script(&built.sys, "g\n!analyze -v\nq\n");
+    let analysis = transcript.of("!analyze -v");
+    let at = analysis
+        .iter()
+        .position(|line| line.starts_with("DRIVER_VERIFIER_DETECTED_VIOLATION (c4)"))
+        .expect("the bug check's name");
+    assert_eq!(
+        analysis[at + 4..at + 6],
+        [
+            "If the driver attempts to corrupt the system, bugchecks 0xC4, 0xC1 and 0xA will",
+            "be among the most commonly seen crashes."
+        ]
+    );
+}

@@ -117,6 +117,8 @@ pub struct Session {
     /// `$t0`..`$t19`.
     temporaries: [u64; 20],
     utc_offset_minutes: i32,
+    /// The last stop was a completed step (`p 3` goes on).
+    stepped: bool,
 }
 
 /// Why a session could not start.
@@ -163,6 +165,7 @@ impl Session {
             pdb_problem: options.pdb_problem,
             temporaries: [0; 20],
             utc_offset_minutes: options.utc_offset_minutes,
+            stepped: false,
         })
     }
 
@@ -271,8 +274,8 @@ impl Session {
             ".formats" => self.formats(args),
             "g" => self.go(args),
             "gu" => self.go_up(),
-            "p" => self.step_over(),
-            "t" => self.step_into(),
+            "p" => self.step(true, args),
+            "t" => self.step(false, args),
             "bp" | "bu" => self.set_breakpoint(raw.trim_end()),
             "bl" => Ok(self.list_breakpoints()),
             "bc" | "bd" | "be" => self.change_breakpoints(&lower, args),
@@ -382,6 +385,7 @@ impl Session {
                 out.push_str(&self.location(self.target.ip()));
             }
             Stop::Stepped => {
+                self.stepped = true;
                 // The walkthrough's kd shows no register block after a step.
                 out.push_str(&self.location(self.target.ip()));
             }

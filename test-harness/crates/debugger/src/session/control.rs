@@ -18,6 +18,9 @@ enum Arrival {
     Step,
 }
 
+/// Most steps one `p`/`t` takes: each is shown, so the output stays bounded.
+pub const MAX_STEPS: u64 = 10_000;
+
 /// `k`, `kb`, `kv`, `kn`, `kvn`, `kbn`, `kp`...: `k` and option letters.
 #[must_use]
 pub fn is_stack_command(name: &str) -> bool {
@@ -116,8 +119,46 @@ impl Session {
         self.run(Some(return_address), Arrival::Location)
     }
 
+    /// `t [Count]`, `p [Count]`: `Count` steps, each one shown, stopping
+    /// early where the target stops for anything else (p--step-.md,
+    /// t--trace-.md: "Count ... the number of instructions ... to step
+    /// through"; each step's display is kd's default). `= address` is
+    /// not supported: it moves the instruction pointer.
+    pub(super) fn step(&mut self, over: bool, args: &str) -> Reply {
+        if args.starts_with('=') {
+            return Err(CommandError::Message(
+                "harness kd: p/t = StartAddress is not emulated (it moves the instruction pointer)"
+                    .into(),
+            ));
+        }
+        let count = if args.is_empty() {
+            1
+        } else {
+            expr::evaluate(args, self)?
+        };
+        if count > MAX_STEPS {
+            return Err(CommandError::Message(format!(
+                "harness kd: at most 0n{MAX_STEPS} steps per command, not 0n{count}"
+            )));
+        }
+        let mut out = String::new();
+        for _ in 0..count {
+            self.stepped = false;
+            let more = if over {
+                self.step_over()?
+            } else {
+                self.step_into()?
+            };
+            out.push_str(&more);
+            if !self.stepped || self.runnable().is_err() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// `t`: one instruction.
-    pub(super) fn step_into(&mut self) -> Reply {
+    fn step_into(&mut self) -> Reply {
         self.runnable()?;
         self.resolve_deferred();
         // No breakpoints are set while stepping: one instruction runs.
@@ -126,7 +167,7 @@ impl Session {
     }
 
     /// `p`: one instruction, running whole calls.
-    pub(super) fn step_over(&mut self) -> Reply {
+    fn step_over(&mut self) -> Reply {
         self.runnable()?;
         let ip = self.target.ip();
         let bytes = self.target.read(ip, 16).unwrap_or_default();
@@ -221,7 +262,18 @@ impl Session {
             }
             Err(error) => return Err(error.into()),
         };
-        let id = id.unwrap_or_else(|| {
+        // kd keeps one breakpoint per place: setting it again redefines the
+        // existing one under its ID (bp--bu--bm--set-breakpoint-.md, Remarks;
+        // real kd prints "breakpoint 0 redefined"). A deferred `bu` is the
+        // same place when its expression is.
+        let existing = self.breakpoints.iter().position(|slot| {
+            slot.as_ref()
+                .is_some_and(|breakpoint| match (address, breakpoint.address) {
+                    (Some(new), Some(old)) => new == old,
+                    _ => breakpoint.expression.eq_ignore_ascii_case(target),
+                })
+        });
+        let id = id.or(existing).unwrap_or_else(|| {
             self.breakpoints
                 .iter()
                 .position(Option::is_none)
@@ -232,16 +284,11 @@ impl Session {
                 "harness kd: breakpoint IDs go up to 0n1023, not 0n{id}"
             )));
         }
-        if let Some(existing) = address.and_then(|address| {
-            self.breakpoints.iter().position(|breakpoint| {
-                breakpoint
-                    .as_ref()
-                    .is_some_and(|breakpoint| breakpoint.address == Some(address))
-            })
-        }) && existing != id
-        {
+        if let Some(existing) = existing {
             let _ = writeln!(out, "breakpoint {existing} redefined");
-            self.breakpoints[existing] = None;
+            if existing != id {
+                self.breakpoints[existing] = None;
+            }
         }
         if self.breakpoints.len() <= id {
             self.breakpoints.resize(id + 1, None);
