@@ -22,6 +22,8 @@ struct Step {
 struct Transcript {
     steps: Vec<Step>,
     code: i32,
+    /// What `harness kd` wrote to stderr: one line when it exits 2.
+    stderr: String,
 }
 
 impl Transcript {
@@ -39,7 +41,11 @@ impl Transcript {
                 panic!("output before the first command: {line}");
             }
         }
-        Self { steps, code }
+        Self {
+            steps,
+            code,
+            stderr: String::new(),
+        }
     }
 
     /// The output of the `nth` run of `command` (0-based).
@@ -68,8 +74,14 @@ fn kd_script(driver: &Path, script: &str) -> Transcript {
         "--script",
         path.to_str().expect("utf-8"),
     ]);
-    assert!(run.stderr.is_empty(), "kd wrote to stderr: {}", run.stderr);
-    Transcript::parse(&run.stdout, run.code)
+    if run.code == i32::from(ExitCode::CannotJudge as u8) {
+        assert_eq!(run.stderr.lines().count(), 1, "exit 2: {}", run.stderr);
+    } else {
+        assert!(run.stderr.is_empty(), "kd wrote to stderr: {}", run.stderr);
+    }
+    let mut transcript = Transcript::parse(&run.stdout, run.code);
+    transcript.stderr = run.stderr;
+    transcript
 }
 
 fn hex(text: &str) -> u64 {
@@ -664,6 +676,12 @@ fn drivers_the_machine_cannot_run_are_refused_or_stop_as_cannot_judge() {
         "{stop:?}"
     );
     assert!(transcript.nth("g", 1)[0].contains("cannot run on"));
+    // And one line on stderr, as every exit 2 has.
+    assert!(
+        transcript.stderr.contains("ZwQuerySystemInformation"),
+        "{}",
+        transcript.stderr
+    );
 }
 
 #[test]
@@ -815,5 +833,27 @@ fn analyze_shows_the_whole_c4_description() {
             "If the driver attempts to corrupt the system, bugchecks 0xC4, 0xC1 and 0xA will",
             "be among the most commonly seen crashes."
         ]
+    );
+}
+
+/// A driver's debug output with no newline at its end: the harness's own
+/// line after it starts on a line of its own (issue 19).
+#[test]
+fn the_harness_lines_start_on_their_own_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let driver = common::c_driver("UNTERMINATED_PRINT", Arch::X64, dir.path());
+    let transcript = kd_script(&driver, "g\nq\n");
+    assert_eq!(transcript.code, 0);
+    let run = transcript.of("g");
+    assert!(
+        run.iter()
+            .any(|line| line.ends_with("unloading, no newline")),
+        "{run:?}"
+    );
+    assert!(
+        run.iter().any(
+            |line| line.starts_with("harness kd: ") && line.contains("was started and stopped")
+        ),
+        "{run:?}"
     );
 }

@@ -227,6 +227,16 @@ impl Session {
         }
     }
 
+    /// Why the session cannot be judged, when it ends with exit code 2: the
+    /// one line `harness kd` also writes to stderr.
+    #[must_use]
+    pub fn cannot_judge_reason(&self) -> Option<&str> {
+        match &self.state {
+            State::Dead(reason) if self.exit_code() == ExitCode::CannotJudge => Some(reason),
+            _ => None,
+        }
+    }
+
     /// Runs one input line (commands separated by `;`). Returns the output
     /// and whether the session should end (`q`).
     pub fn execute(&mut self, line: &str) -> (String, bool) {
@@ -400,14 +410,17 @@ impl Session {
             }
             Stop::Finished => {
                 self.state = State::Finished;
+                own_line(&mut out);
                 out.push_str(&self.finished_note());
             }
             Stop::CannotJudge(reason) => {
                 self.state = State::Dead(format!("cannot judge: {reason}"));
+                own_line(&mut out);
                 let _ = writeln!(out, "harness kd: cannot judge from here: {reason}");
             }
             Stop::Limit(limit) => {
                 let text = format!("the driver's code {limit}");
+                own_line(&mut out);
                 let _ = writeln!(out, "harness kd: {text}");
                 self.state = State::Dead(text);
             }
@@ -583,6 +596,14 @@ impl expr::Context for Session {
     fn size_of(&self, type_name: &str) -> Option<u64> {
         let (table, id) = self.find_type(type_name.trim())?;
         Some(table.sizeof(id))
+    }
+}
+
+/// Starts the harness's own line on a line of its own, after debug output
+/// the driver did not end with a newline.
+fn own_line(out: &mut String) {
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
     }
 }
 
