@@ -588,10 +588,11 @@ fn expressions_and_memory_use_the_machine() {
     assert_eq!(code.len(), 3);
     // Errors are kd's kinds of one-line message; the session goes on.
     assert_eq!(transcript.of("ed 0 1"), ["Memory access error at '1'"]);
-    assert_eq!(transcript.of("foo"), ["    ^ Syntax error in 'foo'"]);
+    // (then, once per name, the harness's note that it is not emulated)
+    assert_eq!(transcript.of("foo")[0], "    ^ Syntax error in 'foo'");
     assert_eq!(
-        transcript.of("!nosuchthing").last().map(String::as_str),
-        Some("No export nosuchthing found")
+        transcript.of("!nosuchthing")[0],
+        "No export nosuchthing found"
     );
     assert_eq!(
         transcript.of("dt nt!_NOSUCH"),
@@ -855,5 +856,48 @@ fn the_harness_lines_start_on_their_own_line() {
             |line| line.starts_with("harness kd: ") && line.contains("was started and stopped")
         ),
         "{run:?}"
+    );
+}
+
+/// `?` alone and `.help` print the command table's summary (the same text
+/// `harness kd --help` ends with); a command the harness does not emulate
+/// gets kd's own error and, once per name, the harness's note.
+#[test]
+fn help_comes_from_the_command_table_and_unknown_commands_say_so_once() {
+    let built = common::driver(Arch::X86, false);
+    let transcript = kd_script(&built.sys, "?\n.help\nfoo\nfoo 1\n!nosuch\nq\n");
+    let summary = transcript.of("?");
+    assert_eq!(summary, transcript.of(".help"));
+    let help = common::harness(&["kd", "--help"]);
+    for command in [
+        "bp[ID] Address",
+        "!poolfind Tag",
+        "p [Count]",
+        "dt [Module!]Type",
+    ] {
+        assert!(
+            summary
+                .iter()
+                .any(|line| line.trim_start().starts_with(command)),
+            "{command} in {summary:#?}"
+        );
+    }
+    for line in summary {
+        assert!(help.stdout.contains(line.as_str()), "--help lacks {line}");
+    }
+    assert_eq!(
+        transcript.of("foo"),
+        [
+            "    ^ Syntax error in 'foo'",
+            "harness kd: 'foo' is not emulated here (? lists the commands)"
+        ]
+    );
+    assert_eq!(transcript.of("foo 1"), ["    ^ Syntax error in 'foo 1'"]);
+    assert_eq!(
+        transcript.of("!nosuch"),
+        [
+            "No export nosuch found",
+            "harness kd: '!nosuch' is not emulated here (? lists the commands)"
+        ]
     );
 }

@@ -138,3 +138,27 @@ fn the_prompt_edits_lines_keeps_history_and_quits() {
     // The machine bug-checked: the verdict's exit code.
     assert_eq!(code, "3");
 }
+
+/// Enter on an empty line repeats the last command
+/// (enter--repeat-last-command-.md).
+#[test]
+fn enter_on_an_empty_line_repeats_the_last_command() {
+    let built = common::driver(Arch::X86, false);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let status = dir.path().join("status");
+    let tmux = start(&built.sys, &status);
+    tmux.wait_for("kd> ");
+    tmux.keys(&["? 0x29+1", "Enter"]);
+    tmux.wait_for("Evaluate expression: 42 = 0000002a");
+    tmux.keys(&["Enter"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let screen = tmux.screen();
+        if screen.matches("Evaluate expression: 42 = 0000002a").count() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not repeated:\n{screen}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tmux.keys(&["q", "Enter"]);
+}

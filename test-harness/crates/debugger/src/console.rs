@@ -83,12 +83,19 @@ pub fn interactive(session: &mut Session) -> io::Result<()> {
         session.windows_version()
     );
     emit(&profile)?;
+    let mut last = String::new();
     loop {
         match editor.readline(PROMPT) {
             Ok(line) => {
-                if !line.trim().is_empty() {
+                // Enter on an empty line repeats the last command
+                // (enter--repeat-last-command-.md).
+                let line = if line.trim().is_empty() {
+                    last.clone()
+                } else {
                     let _ = editor.add_history_entry(line.as_str());
-                }
+                    last.clone_from(&line);
+                    line
+                };
                 let (output, quit) = run_line(session, &line);
                 emit(&output)?;
                 if quit {

@@ -7,6 +7,7 @@
 //! prints is read from the machine, the driver's PDB or the emulated
 //! kernel's symbols.
 
+mod commands;
 mod control;
 mod frames;
 mod memory;
@@ -117,8 +118,12 @@ pub struct Session {
     /// `$t0`..`$t19`.
     temporaries: [u64; 20],
     utc_offset_minutes: i32,
-    /// The last stop was a completed step (`p 3` goes on).
-    stepped: bool,
+    /// How the machine last stopped (`p 3` goes on after a completed step).
+    last_stop: Option<Stop>,
+    /// `q` was given.
+    quit: bool,
+    /// Commands already said to be not emulated (said once per name).
+    told_unsupported: std::collections::HashSet<String>,
 }
 
 /// Why a session could not start.
@@ -165,7 +170,9 @@ impl Session {
             pdb_problem: options.pdb_problem,
             temporaries: [0; 20],
             utc_offset_minutes: options.utc_offset_minutes,
-            stepped: false,
+            last_stop: None,
+            quit: false,
+            told_unsupported: std::collections::HashSet::new(),
         })
     }
 
@@ -246,80 +253,30 @@ impl Session {
             if command.is_empty() {
                 continue;
             }
-            if is_quit(command) {
-                return (out, true);
-            }
             let leading = column + line[column..].len() - line[column..].trim_start().len();
             match self.command(command, leading) {
-                Ok(text) => out.push_str(&text),
-                Err(error) => {
-                    let _ = writeln!(out, "{error}");
-                }
+                Ok(text) | Err(text) => out.push_str(&text),
+            }
+            if self.quit {
+                return (out, true);
             }
         }
         (out, false)
     }
 
-    /// One command.
-    fn command(&mut self, text: &str, column: usize) -> Reply {
+    /// One command, dispatched through the command table.
+    fn command(&mut self, text: &str, column: usize) -> Result<String, String> {
         let (name, raw) = split_name(text);
-        let args = raw.trim();
         let lower = name.to_ascii_lowercase();
-        match lower.as_str() {
-            "*" | "$$" => Ok(String::new()),
-            // Nothing to reload: the symbols are the machine's own.
-            ".reload" => Ok(
-                "harness kd: symbols are loaded already (nt from the emulated kernel, the driver from its PDB or exports)\n"
-                    .to_owned(),
-            ),
-            // A quoted string prints without its quotes.
-            ".echo" => Ok(format!(
-                "{}\n",
-                args.strip_prefix('"')
-                    .and_then(|text| text.strip_suffix('"'))
-                    .unwrap_or(args)
-            )),
-            "?" => self.evaluate_masm(args),
-            "??" => self.evaluate_cpp(args),
-            ".formats" => self.formats(args),
-            "g" => self.go(args),
-            "gu" => self.go_up(),
-            "p" => self.step(true, args),
-            "t" => self.step(false, args),
-            "bp" | "bu" => self.set_breakpoint(raw.trim_end()),
-            "bl" => Ok(self.list_breakpoints()),
-            "bc" | "bd" | "be" => self.change_breakpoints(&lower, args),
-            "r" => self.registers(args),
-            ".frame" => self.set_frame(args),
-            "dv" => self.display_locals(args),
-            ".thread" => self.thread(args),
-            ".cxr" => self.context_record(args),
-            "lm" => Ok(self.list_modules(args)),
-            "ln" => self.list_nearest(args),
-            "u" => self.unassemble(args),
-            "x" => self.examine(args),
-            ".asm" => self.asm_options(args),
-            "dt" => self.display_type(args),
-            "!pool" => self.pool(args),
-            "!poolfind" => self.poolfind(args),
-            "!verifier" => self.verifier(args),
-            "!analyze" => self.analyze(args),
-            _ if lower.starts_with('k') && control::is_stack_command(&lower) => {
-                self.backtrace(&lower, args)
-            }
-            _ if format::DumpFormat::from_command(&lower).is_some() => self.dump(&lower, args),
-            _ if matches!(lower.as_str(), "d") => self.dump("db", args),
-            _ if matches!(lower.as_str(), "eb" | "ew" | "ed" | "eq" | "ep") => {
-                self.enter(&lower, args)
-            }
-            _ if lower.starts_with('!') => Err(CommandError::NoExport(
-                lower.trim_start_matches('!').to_owned(),
-            )),
-            _ => Err(CommandError::Syntax {
-                column,
-                text: text.to_owned(),
-            }),
-        }
+        let Some(entry) = commands::find(&lower) else {
+            return Err(commands::unknown(self, &lower, text, column));
+        };
+        let call = commands::Call {
+            name: &lower,
+            args: raw.trim(),
+            raw,
+        };
+        entry.run(self, &call).map_err(|error| format!("{error}\n"))
     }
 
     /// Debug output the machine produced since the last look, as kd shows
@@ -381,6 +338,7 @@ impl Session {
 
     /// Reports a stop of the machine, kd's way.
     fn report(&mut self, stop: &Stop, breakpoint_ids: &[Option<usize>]) -> String {
+        self.last_stop = Some(stop.clone());
         let mut out = self.new_output();
         self.sync();
         match stop {
@@ -395,7 +353,6 @@ impl Session {
                 out.push_str(&self.location(self.target.ip()));
             }
             Stop::Stepped => {
-                self.stepped = true;
                 // The walkthrough's kd shows no register block after a step.
                 out.push_str(&self.location(self.target.ip()));
             }
@@ -607,9 +564,10 @@ fn own_line(out: &mut String) {
     }
 }
 
-/// `q`, `qq`, `qd`: end the session.
-fn is_quit(command: &str) -> bool {
-    matches!(command.to_ascii_lowercase().as_str(), "q" | "qq" | "qd")
+/// The command summary `?` and `.help` print (`harness kd --help` too).
+#[must_use]
+pub fn command_summary() -> String {
+    commands::summary()
 }
 
 /// The command's name and the rest. Names are `.word`, `!word`, `??`, `?`,

@@ -1237,8 +1237,8 @@ fn load_x86_segments(uc: &mut Uc<'_>, gdt: u64, pcr: u64) -> Result<(), cpu::Bad
 }
 
 /// The selectors a Windows x64 kernel thread runs with, as kd's `r` shows
-/// them: cs=0010 ss=0018 ds=es=gs=002b fs=0053 (ReactOS ketypes.h:
-/// KGDT64_R0_CODE, KGDT64_R0_DATA, KGDT64_R3_DATA, KGDT64_R3_CMTEB). Long
+/// them: cs=0010 ss=0018 ds=es=gs=002b fs=0053 (reactos/reactos amd64 `ketypes.h`:
+/// `KGDT64_R0_CODE`, `KGDT64_R0_DATA`, `KGDT64_R3_DATA`, `KGDT64_R3_CMTEB`). Long
 /// mode ignores the bases; GS's base (the processor block) is set after.
 fn load_x64_segments(uc: &mut Uc<'_>, gdt: u64) -> Result<(), cpu::BadAddress> {
     // Flat descriptors: limit 0xfffff, granularity; L for 64-bit code.

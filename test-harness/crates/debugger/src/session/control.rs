@@ -95,10 +95,16 @@ impl Session {
 
     /// `g [address]`.
     pub(super) fn go(&mut self, args: &str) -> Reply {
+        if args.starts_with('=') {
+            return Err(CommandError::Message(
+                "harness kd: g = StartAddress is not emulated (it moves the instruction pointer)"
+                    .into(),
+            ));
+        }
         let temporary = if args.is_empty() {
             None
         } else {
-            Some(expr::evaluate(args.trim_start_matches('='), self)?)
+            Some(expr::evaluate(args, self)?)
         };
         self.run(temporary, Arrival::Location)
     }
@@ -143,14 +149,14 @@ impl Session {
         }
         let mut out = String::new();
         for _ in 0..count {
-            self.stepped = false;
+            self.last_stop = None;
             let more = if over {
                 self.step_over()?
             } else {
                 self.step_into()?
             };
             out.push_str(&more);
-            if !self.stepped || self.runnable().is_err() {
+            if self.last_stop != Some(Stop::Stepped) || self.runnable().is_err() {
                 break;
             }
         }
