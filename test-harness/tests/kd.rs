@@ -901,3 +901,60 @@ fn help_comes_from_the_command_table_and_unknown_commands_say_so_once() {
         ]
     );
 }
+
+/// The walkthrough's `bp Sample!DriverEntry+0x2c` is an offset of its C
+/// build; in ours it falls inside an instruction. The harness says so and
+/// where the walkthrough's places are here; a breakpoint on the place it
+/// names for +0x2c is hit, just after the buffer was stored.
+#[test]
+fn a_breakpoint_inside_an_instruction_is_told_with_the_walkthrough_places() {
+    for arch in [Arch::X86, Arch::X64] {
+        let built = common::driver(arch, true);
+        let first = kd_script(
+            &built.sys,
+            "ed nt!PoolHitTag 'dcba'\ng\nbp Sample!DriverEntry+0x2c\nq\n",
+        );
+        let note = first.of("bp Sample!DriverEntry+0x2c");
+        assert!(
+            note[0].starts_with("harness kd: Sample!DriverEntry+0x2c is inside the instruction at Sample!DriverEntry+0x"),
+            "{arch}: {note:?}"
+        );
+        let places = note[1]
+            .strip_prefix("harness kd: the walkthrough's DriverEntry offsets in this build: ")
+            .unwrap_or_else(|| panic!("{arch}: {note:?}"));
+        let stored = places
+            .split(", ")
+            .find_map(|place| {
+                place.strip_prefix("+0x2c (the buffer is stored in g_RegistryPath) is ")
+            })
+            .unwrap_or_else(|| panic!("{arch}: {places}"));
+        let second = kd_script(
+            &built.sys,
+            &format!(
+                "ed nt!PoolHitTag 'dcba'\ng\nbp {stored}\ng\ndt Sample!g_RegistryPath Buffer\nr @$retreg\nq\n"
+            ),
+        );
+        assert!(
+            second.of(&format!("bp {stored}")).is_empty(),
+            "{arch}: at a start"
+        );
+        let hit = second.nth("g", 1);
+        assert!(
+            hit.contains(&"Breakpoint 0 hit".to_owned()),
+            "{arch}: {hit:?}"
+        );
+        assert!(hit.contains(&format!("{stored}:")), "{arch}: {hit:?}");
+        // The buffer is stored: g_RegistryPath.Buffer is the allocation's result.
+        let buffer = field(second.of("dt Sample!g_RegistryPath Buffer"), "Buffer");
+        let returned = second.of("r @$retreg")[0]
+            .split('=')
+            .nth(1)
+            .map(hex)
+            .expect("value");
+        assert_eq!(
+            hex(buffer.split_whitespace().next().expect("pointer")),
+            returned,
+            "{arch}"
+        );
+    }
+}

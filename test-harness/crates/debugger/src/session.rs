@@ -12,6 +12,7 @@ mod control;
 mod frames;
 mod memory;
 mod modules;
+mod placement;
 mod pool;
 mod verifier;
 

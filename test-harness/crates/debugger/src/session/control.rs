@@ -36,7 +36,7 @@ impl Session {
     /// session's own (`gu`, `p`, `g <address>`).
     fn run(&mut self, temporary: Option<u64>, arrival: Arrival) -> Reply {
         self.runnable()?;
-        self.resolve_deferred();
+        let notes = self.resolve_deferred();
         let mut list = Vec::new();
         let mut ids = Vec::new();
         for (id, breakpoint) in self.breakpoints.iter().enumerate() {
@@ -78,7 +78,8 @@ impl Session {
             stop.clone()
         };
         // The session's own breakpoint prints no "Breakpoint N hit" (`ids` has no number for it).
-        let mut out = self.report(&shown, &ids);
+        let mut out = notes;
+        out.push_str(&self.report(&shown, &ids));
         let _ = self.target.machine.set_breakpoints(&[]);
         if let Stop::Breakpoint(index) = stop
             && let Some(Some(id)) = ids.get(index)
@@ -166,10 +167,11 @@ impl Session {
     /// `t`: one instruction.
     fn step_into(&mut self) -> Reply {
         self.runnable()?;
-        self.resolve_deferred();
+        let mut out = self.resolve_deferred();
         // No breakpoints are set while stepping: one instruction runs.
         let stop = self.target.machine.step();
-        Ok(self.report(&stop, &[]))
+        out.push_str(&self.report(&stop, &[]));
+        Ok(out)
     }
 
     /// `p`: one instruction, running whole calls.
@@ -203,8 +205,10 @@ impl Session {
         result
     }
 
-    /// Resolves deferred breakpoints whose module is now known.
-    fn resolve_deferred(&mut self) {
+    /// Resolves deferred breakpoints whose module is now known; returns the
+    /// notes for those that land inside an instruction.
+    fn resolve_deferred(&mut self) -> String {
+        let mut notes = String::new();
         let pending: Vec<(usize, String)> = self
             .breakpoints
             .iter()
@@ -221,8 +225,16 @@ impl Session {
                 && let Some(Some(breakpoint)) = self.breakpoints.get_mut(id)
             {
                 breakpoint.address = Some(address);
+                // The image is in place before it is announced as loaded.
+                let mapped = self.names.mapped;
+                self.names.mapped = true;
+                if let Some(note) = self.placement_note(address) {
+                    notes.push_str(&note);
+                }
+                self.names.mapped = mapped;
             }
         }
+        notes
     }
 
     /// `bp [ID] address ["commands"]`; `bu` the same, deferred by name.
@@ -295,6 +307,9 @@ impl Session {
             if existing != id {
                 self.breakpoints[existing] = None;
             }
+        }
+        if let Some(note) = address.and_then(|address| self.placement_note(address)) {
+            out.push_str(&note);
         }
         if self.breakpoints.len() <= id {
             self.breakpoints.resize(id + 1, None);
