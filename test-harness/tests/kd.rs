@@ -956,5 +956,8 @@ fn a_breakpoint_inside_an_instruction_is_told_with_the_walkthrough_places() {
             returned,
             "{arch}"
         );
+        // Deferred with bu: told when the driver loads and it resolves.
+        let deferred = kd_script(&built.sys, "bu Sample!DriverEntry+0x2c\ng\nq\n");
+        assert_eq!(deferred.of("g")[0], note[0], "{arch}");
     }
 }
