@@ -961,3 +961,66 @@ fn a_breakpoint_inside_an_instruction_is_told_with_the_walkthrough_places() {
         assert_eq!(deferred.of("g")[0], note[0], "{arch}");
     }
 }
+
+/// Breakpoint command strings as kd runs them: `j` and `.if`/`.else` choose,
+/// `gc` resumes without showing the stop (gc--go-from-conditional-
+/// breakpoint-.md, j--execute-if---else-.md), `;` inside quotes stays in
+/// the string. The allocator's third argument is the tag (x86: poi(@esp+0xc)
+/// at its entry, x64: @r8).
+#[test]
+fn breakpoint_commands_choose_and_resume_as_kd_does() {
+    for (arch, tag) in [(Arch::X86, "poi(@esp+0xc)"), (Arch::X64, "@r8")] {
+        let built = common::driver(arch, false);
+        let run = |commands: &str| {
+            let transcript = kd_script(
+                &built.sys,
+                &format!("bp nt!ExAllocatePoolWithTag \"{commands}\"\ng\nq\n"),
+            );
+            transcript.of("g").to_vec()
+        };
+        let finished = |output: &[String]| {
+            output
+                .iter()
+                .any(|line| line.contains("was started and stopped"))
+        };
+        let logged = run(".echo allocating; gc");
+        assert!(
+            logged.contains(&"allocating".to_owned()),
+            "{arch}: {logged:?}"
+        );
+        assert!(
+            !logged.contains(&"Breakpoint 0 hit".to_owned()),
+            "{arch}: {logged:?}"
+        );
+        assert!(finished(&logged), "{arch}: {logged:?}");
+
+        let tagged = run(&format!(
+            "j ({tag}==0x64636261) '.echo tagged; .echo abcd'; 'gc'"
+        ));
+        let at = tagged
+            .iter()
+            .position(|line| line == "Breakpoint 0 hit")
+            .unwrap_or_else(|| panic!("{arch}: {tagged:?}"));
+        assert_eq!(tagged[at + 1], "nt!ExAllocatePoolWithTag:", "{arch}");
+        assert_eq!(tagged[at + 3..], ["tagged", "abcd"], "{arch}");
+
+        let other = run(&format!("j ({tag}==0x11111111) ''; 'gc'"));
+        assert!(
+            !other.contains(&"Breakpoint 0 hit".to_owned()),
+            "{arch}: {other:?}"
+        );
+        assert!(finished(&other), "{arch}: {other:?}");
+
+        let chosen = run(&format!(
+            ".if ({tag}==0x64636261) {{ .echo mine }} .else {{ .echo theirs; gc }}"
+        ));
+        assert_eq!(chosen.last().map(String::as_str), Some("mine"), "{arch}");
+        let passed = run(&format!(
+            ".if ({tag}!=0x64636261) {{ .echo mine }} .else {{ .echo theirs; gc }}"
+        ));
+        assert!(
+            passed.contains(&"theirs".to_owned()) && finished(&passed),
+            "{arch}: {passed:?}"
+        );
+    }
+}

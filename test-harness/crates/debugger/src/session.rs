@@ -7,6 +7,7 @@
 //! prints is read from the machine, the driver's PDB or the emulated
 //! kernel's symbols.
 
+mod bpcommands;
 mod commands;
 mod control;
 mod frames;

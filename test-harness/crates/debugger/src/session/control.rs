@@ -18,6 +18,9 @@ enum Arrival {
     Step,
 }
 
+/// Most times breakpoint commands (`gc`) resume the target in one command.
+const MAX_RESUMES: u64 = 100_000;
+
 /// Most steps one `p`/`t` takes: each is shown, so the output stays bounded.
 pub const MAX_STEPS: u64 = 10_000;
 
@@ -33,10 +36,11 @@ pub fn is_stack_command(name: &str) -> bool {
 
 impl Session {
     /// Runs until the next stop, with an optional breakpoint of the
-    /// session's own (`gu`, `p`, `g <address>`).
+    /// session's own (`gu`, `p`, `g <address>`). A breakpoint whose command
+    /// string resumes (`gc`) runs on without showing the stop.
     fn run(&mut self, temporary: Option<u64>, arrival: Arrival) -> Reply {
         self.runnable()?;
-        let notes = self.resolve_deferred();
+        let mut out = self.resolve_deferred();
         let mut list = Vec::new();
         let mut ids = Vec::new();
         for (id, breakpoint) in self.breakpoints.iter().enumerate() {
@@ -54,9 +58,56 @@ impl Session {
             list.push((address, true));
             ids.push(None);
         }
+        let mut resumed = 0_u64;
+        loop {
+            let stop = self.resume_once(&list)?;
+            let own = matches!(stop, Stop::Breakpoint(index) if ids.get(index) == Some(&None));
+            let shown = if own && arrival == Arrival::Step {
+                Stop::Stepped
+            } else {
+                stop.clone()
+            };
+            let commands = match stop {
+                Stop::Breakpoint(index) => ids
+                    .get(index)
+                    .copied()
+                    .flatten()
+                    .and_then(|id| self.breakpoints.get(id).cloned().flatten())
+                    .and_then(|breakpoint| breakpoint.commands),
+                _ => None,
+            };
+            let Some(commands) = commands else {
+                // The session's own breakpoint prints no "Breakpoint N hit" (`ids` has no number for it).
+                out.push_str(&self.report(&shown, &ids));
+                return Ok(out);
+            };
+            // The commands run where it stopped, before the stop is shown.
+            out.push_str(&self.new_output());
+            self.sync();
+            let outcome = self.breakpoint_commands(&commands);
+            let runs_on = outcome.resume && !self.quit;
+            if runs_on && resumed < MAX_RESUMES {
+                resumed += 1;
+                out.push_str(&outcome.output);
+                continue;
+            }
+            if outcome.resume && resumed >= MAX_RESUMES {
+                let _ = writeln!(
+                    out,
+                    "harness kd: a breakpoint's commands resumed 0n{MAX_RESUMES} times; stopped here"
+                );
+            }
+            out.push_str(&self.report(&shown, &ids));
+            out.push_str(&outcome.output);
+            return Ok(out);
+        }
+    }
+
+    /// Sets the breakpoints and lets the machine run to its next stop.
+    fn resume_once(&mut self, list: &[(u64, bool)]) -> Result<Stop, CommandError> {
         self.target
             .machine
-            .set_breakpoints(&list)
+            .set_breakpoints(list)
             .map_err(|error| CommandError::Message(format!("harness kd: {error}")))?;
         let ip = self.target.ip();
         // Resuming from a breakpoint runs its instruction first (unless the
@@ -71,27 +122,8 @@ impl Session {
             self.target.machine.pass_breakpoint_at(ip);
         }
         let stop = self.target.machine.resume();
-        let own = matches!(stop, Stop::Breakpoint(index) if ids.get(index) == Some(&None));
-        let shown = if own && arrival == Arrival::Step {
-            Stop::Stepped
-        } else {
-            stop.clone()
-        };
-        // The session's own breakpoint prints no "Breakpoint N hit" (`ids` has no number for it).
-        let mut out = notes;
-        out.push_str(&self.report(&shown, &ids));
         let _ = self.target.machine.set_breakpoints(&[]);
-        if let Stop::Breakpoint(index) = stop
-            && let Some(Some(id)) = ids.get(index)
-            && let Some(Some(Breakpoint {
-                commands: Some(commands),
-                ..
-            })) = self.breakpoints.get(*id).cloned()
-        {
-            let (more, _) = self.execute(&commands);
-            out.push_str(&more);
-        }
-        Ok(out)
+        Ok(stop)
     }
 
     /// `g [address]`.
