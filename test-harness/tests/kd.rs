@@ -1024,3 +1024,67 @@ fn breakpoint_commands_choose_and_resume_as_kd_does() {
         );
     }
 }
+
+/// `dt -r`, `-rN`, `-b`, `-v` are options, not symbol names
+/// (dt--display-type-.md): -r expands structure members, indented three
+/// more columns a level; -v starts with the kind, member count and size.
+#[test]
+fn dt_takes_its_options() {
+    for (arch, object, size) in [
+        (Arch::X86, "poi(@esp+4)", "0x8"),
+        (Arch::X64, "@rcx", "0x10"),
+    ] {
+        let built = common::driver(arch, false);
+        let transcript = kd_script(
+            &built.sys,
+            &format!(
+                "bp Sample!DriverEntry\ng\ndt -v nt!_UNICODE_STRING\ndt -r nt!_DRIVER_OBJECT\n\
+                 dt -r0 nt!_DRIVER_OBJECT\ndt nt!_DRIVER_OBJECT\ndt -r1 nt!_DRIVER_OBJECT {object}\n\
+                 dt -b Sample!g_RegistryPath\ndt Sample!g_RegistryPath\ndt -x nt!_UNICODE_STRING\nq\n"
+            ),
+        );
+        let verbose = transcript.of("dt -v nt!_UNICODE_STRING");
+        assert_eq!(
+            verbose[0],
+            format!("struct _UNICODE_STRING, 3 elements, {size} bytes"),
+            "{arch}"
+        );
+        assert_eq!(verbose.len(), 4, "{arch}: {verbose:?}");
+        let plain = transcript.of("dt nt!_DRIVER_OBJECT");
+        assert_eq!(transcript.of("dt -r0 nt!_DRIVER_OBJECT"), plain, "{arch}");
+        let expanded = transcript.of("dt -r nt!_DRIVER_OBJECT");
+        let at = expanded
+            .iter()
+            .position(|line| line.contains(" DriverName ") && line.ends_with(": _UNICODE_STRING"))
+            .unwrap_or_else(|| panic!("{arch}: {expanded:?}"));
+        assert!(
+            expanded[at + 1].starts_with("      +0x000 Length "),
+            "{arch}: {expanded:?}"
+        );
+        assert!(expanded[at + 3].starts_with("      +0x"), "{arch}");
+        assert!(expanded[at + 3].contains(" Buffer "), "{arch}");
+        assert_eq!(expanded.len(), plain.len() + 3, "{arch}");
+        let values = transcript.of(&format!("dt -r1 nt!_DRIVER_OBJECT {object}"));
+        let at = values
+            .iter()
+            .position(|line| line.contains(" DriverName "))
+            .expect("DriverName");
+        assert!(
+            values[at].ends_with("_UNICODE_STRING \"\\Driver\\Sample\""),
+            "{arch}: {values:?}"
+        );
+        assert!(
+            values[at + 3].ends_with("\"\\Driver\\Sample\""),
+            "{arch}: {values:?}"
+        );
+        assert_eq!(
+            transcript.of("dt -b Sample!g_RegistryPath"),
+            transcript.of("dt Sample!g_RegistryPath"),
+            "{arch}"
+        );
+        assert_eq!(
+            transcript.of("dt -x nt!_UNICODE_STRING"),
+            ["harness kd: dt -x is not emulated (-r[N], -b and -v are)"]
+        );
+    }
+}
