@@ -1088,3 +1088,33 @@ fn dt_takes_its_options() {
         );
     }
 }
+
+/// `ln` on a driver without a PDB or exports names the module
+/// (`Sample+0x1020`), never a far-away nt symbol.
+#[test]
+fn ln_without_driver_symbols_names_the_module() {
+    for arch in [Arch::X86, Arch::X64] {
+        let built = common::driver(arch, false);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sys = dir.path().join("Sample.sys");
+        std::fs::copy(&built.sys, &sys).expect("copy");
+        let script = "bp nt!ExAllocatePoolWithTag\ng\nln Sample+0x1020\n? Sample\nq\n";
+        let transcript = kd_script(&sys, script);
+        let base = transcript.of("? Sample")[0]
+            .rsplit(' ')
+            .next()
+            .map(hex)
+            .expect("base");
+        let line = &transcript.of("ln Sample+0x1020")[0];
+        let (address, name) = line.split_once(")   ").expect("kd's ln form");
+        assert_eq!(hex(address.trim_start_matches('(')), base, "{arch}: {line}");
+        assert_eq!(name, "Sample+0x1020", "{arch}: {line}");
+        // With its PDB the same address is a function's.
+        let named = kd_script(&built.sys, script);
+        assert!(
+            named.of("ln Sample+0x1020")[0].contains("Sample!"),
+            "{arch}: {:?}",
+            named.of("ln Sample+0x1020")
+        );
+    }
+}
