@@ -1118,3 +1118,61 @@ fn ln_without_driver_symbols_names_the_module() {
         );
     }
 }
+
+/// `!poolfind TagString|TagValue [PoolType]` as -poolfind.md documents it:
+/// `*` and `?` wildcards, case-sensitive; `0x` values; 0 nonpaged, 1 paged.
+#[test]
+fn poolfind_takes_patterns_values_and_the_pool_type() {
+    let built = common::driver(Arch::X64, true);
+    let finds = [
+        "!poolfind abcd",
+        "!poolfind ab*",
+        "!poolfind *",
+        "!poolfind 0x64636261 1",
+        "!poolfind a?cd 1",
+        "!poolfind abcd 0",
+        "!poolfind ABCD",
+        "!poolfind abcd 2",
+    ];
+    let transcript = kd_script(&built.sys, &format!("g\n{}\nq\n", finds.join("\n")));
+    let hits = |command: &str| -> Vec<String> {
+        transcript
+            .of(command)
+            .iter()
+            .filter(|line| line.contains(" : tag abcd, size "))
+            .cloned()
+            .collect()
+    };
+    let found = hits("!poolfind abcd");
+    assert_eq!(found.len(), 1, "{:?}", transcript.of("!poolfind abcd"));
+    assert!(found[0].ends_with("Paged pool"), "{found:?}");
+    for command in [
+        "!poolfind ab*",
+        "!poolfind *",
+        "!poolfind 0x64636261 1",
+        "!poolfind a?cd 1",
+    ] {
+        assert_eq!(hits(command), found, "{command}");
+    }
+    // `*` finds the other tags too; nonpaged pool and another case find none.
+    assert!(
+        transcript
+            .of("!poolfind *")
+            .iter()
+            .filter(|line| line.contains(" : tag "))
+            .count()
+            > 1
+    );
+    assert!(hits("!poolfind abcd 0").is_empty());
+    assert!(
+        transcript
+            .of("!poolfind abcd 0")
+            .iter()
+            .all(|line| !line.contains("paged pool (") || line.contains("nonpaged"))
+    );
+    assert!(hits("!poolfind ABCD").is_empty());
+    assert_eq!(
+        transcript.of("!poolfind abcd 2"),
+        ["harness kd: the emulated machine has no special pool: nothing to search"]
+    );
+}
