@@ -1176,3 +1176,36 @@ fn poolfind_takes_patterns_values_and_the_pool_type() {
         ["harness kd: the emulated machine has no special pool: nothing to search"]
     );
 }
+
+/// `!pool Address 1` adds each block's contents, `0x80000000` leaves out
+/// the tag's description (-pool.md, Flags).
+#[test]
+fn pool_flags_add_contents_and_drop_the_description() {
+    for arch in [Arch::X86, Arch::X64] {
+        let built = common::driver(arch, false);
+        let buffer = format!("poi(Sample!g_RegistryPath+{})", arch.pointer_size());
+        let transcript = kd_script(
+            &built.sys,
+            &format!(
+                "bu Sample!SampleUnload\ng\n!pool {buffer} 3\n!pool {buffer} 2\n!pool {buffer} 0x80000002\ndd {buffer} l4\nq\n"
+            ),
+        );
+        let with_contents = transcript.of(&format!("!pool {buffer} 3"));
+        let plain = transcript.of(&format!("!pool {buffer} 2"));
+        assert_eq!(with_contents[..plain.len()], *plain, "{arch}");
+        // The first contents line is the buffer's first four dwords, as dd shows them.
+        let dumped: Vec<&str> = transcript.of(&format!("dd {buffer} l4"))[0]
+            .split_whitespace()
+            .skip(1)
+            .collect();
+        let first: Vec<&str> = with_contents[plain.len()]
+            .split_whitespace()
+            .skip(1)
+            .collect();
+        assert_eq!(first, dumped, "{arch}: {with_contents:?}");
+        assert!(plain.iter().any(|line| line.contains("Owning component")));
+        let bare = transcript.of(&format!("!pool {buffer} 0x80000002"));
+        assert_eq!(bare.len(), plain.len() - 1, "{arch}: {bare:?}");
+        assert!(bare.iter().all(|line| !line.contains("Owning component")));
+    }
+}

@@ -26,8 +26,12 @@ struct Header {
 
 const PAGE: u64 = 0x1000;
 
-/// `!pool`'s flag 2: only the block holding the address.
+/// `!pool`'s flags (-pool.md): bit 0 adds each block's contents, bit 1
+/// shows only the block holding the address, bit 31 leaves out the
+/// description of the tag (the owner line).
+const CONTENTS: u64 = 1;
 const ONLY_HIT: u64 = 2;
+const NO_DESCRIPTION: u64 = 0x8000_0000;
 
 impl Session {
     fn read_header(&self, at: u64) -> Option<Header> {
@@ -117,6 +121,7 @@ impl Session {
             return Ok(out);
         }
         let page = address & !(PAGE - 1);
+        let unit = self.arch().pool_header_size();
         for header in self.page_headers(page) {
             let hit = address >= header.at && address < header.at + header.size;
             if flags & ONLY_HIT != 0 && !hit {
@@ -136,11 +141,37 @@ impl Session {
                 header.previous,
                 tag_with_protection(header.tag),
             );
-            if hit {
+            if hit && flags & NO_DESCRIPTION == 0 {
                 let _ = writeln!(out, "{}", owner_line(header.tag & 0x7fff_ffff));
+            }
+            if flags & CONTENTS != 0 {
+                out.push_str(
+                    &self.block_contents(header.at + unit, header.size.saturating_sub(unit)),
+                );
             }
         }
         Ok(out)
+    }
+
+    /// A block's body as `!pool Address 1` adds it: dwords, four a line,
+    /// indented under the header.
+    fn block_contents(&self, start: u64, size: u64) -> String {
+        let mut out = String::new();
+        let mut at = start;
+        while at < start + size {
+            let words: Vec<String> = (0..4)
+                .map(|index| at + 4 * index)
+                .filter(|word| *word < start + size)
+                .map(|word| {
+                    self.target
+                        .read_uint(word, 4)
+                        .map_or_else(|| "????????".to_owned(), |value| format!("{value:08x}"))
+                })
+                .collect();
+            let _ = writeln!(out, "    {}  {}", self.plain_address(at), words.join(" "));
+            at += 16;
+        }
+        out
     }
 
     /// What `!pool` says of an address outside both pools.
