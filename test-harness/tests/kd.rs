@@ -1209,3 +1209,33 @@ fn pool_flags_add_contents_and_drop_the_description() {
         assert!(bare.iter().all(|line| !line.contains("Owning component")));
     }
 }
+
+/// `dd 0 L?0xffffffffffff` (and db, dc, dq): kd lifts its 256 MB limit for
+/// `L?` (Address and Address Range Syntax); one command here shows at most
+/// 1 MB, says so, and a bare `dd` goes on from where it stopped (issue 20).
+#[test]
+fn huge_l_ranges_stop_at_a_bound_and_say_so() {
+    let built = common::driver(Arch::X64, false);
+    let transcript = kd_script(
+        &built.sys,
+        "dd 0 L?0xffffffffffff\ndd\ndb 0 L?0xffffffffffff\ndc 0 L?0xffffffffffff\ndq 0 L?0xffffffffffff\nq\n",
+    );
+    for (command, per_line) in [("dd", 16), ("db", 16), ("dc", 16), ("dq", 16)] {
+        let output = transcript.of(&format!("{command} 0 L?0xffffffffffff"));
+        assert_eq!(output.len(), (1 << 20) / per_line + 1, "{command}");
+        assert_eq!(
+            output.last().map(String::as_str),
+            Some(
+                format!(
+                    "harness kd: stopped after 0x100000 bytes (one command shows at most that much; {command} alone goes on)"
+                )
+                .as_str()
+            )
+        );
+    }
+    assert!(
+        transcript.of("dd")[0].starts_with("00000000`00100000 "),
+        "{:?}",
+        transcript.of("dd")
+    );
+}
