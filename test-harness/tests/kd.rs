@@ -1239,3 +1239,43 @@ fn huge_l_ranges_stop_at_a_bound_and_say_so() {
         transcript.of("dd")
     );
 }
+
+/// `!verifier` flags as -verifier.md gives them: bit 1 (allocations) only
+/// with bit 0; the log flags alone (8, 0x80 Address, ...) and within a sum
+/// (0xf) are said to be absent, not ignored.
+#[test]
+fn verifier_flags_are_honoured_or_said_absent() {
+    let built = common::driver(Arch::X86, true);
+    let transcript = kd_script(
+        &built.sys,
+        "g\n!verifier 3\n!verifier 1\n!verifier 2\n!verifier 0xf\n!verifier 8\n!verifier 0x80 0x1234\nq\n",
+    );
+    let lists_allocations = |command: &str| {
+        transcript
+            .of(command)
+            .iter()
+            .any(|line| line.trim() == "Pool Allocations:")
+    };
+    assert!(lists_allocations("!verifier 3"));
+    assert!(!lists_allocations("!verifier 1"));
+    assert!(!lists_allocations("!verifier 2"));
+    assert!(lists_allocations("!verifier 0xf"));
+    assert_eq!(
+        transcript.of("!verifier 0xf").last().map(String::as_str),
+        Some(
+            "harness kd: not shown, the emulated verifier does not keep them: fault injection information, the IRQL transition log"
+        )
+    );
+    assert_eq!(
+        transcript.of("!verifier 8"),
+        [
+            "harness kd: !verifier 0x8 shows the IRQL transition log, which the emulated verifier does not keep"
+        ]
+    );
+    assert_eq!(
+        transcript.of("!verifier 0x80 0x1234"),
+        [
+            "harness kd: !verifier 0x80 shows the kernel pool allocate/free log, which the emulated verifier does not keep"
+        ]
+    );
+}
