@@ -1279,3 +1279,50 @@ fn verifier_flags_are_honoured_or_said_absent() {
         ]
     );
 }
+
+/// x64: at the PoolHitTag break, DriverEntry's parameters live in rsi/rdi
+/// (its prologue moved them there); `.frame 0n4; dv /t /v` recovers them
+/// through the unwind data of the frames above, as kd does, and
+/// `.frame /r` shows them in the frame's registers.
+#[test]
+fn x64_frames_recover_nonvolatile_registers() {
+    let built = common::driver(Arch::X64, true);
+    let transcript = kd_script(
+        &built.sys,
+        "ed nt!PoolHitTag 'dcba'\ng\n.frame 0n4;dv /t /v\n.frame /r 0n4\nq\n",
+    );
+    let locals = transcript.of(".frame 0n4;dv /t /v");
+    assert!(locals[0].contains(" Sample!DriverEntry+0x"), "{locals:?}");
+    let value_of = |register: &str| -> u64 {
+        let line = locals
+            .iter()
+            .find(|line| line.starts_with(&format!("@{register} ")))
+            .unwrap_or_else(|| panic!("no @{register} local: {locals:?}"));
+        let after = line.split(" = ").nth(1).expect("a value");
+        assert!(!after.contains("unavailable"), "{line}");
+        hex(after.split_whitespace().next().expect("value"))
+    };
+    let driver = value_of("rsi");
+    let registry = value_of("rdi");
+    assert!(
+        locals
+            .iter()
+            .any(|line| line.ends_with("Driver \"\\Driver\\Sample\"")),
+        "{locals:?}"
+    );
+    assert!(
+        locals.iter().any(|line| line
+            .ends_with("\"\\REGISTRY\\MACHINE\\SYSTEM\\ControlSet001\\services\\Sample\"")),
+        "{locals:?}"
+    );
+    let block = transcript.of(".frame /r 0n4");
+    let register = |name: &str| -> u64 {
+        block
+            .iter()
+            .flat_map(|line| line.split_whitespace())
+            .find_map(|word| word.strip_prefix(&format!("{name}=")))
+            .map_or_else(|| panic!("{name} in {block:?}"), hex)
+    };
+    assert_eq!(register("rsi"), driver);
+    assert_eq!(register("rdi"), registry);
+}

@@ -120,9 +120,9 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         names: ".frame",
-        syntax: ".frame [FrameNumber]",
-        help: "select a frame for dv",
-        differs: "",
+        syntax: ".frame [/r] [FrameNumber]",
+        help: "select a frame for dv (/r: its registers)",
+        differs: "/r above frame 0: x64 only, volatile registers shown as 0",
         source: "-frame--set-local-context-.md",
         accepts: |name| name == ".frame",
         run: |session, call| session.set_frame(call.args),
