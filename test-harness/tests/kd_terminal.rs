@@ -59,8 +59,14 @@ impl Drop for Tmux {
 }
 
 fn start(driver: &Path, status: &Path) -> Tmux {
+    // One tmux server per session: the tests run in parallel in one process.
+    static SESSIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let tmux = Tmux {
-        socket: format!("harness-kd-test-{}", std::process::id()),
+        socket: format!(
+            "harness-kd-test-{}-{}",
+            std::process::id(),
+            SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ),
     };
     // The shell records the exit code once harness kd ends.
     let command = format!(
@@ -161,4 +167,44 @@ fn enter_on_an_empty_line_repeats_the_last_command() {
         std::thread::sleep(Duration::from_millis(50));
     }
     tmux.keys(&["q", "Enter"]);
+}
+
+/// Ctrl-C while a long command runs stops it with kd's `^C` and the
+/// session goes on (issue 20): a trace of 10000 steps through a driver
+/// that loops forever.
+#[test]
+fn ctrl_c_stops_a_long_command_and_the_session_goes_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let driver = common::c_driver("LOOP", Arch::X64, dir.path());
+    let status = dir.path().join("status");
+    let tmux = start(&driver, &status);
+    tmux.wait_for("kd> ");
+    tmux.keys(&["bp loop_x64!DriverEntry", "Enter"]);
+    tmux.keys(&["g", "Enter"]);
+    tmux.wait_for("Breakpoint 0 hit");
+    tmux.keys(&["t 0n10000", "Enter"]);
+    // The steps show as they are taken: the trace is running.
+    tmux.wait_for("loop_x64+0x10");
+    tmux.keys(&["C-c"]);
+    // The harness's own `^C` line, then the prompt: the trace stopped there.
+    tmux.wait_for("\n^C\nkd> ");
+    tmux.keys(&["? 0x29+1", "Enter"]);
+    tmux.wait_for("Evaluate expression: 42 = 00000000`0000002a");
+    tmux.keys(&["q", "Enter"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Ok(text) = std::fs::read_to_string(&status)
+            && !text.trim().is_empty()
+        {
+            break text.trim().to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kd did not end: {}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Still loaded: the driver never returned from DriverEntry.
+    assert_eq!(code, "5");
 }

@@ -3,6 +3,8 @@
 //! editing and history (rustyline).
 
 use std::io::{self, IsTerminal as _, Read as _};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
@@ -44,6 +46,7 @@ pub fn read_stdin() -> io::Result<String> {
 /// # Errors
 /// stdout failed (a closed pipe is not a failure).
 pub fn replay(session: &mut Session, script: &str) -> io::Result<()> {
+    session.stream_to(emit);
     for line in script.lines() {
         let line = line.trim_end_matches('\r');
         if line.trim().is_empty() {
@@ -83,6 +86,11 @@ pub fn interactive(session: &mut Session) -> io::Result<()> {
         session.windows_version()
     );
     emit(&profile)?;
+    session.stream_to(emit);
+    // Ctrl-C while a command runs stops it (kd's break-in) instead of
+    // ending the session; at the prompt rustyline reads it as a key.
+    let interrupt = session.interrupt_flag();
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&interrupt))?;
     let mut last = String::new();
     loop {
         match editor.readline(PROMPT) {
@@ -96,6 +104,7 @@ pub fn interactive(session: &mut Session) -> io::Result<()> {
                     last.clone_from(&line);
                     line
                 };
+                interrupt.store(false, Ordering::Relaxed);
                 let (output, quit) = run_line(session, &line);
                 emit(&output)?;
                 if quit {

@@ -20,6 +20,7 @@ mod verifier;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::expr::{self, ExprError};
 use super::names::Names;
@@ -126,6 +127,11 @@ pub struct Session {
     quit: bool,
     /// Commands already said to be not emulated (said once per name).
     told_unsupported: std::collections::HashSet<String>,
+    /// Set by Ctrl-C (SIGINT) while a command runs: kd's break-in.
+    interrupt: Arc<AtomicBool>,
+    /// Long commands (`p`/`t` with a count) write each step to stdout as
+    /// it is taken instead of all at the end.
+    streaming: Option<fn(&str) -> std::io::Result<()>>,
 }
 
 /// Why a session could not start.
@@ -175,6 +181,8 @@ impl Session {
             last_stop: None,
             quit: false,
             told_unsupported: std::collections::HashSet::new(),
+            interrupt: Arc::new(AtomicBool::new(false)),
+            streaming: None,
         })
     }
 
@@ -244,6 +252,23 @@ impl Session {
             State::Dead(reason) if self.exit_code() == ExitCode::CannotJudge => Some(reason),
             _ => None,
         }
+    }
+
+    /// The flag Ctrl-C sets to stop a long command (the prompt registers
+    /// it for SIGINT); it is cleared before each command line.
+    #[must_use]
+    pub fn interrupt_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.interrupt)
+    }
+
+    /// Writes long commands' output through `emit` as it is produced.
+    pub(crate) fn stream_to(&mut self, emit: fn(&str) -> std::io::Result<()>) {
+        self.streaming = Some(emit);
+    }
+
+    /// Whether Ctrl-C was pressed since the command line started.
+    fn interrupted(&self) -> bool {
+        self.interrupt.load(Ordering::Relaxed)
     }
 
     /// Runs one input line (commands separated by `;`). Returns the output

@@ -85,7 +85,7 @@ impl Session {
             out.push_str(&self.new_output());
             self.sync();
             let outcome = self.breakpoint_commands(&commands);
-            let runs_on = outcome.resume && !self.quit;
+            let runs_on = outcome.resume && !self.quit && !self.interrupted();
             if runs_on && resumed < MAX_RESUMES {
                 resumed += 1;
                 out.push_str(&outcome.output);
@@ -182,13 +182,27 @@ impl Session {
         }
         let mut out = String::new();
         for _ in 0..count {
+            if self.interrupted() {
+                // kd's break-in: Ctrl-C ends a long trace where it is.
+                out.push_str("^C\n");
+                break;
+            }
             self.last_stop = None;
             let more = if over {
                 self.step_over()?
             } else {
                 self.step_into()?
             };
-            out.push_str(&more);
+            // Each step shows as it is taken; a closed stdout ends the trace.
+            match self.streaming {
+                Some(emit) => {
+                    if emit(&out).and_then(|()| emit(&more)).is_err() {
+                        break;
+                    }
+                    out.clear();
+                }
+                None => out.push_str(&more),
+            }
             if self.last_stop != Some(Stop::Stepped) || self.runnable().is_err() {
                 break;
             }
