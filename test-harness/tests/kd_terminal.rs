@@ -100,6 +100,8 @@ fn the_prompt_edits_lines_keeps_history_and_quits() {
     tmux.wait_for("kd> ");
 
     tmux.keys(&["ed nt!PoolHitTag 'dcba'", "Enter"]);
+    // Keys typed before the next prompt may be lost: wait for it.
+    tmux.wait_for("'dcba'\nkd>");
     // Line editing: type a wrong word, erase it, finish the command.
     tmux.keys(&["dd nt!PoolHitTag l9", "BSpace", "1", "Enter"]);
     let screen = tmux.wait_for("64636261");
@@ -207,4 +209,26 @@ fn ctrl_c_stops_a_long_command_and_the_session_goes_on() {
     };
     // Still loaded: the driver never returned from DriverEntry.
     assert_eq!(code, "5");
+}
+
+/// A line that is not UTF-8 at the prompt is refused with one line and the
+/// session goes on (it used to end the session with `harness: invalid data`).
+#[test]
+fn a_line_that_is_not_utf8_is_refused_once() {
+    let built = common::driver(Arch::X86, false);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let status = dir.path().join("status");
+    let tmux = start(&built.sys, &status);
+    tmux.wait_for("kd> ");
+    // 0xc3 0x28: an invalid UTF-8 sequence, then Enter.
+    assert!(
+        tmux.command(&["send-keys", "-t", "kd", "-H", "c3", "28", "0a"])
+            .status
+            .success()
+    );
+    let screen = tmux.wait_for("harness kd: that line was not UTF-8 text; it was not run");
+    assert_eq!(screen.matches("not UTF-8").count(), 1, "{screen}");
+    tmux.keys(&["? 0x29+1", "Enter"]);
+    tmux.wait_for("Evaluate expression: 42 = 0000002a");
+    tmux.keys(&["q", "Enter"]);
 }

@@ -15,6 +15,9 @@ use harness_core::console::emit;
 /// Longest command line kd takes; a longer one is refused, not run.
 pub const MAX_LINE: usize = 4096;
 
+/// Lines in a row that are not UTF-8 before the prompt gives up.
+const MAX_BAD_LINES: u32 = 100;
+
 /// Largest script read from stdin.
 const MAX_STDIN: u64 = 16 << 20;
 
@@ -92,9 +95,11 @@ pub fn interactive(session: &mut Session) -> io::Result<()> {
     let interrupt = session.interrupt_flag();
     signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&interrupt))?;
     let mut last = String::new();
+    let mut bad_lines = 0;
     loop {
         match editor.readline(PROMPT) {
             Ok(line) => {
+                bad_lines = 0;
                 // Enter on an empty line repeats the last command
                 // (enter--repeat-last-command-.md).
                 let line = if line.trim().is_empty() {
@@ -113,6 +118,16 @@ pub fn interactive(session: &mut Session) -> io::Result<()> {
             }
             Err(ReadlineError::Interrupted) => {}
             Err(ReadlineError::Eof) => return Ok(()),
+            // A line that is not UTF-8 is refused, once, and the prompt goes on.
+            Err(ReadlineError::Io(error)) if error.kind() == io::ErrorKind::InvalidData => {
+                bad_lines += 1;
+                if bad_lines > MAX_BAD_LINES {
+                    return Err(io::Error::other(
+                        "stdin: the terminal keeps sending text that is not UTF-8",
+                    ));
+                }
+                emit("harness kd: that line was not UTF-8 text; it was not run\n")?;
+            }
             Err(error) => return Err(io::Error::other(error)),
         }
     }
