@@ -873,7 +873,7 @@ fn help_comes_from_the_command_table_and_unknown_commands_say_so_once() {
         "bp[ID] Address",
         "!poolfind Tag",
         "p [Count]",
-        "dt [Module!]Type",
+        "dt [-r[N]] [-b] [-v] [Module!]Type",
     ] {
         assert!(
             summary

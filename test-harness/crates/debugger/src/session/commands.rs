@@ -39,7 +39,7 @@ pub struct Command {
 pub static COMMANDS: &[Command] = &[
     Command {
         names: "g",
-        syntax: "g [= StartAddress] [BreakAddress]",
+        syntax: "g [BreakAddress]",
         help: "run (the first g starts the driver; the next one stops it)",
         differs: "no = StartAddress (it would move the instruction pointer)",
         source: "g--go-.md",
@@ -399,8 +399,13 @@ impl Command {
 #[must_use]
 pub fn summary() -> String {
     let mut out = String::from("Commands (kd's forms; docs/kd/commands.md says what differs):\n");
+    let width = COMMANDS
+        .iter()
+        .map(|command| command.syntax.len())
+        .max()
+        .unwrap_or(0);
     for command in COMMANDS {
-        let _ = writeln!(out, "  {:<34} {}", command.syntax, command.help);
+        let _ = writeln!(out, "  {:<width$} {}", command.syntax, command.help);
     }
     out.push_str(
         "Commands are separated by ; on a line. Enter on an empty line repeats the last command.\n",
