@@ -121,5 +121,10 @@ pub fn run(options: &KdOptions) -> Result<ExitCode, KdError> {
             console::replay(&mut session, &text)?;
         }
     }
+    if let Some(reason) = session.cannot_judge_reason() {
+        // The transcript says it where it happened; stderr gets the one line
+        // every exit 2 has.
+        eprintln!("harness: {}: {reason}", options.driver.display());
+    }
     Ok(session.exit_code())
 }

@@ -17,14 +17,15 @@ use harness_engines::emulate;
 use harness_engines::emulate::{EngineKind, Request};
 use harness_engines::engine::RunOptions;
 
-const KD_HELP: &str = "\
-Commands: g gu p t; bp bu bl bc bd be; r k kb kv kn kvn .frame dv; .thread .cxr;
-d{b,w,d,q,p,c,a,u} e{b,w,d,q,p} ? ?? .formats; lm ln x u dt .reload .asm;
-!pool !poolfind !verifier !analyze; .echo, * comments, ; between commands; q.
-Also: .lastevent .bugcheck vertarget version !irql; dds dqs dps; lmv lmvm lmm; x with types; kc kf kp kP;
-!drvobj; .reboot (start over); ub uf; !poolused;
-pc tc pt tt ph th; !poolval.
+/// `harness kd --help`'s tail: the command table's summary, then the exit codes.
+fn kd_help() -> String {
+    format!(
+        "{}\n{KD_EXIT_CODES}",
+        harness_debugger::session::command_summary()
+    )
+}
 
+const KD_EXIT_CODES: &str = "\
 Exit codes (the verdict of the run so far):
   0  the driver was started and stopped with no violation
   3  the machine bug-checked (or the verifier found a violation)
@@ -131,7 +132,7 @@ enum Command {
     /// before the driver loads; g starts it, then stops it as sc would.
     /// Interactive at a `kd> ` prompt; with --script or piped commands it
     /// prints a kd-style transcript.
-    #[command(after_help = KD_HELP)]
+    #[command(after_help = kd_help())]
     Kd {
         /// The driver (.sys); its PDB beside it gives symbols and types.
         #[arg(value_name = "PATH.sys", required_unless_present = "arch", conflicts_with_all = ["arch", "leak"])]

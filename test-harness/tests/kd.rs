@@ -24,6 +24,8 @@ struct Step {
 struct Transcript {
     steps: Vec<Step>,
     code: i32,
+    /// What `harness kd` wrote to stderr: one line when it exits 2.
+    stderr: String,
 }
 
 impl Transcript {
@@ -41,7 +43,11 @@ impl Transcript {
                 panic!("output before the first command: {line}");
             }
         }
-        Self { steps, code }
+        Self {
+            steps,
+            code,
+            stderr: String::new(),
+        }
     }
 
     /// The output of the `nth` run of `command` (0-based).
@@ -70,8 +76,14 @@ fn kd_script(driver: &Path, script: &str) -> Transcript {
         "--script",
         path.to_str().expect("utf-8"),
     ]);
-    assert!(run.stderr.is_empty(), "kd wrote to stderr: {}", run.stderr);
-    Transcript::parse(&run.stdout, run.code)
+    if run.code == i32::from(ExitCode::CannotJudge as u8) {
+        assert_eq!(run.stderr.lines().count(), 1, "exit 2: {}", run.stderr);
+    } else {
+        assert!(run.stderr.is_empty(), "kd wrote to stderr: {}", run.stderr);
+    }
+    let mut transcript = Transcript::parse(&run.stdout, run.code);
+    transcript.stderr = run.stderr;
+    transcript
 }
 
 fn hex(text: &str) -> u64 {
@@ -578,10 +590,11 @@ fn expressions_and_memory_use_the_machine() {
     assert_eq!(code.len(), 3);
     // Errors are kd's kinds of one-line message; the session goes on.
     assert_eq!(transcript.of("ed 0 1"), ["Memory access error at '1'"]);
-    assert_eq!(transcript.of("foo"), ["    ^ Syntax error in 'foo'"]);
+    // (then, once per name, the harness's note that it is not emulated)
+    assert_eq!(transcript.of("foo")[0], "    ^ Syntax error in 'foo'");
     assert_eq!(
-        transcript.of("!nosuchthing").last().map(String::as_str),
-        Some("No export nosuchthing found")
+        transcript.of("!nosuchthing")[0],
+        "No export nosuchthing found"
     );
     assert_eq!(
         transcript.of("dt nt!_NOSUCH"),
@@ -666,6 +679,12 @@ fn drivers_the_machine_cannot_run_are_refused_or_stop_as_cannot_judge() {
         "{stop:?}"
     );
     assert!(transcript.nth("g", 1)[0].contains("cannot run on"));
+    // And one line on stderr, as every exit 2 has.
+    assert!(
+        transcript.stderr.contains("ZwQuerySystemInformation"),
+        "{}",
+        transcript.stderr
+    );
 }
 
 #[test]
@@ -701,4 +720,611 @@ fn a_pdb_of_another_build_is_said_and_not_used() {
         transcript.of("dt Sample!g_RegistryPath"),
         ["Symbol Sample!g_RegistryPath not found."]
     );
+}
+
+// ---- Issue 16 "wrong today", 19 and 20: kd's own forms for commands a
+// trainee types next.
+
+/// `bp A; bp B; bp A`: kd redefines breakpoint 0 under its ID
+/// (bp--bu--bm--set-breakpoint-.md, Remarks); `bu` twice likewise.
+#[test]
+fn setting_a_breakpoint_again_redefines_it_under_its_id() {
+    let built = common::driver(Arch::X86, false);
+    let transcript = kd_script(
+        &built.sys,
+        "bu Sample!DriverEntry\nbu Sample!DriverEntry\nbl\ng\nbp nt!ExAllocatePoolWithTag\nbp nt!ExFreePoolWithTag\nbp nt!ExAllocatePoolWithTag\nbl\nbc 0\nbl\nq\n",
+    );
+    assert_eq!(
+        transcript
+            .nth("bu Sample!DriverEntry", 1)
+            .last()
+            .map(String::as_str),
+        Some("breakpoint 0 redefined")
+    );
+    assert_eq!(
+        transcript.nth("bl", 0).len(),
+        1,
+        "{:?}",
+        transcript.nth("bl", 0)
+    );
+    assert_eq!(
+        transcript.nth("bp nt!ExAllocatePoolWithTag", 1),
+        ["breakpoint 1 redefined"]
+    );
+    let ids = |listing: &[String]| -> Vec<u32> {
+        listing
+            .iter()
+            .map(|line| {
+                line.split_whitespace()
+                    .next()
+                    .expect("id")
+                    .parse()
+                    .expect("id")
+            })
+            .collect()
+    };
+    assert_eq!(ids(transcript.nth("bl", 1)), [0, 1, 2]);
+    assert_eq!(ids(transcript.nth("bl", 2)), [1, 2]);
+}
+
+/// `p 3`, `t 3`: three steps, each shown (p--step-.md, t--trace-.md:
+/// Count), as three single steps show them.
+#[test]
+fn step_counts_take_that_many_steps_each_shown() {
+    for arch in [Arch::X86, Arch::X64] {
+        let built = common::driver(arch, false);
+        let transcript = kd_script(&built.sys, "bp Sample!DriverEntry\ng\np 3\nt 2\nr $ip\nq\n");
+        let singles = kd_script(
+            &built.sys,
+            "bp Sample!DriverEntry\ng\np\np\np\nt\nt\nr $ip\nq\n",
+        );
+        let mut expected: Vec<String> = Vec::new();
+        for nth in 0..3 {
+            expected.extend(singles.nth("p", nth).iter().cloned());
+        }
+        assert_eq!(transcript.of("p 3"), expected, "{arch}");
+        let mut expected: Vec<String> = Vec::new();
+        for nth in 0..2 {
+            expected.extend(singles.nth("t", nth).iter().cloned());
+        }
+        assert_eq!(transcript.of("t 2"), expected, "{arch}");
+        assert_eq!(transcript.of("r $ip"), singles.of("r $ip"), "{arch}");
+    }
+}
+
+/// `r`: the selectors of a Windows 7 kernel thread (the walkthrough's x86
+/// kd shows cs=0008; x64 kd shows cs=0010 ss=0018).
+#[test]
+fn registers_show_the_kernel_selectors() {
+    for (arch, expected) in [
+        (
+            Arch::X86,
+            ["cs=0008", "ss=0010", "ds=0023", "es=0023", "fs=0030"],
+        ),
+        (
+            Arch::X64,
+            ["cs=0010", "ss=0018", "ds=002b", "es=002b", "fs=0053"],
+        ),
+    ] {
+        let built = common::driver(arch, false);
+        let transcript = kd_script(&built.sys, "bp Sample!DriverEntry\ng\nr\nq\n");
+        let words: Vec<&str> = transcript
+            .of("r")
+            .iter()
+            .flat_map(|line| line.split_whitespace())
+            .collect();
+        for selector in expected {
+            assert!(words.contains(&selector), "{arch}: {selector} in {words:?}");
+        }
+    }
+}
+
+/// `!analyze -v` shows the two lines of 0xC4's description the
+/// walkthrough's kd shows (tests/fixtures/walkthrough-win7-x86.txt).
+#[test]
+fn analyze_shows_the_whole_c4_description() {
+    let built = common::driver(Arch::X86, true);
+    let transcript = kd_script(&built.sys, "g\n!analyze -v\nq\n");
+    let analysis = transcript.of("!analyze -v");
+    let at = analysis
+        .iter()
+        .position(|line| line.starts_with("DRIVER_VERIFIER_DETECTED_VIOLATION (c4)"))
+        .expect("the bug check's name");
+    assert_eq!(
+        analysis[at + 4..at + 6],
+        [
+            "If the driver attempts to corrupt the system, bugchecks 0xC4, 0xC1 and 0xA will",
+            "be among the most commonly seen crashes."
+        ]
+    );
+}
+
+/// A driver's debug output with no newline at its end: the harness's own
+/// line after it starts on a line of its own (issue 19).
+#[test]
+fn the_harness_lines_start_on_their_own_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let driver = common::c_driver("UNTERMINATED_PRINT", Arch::X64, dir.path());
+    let transcript = kd_script(&driver, "g\nq\n");
+    assert_eq!(transcript.code, 0);
+    let run = transcript.of("g");
+    assert!(
+        run.iter()
+            .any(|line| line.ends_with("unloading, no newline")),
+        "{run:?}"
+    );
+    assert!(
+        run.iter().any(
+            |line| line.starts_with("harness kd: ") && line.contains("was started and stopped")
+        ),
+        "{run:?}"
+    );
+}
+
+/// `?` alone and `.help` print the command table's summary (the same text
+/// `harness kd --help` ends with); a command the harness does not emulate
+/// gets kd's own error and, once per name, the harness's note.
+#[test]
+fn help_comes_from_the_command_table_and_unknown_commands_say_so_once() {
+    let built = common::driver(Arch::X86, false);
+    let transcript = kd_script(&built.sys, "?\n.help\nfoo\nfoo 1\n!nosuch\nq\n");
+    let summary = transcript.of("?");
+    assert_eq!(summary, transcript.of(".help"));
+    let help = common::harness(&["kd", "--help"]);
+    for command in [
+        "bp[ID] Address",
+        "!poolfind Tag",
+        "p [Count]",
+        "dt [-r[N]] [-b] [-v] [Module!]Type",
+    ] {
+        assert!(
+            summary
+                .iter()
+                .any(|line| line.trim_start().starts_with(command)),
+            "{command} in {summary:#?}"
+        );
+    }
+    for line in summary {
+        assert!(help.stdout.contains(line.as_str()), "--help lacks {line}");
+    }
+    assert_eq!(
+        transcript.of("foo"),
+        [
+            "    ^ Syntax error in 'foo'",
+            "harness kd: 'foo' is not emulated here (? lists the commands)"
+        ]
+    );
+    assert_eq!(transcript.of("foo 1"), ["    ^ Syntax error in 'foo 1'"]);
+    assert_eq!(
+        transcript.of("!nosuch"),
+        [
+            "No export nosuch found",
+            "harness kd: '!nosuch' is not emulated here (? lists the commands)"
+        ]
+    );
+}
+
+/// The walkthrough's `bp Sample!DriverEntry+0x2c` is an offset of its C
+/// build; in ours it falls inside an instruction. The harness says so and
+/// where the walkthrough's places are here; a breakpoint on the place it
+/// names for +0x2c is hit, just after the buffer was stored.
+#[test]
+fn a_breakpoint_inside_an_instruction_is_told_with_the_walkthrough_places() {
+    for arch in [Arch::X86, Arch::X64] {
+        let built = common::driver(arch, true);
+        let first = kd_script(
+            &built.sys,
+            "ed nt!PoolHitTag 'dcba'\ng\nbp Sample!DriverEntry+0x2c\nq\n",
+        );
+        let note = first.of("bp Sample!DriverEntry+0x2c");
+        assert!(
+            note[0].starts_with("harness kd: Sample!DriverEntry+0x2c is inside the instruction at Sample!DriverEntry+0x"),
+            "{arch}: {note:?}"
+        );
+        let places = note[1]
+            .strip_prefix("harness kd: the walkthrough's DriverEntry offsets in this build: ")
+            .unwrap_or_else(|| panic!("{arch}: {note:?}"));
+        let stored = places
+            .split(", ")
+            .find_map(|place| {
+                place.strip_prefix("+0x2c (the buffer is stored in g_RegistryPath) is ")
+            })
+            .unwrap_or_else(|| panic!("{arch}: {places}"));
+        let second = kd_script(
+            &built.sys,
+            &format!(
+                "ed nt!PoolHitTag 'dcba'\ng\nbp {stored}\ng\ndt Sample!g_RegistryPath Buffer\nr @$retreg\nq\n"
+            ),
+        );
+        assert!(
+            second.of(&format!("bp {stored}")).is_empty(),
+            "{arch}: at a start"
+        );
+        let hit = second.nth("g", 1);
+        assert!(
+            hit.contains(&"Breakpoint 0 hit".to_owned()),
+            "{arch}: {hit:?}"
+        );
+        assert!(hit.contains(&format!("{stored}:")), "{arch}: {hit:?}");
+        // The buffer is stored: g_RegistryPath.Buffer is the allocation's result.
+        let buffer = field(second.of("dt Sample!g_RegistryPath Buffer"), "Buffer");
+        let returned = second.of("r @$retreg")[0]
+            .split('=')
+            .nth(1)
+            .map(hex)
+            .expect("value");
+        assert_eq!(
+            hex(buffer.split_whitespace().next().expect("pointer")),
+            returned,
+            "{arch}"
+        );
+        // Deferred with bu: told when the driver loads and it resolves.
+        let deferred = kd_script(&built.sys, "bu Sample!DriverEntry+0x2c\ng\nq\n");
+        assert_eq!(deferred.of("g")[0], note[0], "{arch}");
+    }
+}
+
+/// Breakpoint command strings as kd runs them: `j` and `.if`/`.else` choose,
+/// `gc` resumes without showing the stop (gc--go-from-conditional-
+/// breakpoint-.md, j--execute-if---else-.md), `;` inside quotes stays in
+/// the string. The allocator's third argument is the tag (x86: poi(@esp+0xc)
+/// at its entry, x64: @r8).
+#[test]
+fn breakpoint_commands_choose_and_resume_as_kd_does() {
+    for (arch, tag) in [(Arch::X86, "poi(@esp+0xc)"), (Arch::X64, "@r8")] {
+        let built = common::driver(arch, false);
+        let run = |commands: &str| {
+            let transcript = kd_script(
+                &built.sys,
+                &format!("bp nt!ExAllocatePoolWithTag \"{commands}\"\ng\nq\n"),
+            );
+            transcript.of("g").to_vec()
+        };
+        let finished = |output: &[String]| {
+            output
+                .iter()
+                .any(|line| line.contains("was started and stopped"))
+        };
+        let logged = run(".echo allocating; gc");
+        assert!(
+            logged.contains(&"allocating".to_owned()),
+            "{arch}: {logged:?}"
+        );
+        assert!(
+            !logged.contains(&"Breakpoint 0 hit".to_owned()),
+            "{arch}: {logged:?}"
+        );
+        assert!(finished(&logged), "{arch}: {logged:?}");
+
+        let tagged = run(&format!(
+            "j ({tag}==0x64636261) '.echo tagged; .echo abcd'; 'gc'"
+        ));
+        let at = tagged
+            .iter()
+            .position(|line| line == "Breakpoint 0 hit")
+            .unwrap_or_else(|| panic!("{arch}: {tagged:?}"));
+        assert_eq!(tagged[at + 1], "nt!ExAllocatePoolWithTag:", "{arch}");
+        assert_eq!(tagged[at + 3..], ["tagged", "abcd"], "{arch}");
+
+        let other = run(&format!("j ({tag}==0x11111111) ''; 'gc'"));
+        assert!(
+            !other.contains(&"Breakpoint 0 hit".to_owned()),
+            "{arch}: {other:?}"
+        );
+        assert!(finished(&other), "{arch}: {other:?}");
+
+        let chosen = run(&format!(
+            ".if ({tag}==0x64636261) {{ .echo mine }} .else {{ .echo theirs; gc }}"
+        ));
+        assert_eq!(chosen.last().map(String::as_str), Some("mine"), "{arch}");
+        let passed = run(&format!(
+            ".if ({tag}!=0x64636261) {{ .echo mine }} .else {{ .echo theirs; gc }}"
+        ));
+        assert!(
+            passed.contains(&"theirs".to_owned()) && finished(&passed),
+            "{arch}: {passed:?}"
+        );
+    }
+}
+
+/// `dt -r`, `-rN`, `-b`, `-v` are options, not symbol names
+/// (dt--display-type-.md): -r expands structure members, indented three
+/// more columns a level; -v starts with the kind, member count and size.
+#[test]
+fn dt_takes_its_options() {
+    for (arch, object, size) in [
+        (Arch::X86, "poi(@esp+4)", "0x8"),
+        (Arch::X64, "@rcx", "0x10"),
+    ] {
+        let built = common::driver(arch, false);
+        let transcript = kd_script(
+            &built.sys,
+            &format!(
+                "bp Sample!DriverEntry\ng\ndt -v nt!_UNICODE_STRING\ndt -r nt!_DRIVER_OBJECT\n\
+                 dt -r0 nt!_DRIVER_OBJECT\ndt nt!_DRIVER_OBJECT\ndt -r1 nt!_DRIVER_OBJECT {object}\n\
+                 dt -b Sample!g_RegistryPath\ndt Sample!g_RegistryPath\ndt -x nt!_UNICODE_STRING\nq\n"
+            ),
+        );
+        let verbose = transcript.of("dt -v nt!_UNICODE_STRING");
+        assert_eq!(
+            verbose[0],
+            format!("struct _UNICODE_STRING, 3 elements, {size} bytes"),
+            "{arch}"
+        );
+        assert_eq!(verbose.len(), 4, "{arch}: {verbose:?}");
+        let plain = transcript.of("dt nt!_DRIVER_OBJECT");
+        assert_eq!(transcript.of("dt -r0 nt!_DRIVER_OBJECT"), plain, "{arch}");
+        let expanded = transcript.of("dt -r nt!_DRIVER_OBJECT");
+        let at = expanded
+            .iter()
+            .position(|line| line.contains(" DriverName ") && line.ends_with(": _UNICODE_STRING"))
+            .unwrap_or_else(|| panic!("{arch}: {expanded:?}"));
+        assert!(
+            expanded[at + 1].starts_with("      +0x000 Length "),
+            "{arch}: {expanded:?}"
+        );
+        assert!(expanded[at + 3].starts_with("      +0x"), "{arch}");
+        assert!(expanded[at + 3].contains(" Buffer "), "{arch}");
+        assert_eq!(expanded.len(), plain.len() + 3, "{arch}");
+        let values = transcript.of(&format!("dt -r1 nt!_DRIVER_OBJECT {object}"));
+        let at = values
+            .iter()
+            .position(|line| line.contains(" DriverName "))
+            .expect("DriverName");
+        assert!(
+            values[at].ends_with("_UNICODE_STRING \"\\Driver\\Sample\""),
+            "{arch}: {values:?}"
+        );
+        assert!(
+            values[at + 3].ends_with("\"\\Driver\\Sample\""),
+            "{arch}: {values:?}"
+        );
+        assert_eq!(
+            transcript.of("dt -b Sample!g_RegistryPath"),
+            transcript.of("dt Sample!g_RegistryPath"),
+            "{arch}"
+        );
+        assert_eq!(
+            transcript.of("dt -x nt!_UNICODE_STRING"),
+            ["harness kd: dt -x is not emulated (-r[N], -b and -v are)"]
+        );
+    }
+}
+
+/// `ln` on a driver without a PDB or exports names the module
+/// (`Sample+0x1020`), never a far-away nt symbol.
+#[test]
+fn ln_without_driver_symbols_names_the_module() {
+    for arch in [Arch::X86, Arch::X64] {
+        let built = common::driver(arch, false);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sys = dir.path().join("Sample.sys");
+        std::fs::copy(&built.sys, &sys).expect("copy");
+        let script = "bp nt!ExAllocatePoolWithTag\ng\nln Sample+0x1020\n? Sample\nq\n";
+        let transcript = kd_script(&sys, script);
+        let base = transcript.of("? Sample")[0]
+            .rsplit(' ')
+            .next()
+            .map(hex)
+            .expect("base");
+        let line = &transcript.of("ln Sample+0x1020")[0];
+        let (address, name) = line.split_once(")   ").expect("kd's ln form");
+        assert_eq!(hex(address.trim_start_matches('(')), base, "{arch}: {line}");
+        assert_eq!(name, "Sample+0x1020", "{arch}: {line}");
+        // With its PDB the same address is a function's.
+        let named = kd_script(&built.sys, script);
+        assert!(
+            named.of("ln Sample+0x1020")[0].contains("Sample!"),
+            "{arch}: {:?}",
+            named.of("ln Sample+0x1020")
+        );
+    }
+}
+
+/// `!poolfind TagString|TagValue [PoolType]` as -poolfind.md documents it:
+/// `*` and `?` wildcards, case-sensitive; `0x` values; 0 nonpaged, 1 paged.
+#[test]
+fn poolfind_takes_patterns_values_and_the_pool_type() {
+    let built = common::driver(Arch::X64, true);
+    let finds = [
+        "!poolfind abcd",
+        "!poolfind ab*",
+        "!poolfind *",
+        "!poolfind 0x64636261 1",
+        "!poolfind a?cd 1",
+        "!poolfind abcd 0",
+        "!poolfind ABCD",
+        "!poolfind abcd 2",
+    ];
+    let transcript = kd_script(&built.sys, &format!("g\n{}\nq\n", finds.join("\n")));
+    let hits = |command: &str| -> Vec<String> {
+        transcript
+            .of(command)
+            .iter()
+            .filter(|line| line.contains(" : tag abcd, size "))
+            .cloned()
+            .collect()
+    };
+    let found = hits("!poolfind abcd");
+    assert_eq!(found.len(), 1, "{:?}", transcript.of("!poolfind abcd"));
+    assert!(found[0].ends_with("Paged pool"), "{found:?}");
+    for command in [
+        "!poolfind ab*",
+        "!poolfind *",
+        "!poolfind 0x64636261 1",
+        "!poolfind a?cd 1",
+    ] {
+        assert_eq!(hits(command), found, "{command}");
+    }
+    // `*` finds the other tags too; nonpaged pool and another case find none.
+    assert!(
+        transcript
+            .of("!poolfind *")
+            .iter()
+            .filter(|line| line.contains(" : tag "))
+            .count()
+            > 1
+    );
+    assert!(hits("!poolfind abcd 0").is_empty());
+    assert!(
+        transcript
+            .of("!poolfind abcd 0")
+            .iter()
+            .all(|line| !line.contains("paged pool (") || line.contains("nonpaged"))
+    );
+    assert!(hits("!poolfind ABCD").is_empty());
+    assert_eq!(
+        transcript.of("!poolfind abcd 2"),
+        ["harness kd: the emulated machine has no special pool: nothing to search"]
+    );
+}
+
+/// `!pool Address 1` adds each block's contents, `0x80000000` leaves out
+/// the tag's description (-pool.md, Flags).
+#[test]
+fn pool_flags_add_contents_and_drop_the_description() {
+    for arch in [Arch::X86, Arch::X64] {
+        let built = common::driver(arch, false);
+        let buffer = format!("poi(Sample!g_RegistryPath+{})", arch.pointer_size());
+        let transcript = kd_script(
+            &built.sys,
+            &format!(
+                "bu Sample!SampleUnload\ng\n!pool {buffer} 3\n!pool {buffer} 2\n!pool {buffer} 0x80000002\ndd {buffer} l4\nq\n"
+            ),
+        );
+        let with_contents = transcript.of(&format!("!pool {buffer} 3"));
+        let plain = transcript.of(&format!("!pool {buffer} 2"));
+        assert_eq!(with_contents[..plain.len()], *plain, "{arch}");
+        // The first contents line is the buffer's first four dwords, as dd shows them.
+        let dumped: Vec<&str> = transcript.of(&format!("dd {buffer} l4"))[0]
+            .split_whitespace()
+            .skip(1)
+            .collect();
+        let first: Vec<&str> = with_contents[plain.len()]
+            .split_whitespace()
+            .skip(1)
+            .collect();
+        assert_eq!(first, dumped, "{arch}: {with_contents:?}");
+        assert!(plain.iter().any(|line| line.contains("Owning component")));
+        let bare = transcript.of(&format!("!pool {buffer} 0x80000002"));
+        assert_eq!(bare.len(), plain.len() - 1, "{arch}: {bare:?}");
+        assert!(bare.iter().all(|line| !line.contains("Owning component")));
+    }
+}
+
+/// `dd 0 L?0xffffffffffff` (and db, dc, dq): kd lifts its 256 MB limit for
+/// `L?` (Address and Address Range Syntax); one command here shows at most
+/// 1 MB, says so, and a bare `dd` goes on from where it stopped (issue 20).
+#[test]
+fn huge_l_ranges_stop_at_a_bound_and_say_so() {
+    let built = common::driver(Arch::X64, false);
+    let transcript = kd_script(
+        &built.sys,
+        "dd 0 L?0xffffffffffff\ndd\ndb 0 L?0xffffffffffff\ndc 0 L?0xffffffffffff\ndq 0 L?0xffffffffffff\nq\n",
+    );
+    for (command, per_line) in [("dd", 16), ("db", 16), ("dc", 16), ("dq", 16)] {
+        let output = transcript.of(&format!("{command} 0 L?0xffffffffffff"));
+        assert_eq!(output.len(), (1 << 20) / per_line + 1, "{command}");
+        assert_eq!(
+            output.last().map(String::as_str),
+            Some(
+                format!(
+                    "harness kd: stopped after 0x100000 bytes (one command shows at most that much; {command} alone goes on)"
+                )
+                .as_str()
+            )
+        );
+    }
+    assert!(
+        transcript.of("dd")[0].starts_with("00000000`00100000 "),
+        "{:?}",
+        transcript.of("dd")
+    );
+}
+
+/// `!verifier` flags as -verifier.md gives them: bit 1 (allocations) only
+/// with bit 0; the log flags alone (8, 0x80 Address, ...) and within a sum
+/// (0xf) are said to be absent, not ignored.
+#[test]
+fn verifier_flags_are_honoured_or_said_absent() {
+    let built = common::driver(Arch::X86, true);
+    let transcript = kd_script(
+        &built.sys,
+        "g\n!verifier 3\n!verifier 1\n!verifier 2\n!verifier 0xf\n!verifier 8\n!verifier 0x80 0x1234\nq\n",
+    );
+    let lists_allocations = |command: &str| {
+        transcript
+            .of(command)
+            .iter()
+            .any(|line| line.trim() == "Pool Allocations:")
+    };
+    assert!(lists_allocations("!verifier 3"));
+    assert!(!lists_allocations("!verifier 1"));
+    assert!(!lists_allocations("!verifier 2"));
+    assert!(lists_allocations("!verifier 0xf"));
+    assert_eq!(
+        transcript.of("!verifier 0xf").last().map(String::as_str),
+        Some(
+            "harness kd: not shown, the emulated verifier does not keep them: fault injection information, the IRQL transition log"
+        )
+    );
+    assert_eq!(
+        transcript.of("!verifier 8"),
+        [
+            "harness kd: !verifier 0x8 shows the IRQL transition log, which the emulated verifier does not keep"
+        ]
+    );
+    assert_eq!(
+        transcript.of("!verifier 0x80 0x1234"),
+        [
+            "harness kd: !verifier 0x80 shows the kernel pool allocate/free log, which the emulated verifier does not keep"
+        ]
+    );
+}
+
+/// x64: at the PoolHitTag break, DriverEntry's parameters live in rsi/rdi
+/// (its prologue moved them there); `.frame 0n4; dv /t /v` recovers them
+/// through the unwind data of the frames above, as kd does, and
+/// `.frame /r` shows them in the frame's registers.
+#[test]
+fn x64_frames_recover_nonvolatile_registers() {
+    let built = common::driver(Arch::X64, true);
+    let transcript = kd_script(
+        &built.sys,
+        "ed nt!PoolHitTag 'dcba'\ng\n.frame 0n4;dv /t /v\n.frame /r 0n4\nq\n",
+    );
+    let locals = transcript.of(".frame 0n4;dv /t /v");
+    assert!(locals[0].contains(" Sample!DriverEntry+0x"), "{locals:?}");
+    let value_of = |register: &str| -> u64 {
+        let line = locals
+            .iter()
+            .find(|line| line.starts_with(&format!("@{register} ")))
+            .unwrap_or_else(|| panic!("no @{register} local: {locals:?}"));
+        let after = line.split(" = ").nth(1).expect("a value");
+        assert!(!after.contains("unavailable"), "{line}");
+        hex(after.split_whitespace().next().expect("value"))
+    };
+    let driver = value_of("rsi");
+    let registry = value_of("rdi");
+    assert!(
+        locals
+            .iter()
+            .any(|line| line.ends_with("Driver \"\\Driver\\Sample\"")),
+        "{locals:?}"
+    );
+    assert!(
+        locals.iter().any(|line| line
+            .ends_with("\"\\REGISTRY\\MACHINE\\SYSTEM\\ControlSet001\\services\\Sample\"")),
+        "{locals:?}"
+    );
+    let block = transcript.of(".frame /r 0n4");
+    let register = |name: &str| -> u64 {
+        block
+            .iter()
+            .flat_map(|line| line.split_whitespace())
+            .find_map(|word| word.strip_prefix(&format!("{name}=")))
+            .map_or_else(|| panic!("{name} in {block:?}"), hex)
+    };
+    assert_eq!(register("rsi"), driver);
+    assert_eq!(register("rdi"), registry);
 }

@@ -59,8 +59,14 @@ impl Drop for Tmux {
 }
 
 fn start(driver: &Path, status: &Path) -> Tmux {
+    // One tmux server per session: the tests run in parallel in one process.
+    static SESSIONS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let tmux = Tmux {
-        socket: format!("harness-kd-test-{}", std::process::id()),
+        socket: format!(
+            "harness-kd-test-{}-{}",
+            std::process::id(),
+            SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ),
     };
     // The shell records the exit code once harness kd ends.
     let command = format!(
@@ -94,6 +100,8 @@ fn the_prompt_edits_lines_keeps_history_and_quits() {
     tmux.wait_for("kd> ");
 
     tmux.keys(&["ed nt!PoolHitTag 'dcba'", "Enter"]);
+    // Keys typed before the next prompt may be lost: wait for it.
+    tmux.wait_for("'dcba'\nkd>");
     // Line editing: type a wrong word, erase it, finish the command.
     tmux.keys(&["dd nt!PoolHitTag l9", "BSpace", "1", "Enter"]);
     let screen = tmux.wait_for("64636261");
@@ -137,4 +145,90 @@ fn the_prompt_edits_lines_keeps_history_and_quits() {
     };
     // The machine bug-checked: the verdict's exit code.
     assert_eq!(code, "3");
+}
+
+/// Enter on an empty line repeats the last command
+/// (enter--repeat-last-command-.md).
+#[test]
+fn enter_on_an_empty_line_repeats_the_last_command() {
+    let built = common::driver(Arch::X86, false);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let status = dir.path().join("status");
+    let tmux = start(&built.sys, &status);
+    tmux.wait_for("kd> ");
+    tmux.keys(&["? 0x29+1", "Enter"]);
+    tmux.wait_for("Evaluate expression: 42 = 0000002a");
+    tmux.keys(&["Enter"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let screen = tmux.screen();
+        if screen.matches("Evaluate expression: 42 = 0000002a").count() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not repeated:\n{screen}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tmux.keys(&["q", "Enter"]);
+}
+
+/// Ctrl-C while a long command runs stops it with kd's `^C` and the
+/// session goes on (issue 20): a trace of 10000 steps through a driver
+/// that loops forever.
+#[test]
+fn ctrl_c_stops_a_long_command_and_the_session_goes_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let driver = common::c_driver("LOOP", Arch::X64, dir.path());
+    let status = dir.path().join("status");
+    let tmux = start(&driver, &status);
+    tmux.wait_for("kd> ");
+    tmux.keys(&["bp loop_x64!DriverEntry", "Enter"]);
+    tmux.keys(&["g", "Enter"]);
+    tmux.wait_for("Breakpoint 0 hit");
+    tmux.keys(&["t 0n10000", "Enter"]);
+    // The steps show as they are taken: the trace is running.
+    tmux.wait_for("loop_x64+0x10");
+    tmux.keys(&["C-c"]);
+    // The harness's own `^C` line, then the prompt: the trace stopped there.
+    tmux.wait_for("\n^C\nkd> ");
+    tmux.keys(&["? 0x29+1", "Enter"]);
+    tmux.wait_for("Evaluate expression: 42 = 00000000`0000002a");
+    tmux.keys(&["q", "Enter"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Ok(text) = std::fs::read_to_string(&status)
+            && !text.trim().is_empty()
+        {
+            break text.trim().to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "kd did not end: {}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Still loaded: the driver never returned from DriverEntry.
+    assert_eq!(code, "5");
+}
+
+/// A line that is not UTF-8 at the prompt is refused with one line and the
+/// session goes on (it used to end the session with `harness: invalid data`).
+#[test]
+fn a_line_that_is_not_utf8_is_refused_once() {
+    let built = common::driver(Arch::X86, false);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let status = dir.path().join("status");
+    let tmux = start(&built.sys, &status);
+    tmux.wait_for("kd> ");
+    // 0xc3 0x28: an invalid UTF-8 sequence, then Enter.
+    assert!(
+        tmux.command(&["send-keys", "-t", "kd", "-H", "c3", "28", "0a"])
+            .status
+            .success()
+    );
+    let screen = tmux.wait_for("harness kd: that line was not UTF-8 text; it was not run");
+    assert_eq!(screen.matches("not UTF-8").count(), 1, "{screen}");
+    tmux.keys(&["? 0x29+1", "Enter"]);
+    tmux.wait_for("Evaluate expression: 42 = 0000002a");
+    tmux.keys(&["q", "Enter"]);
 }

@@ -16,6 +16,11 @@ static void __stdcall Unload(DRIVER_OBJECT *driver) {
     DbgPrint("unload %d\n", 1);
 }
 
+static void __stdcall UnloadUnterminated(DRIVER_OBJECT *driver) {
+    (void)driver;
+    DbgPrint("unloading, no newline");
+}
+
 /* Exported, so that without a PDB the harness still names it. */
 __declspec(dllexport) NTSTATUS __stdcall DriverEntry(DRIVER_OBJECT *driver, UNICODE_STRING *registry_path) {
     /* %wZ: the format Speakeasy 1.5.11 cannot print by itself. */
@@ -43,6 +48,11 @@ __declspec(dllexport) NTSTATUS __stdcall DriverEntry(DRIVER_OBJECT *driver, UNIC
     ExFreePoolWithTag(p, 'tseT');
 #elif defined(VARIANT_BAD_FREE)
     ExFreePool((void *)(SIZE_T)0x12345670);
+#elif defined(VARIANT_UNTERMINATED_PRINT)
+    /* Debug output with no newline at its end, at load and at unload. */
+    DbgPrint("no newline here");
+    driver->DriverUnload = UnloadUnterminated;
+    return 0;
 #elif defined(VARIANT_ZERO_ALLOC)
     ExAllocatePoolWithTag(PagedPool, 0, 'oreZ');
 #else

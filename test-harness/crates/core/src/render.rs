@@ -194,7 +194,9 @@ pub fn bugcheck_analysis(bugcheck: &BugCheck, verdict: &Verdict, arch: Arch) -> 
         out.push_str(
             "A device driver attempting to corrupt the system has been caught.  This is\n\
              because the driver was specified in the registry as being suspect (by the\n\
-             administrator) and the kernel has enabled substantial checking of this driver.\n",
+             administrator) and the kernel has enabled substantial checking of this driver.\n\
+             If the driver attempts to corrupt the system, bugchecks 0xC4, 0xC1 and 0xA will\n\
+             be among the most commonly seen crashes.\n",
         );
     }
     let arg_notes: [&str; 4] = match (bugcheck.code, bugcheck.args[0]) {

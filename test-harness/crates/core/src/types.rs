@@ -11,7 +11,7 @@ mod nt;
 
 use std::collections::HashMap;
 
-pub use dt::{dt, dt_with_names};
+pub use dt::{DtOptions, dt, dt_with_names, dt_with_options};
 pub use nt::nt_types;
 
 /// A type's place in its [`TypeTable`]; only meaningful for that table.

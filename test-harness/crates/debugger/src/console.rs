@@ -3,6 +3,8 @@
 //! editing and history (rustyline).
 
 use std::io::{self, IsTerminal as _, Read as _};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
@@ -12,6 +14,9 @@ use harness_core::console::emit;
 
 /// Longest command line kd takes; a longer one is refused, not run.
 pub const MAX_LINE: usize = 4096;
+
+/// Lines in a row that are not UTF-8 before the prompt gives up.
+const MAX_BAD_LINES: u32 = 100;
 
 /// Largest script read from stdin.
 const MAX_STDIN: u64 = 16 << 20;
@@ -44,6 +49,7 @@ pub fn read_stdin() -> io::Result<String> {
 /// # Errors
 /// stdout failed (a closed pipe is not a failure).
 pub fn replay(session: &mut Session, script: &str) -> io::Result<()> {
+    session.stream_to(emit);
     for line in script.lines() {
         let line = line.trim_end_matches('\r');
         if line.trim().is_empty() {
@@ -86,12 +92,27 @@ pub fn interactive(session: &mut Session) -> io::Result<()> {
         session.windows_version()
     );
     emit(&profile)?;
+    session.stream_to(emit);
+    // Ctrl-C while a command runs stops it (kd's break-in) instead of
+    // ending the session; at the prompt rustyline reads it as a key.
+    let interrupt = session.interrupt_flag();
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&interrupt))?;
+    let mut last = String::new();
+    let mut bad_lines = 0;
     loop {
         match editor.readline(PROMPT) {
             Ok(line) => {
-                if !line.trim().is_empty() {
+                bad_lines = 0;
+                // Enter on an empty line repeats the last command
+                // (enter--repeat-last-command-.md).
+                let line = if line.trim().is_empty() {
+                    last.clone()
+                } else {
                     let _ = editor.add_history_entry(line.as_str());
-                }
+                    last.clone_from(&line);
+                    line
+                };
+                interrupt.store(false, Ordering::Relaxed);
                 let (output, quit) = run_line(session, &line);
                 emit(&output)?;
                 if quit {
@@ -100,6 +121,16 @@ pub fn interactive(session: &mut Session) -> io::Result<()> {
             }
             Err(ReadlineError::Interrupted) => {}
             Err(ReadlineError::Eof) => return Ok(()),
+            // A line that is not UTF-8 is refused, once, and the prompt goes on.
+            Err(ReadlineError::Io(error)) if error.kind() == io::ErrorKind::InvalidData => {
+                bad_lines += 1;
+                if bad_lines > MAX_BAD_LINES {
+                    return Err(io::Error::other(
+                        "stdin: the terminal keeps sending text that is not UTF-8",
+                    ));
+                }
+                emit("harness kd: that line was not UTF-8 text; it was not run\n")?;
+            }
             Err(error) => return Err(io::Error::other(error)),
         }
     }

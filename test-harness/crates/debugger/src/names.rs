@@ -181,13 +181,33 @@ impl Names {
     /// The nearest symbols before and after `address` (`ln`), with addresses.
     #[must_use]
     pub(crate) fn neighbours(&self, address: u64) -> (Option<Named>, Option<Named>) {
-        let mut all: Vec<(u64, String)> = self
-            .nt
-            .symbols
-            .iter()
-            .map(|symbol| (symbol.address, format!("nt!{}", symbol.name)))
-            .collect();
+        // Only the module's own symbols: a driver address is never named
+        // after a far-away nt symbol. Without symbols of its own, kd names
+        // it after the module (`Sample+0x1020`, ln--list-nearest-symbols-.md).
+        let mut all: Vec<(u64, String)> = Vec::new();
+        if self.in_driver(address) {
+            all.push((self.base, self.driver.clone()));
+            if self.pdb.is_none()
+                && let Some(name) = self
+                    .driver_rva(address)
+                    .and_then(|rva| self.exports.function_at(rva))
+                && let Some(rva) = self.exports.function_rva(name)
+            {
+                all.push((
+                    self.base + u64::from(rva),
+                    format!("{}!{name}", self.driver),
+                ));
+            }
+        } else {
+            all.extend(
+                self.nt
+                    .symbols
+                    .iter()
+                    .map(|symbol| (symbol.address, format!("nt!{}", symbol.name))),
+            );
+        }
         if self.mapped
+            && self.in_driver(address)
             && let Some(pdb) = &self.pdb
         {
             all.extend(pdb.procedures().iter().map(|procedure| {

@@ -7,13 +7,16 @@
 //! prints is read from the machine, the driver's PDB or the emulated
 //! kernel's symbols.
 
+mod bpcommands;
 mod code_listing;
+mod commands;
 mod control;
 mod driver_object;
 mod frames;
 mod memory;
 mod module_info;
 mod modules;
+mod placement;
 mod pool;
 mod pool_used;
 mod pool_val;
@@ -29,6 +32,7 @@ mod verifier;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::expr::{self, ExprError};
 use super::names::Names;
@@ -133,6 +137,17 @@ pub struct Session {
     last_event: Option<&'static str>,
     /// The machine's options, for `.reboot`.
     machine_options: Options,
+    /// How the machine last stopped (`p 3` goes on after a completed step).
+    last_stop: Option<Stop>,
+    /// `q` was given.
+    quit: bool,
+    /// Commands already said to be not emulated (said once per name).
+    told_unsupported: std::collections::HashSet<String>,
+    /// Set by Ctrl-C (SIGINT) while a command runs: kd's break-in.
+    interrupt: Arc<AtomicBool>,
+    /// Long commands (`p`/`t` with a count) write each step to stdout as
+    /// it is taken instead of all at the end.
+    streaming: Option<fn(&str) -> std::io::Result<()>>,
 }
 
 /// Why a session could not start.
@@ -181,6 +196,11 @@ impl Session {
             utc_offset_minutes: options.utc_offset_minutes,
             last_event: None,
             machine_options,
+            last_stop: None,
+            quit: false,
+            told_unsupported: std::collections::HashSet::new(),
+            interrupt: Arc::new(AtomicBool::new(false)),
+            streaming: None,
         })
     }
 
@@ -242,6 +262,33 @@ impl Session {
         }
     }
 
+    /// Why the session cannot be judged, when it ends with exit code 2: the
+    /// one line `harness kd` also writes to stderr.
+    #[must_use]
+    pub fn cannot_judge_reason(&self) -> Option<&str> {
+        match &self.state {
+            State::Dead(reason) if self.exit_code() == ExitCode::CannotJudge => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// The flag Ctrl-C sets to stop a long command (the prompt registers
+    /// it for SIGINT); it is cleared before each command line.
+    #[must_use]
+    pub fn interrupt_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.interrupt)
+    }
+
+    /// Writes long commands' output through `emit` as it is produced.
+    pub(crate) fn stream_to(&mut self, emit: fn(&str) -> std::io::Result<()>) {
+        self.streaming = Some(emit);
+    }
+
+    /// Whether Ctrl-C was pressed since the command line started.
+    fn interrupted(&self) -> bool {
+        self.interrupt.load(Ordering::Relaxed)
+    }
+
     /// Runs one input line (commands separated by `;`). Returns the output
     /// and whether the session should end (`q`).
     pub fn execute(&mut self, line: &str) -> (String, bool) {
@@ -251,100 +298,33 @@ impl Session {
             if command.is_empty() {
                 continue;
             }
-            if is_quit(command) {
-                return (out, true);
-            }
             let leading = column + line[column..].len() - line[column..].trim_start().len();
             match self.command(command, leading) {
-                Ok(text) => out.push_str(&text),
-                Err(error) => {
-                    let _ = writeln!(out, "{error}");
-                }
+                Ok(text) | Err(text) => out.push_str(&text),
+            }
+            if self.quit {
+                return (out, true);
             }
         }
         (out, false)
     }
 
-    /// One command.
-    fn command(&mut self, text: &str, column: usize) -> Reply {
+    /// One command, dispatched through the command table.
+    fn command(&mut self, text: &str, column: usize) -> Result<String, String> {
         let (name, raw) = split_name(text);
-        let args = raw.trim();
         let lower = name.to_ascii_lowercase();
-        match lower.as_str() {
-            "*" | "$$" => Ok(String::new()),
-            // Nothing to reload: the symbols are the machine's own.
-            ".reload" => Ok(
-                "harness kd: symbols are loaded already (nt from the emulated kernel, the driver from its PDB or exports)\n"
-                    .to_owned(),
-            ),
-            // A quoted string prints without its quotes.
-            ".echo" => Ok(format!(
-                "{}\n",
-                args.strip_prefix('"')
-                    .and_then(|text| text.strip_suffix('"'))
-                    .unwrap_or(args)
-            )),
-            "?" => self.evaluate_masm(args),
-            "??" => self.evaluate_cpp(args),
-            ".formats" => self.formats(args),
-            "g" => self.go(args),
-            "gu" => self.go_up(),
-            "p" => self.step_over(),
-            "t" => self.step_into(),
-            "bp" | "bu" => self.set_breakpoint(raw.trim_end()),
-            "bl" => Ok(self.list_breakpoints()),
-            "bc" | "bd" | "be" => self.change_breakpoints(&lower, args),
-            "r" => self.registers(args),
-            ".frame" => self.set_frame(args),
-            "dv" => self.display_locals(args),
-            ".thread" => self.thread(args),
-            ".cxr" => self.context_record(args),
-            "lm" => self.list_modules_with_options(text, column),
-            "ln" => self.list_nearest(args),
-            "u" => self.unassemble(args),
-            "x" => self.examine(args),
-            ".asm" => self.asm_options(args),
-            "dt" => self.display_type(args),
-            "!pool" => self.pool(args),
-            "!poolfind" => self.poolfind(args),
-            "!verifier" => self.verifier(args),
-            "!analyze" => self.analyze(args),
-            ".lastevent" => Ok(self.last_event()),
-            ".bugcheck" => self.bugcheck(),
-            "vertarget" => self.vertarget(),
-            "version" => self.version(),
-            "!irql" => self.irql(args),
-            "!drvobj" => self.driver_object(args),
-            ".reboot" => self.reboot(),
-            "!poolused" => self.pool_used(args),
-            "!poolval" => self.pool_validate(args),
-            _ if let Some((into, kind)) = step_to::step_command(&lower) => {
-                self.step_to(into, kind, args)
-            }
-            "ub" => self.unassemble_backwards(args),
-            "uf" => self.unassemble_function(args),
-            _ if module_info::is_listing(&lower) => self.list_modules_with_options(text, column),
-            _ if let Some(size) = symbol_dump::element_size(&lower, self.pointer_size()) => {
-                self.dump_symbols(size, args)
-            }
-            _ if stack_params::is_parameter_stack(name) => self.parameter_stack(name, args),
-            _ if stack_forms::is_clean_or_distance(&lower) => self.stack_form(&lower, args),
-            _ if lower.starts_with('k') && control::is_stack_command(&lower) => {
-                self.backtrace(&lower, args)
-            }
-            _ if format::DumpFormat::from_command(&lower).is_some() => self.dump(&lower, args),
-            _ if matches!(lower.as_str(), "d") => self.dump("db", args),
-            _ if matches!(lower.as_str(), "eb" | "ew" | "ed" | "eq" | "ep") => {
-                self.enter(&lower, args)
-            }
-            _ if lower.starts_with('!') => Err(CommandError::NoExport(
-                lower.trim_start_matches('!').to_owned(),
-            )),
-            _ => Err(CommandError::Syntax {
-                column,
-                text: text.to_owned(),
-            }),
-        }
+        let Some(entry) = commands::find(&lower) else {
+            return Err(commands::unknown(self, &lower, text, column));
+        };
+        let call = commands::Call {
+            name: &lower,
+            typed: name,
+            args: raw.trim(),
+            raw,
+            text,
+            column,
+        };
+        entry.run(self, &call).map_err(|error| format!("{error}\n"))
     }
 
     /// Debug output the machine produced since the last look, as kd shows
@@ -406,6 +386,7 @@ impl Session {
 
     /// Reports a stop of the machine, kd's way.
     fn report(&mut self, stop: &Stop, breakpoint_ids: &[Option<usize>]) -> String {
+        self.last_stop = Some(stop.clone());
         let mut out = self.new_output();
         self.sync();
         self.last_event = target_info::event_description(stop).or(self.last_event);
@@ -435,14 +416,17 @@ impl Session {
             }
             Stop::Finished => {
                 self.state = State::Finished;
+                own_line(&mut out);
                 out.push_str(&self.finished_note());
             }
             Stop::CannotJudge(reason) => {
                 self.state = State::Dead(format!("cannot judge: {reason}"));
+                own_line(&mut out);
                 let _ = writeln!(out, "harness kd: cannot judge from here: {reason}");
             }
             Stop::Limit(limit) => {
                 let text = format!("the driver's code {limit}");
+                own_line(&mut out);
                 let _ = writeln!(out, "harness kd: {text}");
                 self.state = State::Dead(text);
             }
@@ -621,9 +605,18 @@ impl expr::Context for Session {
     }
 }
 
-/// `q`, `qq`, `qd`: end the session.
-fn is_quit(command: &str) -> bool {
-    matches!(command.to_ascii_lowercase().as_str(), "q" | "qq" | "qd")
+/// Starts the harness's own line on a line of its own, after debug output
+/// the driver did not end with a newline.
+fn own_line(out: &mut String) {
+    if !out.is_empty() && !out.ends_with('\n') {
+        out.push('\n');
+    }
+}
+
+/// The command summary `?` and `.help` print (`harness kd --help` too).
+#[must_use]
+pub fn command_summary() -> String {
+    commands::summary()
 }
 
 /// The command's name and the rest. Names are `.word`, `!word`, `??`, `?`,

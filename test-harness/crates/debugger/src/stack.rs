@@ -60,6 +60,18 @@ pub struct Frame {
     /// The frame pointer locals are relative to (x86 EBP; x64 RSP after
     /// the prologue, or the established frame register).
     pub frame_base: u64,
+    /// x64: the registers as they were in this frame, in CodeView order
+    /// (rax rcx rdx rbx rsp rbp rsi rdi r8..r15); the nonvolatile ones are
+    /// recovered through the unwind data of the frames above it, as kd
+    /// does. `None` on x86 and for volatile registers of frames above 0.
+    pub registers: Option<[u64; 16]>,
+}
+
+/// Whether an x64 register (CodeView order) survives calls: rbx, rsp, rbp,
+/// rsi, rdi, r12-r15 (the Windows x64 calling convention).
+#[must_use]
+pub const fn is_nonvolatile(slot: usize) -> bool {
+    matches!(slot, 3..=7 | 12..=15)
 }
 
 /// The most frames a walk produces.
@@ -101,6 +113,7 @@ fn walk_x86(memory: &dyn Memory, modules: &[Module], registers: Registers) -> Ve
             return_address,
             args: [0, 1, 2, 3].map(|index| memory.pointer(slot + 4 + 4 * index).unwrap_or(0)),
             frame_base: child,
+            registers: None,
         });
         if at_start {
             // ebp is still the caller's.
@@ -117,6 +130,7 @@ fn walk_x86(memory: &dyn Memory, modules: &[Module], registers: Registers) -> Ve
             return_address,
             args: [arg(ebp, 0), arg(ebp, 1), arg(ebp, 2), arg(ebp, 3)],
             frame_base: ebp,
+            registers: None,
         });
         let Some(next) = memory.pointer(ebp) else {
             break;
@@ -143,6 +157,7 @@ struct Unwound {
 
 /// CodeView-order slot of an x64 register number in unwind codes (0 rax ... 15 r15).
 const RBP: usize = 5;
+const RSP: usize = 4;
 
 fn walk_x64(memory: &dyn Memory, modules: &[Module], registers: Registers) -> Vec<Frame> {
     let mut frames = Vec::new();
@@ -151,6 +166,8 @@ fn walk_x64(memory: &dyn Memory, modules: &[Module], registers: Registers) -> Ve
     let mut saved = registers.nonvolatile;
     saved[RBP] = registers.bp;
     while frames.len() < MAX_FRAMES && ip != 0 {
+        // This frame's registers: what the frames above it restored.
+        let before = saved;
         let unwound = modules
             .iter()
             .find(|module| ip >= module.base && ip - module.base < module.size)
@@ -159,12 +176,15 @@ fn walk_x64(memory: &dyn Memory, modules: &[Module], registers: Registers) -> Ve
         let (caller_sp, frame_base) =
             unwound.map_or((sp, sp), |unwound| (unwound.sp, unwound.frame_base));
         let return_address = memory.pointer(caller_sp).unwrap_or(0);
+        let mut in_frame = before;
+        in_frame[RSP] = sp;
         frames.push(Frame {
             ip,
             child: sp,
             return_address,
             args: [1, 2, 3, 4].map(|slot| memory.pointer(sp + 8 * slot).unwrap_or(0)),
             frame_base,
+            registers: Some(in_frame),
         });
         if caller_sp <= sp && frames.len() > 1 {
             break;

@@ -704,6 +704,7 @@ impl Machine {
         // KeGetCurrentThread() and friends read it.
         match arch {
             Arch::X64 => {
+                load_x64_segments(uc, nt.base + 0x800).map_err(bad)?;
                 let _ = uc.reg_write(RegisterX86::GS_BASE, pcr);
             }
             Arch::X86 => load_x86_segments(uc, nt.base + 0x800, pcr).map_err(bad)?,
@@ -1377,10 +1378,59 @@ fn load_x86_segments(uc: &mut Uc<'_>, gdt: u64, pcr: u64) -> Result<(), cpu::Bad
             .to_le_bytes(),
     );
     let loaded = uc.reg_write_long(RegisterX86::GDTR, &table).is_ok()
+        && uc.reg_write(RegisterX86::CS, 0x08).is_ok()
         && uc.reg_write(RegisterX86::SS, 0x10).is_ok()
         && uc.reg_write(RegisterX86::DS, 0x23).is_ok()
         && uc.reg_write(RegisterX86::ES, 0x23).is_ok()
         && uc.reg_write(RegisterX86::FS, 0x30).is_ok();
+    if loaded {
+        Ok(())
+    } else {
+        Err(cpu::BadAddress(gdt))
+    }
+}
+
+/// The selectors a Windows x64 kernel thread runs with, as kd's `r` shows
+/// them: cs=0010 ss=0018 ds=es=gs=002b fs=0053 (reactos/reactos amd64 `ketypes.h`:
+/// `KGDT64_R0_CODE`, `KGDT64_R0_DATA`, `KGDT64_R3_DATA`, `KGDT64_R3_CMTEB`). Long
+/// mode ignores the bases; GS's base (the processor block) is set after.
+fn load_x64_segments(uc: &mut Uc<'_>, gdt: u64) -> Result<(), cpu::BadAddress> {
+    // Flat descriptors: limit 0xfffff, granularity; L for 64-bit code.
+    let flat = |access: u64, flags: u64| 0xffff | (access << 40) | (0xf << 48) | (flags << 52);
+    let entries = [
+        0,
+        0,
+        flat(0x9b, 0xa), // 0x10 ring-0 code, 64-bit
+        flat(0x93, 0xc), // 0x18 ring-0 data
+        flat(0xfb, 0xc), // 0x20 user code, 32-bit
+        flat(0xf3, 0xc), // 0x28 user data (0x2b)
+        flat(0xfb, 0xa), // 0x30 user code, 64-bit
+        0,               // 0x38
+        0,               // 0x40 the TSS (none here)
+        0,               // 0x48
+        flat(0xf3, 0xc), // 0x50 the 32-bit TEB (0x53)
+    ];
+    for (index, entry) in entries.iter().enumerate() {
+        cpu::write_uint(uc, gdt + 8 * index as u64, *entry, 8)?;
+    }
+    let mut table = [0_u8; 24];
+    table[8..16].copy_from_slice(&gdt.to_le_bytes());
+    table[16..20].copy_from_slice(
+        &u32::try_from(entries.len() * 8 - 1)
+            .unwrap_or(0)
+            .to_le_bytes(),
+    );
+    let loaded = uc.reg_write_long(RegisterX86::GDTR, &table).is_ok()
+        && [
+            (RegisterX86::CS, 0x10),
+            (RegisterX86::SS, 0x18),
+            (RegisterX86::DS, 0x2b),
+            (RegisterX86::ES, 0x2b),
+            (RegisterX86::FS, 0x53),
+            (RegisterX86::GS, 0x2b),
+        ]
+        .into_iter()
+        .all(|(register, selector)| uc.reg_write(register, selector).is_ok());
     if loaded {
         Ok(())
     } else {

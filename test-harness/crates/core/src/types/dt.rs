@@ -23,7 +23,9 @@
 
 use std::fmt::Write as _;
 
-use super::{Bits, MAX_DEPTH, PrimitiveClass, Record, Type, TypeId, TypeTable, last_segment};
+use super::{
+    Bits, MAX_DEPTH, PrimitiveClass, Record, RecordKind, Type, TypeId, TypeTable, last_segment,
+};
 use crate::arch::Arch;
 
 /// Longest string a character pointer is followed for, in characters.
@@ -54,17 +56,69 @@ pub fn dt_with_names(
     read: &dyn Fn(u64, usize) -> Option<Vec<u8>>,
     name_code: &dyn Fn(u64) -> Option<String>,
 ) -> String {
+    dt_with_options(
+        table,
+        ty,
+        address,
+        arch,
+        read,
+        name_code,
+        DtOptions::default(),
+    )
+}
+
+/// `dt`'s options (dt--display-type-.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DtOptions {
+    /// `-r[N]`: expand members that are structures, N levels deep (kd
+    /// indents each level by three more columns).
+    pub recurse: usize,
+    /// `-v`: first a line with the kind, the member count and the size
+    /// (`struct _UNICODE_STRING, 3 elements, 0x8 bytes`).
+    pub verbose: bool,
+}
+
+/// [`dt_with_names`] with kd's options.
+#[must_use]
+pub fn dt_with_options(
+    table: &TypeTable,
+    ty: TypeId,
+    address: Option<u64>,
+    arch: Arch,
+    read: &dyn Fn(u64, usize) -> Option<Vec<u8>>,
+    name_code: &dyn Fn(u64) -> Option<String>,
+    options: DtOptions,
+) -> String {
     let mut renderer = Renderer {
         table,
         arch,
         read,
         name_code,
         failed: None,
+        recurse: options.recurse.min(MAX_DEPTH),
     };
-    match address {
+    let mut out = String::new();
+    if options.verbose
+        && let Some(record) = table.record(ty)
+    {
+        let kind = match record.kind {
+            RecordKind::Struct => "struct",
+            RecordKind::Class => "class",
+            RecordKind::Union => "union",
+        };
+        let _ = writeln!(
+            out,
+            "{kind} {}, {} elements, 0x{:x} bytes",
+            record.name,
+            record.fields.len(),
+            record.size
+        );
+    }
+    out.push_str(&match address {
         None => renderer.layout(ty),
         Some(address) => renderer.values(ty, address),
-    }
+    });
+    out
 }
 
 struct Renderer<'a> {
@@ -74,6 +128,8 @@ struct Renderer<'a> {
     name_code: &'a dyn Fn(u64) -> Option<String>,
     /// The last address that could not be read.
     failed: Option<u64>,
+    /// `-r`'s depth.
+    recurse: usize,
 }
 
 /// Where a `_UNICODE_STRING`-like record keeps its parts.
@@ -83,21 +139,22 @@ struct CountedString {
     pointer_size: u8,
 }
 
-fn member_line(out: &mut String, offset: u64, name: &str, text: &str) {
-    let _ = writeln!(out, "   +0x{offset:03x} {name:<16} : {text}");
+fn member_line(out: &mut String, level: usize, offset: u64, name: &str, text: &str) {
+    let indent = "   ".repeat(level);
+    let _ = writeln!(out, "{indent}   +0x{offset:03x} {name:<16} : {text}");
 }
 
-impl Renderer<'_> {
+impl<'a> Renderer<'a> {
     fn layout(&self, ty: TypeId) -> String {
         let mut out = String::new();
         match self.table.get(ty) {
-            Some(Type::Record(record)) => self.layout_record(&mut out, record),
+            Some(Type::Record(record)) => self.layout_record(&mut out, record, 0),
             // `dt PDEVICE_OBJECT`: the pointer's width, then the members of
             // what it points to, on the same line.
             Some(Type::Pointer { pointee, size }) if self.table.record(*pointee).is_some() => {
                 let _ = write!(out, "Ptr{} ", u32::from(*size) * 8);
                 if let Some(record) = self.table.record(*pointee) {
-                    self.layout_record(&mut out, record);
+                    self.layout_record(&mut out, record, 0);
                 }
             }
             _ => {
@@ -107,7 +164,7 @@ impl Renderer<'_> {
         out
     }
 
-    fn layout_record(&self, out: &mut String, record: &Record) {
+    fn layout_record(&self, out: &mut String, record: &Record, level: usize) {
         for field in &record.fields {
             let text = match field.bits {
                 Some(Bits { position, length }) => format!(
@@ -116,21 +173,33 @@ impl Renderer<'_> {
                 ),
                 None => self.table.label(field.ty),
             };
-            member_line(out, field.offset, &field.name, &text);
+            member_line(out, level, field.offset, &field.name, &text);
+            if let Some(inner) = self.expanded(field.ty, field.bits, level) {
+                self.layout_record(out, inner, level + 1);
+            }
         }
+    }
+
+    /// The structure member `-r` expands at this level, if any.
+    fn expanded(&self, ty: TypeId, bits: Option<Bits>, level: usize) -> Option<&'a Record> {
+        let table: &'a TypeTable = self.table;
+        if bits.is_some() || level >= self.recurse {
+            return None;
+        }
+        table.record(ty).filter(|record| record.complete)
     }
 
     fn values(&mut self, ty: TypeId, address: u64) -> String {
         let mut out = String::new();
         match self.table.get(ty) {
-            Some(Type::Record(record)) => self.record_values(&mut out, record, address),
+            Some(Type::Record(record)) => self.record_values(&mut out, record, address, 0),
             Some(Type::Pointer { pointee, size }) if self.table.record(*pointee).is_some() => {
                 match self.read_uint(address, usize::from(*size)) {
                     Some(0) => out.push_str("(null)\n"),
                     Some(target) => {
                         let _ = writeln!(out, "{}", self.pointer_text(target));
                         if let Some(record) = self.table.record(*pointee) {
-                            self.record_values(&mut out, record, target);
+                            self.record_values(&mut out, record, target, 0);
                         }
                     }
                     None => self.failed = Some(address),
@@ -152,9 +221,10 @@ impl Renderer<'_> {
         out
     }
 
-    fn record_values(&mut self, out: &mut String, record: &Record, address: u64) {
+    fn record_values(&mut self, out: &mut String, record: &Record, address: u64, level: usize) {
         let counted = self.counted_string(record);
-        if let Some(counted) = &counted
+        if level == 0
+            && let Some(counted) = &counted
             && let Some(text) = self.counted_text(counted, address)
         {
             // kd's quirk: the line ends only when there is text on it.
@@ -174,7 +244,10 @@ impl Renderer<'_> {
             } else {
                 self.value(field.ty, at, 0)
             };
-            member_line(out, field.offset, &field.name, &text);
+            member_line(out, level, field.offset, &field.name, &text);
+            if let Some(inner) = self.expanded(field.ty, field.bits, level) {
+                self.record_values(out, inner, at, level + 1);
+            }
         }
     }
 

@@ -18,6 +18,12 @@ enum Arrival {
     Step,
 }
 
+/// Most times breakpoint commands (`gc`) resume the target in one command.
+const MAX_RESUMES: u64 = 100_000;
+
+/// Most steps one `p`/`t` takes: each is shown, so the output stays bounded.
+pub const MAX_STEPS: u64 = 10_000;
+
 /// `k`, `kb`, `kv`, `kn`, `kvn`, `kbn`, `kp`...: `k` and option letters.
 #[must_use]
 pub fn is_stack_command(name: &str) -> bool {
@@ -30,10 +36,11 @@ pub fn is_stack_command(name: &str) -> bool {
 
 impl Session {
     /// Runs until the next stop, with an optional breakpoint of the
-    /// session's own (`gu`, `p`, `g <address>`).
+    /// session's own (`gu`, `p`, `g <address>`). A breakpoint whose command
+    /// string resumes (`gc`) runs on without showing the stop.
     fn run(&mut self, temporary: Option<u64>, arrival: Arrival) -> Reply {
         self.runnable()?;
-        self.resolve_deferred();
+        let mut out = self.resolve_deferred();
         let mut list = Vec::new();
         let mut ids = Vec::new();
         for (id, breakpoint) in self.breakpoints.iter().enumerate() {
@@ -51,9 +58,56 @@ impl Session {
             list.push((address, true));
             ids.push(None);
         }
+        let mut resumed = 0_u64;
+        loop {
+            let stop = self.resume_once(&list)?;
+            let own = matches!(stop, Stop::Breakpoint(index) if ids.get(index) == Some(&None));
+            let shown = if own && arrival == Arrival::Step {
+                Stop::Stepped
+            } else {
+                stop.clone()
+            };
+            let commands = match stop {
+                Stop::Breakpoint(index) => ids
+                    .get(index)
+                    .copied()
+                    .flatten()
+                    .and_then(|id| self.breakpoints.get(id).cloned().flatten())
+                    .and_then(|breakpoint| breakpoint.commands),
+                _ => None,
+            };
+            let Some(commands) = commands else {
+                // The session's own breakpoint prints no "Breakpoint N hit" (`ids` has no number for it).
+                out.push_str(&self.report(&shown, &ids));
+                return Ok(out);
+            };
+            // The commands run where it stopped, before the stop is shown.
+            out.push_str(&self.new_output());
+            self.sync();
+            let outcome = self.breakpoint_commands(&commands);
+            let runs_on = outcome.resume && !self.quit && !self.interrupted();
+            if runs_on && resumed < MAX_RESUMES {
+                resumed += 1;
+                out.push_str(&outcome.output);
+                continue;
+            }
+            if outcome.resume && resumed >= MAX_RESUMES {
+                let _ = writeln!(
+                    out,
+                    "harness kd: a breakpoint's commands resumed 0n{MAX_RESUMES} times; stopped here"
+                );
+            }
+            out.push_str(&self.report(&shown, &ids));
+            out.push_str(&outcome.output);
+            return Ok(out);
+        }
+    }
+
+    /// Sets the breakpoints and lets the machine run to its next stop.
+    fn resume_once(&mut self, list: &[(u64, bool)]) -> Result<Stop, CommandError> {
         self.target
             .machine
-            .set_breakpoints(&list)
+            .set_breakpoints(list)
             .map_err(|error| CommandError::Message(format!("harness kd: {error}")))?;
         let ip = self.target.ip();
         // Resuming from a breakpoint runs its instruction first (unless the
@@ -68,34 +122,22 @@ impl Session {
             self.target.machine.pass_breakpoint_at(ip);
         }
         let stop = self.target.machine.resume();
-        let own = matches!(stop, Stop::Breakpoint(index) if ids.get(index) == Some(&None));
-        let shown = if own && arrival == Arrival::Step {
-            Stop::Stepped
-        } else {
-            stop.clone()
-        };
-        // The session's own breakpoint prints no "Breakpoint N hit" (`ids` has no number for it).
-        let mut out = self.report(&shown, &ids);
         let _ = self.target.machine.set_breakpoints(&[]);
-        if let Stop::Breakpoint(index) = stop
-            && let Some(Some(id)) = ids.get(index)
-            && let Some(Some(Breakpoint {
-                commands: Some(commands),
-                ..
-            })) = self.breakpoints.get(*id).cloned()
-        {
-            let (more, _) = self.execute(&commands);
-            out.push_str(&more);
-        }
-        Ok(out)
+        Ok(stop)
     }
 
     /// `g [address]`.
     pub(super) fn go(&mut self, args: &str) -> Reply {
+        if args.starts_with('=') {
+            return Err(CommandError::Message(
+                "harness kd: g = StartAddress is not emulated (it moves the instruction pointer)"
+                    .into(),
+            ));
+        }
         let temporary = if args.is_empty() {
             None
         } else {
-            Some(expr::evaluate(args.trim_start_matches('='), self)?)
+            Some(expr::evaluate(args, self)?)
         };
         self.run(temporary, Arrival::Location)
     }
@@ -116,13 +158,66 @@ impl Session {
         self.run(Some(return_address), Arrival::Location)
     }
 
+    /// `t [Count]`, `p [Count]`: `Count` steps, each one shown, stopping
+    /// early where the target stops for anything else (p--step-.md,
+    /// t--trace-.md: "Count ... the number of instructions ... to step
+    /// through"; each step's display is kd's default). `= address` is
+    /// not supported: it moves the instruction pointer.
+    pub(super) fn step(&mut self, over: bool, args: &str) -> Reply {
+        if args.starts_with('=') {
+            return Err(CommandError::Message(
+                "harness kd: p/t = StartAddress is not emulated (it moves the instruction pointer)"
+                    .into(),
+            ));
+        }
+        let count = if args.is_empty() {
+            1
+        } else {
+            expr::evaluate(args, self)?
+        };
+        if count > MAX_STEPS {
+            return Err(CommandError::Message(format!(
+                "harness kd: at most 0n{MAX_STEPS} steps per command, not 0n{count}"
+            )));
+        }
+        let mut out = String::new();
+        for _ in 0..count {
+            if self.interrupted() {
+                // kd's break-in: Ctrl-C ends a long trace where it is.
+                out.push_str("^C\n");
+                break;
+            }
+            self.last_stop = None;
+            let more = if over {
+                self.step_over()?
+            } else {
+                self.step_into()?
+            };
+            // Each step shows as it is taken; a closed stdout ends the trace.
+            match self.streaming {
+                Some(emit) => {
+                    if emit(&out).and_then(|()| emit(&more)).is_err() {
+                        break;
+                    }
+                    out.clear();
+                }
+                None => out.push_str(&more),
+            }
+            if self.last_stop != Some(Stop::Stepped) || self.runnable().is_err() {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
     /// `t`: one instruction.
     pub(super) fn step_into(&mut self) -> Reply {
         self.runnable()?;
-        self.resolve_deferred();
+        let mut out = self.resolve_deferred();
         // No breakpoints are set while stepping: one instruction runs.
         let stop = self.target.machine.step();
-        Ok(self.report(&stop, &[]))
+        out.push_str(&self.report(&stop, &[]));
+        Ok(out)
     }
 
     /// `p`: one instruction, running whole calls.
@@ -156,8 +251,10 @@ impl Session {
         result
     }
 
-    /// Resolves deferred breakpoints whose module is now known.
-    fn resolve_deferred(&mut self) {
+    /// Resolves deferred breakpoints whose module is now known; returns the
+    /// notes for those that land inside an instruction.
+    fn resolve_deferred(&mut self) -> String {
+        let mut notes = String::new();
         let pending: Vec<(usize, String)> = self
             .breakpoints
             .iter()
@@ -174,8 +271,16 @@ impl Session {
                 && let Some(Some(breakpoint)) = self.breakpoints.get_mut(id)
             {
                 breakpoint.address = Some(address);
+                // The image is in place before it is announced as loaded.
+                let mapped = self.names.mapped;
+                self.names.mapped = true;
+                if let Some(note) = self.placement_note(address) {
+                    notes.push_str(&note);
+                }
+                self.names.mapped = mapped;
             }
         }
+        notes
     }
 
     /// `bp [ID] address ["commands"]`; `bu` the same, deferred by name.
@@ -221,7 +326,18 @@ impl Session {
             }
             Err(error) => return Err(error.into()),
         };
-        let id = id.unwrap_or_else(|| {
+        // kd keeps one breakpoint per place: setting it again redefines the
+        // existing one under its ID (bp--bu--bm--set-breakpoint-.md, Remarks;
+        // real kd prints "breakpoint 0 redefined"). A deferred `bu` is the
+        // same place when its expression is.
+        let existing = self.breakpoints.iter().position(|slot| {
+            slot.as_ref()
+                .is_some_and(|breakpoint| match (address, breakpoint.address) {
+                    (Some(new), Some(old)) => new == old,
+                    _ => breakpoint.expression.eq_ignore_ascii_case(target),
+                })
+        });
+        let id = id.or(existing).unwrap_or_else(|| {
             self.breakpoints
                 .iter()
                 .position(Option::is_none)
@@ -232,16 +348,14 @@ impl Session {
                 "harness kd: breakpoint IDs go up to 0n1023, not 0n{id}"
             )));
         }
-        if let Some(existing) = address.and_then(|address| {
-            self.breakpoints.iter().position(|breakpoint| {
-                breakpoint
-                    .as_ref()
-                    .is_some_and(|breakpoint| breakpoint.address == Some(address))
-            })
-        }) && existing != id
-        {
+        if let Some(existing) = existing {
             let _ = writeln!(out, "breakpoint {existing} redefined");
-            self.breakpoints[existing] = None;
+            if existing != id {
+                self.breakpoints[existing] = None;
+            }
+        }
+        if let Some(note) = address.and_then(|address| self.placement_note(address)) {
+            out.push_str(&note);
         }
         if self.breakpoints.len() <= id {
             self.breakpoints.resize(id + 1, None);

@@ -141,6 +141,7 @@ impl Session {
     /// `.frame [/r] N`: the frame locals are read from.
     pub(super) fn set_frame(&mut self, args: &str) -> Reply {
         let frames = self.frames();
+        let show_registers = args.starts_with("/r");
         let args = args.trim_start_matches("/r").trim();
         if !args.is_empty() {
             let value = expr::evaluate(args, self)?;
@@ -172,12 +173,49 @@ impl Session {
                 let _ = write!(name, " [{} @ {}]", line.file, line.line);
             }
         }
-        Ok(format!(
+        let mut out = format!(
             "{:02x} {} {} {name}\n",
             self.frame,
             self.address(frame.child),
             self.address(frame.return_address)
-        ))
+        );
+        if show_registers {
+            out.push_str(&self.frame_register_block(&frame));
+        }
+        Ok(out)
+    }
+
+    /// `.frame /r`: the frame's registers (x64: the nonvolatile ones as the
+    /// unwind data recovers them, the instruction and stack pointers of
+    /// the frame).
+    fn frame_register_block(&self, frame: &stack::Frame) -> String {
+        if self.frame == 0 {
+            return self.register_block();
+        }
+        let Some(registers) = frame.registers else {
+            return "harness kd: .frame /r above frame 0 shows registers on x64 only (x86 frames keep no unwind data here)\n".to_owned();
+        };
+        let lookup = |name: &str| -> Option<u64> {
+            match name {
+                "rip" => Some(frame.ip),
+                _ => X64_REGISTERS
+                    .iter()
+                    .position(|known| *known == name)
+                    .filter(|slot| stack::is_nonvolatile(*slot))
+                    .map(|slot| registers[slot])
+                    .or_else(|| {
+                        matches!(name, "cs" | "ss" | "ds" | "es" | "fs" | "gs")
+                            .then(|| self.target.register(name))
+                            .flatten()
+                    }),
+            }
+        };
+        let efl = self.target.register("efl").unwrap_or(0);
+        let mut out = format::registers(self.pointer_size(), &lookup, efl);
+        out.push_str(
+            "harness kd: volatile registers (rax rcx rdx r8-r11) are not recovered above frame 0; shown as 0\n",
+        );
+        out
     }
 
     /// `dv [/t] [/v] [name]`: the current frame's parameters and locals.
@@ -302,8 +340,7 @@ impl Session {
                 "vframe" => Some(frame.child + 8),
                 "ebp" | "rbp" if self.frame != 0 || self.arch() == Arch::X86 => Some(frame.child),
                 "esp" | "rsp" if self.frame != 0 => Some(frame.child),
-                _ if self.frame == 0 => self.target.register(name),
-                _ => None,
+                _ => self.frame_register(frame, name),
             }
         };
         match location.storage {
@@ -324,12 +361,28 @@ impl Session {
             }
             Storage::Register(register) | Storage::SubfieldRegister { register, .. } => {
                 let name = register.name()?;
-                let value = (self.frame == 0)
-                    .then(|| self.target.register(name))
-                    .flatten();
-                Some(Place::Register(name, value))
+                Some(Place::Register(name, self.frame_register(frame, name)))
             }
         }
+    }
+
+    /// A register's value in the selected frame: the current one in frame
+    /// 0; above it (x64) the nonvolatile registers the unwind data of the
+    /// frames in between restored, as kd recovers them; else unknown.
+    fn frame_register(&self, frame: &stack::Frame, name: &str) -> Option<u64> {
+        if self.frame == 0 {
+            return self.target.register(name);
+        }
+        let registers = frame.registers?;
+        // `esi` is the low half of `rsi`.
+        let (full, mask) = match name.strip_prefix('e') {
+            Some(rest) if X64_REGISTERS.contains(&format!("r{rest}").as_str()) => {
+                (format!("r{rest}"), 0xffff_ffff)
+            }
+            _ => (name.to_owned(), u64::MAX),
+        };
+        let slot = X64_REGISTERS.iter().position(|known| *known == full)?;
+        stack::is_nonvolatile(slot).then(|| registers[slot] & mask)
     }
 
     /// A value as `dv` shows it: pointers as `0x...` with kd's note for
@@ -490,6 +543,12 @@ impl Session {
         format::registers(self.pointer_size(), &lookup, efl)
     }
 }
+
+/// x64 registers in CodeView order, as the stack walk keeps them.
+const X64_REGISTERS: [&str; 16] = [
+    "rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13",
+    "r14", "r15",
+];
 
 /// Where a local lives.
 enum Place {

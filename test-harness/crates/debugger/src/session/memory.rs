@@ -2,9 +2,14 @@
 //! memory (`ed nt!PoolHitTag 'dcba'` writes the variable the allocator
 //! compares tags with).
 
+use std::fmt::Write as _;
+
 use super::{CommandError, Reply, Session};
 use crate::expr::{self, ExprError};
 use crate::format::{self, DumpFormat};
+
+/// Most bytes one `d*` command shows (`L?` ranges included).
+const MAX_DUMP_BYTES: u64 = 1 << 20;
 
 impl Session {
     /// `db dw dd dq dp dc da du [range]`; without a range, where the last
@@ -23,9 +28,20 @@ impl Session {
             let range = expr::parse_range(args, self)?;
             range.resolve(dump_format.element_size(ps), dump_format.default_count(ps))?
         };
+        // `L?` lifts kd's 256 MB limit; kd then prints until the range ends
+        // or Ctrl-C. A command's output here is built whole, so it stops at
+        // a bound and says so; the next bare `d*` goes on from there.
+        let most = MAX_DUMP_BYTES / dump_format.element_size(ps);
+        let capped = count > most;
         let read = |address: u64, length: usize| self.target.read(address, length);
-        let dump = format::dump(dump_format, start, count, ps, &read);
+        let mut dump = format::dump(dump_format, start, count.min(most), ps, &read);
         self.next_dump = dump.next;
+        if capped {
+            let _ = writeln!(
+                dump.text,
+                "harness kd: stopped after 0x{MAX_DUMP_BYTES:x} bytes (one command shows at most that much; {command} alone goes on)"
+            );
+        }
         Ok(dump.text)
     }
 

@@ -214,6 +214,7 @@ impl Session {
 
     /// `dt [module!]type [address]`, `dt module!global`.
     pub(super) fn display_type(&self, args: &str) -> Reply {
+        let (options, args) = dt_options(args)?;
         let mut words = args.splitn(2, char::is_whitespace);
         let name = words.next().unwrap_or_default();
         let rest = words.next().unwrap_or_default().trim();
@@ -231,13 +232,14 @@ impl Session {
             } else {
                 Some(expr::evaluate(rest, self)?)
             };
-            return Ok(types::dt_with_names(
+            return Ok(types::dt_with_options(
                 table,
                 id,
                 address,
                 self.arch(),
                 &read,
                 &name_code,
+                options,
             ));
         }
         // A variable: the driver's globals from its PDB.
@@ -257,13 +259,14 @@ impl Session {
                 )));
             };
             let address = self.names.driver_base() + u64::from(global.rva);
-            return Ok(types::dt_with_names(
+            return Ok(types::dt_with_options(
                 &pdb.types,
                 ty,
                 Some(address),
                 self.arch(),
                 &read,
                 &name_code,
+                options,
             ));
         }
         let shown = if module.is_some() {
@@ -273,6 +276,31 @@ impl Session {
         };
         Err(CommandError::Message(format!("Symbol {shown} not found.")))
     }
+}
+
+/// `dt`'s leading options (dt--display-type-.md): `-r[N]` expands
+/// structure members N levels deep (N a digit 1-9; alone, as deep as the
+/// harness goes), `-b` expands them all, `-v` adds the size line. Other
+/// options are refused rather than read as a type name.
+fn dt_options(args: &str) -> Result<(types::DtOptions, &str), CommandError> {
+    let mut options = types::DtOptions::default();
+    let mut rest = args.trim_start();
+    while let Some(option) = rest.strip_prefix('-') {
+        let end = option.find(char::is_whitespace).unwrap_or(option.len());
+        let word = &option[..end];
+        match word.as_bytes() {
+            [b'r' | b'b'] => options.recurse = usize::MAX,
+            [b'r', digit @ b'0'..=b'9'] => options.recurse = usize::from(digit - b'0'),
+            [b'v'] => options.verbose = true,
+            _ => {
+                return Err(CommandError::Message(format!(
+                    "harness kd: dt -{word} is not emulated (-r[N], -b and -v are)"
+                )));
+            }
+        }
+        rest = option[end..].trim_start();
+    }
+    Ok((options, rest))
 }
 
 /// kd's `*` and `?` wildcards, case-blind (the usual backtracking

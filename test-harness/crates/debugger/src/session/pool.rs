@@ -26,8 +26,12 @@ pub(super) struct Header {
 
 const PAGE: u64 = 0x1000;
 
-/// `!pool`'s flag 2: only the block holding the address.
+/// `!pool`'s flags (-pool.md): bit 0 adds each block's contents, bit 1
+/// shows only the block holding the address, bit 31 leaves out the
+/// description of the tag (the owner line).
+const CONTENTS: u64 = 1;
 const ONLY_HIT: u64 = 2;
+const NO_DESCRIPTION: u64 = 0x8000_0000;
 
 impl Session {
     pub(super) fn read_header(&self, at: u64) -> Option<Header> {
@@ -117,6 +121,7 @@ impl Session {
             return Ok(out);
         }
         let page = address & !(PAGE - 1);
+        let unit = self.arch().pool_header_size();
         for header in self.page_headers(page) {
             let hit = address >= header.at && address < header.at + header.size;
             if flags & ONLY_HIT != 0 && !hit {
@@ -136,11 +141,37 @@ impl Session {
                 header.previous,
                 tag_with_protection(header.tag),
             );
-            if hit {
+            if hit && flags & NO_DESCRIPTION == 0 {
                 let _ = writeln!(out, "{}", owner_line(header.tag & 0x7fff_ffff));
+            }
+            if flags & CONTENTS != 0 {
+                out.push_str(
+                    &self.block_contents(header.at + unit, header.size.saturating_sub(unit)),
+                );
             }
         }
         Ok(out)
+    }
+
+    /// A block's body as `!pool Address 1` adds it: dwords, four a line,
+    /// indented under the header.
+    fn block_contents(&self, start: u64, size: u64) -> String {
+        let mut out = String::new();
+        let mut at = start;
+        while at < start + size {
+            let words: Vec<String> = (0..4)
+                .map(|index| at + 4 * index)
+                .filter(|word| *word < start + size)
+                .map(|word| {
+                    self.target
+                        .read_uint(word, 4)
+                        .map_or_else(|| "????????".to_owned(), |value| format!("{value:08x}"))
+                })
+                .collect();
+            let _ = writeln!(out, "    {}  {}", self.plain_address(at), words.join(" "));
+            at += 16;
+        }
+        out
     }
 
     /// What `!pool` says of an address outside both pools.
@@ -173,9 +204,12 @@ impl Session {
         }
     }
 
-    /// `!poolfind tag [-paged | -nonpaged | 0 | 1]`: every block with the
-    /// tag (`?` and `*` match any character), big pages first as kd scans
-    /// its large pool table first.
+    /// `!poolfind TagString|TagValue [PoolType]` (-poolfind.md): every block
+    /// with the tag, big pages first as kd scans its large pool table
+    /// first. `TagString` is case-sensitive, `?` matches one character and
+    /// `*` any number; `TagValue` starts with `0x`. `PoolType` 0 is nonpaged
+    /// pool, 1 paged; without one both are searched, nonpaged first, as the
+    /// page's example session shows (its default "0" searched both).
     pub(super) fn poolfind(&self, args: &str) -> Reply {
         let mut words = args.split_whitespace();
         let Some(tag) = words.next() else {
@@ -183,34 +217,27 @@ impl Session {
                 "harness kd: !poolfind needs a tag (!poolfind abcd)".into(),
             ));
         };
-        let tag = tag.trim_matches('"');
-        if tag.len() > 4 || tag.is_empty() {
-            return Err(CommandError::Message(format!(
-                "harness kd: a pool tag has at most four characters, not '{tag}'"
-            )));
-        }
+        let search = TagSearch::parse(tag.trim_matches('"'))?;
         let mut regions = vec![Region::NonPaged, Region::Paged];
         for word in words {
             regions = match word {
                 "-nonpaged" | "0" => vec![Region::NonPaged],
                 "-paged" | "1" => vec![Region::Paged],
+                "2" | "4" => {
+                    return Ok(format!(
+                        "harness kd: the emulated machine has no {} pool: nothing to search\n",
+                        if word == "2" { "special" } else { "session" }
+                    ));
+                }
                 other => {
                     return Err(CommandError::Message(format!(
-                        "harness kd: !poolfind option {other} is not supported (-paged, -nonpaged, 0, 1)"
+                        "harness kd: !poolfind pool type {other} is not one kd documents (0 nonpaged, 1 paged, 2 special, 4 session)"
                     )));
                 }
             };
         }
-        let pattern: Vec<u8> = format!("{tag:<4}").into_bytes();
-        let matches = |value: u32| {
-            let bytes = value.to_le_bytes();
-            pattern
-                .iter()
-                .zip(bytes)
-                .all(|(want, have)| *want == b'?' || *want == b'*' || *want == have)
-        };
-        let value = u32::from_le_bytes(pattern[..4].try_into().unwrap_or([0; 4]));
-        let label = format!("0x{value:08x} ({})", String::from_utf8_lossy(&pattern));
+        let matches = |value: u32| search.matches(value);
+        let label = search.label();
         let pool = &self.target.machine.kernel().pool;
         let mut out = String::new();
         // kd adds the table's bounds; the emulated kernel keeps its big
@@ -273,6 +300,87 @@ impl Session {
         }
         Ok(out)
     }
+}
+
+/// What `!poolfind` looks for.
+enum TagSearch {
+    /// `0x64636261`: that value (the protected bit aside).
+    Value(u32),
+    /// `abcd`, `ab*`, `a?cd`: matched against the tag's four characters.
+    Pattern(Vec<u8>),
+}
+
+impl TagSearch {
+    fn parse(tag: &str) -> Result<Self, CommandError> {
+        // Only a lower-case `0x` makes a value (-poolfind.md: "0X" is a tag string).
+        if let Some(hex) = tag.strip_prefix("0x") {
+            return u32::from_str_radix(hex, 16)
+                .map(|value| Self::Value(value & 0x7fff_ffff))
+                .map_err(|_| {
+                    CommandError::Message(format!("harness kd: '{tag}' is not a 32-bit tag value"))
+                });
+        }
+        let wild = tag.contains('*');
+        if tag.is_empty() || (!wild && tag.len() > 4) || tag.len() > 32 || !tag.is_ascii() {
+            return Err(CommandError::Message(format!(
+                "harness kd: a pool tag is four ASCII characters (or a pattern with *), not '{tag}'"
+            )));
+        }
+        // A shorter tag is padded with spaces, as drivers' tags are.
+        let pattern = if wild {
+            tag.to_owned()
+        } else {
+            format!("{tag:<4}")
+        };
+        Ok(Self::Pattern(pattern.into_bytes()))
+    }
+
+    fn matches(&self, tag: u32) -> bool {
+        let tag = tag & 0x7fff_ffff;
+        match self {
+            Self::Value(value) => tag == *value,
+            Self::Pattern(pattern) => glob(pattern, &tag.to_le_bytes()),
+        }
+    }
+
+    /// `0x64636261 (abcd)`, or the pattern as typed.
+    fn label(&self) -> String {
+        match self {
+            Self::Value(value) => format!("0x{value:08x} ({})", tag_text(*value)),
+            Self::Pattern(pattern) if pattern.len() == 4 && !pattern.contains(&b'*') => {
+                let value = u32::from_le_bytes([pattern[0], pattern[1], pattern[2], pattern[3]]);
+                format!("0x{value:08x} ({})", String::from_utf8_lossy(pattern))
+            }
+            Self::Pattern(pattern) => String::from_utf8_lossy(pattern).into_owned(),
+        }
+    }
+}
+
+/// Case-sensitive `?`/`*` matching (the usual backtracking matcher).
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(c) if *c == b'?' || *c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((star_p, star_t)) => {
+                    p = star_p + 1;
+                    t = star_t + 1;
+                    star = Some((star_p, star_t + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|c| *c == b'*')
 }
 
 /// A tag as `!pool` prints it: four characters, `.` for unprintable ones.

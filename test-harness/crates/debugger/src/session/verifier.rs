@@ -27,6 +27,18 @@ const BOX: &str = "*************************************************************
 *                                                                             *\n\
 *******************************************************************************\n";
 
+/// `!verifier`'s log flags and what each shows (-verifier.md).
+const VERIFIER_LOGS: [(u64, &str); 8] = [
+    (0x4, "fault injection information"),
+    (0x8, "the IRQL transition log"),
+    (0x20, "the deadlock verification log"),
+    (0x40, "the forced pending I/O log"),
+    (0x80, "the kernel pool allocate/free log"),
+    (0x100, "the IRP log"),
+    (0x200, "the critical region log"),
+    (0x400, "the exception log"),
+];
+
 impl Session {
     /// The bug check in `nt!KiBugCheckData`, once the machine has one.
     fn bugcheck_data(&self) -> Option<BugCheck> {
@@ -144,6 +156,18 @@ impl Session {
         let mut words = args.split_whitespace();
         let flags = words.next().unwrap_or("0");
         let level = crate::expr::evaluate(flags, self)?;
+        // -verifier.md: 4, 8, 0x20, 0x40, 0x80, 0x100, 0x200 and 0x400 alone
+        // select one of the verifier's logs (their argument is a Quantity or
+        // an Address); the emulated verifier keeps none of them.
+        if let Some(log) = VERIFIER_LOGS
+            .iter()
+            .find(|(flag, _)| *flag == level)
+            .map(|(_, log)| log)
+        {
+            return Err(CommandError::Message(format!(
+                "harness kd: !verifier 0x{level:x} shows {log}, which the emulated verifier does not keep"
+            )));
+        }
         let driver = words.next();
         let file = &self.target.driver().file_name;
         if let Some(name) = driver
@@ -156,7 +180,20 @@ impl Session {
             ));
         }
         let mut out = self.verifier_summary();
-        out.push_str(&self.verifier_driver(level & 1 != 0 || level & 2 != 0));
+        // Bit 1 (pools and outstanding allocations) counts only with bit 0.
+        out.push_str(&self.verifier_driver(level & 3 == 3));
+        let missing: Vec<&str> = VERIFIER_LOGS
+            .iter()
+            .filter(|(flag, _)| level & flag != 0)
+            .map(|(_, log)| *log)
+            .collect();
+        if !missing.is_empty() {
+            let _ = writeln!(
+                out,
+                "harness kd: not shown, the emulated verifier does not keep them: {}",
+                missing.join(", ")
+            );
+        }
         Ok(out)
     }
 
