@@ -23,6 +23,8 @@ pub struct KdOptions {
     pub script: Option<PathBuf>,
     /// The Windows version the machine reports.
     pub os_version: Option<String>,
+    /// The verifier flags.
+    pub verifier_flags: harness_core::verifier::VerifierFlags,
     /// Instructions one run of the CPU may take before it counts as hung.
     pub max_instructions: u64,
     /// Wall-clock budget for the whole scenario.
@@ -91,11 +93,13 @@ pub fn run(options: &KdOptions) -> Result<ExitCode, KdError> {
         pool_hit_tag: None,
         options: RunOptions {
             fail_allocation: 0,
+            verifier_flags: options.verifier_flags,
             os_version: options.os_version.clone(),
             max_instructions: options.max_instructions,
             timeout: options.timeout,
         },
     };
+    emulate::check_flags(&request)?;
     let machine = emulate::native_options(&request)?;
     let (pdb, pdb_problem) = session::load_pdb(&options.driver, &image);
     let mut session = Session::new(

@@ -7,12 +7,13 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use harness::error::CommandError;
 use harness::{demo, kd, vm};
-use harness_build::driver_build;
+use harness_build::driver_build::{self, Fault};
 use harness_core::arch::Arch;
 use harness_core::console::{emit, emit_line};
 use harness_core::nt::parse_tag;
 use harness_core::render;
 use harness_core::verdict::{ExitCode, Verdict};
+use harness_core::verifier::VerifierFlags;
 use harness_engines::emulate;
 use harness_engines::emulate::{EngineKind, Request};
 use harness_engines::engine::RunOptions;
@@ -56,16 +57,21 @@ enum Command {
         /// Architecture to build for.
         #[arg(long, value_enum, default_value = "x64")]
         arch: Arch,
-        /// Build with `leak-on-unload`: the unload routine skips the free.
-        #[arg(long)]
+        /// Build with `leak-on-unload`: the unload routine skips the free
+        /// (short for `--fault leak-on-unload`).
+        #[arg(long, conflicts_with = "fault")]
         leak: bool,
+        /// Build with one fault feature (see docs/lessons/): leak-on-unload,
+        /// double-free or paged-at-dispatch.
+        #[arg(long, value_name = "NAME", value_parser = parse_fault)]
+        fault: Option<Fault>,
         /// Also test-sign a copy (SHA-256 Authenticode, osslsigncode) with the
         /// harness's test certificate, into `<arch>-<variant>-signed/`; prints
         /// the certificate's path before the .sys path.
         #[arg(long)]
         sign: bool,
     },
-    /// Run a driver's DriverEntry and unload routine under emulated pool
+    /// Run a driver's `DriverEntry` and unload routine under emulated pool
     /// tracking and print the verdict.
     #[command(after_help = EXIT_CODES)]
     Emulate {
@@ -90,6 +96,12 @@ enum Command {
         /// leaks or crashes on its error path.
         #[arg(long, conflicts_with = "fail_allocation")]
         fail_each: bool,
+        /// Driver Verifier's flags, as `verifier /flags` takes them (hex):
+        /// 0x8 pool tracking (the walkthrough's), 0x2 Force IRQL checking; the
+        /// automatic checks apply whatever is set. A flag the engine does not
+        /// apply exits 2.
+        #[arg(long, value_name = "FLAGS", default_value = "0x8", value_parser = VerifierFlags::parse)]
+        verifier_flags: VerifierFlags,
         /// Windows version the emulated kernel reports (native and
         /// Speakeasy; default 6.1.7601, the walkthrough's Windows 7 SP1).
         #[arg(long, value_name = "X.Y.B", value_parser = parse_version)]
@@ -143,6 +155,12 @@ enum Command {
         /// the walkthrough's Windows 7 SP1).
         #[arg(long, value_name = "X.Y.B", value_parser = parse_version)]
         os_version: Option<String>,
+        /// Driver Verifier's flags, as `verifier /flags` takes them (hex):
+        /// 0x8 pool tracking (the walkthrough's), 0x2 Force IRQL checking; the
+        /// automatic checks apply whatever is set. A flag the engine does not
+        /// apply exits 2.
+        #[arg(long, value_name = "FLAGS", default_value = "0x8", value_parser = VerifierFlags::parse)]
+        verifier_flags: VerifierFlags,
     },
     /// Provision the pinned Speakeasy virtualenv, build samplectl.exe and make
     /// the Wine engine's prefix (when Wine is installed) now, instead of on
@@ -216,6 +234,17 @@ fn parse_host(text: &str) -> Result<String, vm::TransportError> {
     Ok(text.to_owned())
 }
 
+/// A fault feature's name (`double-free`).
+fn parse_fault(name: &str) -> Result<Fault, String> {
+    Fault::from_feature(name).ok_or_else(|| {
+        let names: Vec<&str> = Fault::ALL.iter().map(|fault| fault.feature()).collect();
+        format!(
+            "'{name}' is not a fault; the faults are {}",
+            names.join(", ")
+        )
+    })
+}
+
 fn parse_version(text: &str) -> Result<String, BadVersion> {
     let parts: Vec<&str> = text.split('.').collect();
     if parts.len() == 3 && parts.iter().all(|part| part.parse::<u32>().is_ok()) {
@@ -262,20 +291,16 @@ fn usage_error(usage: &clap::Error) -> std::process::ExitCode {
 
 fn run(command: Command) -> Result<ExitCode, CommandError> {
     match command {
-        Command::Build { arch, leak, sign } => {
-            let sys = if sign {
-                let signed = driver_build::build_signed(arch, leak)?;
-                emit_line(&format!(
-                    "harness: test certificate (import it on the guest): {}",
-                    signed.certificate.display()
-                ))?;
-                signed.sys
-            } else {
-                driver_build::build(arch, leak)?.sys
-            };
-            emit_line(&sys.display().to_string())?;
-            Ok(ExitCode::Clean)
-        }
+        Command::Build {
+            arch,
+            leak,
+            fault,
+            sign,
+        } => run_build(
+            arch,
+            fault.or_else(|| leak.then_some(Fault::LeakOnUnload)),
+            sign,
+        ),
         Command::Emulate {
             driver,
             engine,
@@ -283,6 +308,7 @@ fn run(command: Command) -> Result<ExitCode, CommandError> {
             pool_hit_tag,
             fail_allocation,
             fail_each,
+            verifier_flags,
             os_version,
             max_instructions,
             timeout,
@@ -293,6 +319,7 @@ fn run(command: Command) -> Result<ExitCode, CommandError> {
                 pool_hit_tag,
                 options: RunOptions {
                     fail_allocation: fail_allocation.unwrap_or(0),
+                    verifier_flags,
                     os_version,
                     max_instructions,
                     timeout: Duration::from_secs(timeout.max(1)),
@@ -325,6 +352,7 @@ fn run(command: Command) -> Result<ExitCode, CommandError> {
             leak,
             script,
             os_version,
+            verifier_flags,
         } => {
             let driver = match (driver, arch) {
                 (Some(driver), _) => driver,
@@ -339,6 +367,7 @@ fn run(command: Command) -> Result<ExitCode, CommandError> {
                 driver,
                 script,
                 os_version,
+                verifier_flags,
                 max_instructions: 5_000_000,
                 timeout: Duration::from_mins(1),
             };
@@ -360,6 +389,22 @@ fn run(command: Command) -> Result<ExitCode, CommandError> {
             })
         }
     }
+}
+
+/// `harness build`: the portable driver, optionally test-signed.
+fn run_build(arch: Arch, fault: Option<Fault>, sign: bool) -> Result<ExitCode, CommandError> {
+    let sys = if sign {
+        let signed = driver_build::build_signed(arch, fault)?;
+        emit_line(&format!(
+            "harness: test certificate (import it on the guest): {}",
+            signed.certificate.display()
+        ))?;
+        signed.sys
+    } else {
+        driver_build::build_fault(arch, fault)?.sys
+    };
+    emit_line(&sys.display().to_string())?;
+    Ok(ExitCode::Clean)
 }
 
 fn run_vm(args: VmArgs) -> Result<ExitCode, CommandError> {

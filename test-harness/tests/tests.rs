@@ -11,6 +11,7 @@ mod emulate_c_drivers;
 mod emulate_native;
 mod emulate_sample;
 mod engine_gaps;
+mod faults;
 mod kd;
 mod kd_mutation;
 mod kd_scripts;

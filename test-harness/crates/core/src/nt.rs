@@ -12,10 +12,21 @@ pub(crate) const PAGE_FAULT_IN_NONPAGED_AREA: u32 = 0x50;
 /// wdk-panic's bug check code, "RPNC".
 pub(crate) const RUST_PANIC: u32 = 0x5250_4E43;
 
+/// `WORKER_THREAD_RETURNED_AT_BAD_IRQL`.
+pub const WORKER_THREAD_RETURNED_AT_BAD_IRQL: u32 = 0xE1;
+
 /// 0xC4's Arg1 values the pool tracker raises.
 pub mod c4 {
     /// A zero-byte allocation.
     pub(crate) const ZERO_BYTES: u64 = 0x00;
+    /// Paged pool allocated above `APC_LEVEL`.
+    pub const PAGED_ALLOC_ABOVE_APC: u64 = 0x01;
+    /// Nonpaged pool allocated above `DISPATCH_LEVEL`.
+    pub(crate) const NONPAGED_ALLOC_ABOVE_DISPATCH: u64 = 0x02;
+    /// Paged pool freed above `APC_LEVEL`.
+    pub(crate) const PAGED_FREE_ABOVE_APC: u64 = 0x11;
+    /// Nonpaged pool freed above `DISPATCH_LEVEL`.
+    pub(crate) const NONPAGED_FREE_ABOVE_DISPATCH: u64 = 0x12;
     /// Freeing an address no allocation returned.
     pub(crate) const FREE_UNALLOCATED: u64 = 0x10;
     /// Freeing pool already freed.
@@ -118,6 +129,7 @@ pub const fn bugcheck_name(code: u32) -> &'static str {
         0xC2 => "BAD_POOL_CALLER",
         DRIVER_VERIFIER_DETECTED_VIOLATION => "DRIVER_VERIFIER_DETECTED_VIOLATION",
         0xD1 => "DRIVER_IRQL_NOT_LESS_OR_EQUAL",
+        WORKER_THREAD_RETURNED_AT_BAD_IRQL => "WORKER_THREAD_RETURNED_AT_BAD_IRQL",
         0x139 => "KERNEL_SECURITY_CHECK_FAILURE",
         RUST_PANIC => "RUST_PANIC (wdk-panic \"RPNC\")",
         _ => "UNKNOWN_BUGCHECK",
@@ -130,6 +142,22 @@ pub const fn bugcheck_description(code: u32, arg1: u64) -> &'static str {
     match (code, arg1) {
         (DRIVER_VERIFIER_DETECTED_VIOLATION, c4::ZERO_BYTES) => {
             "The driver requested a zero-byte pool allocation."
+        }
+        // The causes as the 0xC4 page words them.
+        (DRIVER_VERIFIER_DETECTED_VIOLATION, c4::PAGED_ALLOC_ABOVE_APC) => {
+            "The driver attempted to allocate paged memory with IRQL > APC_LEVEL."
+        }
+        (DRIVER_VERIFIER_DETECTED_VIOLATION, c4::NONPAGED_ALLOC_ABOVE_DISPATCH) => {
+            "The driver attempted to allocate nonpaged memory with IRQL > DISPATCH_LEVEL."
+        }
+        (DRIVER_VERIFIER_DETECTED_VIOLATION, c4::PAGED_FREE_ABOVE_APC) => {
+            "The driver attempted to free paged pool with IRQL > APC_LEVEL."
+        }
+        (DRIVER_VERIFIER_DETECTED_VIOLATION, c4::NONPAGED_FREE_ABOVE_DISPATCH) => {
+            "The driver attempted to free nonpaged pool with IRQL > DISPATCH_LEVEL."
+        }
+        (WORKER_THREAD_RETURNED_AT_BAD_IRQL, _) => {
+            "A worker thread's routine returned at a raised IRQL (Arg1: the worker routine, Arg2: the IRQL)."
         }
         (DRIVER_VERIFIER_DETECTED_VIOLATION, c4::FREE_UNALLOCATED) => {
             "A driver attempted to free pool which was not allocated."
@@ -219,7 +247,7 @@ impl PoolType {
 
     /// Whether blocks of this type are pageable; `None` when unknown.
     #[must_use]
-    pub(crate) const fn is_paged(self) -> Option<bool> {
+    pub const fn is_paged(self) -> Option<bool> {
         match self {
             Self::PagedPool | Self::PagedPoolCacheAligned => Some(true),
             Self::NonPagedPool

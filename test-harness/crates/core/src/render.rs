@@ -6,6 +6,7 @@ use std::fmt::Write;
 use crate::arch::Arch;
 use crate::nt;
 use crate::verdict::{BugCheck, Engine, Outcome, PoolStats, Verdict};
+use crate::verifier::VerifierFlags;
 
 /// The whole report for `emulate` and `analyze` (text mode).
 #[must_use]
@@ -19,10 +20,12 @@ pub fn report(verdict: &Verdict) -> String {
         verdict
             .arch
             .map_or_else(|| "arch unknown".into(), |arch| arch.to_string()),
-        if verdict.verifier {
-            " under Driver Verifier pool tracking (0x8)"
-        } else {
-            ""
+        match verdict.verifier_flags {
+            Some(flags) if flags != VerifierFlags::default() => {
+                format!(" under Driver Verifier flags {flags} ({})", flags.names())
+            }
+            _ if verdict.verifier => " under Driver Verifier pool tracking (0x8)".to_owned(),
+            _ => String::new(),
         },
         verdict.engine
     );
@@ -174,6 +177,26 @@ pub fn bugcheck_analysis(bugcheck: &BugCheck, verdict: &Verdict, arch: Arch) -> 
             "total # of (paged+nonpaged) allocations that weren't freed.",
         ],
         (0xC4, 0x10) => [bugcheck.description.as_str(), "bad address.", "0", "0"],
+        // The 0xC4 page's parameter columns.
+        (0xC4, 0x01 | 0x02) => [
+            bugcheck.description.as_str(),
+            "current IRQL.",
+            "pool type.",
+            "size of allocation, in bytes.",
+        ],
+        (0xC4, 0x11 | 0x12) => [
+            bugcheck.description.as_str(),
+            "current IRQL.",
+            "pool type.",
+            "address of pool.",
+        ],
+        // The 0xE1 page's parameters (debugger/bug-check-0xe1--worker-thread-returned-at-bad-irql.md).
+        (0xE1, _) => [
+            "address of the worker routine (ln on it finds the driver).",
+            "IRQL that the worker thread returned at.",
+            "work item parameter.",
+            "work item address.",
+        ],
         (0xC4, 0x13 | 0x14) => [
             bugcheck.description.as_str(),
             "reserved.",

@@ -125,6 +125,7 @@ impl Sweep {
 /// # Errors
 /// Bad input, an engine that cannot run, or a run that cannot be judged.
 pub fn sweep(request: &Request) -> Result<Sweep, EmulateError> {
+    emulate::check_flags(request)?;
     let (image, arch) = emulate::load_checks(&request.driver)?;
     let engine_kind = request.engine;
     if engine_kind == EngineKind::Wine {
@@ -224,6 +225,7 @@ fn judge(
         symbols: symbols(&request.driver, image, events, prepared),
         arch,
         pool_hit_tag: request.pool_hit_tag,
+        verifier_flags: request.options.verifier_flags,
     };
     Ok(tracker::judge(events, context)?)
 }

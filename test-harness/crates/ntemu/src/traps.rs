@@ -9,7 +9,9 @@ use super::nt::Trap;
 use super::pool::{Grow, Pool};
 use super::routines::{Call, Conv};
 use harness_core::events::{Event, Phase};
-use harness_core::nt::{DRIVER_VERIFIER_DETECTED_VIOLATION, status};
+use harness_core::nt::{
+    DRIVER_VERIFIER_DETECTED_VIOLATION, WORKER_THREAD_RETURNED_AT_BAD_IRQL, status,
+};
 use harness_core::pool_api::{PoolOp, PoolRoutine};
 use harness_core::wdm;
 
@@ -31,6 +33,7 @@ pub fn run(uc: &mut Uc<'_>, trap: Trap) -> Result<(), Halt> {
             work_item(uc);
             Ok(())
         }
+        Trap::WorkerReturned => worker_returned(uc),
         Trap::StartDriver => super::objects::start_driver(uc),
         Trap::DriverStarted => driver_started(uc),
         Trap::LoadOrUnload => load_or_unload(uc),
@@ -65,9 +68,10 @@ fn verifier_decision(uc: &mut Uc<'_>, already: bool) -> Result<(), Halt> {
         .bugcheck()
         .cloned()
         .filter(|_| !already);
-    let Some(bugcheck) =
-        decided.filter(|bugcheck| bugcheck.code == DRIVER_VERIFIER_DETECTED_VIOLATION)
-    else {
+    let Some(bugcheck) = decided.filter(|bugcheck| {
+        bugcheck.code == DRIVER_VERIFIER_DETECTED_VIOLATION
+            || bugcheck.code == WORKER_THREAD_RETURNED_AT_BAD_IRQL
+    }) else {
         cpu::set_reg(uc, Reg::Ax, 0);
         return Ok(());
     };
@@ -90,8 +94,13 @@ fn verify_allocation(uc: &mut Uc<'_>, routine: PoolRoutine) -> Result<(), Halt> 
     let mut call = Call::at_trap(uc, Conv::Stdcall, routine.name())?;
     let args = pool_args(&call, routine)?;
     let arch = call.arch();
+    let irql = call.kernel().irql;
+    // Sizes and IRQLs the verifier refuses: the tracker judges this call
+    // now, before the allocator runs.
     let zero = matches!(routine.read(arch, &args, 0), PoolOp::Alloc { size: 0, .. });
-    if zero {
+    let refused =
+        call.kernel().verifier_flags.0 != 0 && irql > refusable_irql(routine, arch, &args);
+    if zero || refused {
         let phase = call.kernel().phase;
         let caller = call.caller;
         call.emit(Event::PoolCall {
@@ -101,9 +110,20 @@ fn verify_allocation(uc: &mut Uc<'_>, routine: PoolRoutine) -> Result<(), Halt> 
             result: 0,
             caller,
             injected_failure: false,
+            irql: Some(irql),
         })?;
     }
     verifier_decision(uc, already)
+}
+
+/// The highest IRQL the verifier lets a driver call `routine` at: `APC_LEVEL`
+/// for paged pool, `DISPATCH_LEVEL` for nonpaged (frees: judged by the
+/// tracker, which knows the block's type).
+fn refusable_irql(routine: PoolRoutine, arch: harness_core::arch::Arch, args: &[u64]) -> u8 {
+    match routine.read(arch, args, 0) {
+        PoolOp::Alloc { pool, .. } if pool.is_paged() == Some(true) => 1,
+        _ => 2,
+    }
 }
 
 /// Allocates for the driver: counts the call, fails it if asked to,
@@ -215,6 +235,7 @@ fn record_allocation(uc: &mut Uc<'_>, routine: PoolRoutine) -> Result<(), Halt> 
     };
     let phase = call.kernel().phase;
     let caller = call.caller;
+    let irql = call.kernel().irql;
     call.emit(Event::PoolCall {
         phase,
         routine,
@@ -222,6 +243,7 @@ fn record_allocation(uc: &mut Uc<'_>, routine: PoolRoutine) -> Result<(), Halt> 
         result,
         caller,
         injected_failure: injected,
+        irql: Some(irql),
     })?;
     cpu::set_reg(uc, Reg::Ax, result);
     cpu::set_reg(uc, Reg::Cx, u64::from(tag));
@@ -236,6 +258,7 @@ fn verify_free(uc: &mut Uc<'_>, routine: PoolRoutine) -> Result<(), Halt> {
     let args = pool_args(&call, routine)?;
     let phase = call.kernel().phase;
     let caller = call.caller;
+    let irql = call.kernel().irql;
     call.emit(Event::PoolCall {
         phase,
         routine,
@@ -243,6 +266,7 @@ fn verify_free(uc: &mut Uc<'_>, routine: PoolRoutine) -> Result<(), Halt> {
         result: 0,
         caller,
         injected_failure: false,
+        irql: Some(irql),
     })?;
     verifier_decision(uc, already)
 }
@@ -296,6 +320,25 @@ fn bug_check(uc: &mut Uc<'_>) -> Result<(), Halt> {
     Ok(())
 }
 
+/// `ExpWorkerThread` got control back from its work item: at a raised
+/// IRQL it bug-checks (`ax` = 1, the parameters in `VfPendingBugCheck`).
+fn worker_returned(uc: &mut Uc<'_>) -> Result<(), Halt> {
+    let already = already_bugchecked(uc);
+    let irql = uc.get_data().irql;
+    let routine = uc.get_data().nt.symbol("IopLoadUnloadDriver").unwrap_or(0);
+    // The emulated worker has no WORK_QUEUE_ITEM: parameter and item are 0.
+    super::machine::emit(
+        uc,
+        Event::WorkerReturn {
+            irql,
+            routine,
+            parameter: 0,
+            work_item: 0,
+        },
+    )?;
+    verifier_decision(uc, already)
+}
+
 /// `ExpWorkerThread` takes its work item: `IopLoadUnloadDriver`.
 fn work_item(uc: &mut Uc<'_>) {
     let nt = Arc::clone(&uc.get_data().nt);
@@ -330,7 +373,7 @@ fn load_or_unload(uc: &mut Uc<'_>) -> Result<(), Halt> {
     Ok(())
 }
 
-/// `IopLoadDriver`, after DriverEntry: its status; a failure unloads the
+/// `IopLoadDriver`, after `DriverEntry`: its status; a failure unloads the
 /// image again (and the verifier checks it for leaks).
 fn driver_started(uc: &mut Uc<'_>) -> Result<(), Halt> {
     let status_value = u32::try_from(cpu::reg(uc, Reg::Ax) & 0xffff_ffff).unwrap_or(0);

@@ -1,0 +1,169 @@
+//! Sample.sys's fault features (docs/lessons/) under the emulated verifier's
+//! flags, x86 and x64, judged as Windows 7 SP1 judges them.
+//!
+//! Sources: MicrosoftDocs/windows-driver-docs, debugger/bug-check-0xc4--driver-verifier-detected-violation.md
+//! (0x01: Arg2 current IRQL, Arg3 pool type, Arg4 size; 0x13/0x14: Arg3
+//! pointer to the pool header; 0x62 only under Pool Tracking),
+//! devtest/automatic-checks.md (zero-byte, IRQL, bad and double frees are
+//! checked whatever flags are set), debugger/bug-check-0xe1--worker-thread-returned-at-bad-irql.md
+//! and the WRK's `ExpWorkerThread` (base/ntos/ex/worker.c) for 0xE1.
+
+use crate::common;
+
+use harness_build::driver_build::{self, Fault};
+use harness_core::arch::Arch;
+use harness_core::verdict::{ExitCode, Verdict};
+use harness_core::verifier::VerifierFlags;
+
+/// The walkthrough's registry path copy: 0x6c bytes.
+const COPY_BYTES: u64 = 0x6c;
+
+fn built(arch: Arch, fault: Option<Fault>) -> std::path::PathBuf {
+    driver_build::build_fault(arch, fault)
+        .unwrap_or_else(|failure| panic!("build failed: {failure}"))
+        .sys
+}
+
+fn judged(driver: &std::path::Path, flags: &str) -> Verdict {
+    let run = common::emulate_json(driver, &["--verifier-flags", flags]);
+    let verdict = run.verdict();
+    assert_eq!(
+        verdict.verifier_flags,
+        Some(VerifierFlags::parse(flags).expect("flags"))
+    );
+    verdict
+}
+
+#[test]
+fn paged_pool_at_dispatch_level_is_c4_01_under_any_flags() {
+    for arch in Arch::ALL {
+        let driver = built(arch, Some(Fault::PagedAtDispatch));
+        for flags in ["0x8", "0x2", "0xa"] {
+            let verdict = judged(&driver, flags);
+            assert_eq!(verdict.exit_code(), ExitCode::Violation, "{arch} {flags}");
+            let bugcheck = verdict.bugcheck.expect("bug check");
+            // IRQL 2 (DISPATCH_LEVEL), pool type 1 (PagedPool), the size.
+            assert_eq!(
+                (bugcheck.code, bugcheck.args),
+                (0xC4, [0x01, 2, 1, COPY_BYTES]),
+                "{arch} {flags}"
+            );
+            // The machine stopped at the call: DriverEntry never returned.
+            assert_eq!(verdict.entry_status, None, "{arch} {flags}");
+        }
+    }
+}
+
+#[test]
+fn double_free_is_c4_13_at_the_second_free() {
+    for arch in Arch::ALL {
+        let driver = built(arch, Some(Fault::DoubleFree));
+        for flags in ["0x8", "0x2"] {
+            let verdict = judged(&driver, flags);
+            let bugcheck = verdict.bugcheck.clone().expect("bug check");
+            assert_eq!((bugcheck.code, bugcheck.args[0]), (0xC4, 0x13), "{arch}");
+            // Arg3 points at the pool header, just below the block the
+            // driver freed twice (the kernel's pool, not the driver's image).
+            assert!(bugcheck.args[2] >= arch.kernel_base(), "{arch} {flags}");
+            assert_eq!(verdict.exit_code(), ExitCode::Violation);
+            assert!(verdict.leaks.is_empty());
+        }
+    }
+}
+
+#[test]
+fn the_clean_build_stays_clean_under_every_flag_set() {
+    for arch in Arch::ALL {
+        let driver = built(arch, None);
+        for flags in ["0x8", "0x2", "0xa"] {
+            let verdict = judged(&driver, flags);
+            assert_eq!(verdict.exit_code(), ExitCode::Clean, "{arch} {flags}");
+        }
+    }
+}
+
+/// 0xC4 / 0x62 needs Pool Tracking: under Force IRQL checking alone the
+/// leak goes unseen (the lesson's point), with pool tracking it is caught.
+#[test]
+fn the_leak_needs_pool_tracking() {
+    for arch in Arch::ALL {
+        let driver = built(arch, Some(Fault::LeakOnUnload));
+        let unseen = judged(&driver, "0x2");
+        assert_eq!(unseen.exit_code(), ExitCode::Clean, "{arch}");
+        assert!(unseen.leaks.is_empty());
+        let seen = judged(&driver, "0xa");
+        assert_eq!(seen.bugcheck.map(|b| b.args[0]), Some(0x62), "{arch}");
+    }
+}
+
+#[test]
+fn a_driver_entry_returning_at_a_raised_irql_is_0xe1() {
+    let dir = tempfile::tempdir().expect("dir");
+    for arch in Arch::ALL {
+        let driver = common::c_driver_from("wdm_features.c", "RAISED_RETURN", arch, dir.path());
+        let run = common::emulate_json(&driver, &[]);
+        run.expect(ExitCode::Violation);
+        let verdict = run.verdict();
+        let bugcheck = verdict.bugcheck.expect("bug check");
+        assert_eq!(bugcheck.code, 0xE1, "{arch}");
+        // Arg1: the work routine (nt's IopLoadUnloadDriver), Arg2: IRQL 15.
+        assert!(bugcheck.args[0] >= arch.kernel_base(), "{arch}");
+        assert_eq!(bugcheck.args[1], 15, "{arch}");
+        assert_eq!(verdict.entry_status, Some(0), "DriverEntry returned");
+    }
+}
+
+#[test]
+fn flags_an_engine_does_not_apply_cannot_be_judged() {
+    let clean = built(Arch::X64, None);
+    let path = clean.to_str().expect("utf-8");
+    common::harness(&["emulate", path, "--verifier-flags", "0x10"])
+        .cannot_judge("does not apply verifier flag 0x10 (I/O verification)");
+    common::harness(&["emulate", path, "--verifier-flags", "0"]).cannot_judge("0 (no verifier");
+    common::harness(&["emulate", path, "--verifier-flags", "pool"]).expect(ExitCode::CannotJudge);
+    common::harness(&[
+        "emulate",
+        path,
+        "--engine",
+        "speakeasy",
+        "--verifier-flags",
+        "0x2",
+    ])
+    .cannot_judge("the speakeasy engine does not apply verifier flag 0x2");
+}
+
+/// Force IRQL checking pages out pageable memory whenever IRQL is raised;
+/// the native engine does not page, so a run that raised IRQL and passed
+/// cannot be judged under 0x2 (the same driver passes under 0x8).
+#[test]
+fn a_raised_irql_under_force_irql_checking_cannot_be_judged() {
+    let dir = tempfile::tempdir().expect("dir");
+    let driver = common::c_driver_from("wdm_features.c", "PLAIN", Arch::X64, dir.path());
+    let path = driver.to_str().expect("utf-8");
+    common::harness(&["emulate", path, "--verifier-flags", "0x2"])
+        .cannot_judge("Force IRQL checking (0x2) pages out pageable memory");
+    common::harness(&["emulate", path]).expect(ExitCode::Clean);
+}
+
+/// Speakeasy's CPU ignores CR8, where the x64 build raises IRQL: it must
+/// not pass the paged-at-dispatch build (x86 calls hal!KfRaiseIrql, which
+/// Speakeasy lacks).
+#[test]
+fn speakeasy_cannot_judge_what_it_cannot_see_of_the_irql() {
+    let x64 = built(Arch::X64, Some(Fault::PagedAtDispatch));
+    common::harness(&[
+        "emulate",
+        x64.to_str().expect("utf-8"),
+        "--engine",
+        "speakeasy",
+    ])
+    .cannot_judge("writing CR8 at Sample!DriverEntry+0x");
+    let x86 = built(Arch::X86, Some(Fault::PagedAtDispatch));
+    common::harness(&[
+        "emulate",
+        x86.to_str().expect("utf-8"),
+        "--engine",
+        "speakeasy",
+    ])
+    .cannot_judge("hal.KfRaiseIrql");
+}
