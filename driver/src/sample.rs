@@ -3,7 +3,8 @@
 //! routine frees it. Each fault feature adds one bug the lessons find
 //! (docs/lessons/): `leak-on-unload` skips the free (0xC4 / 0x62 under pool
 //! tracking), `double-free` frees twice (0xC4 / 0x13), `paged-at-dispatch`
-//! allocates the paged copy at `DISPATCH_LEVEL` (0xC4 / 0x01).
+//! allocates the paged copy at `DISPATCH_LEVEL` (0xC4 / 0x01), `leak-on-error`
+//! forgets the copy when a second allocation fails (0xC4 / 0x62).
 
 use core::{mem, ptr};
 
@@ -62,6 +63,20 @@ pub unsafe extern "system" fn driver_entry(
     if buffer.is_null() {
         println!("Failed to allocate memory");
         return STATUS_INSUFFICIENT_RESOURCES;
+    }
+
+    // The `leak-on-error` build also takes a scratch block, and its error
+    // path forgets to free the copy.
+    if cfg!(feature = "leak-on-error") {
+        // SAFETY: PASSIVE_LEVEL, as for the copy.
+        let scratch =
+            unsafe { ExAllocatePoolWithTag(PagedPool, registry_path.Length.into(), DRIVER_TAG) };
+        if scratch.is_null() {
+            println!("Failed to allocate scratch memory");
+            return STATUS_INSUFFICIENT_RESOURCES;
+        }
+        // SAFETY: `scratch` came from ExAllocatePoolWithTag just above.
+        unsafe { ExFreePoolWithTag(scratch, DRIVER_TAG) };
     }
 
     let copy = &raw mut g_RegistryPath;

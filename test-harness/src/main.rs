@@ -62,7 +62,7 @@ enum Command {
         #[arg(long, conflicts_with = "fault")]
         leak: bool,
         /// Build with one fault feature (see docs/lessons/): leak-on-unload,
-        /// double-free or paged-at-dispatch.
+        /// double-free, paged-at-dispatch or leak-on-error.
         #[arg(long, value_name = "NAME", value_parser = parse_fault)]
         fault: Option<Fault>,
         /// Also test-sign a copy (SHA-256 Authenticode, osslsigncode) with the

@@ -12,8 +12,9 @@ use crate::common;
 
 use harness_build::driver_build::{self, Fault};
 use harness_core::arch::Arch;
-use harness_core::verdict::{ExitCode, Verdict};
+use harness_core::verdict::{ExitCode, Outcome, Verdict};
 use harness_core::verifier::VerifierFlags;
+use harness_engines::sweep::Sweep;
 
 /// The walkthrough's registry path copy: 0x6c bytes.
 const COPY_BYTES: u64 = 0x6c;
@@ -166,4 +167,36 @@ fn speakeasy_cannot_judge_what_it_cannot_see_of_the_irql() {
         "speakeasy",
     ])
     .cannot_judge("hal.KfRaiseIrql");
+}
+
+/// The second allocation's error path forgets the copy: a plain run is
+/// clean, and only failing that allocation (the low resources simulation's
+/// job on Windows, `--fail-each` here) shows the leak, 0xC4 / 0x62 when the
+/// failed load unloads the image.
+#[test]
+fn leak_on_error_is_found_by_failing_each_allocation() {
+    for arch in Arch::ALL {
+        let driver = built(arch, Some(Fault::LeakOnError));
+        let path = driver.to_str().expect("utf-8");
+        assert_eq!(judged(&driver, "0x8").exit_code(), ExitCode::Clean);
+        for engine in ["native", "speakeasy"] {
+            let run =
+                common::harness(&["emulate", path, "--engine", engine, "--fail-each", "--json"]);
+            run.expect(ExitCode::Violation);
+            let sweep: Sweep = serde_json::from_str(&run.stdout).expect("a sweep");
+            assert_eq!(sweep.allocations, 2, "{arch} {engine}");
+            // Failing the copy is handled; failing the scratch block leaks the copy.
+            assert!(!Sweep::violated(&sweep.runs[0]), "{arch} {engine}");
+            let second = &sweep.runs[1].verdict;
+            assert_eq!(second.outcome(), Outcome::BugCheck, "{arch} {engine}");
+            assert_eq!(second.entry_status, Some(0xC000_009A));
+            let bugcheck = second.bugcheck.as_ref().expect("bug check");
+            assert_eq!(
+                (bugcheck.code, bugcheck.args[0], bugcheck.args[3]),
+                (0xC4, 0x62, 1)
+            );
+            assert_eq!(second.leaks.len(), 1);
+            assert_eq!(second.leaks[0].bytes, COPY_BYTES);
+        }
+    }
 }

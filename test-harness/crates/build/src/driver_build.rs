@@ -20,11 +20,18 @@ pub enum Fault {
     DoubleFree,
     /// `DriverEntry` allocates the paged copy at `DISPATCH_LEVEL`.
     PagedAtDispatch,
+    /// `DriverEntry`'s error path after a second allocation forgets the first.
+    LeakOnError,
 }
 
 impl Fault {
     /// Every fault, in the lessons' order.
-    pub const ALL: [Self; 3] = [Self::LeakOnUnload, Self::DoubleFree, Self::PagedAtDispatch];
+    pub const ALL: [Self; 4] = [
+        Self::LeakOnUnload,
+        Self::DoubleFree,
+        Self::PagedAtDispatch,
+        Self::LeakOnError,
+    ];
 
     /// The cargo feature (and `--fault` name).
     #[must_use]
@@ -33,6 +40,7 @@ impl Fault {
             Self::LeakOnUnload => "leak-on-unload",
             Self::DoubleFree => "double-free",
             Self::PagedAtDispatch => "paged-at-dispatch",
+            Self::LeakOnError => "leak-on-error",
         }
     }
 
