@@ -177,9 +177,17 @@ struct VmArgs {
     /// The driver; without it the portable build for --arch is used.
     #[arg(long, value_name = "PATH.sys")]
     driver: Option<PathBuf>,
-    /// Use the leak-on-unload build (when --driver is not given).
-    #[arg(long)]
+    /// Use the leak-on-unload build (when --driver is not given; short for
+    /// `--fault leak-on-unload`).
+    #[arg(long, conflicts_with = "fault")]
     leak: bool,
+    /// Use the build with this fault (when --driver is not given).
+    #[arg(long, value_name = "NAME", value_parser = parse_fault, conflicts_with = "driver")]
+    fault: Option<Fault>,
+    /// The flags for the guest's `verifier /flags` (hex; default 0x8, the
+    /// walkthrough's pool tracking).
+    #[arg(long, value_name = "FLAGS", default_value = "0x8", value_parser = VerifierFlags::parse)]
+    verifier_flags: VerifierFlags,
     /// Do not test-sign an unsigned x64 driver (64-bit Windows then refuses
     /// it with error 577). A driver that is already signed is never re-signed.
     #[arg(long)]
@@ -412,6 +420,8 @@ fn run_vm(args: VmArgs) -> Result<ExitCode, CommandError> {
         host,
         driver,
         leak,
+        fault,
+        verifier_flags,
         no_sign,
         arch,
         samplectl,
@@ -427,7 +437,10 @@ fn run_vm(args: VmArgs) -> Result<ExitCode, CommandError> {
     } = args;
     let driver = match driver {
         Some(driver) => driver,
-        None => driver_build::build(arch, leak)?.sys,
+        None => {
+            let fault = fault.or_else(|| leak.then_some(Fault::LeakOnUnload));
+            driver_build::build_fault(arch, fault)?.sys
+        }
     };
     let image = harness_core::pe::PeImage::read(&driver)?;
     let arch =
@@ -460,6 +473,7 @@ fn run_vm(args: VmArgs) -> Result<ExitCode, CommandError> {
         kd_timeout: Duration::from_secs(kd_timeout),
         kd_script,
         poll: Duration::from_secs(5),
+        verifier_flags,
     };
     let mut ssh = vm::Ssh {
         target: host,
