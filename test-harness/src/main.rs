@@ -435,12 +435,10 @@ fn run_vm(args: VmArgs) -> Result<ExitCode, CommandError> {
         ssh_options,
         json,
     } = args;
+    let fault = fault.or_else(|| leak.then_some(Fault::LeakOnUnload));
     let driver = match driver {
         Some(driver) => driver,
-        None => {
-            let fault = fault.or_else(|| leak.then_some(Fault::LeakOnUnload));
-            driver_build::build_fault(arch, fault)?.sys
-        }
+        None => driver_build::build_fault(arch, fault)?.sys,
     };
     let image = harness_core::pe::PeImage::read(&driver)?;
     let arch =
