@@ -1,16 +1,20 @@
-//! `harness demo`: the README's main job. Builds the portable driver for x64
-//! and x86, clean and leaky, emulates all four under pool tracking and shows
-//! them side by side.
+//! `harness demo`: the README's main job.
+//!
+//! Builds the portable driver for x64 and x86, clean and leaky, emulates all
+//! four under pool tracking and shows them side by side; then every fault of
+//! docs/lessons/ under its lesson's verifier flags, both architectures.
 
 use std::fmt::Write;
 
-use harness_build::driver_build::{self, BuildError};
+use harness_build::driver_build::{self, BuildError, Fault};
 use harness_core::arch::Arch;
 use harness_core::nt::PoolType;
 use harness_core::render;
 use harness_core::verdict::{ExitCode, Verdict};
+use harness_core::verifier::VerifierFlags;
 use harness_engines::emulate::{self, EmulateError, EngineKind, Request};
 use harness_engines::engine::RunOptions;
+use harness_engines::sweep::{self, Sweep};
 
 /// Why the demo could not run.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +63,157 @@ impl Row {
                 && leak.caller.contains("DriverEntry"));
         verdict.exit_code() == ExitCode::Violation && bugcheck_ok && leak_ok
     }
+}
+
+/// A lesson: a fault, the verifier flags that catch it, and what Windows 7
+/// SP1 then does (bug check code and Arg1, per the 0xC4 page).
+pub struct Lesson {
+    /// The fault feature.
+    pub fault: Fault,
+    /// `verifier /flags`.
+    pub flags: VerifierFlags,
+    /// Found by failing each allocation in turn (`--fail-each`).
+    pub fail_each: bool,
+    /// The bug check code and Arg1.
+    pub expected: (u32, u64),
+}
+
+/// The lessons in docs/lessons/, in order.
+pub const LESSONS: [Lesson; 4] = [
+    Lesson {
+        fault: Fault::LeakOnUnload,
+        flags: VerifierFlags(0x8),
+        fail_each: false,
+        expected: (0xC4, 0x62),
+    },
+    Lesson {
+        fault: Fault::DoubleFree,
+        flags: VerifierFlags(0x8),
+        fail_each: false,
+        expected: (0xC4, 0x13),
+    },
+    Lesson {
+        fault: Fault::PagedAtDispatch,
+        flags: VerifierFlags(0x2),
+        fail_each: false,
+        expected: (0xC4, 0x01),
+    },
+    Lesson {
+        fault: Fault::LeakOnError,
+        flags: VerifierFlags(0x8),
+        fail_each: true,
+        expected: (0xC4, 0x62),
+    },
+];
+
+/// One fault build under its lesson's flags.
+pub struct FaultRow {
+    /// The build's architecture.
+    pub arch: Arch,
+    /// The lesson.
+    pub lesson: &'static Lesson,
+    /// The verdict (with `--fail-each`, the first run that violated).
+    pub verdict: Option<Verdict>,
+}
+
+impl FaultRow {
+    /// Whether the build bug-checked as its lesson says.
+    #[must_use]
+    pub fn as_expected(&self) -> bool {
+        self.verdict.as_ref().is_some_and(|verdict| {
+            verdict.exit_code() == ExitCode::Violation
+                && verdict.bugcheck.as_ref().is_some_and(|bugcheck| {
+                    (bugcheck.code, bugcheck.args[0]) == self.lesson.expected
+                })
+        })
+    }
+}
+
+/// Builds every fault and judges it under its lesson's flags.
+///
+/// # Errors
+/// A build or an emulation could not run.
+pub fn run_faults() -> Result<Vec<FaultRow>, DemoError> {
+    let mut rows = Vec::new();
+    for lesson in &LESSONS {
+        for arch in Arch::ALL {
+            eprintln!(
+                "harness: building Sample.sys ({arch}, {})",
+                lesson.fault.feature()
+            );
+            let built = driver_build::build_fault(arch, Some(lesson.fault))?;
+            let request = Request {
+                driver: built.sys,
+                engine: EngineKind::Native,
+                pool_hit_tag: None,
+                options: RunOptions {
+                    verifier_flags: lesson.flags,
+                    ..RunOptions::default()
+                },
+            };
+            let verdict = if lesson.fail_each {
+                sweep::sweep(&request)?
+                    .runs
+                    .into_iter()
+                    .find(Sweep::violated)
+                    .map(|run| run.verdict)
+            } else {
+                Some(emulate::emulate(&request)?)
+            };
+            rows.push(FaultRow {
+                arch,
+                lesson,
+                verdict,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// The faults' table.
+#[must_use]
+pub fn render_faults(rows: &[FaultRow]) -> String {
+    let mut out = String::from(
+        "
+Every fault under its lesson's verifier flags (docs/lessons/)
+
+",
+    );
+    let _ = writeln!(
+        out,
+        "{:<6} {:<18} {:<6} {:<10} {:<11} {:<5} expected",
+        "arch", "fault", "flags", "how", "bug check", "exit"
+    );
+    for row in rows {
+        let (bugcheck, exit) = row.verdict.as_ref().map_or_else(
+            || ("none".to_owned(), "-".to_owned()),
+            |verdict| {
+                (
+                    verdict.bugcheck.as_ref().map_or_else(
+                        || "none".into(),
+                        |bugcheck| format!("0x{:X}/0x{:x}", bugcheck.code, bugcheck.args[0]),
+                    ),
+                    (verdict.exit_code() as u8).to_string(),
+                )
+            },
+        );
+        let _ = writeln!(
+            out,
+            "{:<6} {:<18} {:<6} {:<10} {:<11} {:<5} {}",
+            row.arch.to_string(),
+            row.lesson.fault.feature(),
+            row.lesson.flags.to_string(),
+            if row.lesson.fail_each {
+                "fail-each"
+            } else {
+                "run"
+            },
+            bugcheck,
+            exit,
+            if row.as_expected() { "yes" } else { "NO" }
+        );
+    }
+    out
 }
 
 /// Builds and emulates the four variants.

@@ -390,11 +390,17 @@ fn run(command: Command) -> Result<ExitCode, CommandError> {
         Command::Demo => {
             let rows = demo::run()?;
             emit(&demo::render(&rows))?;
-            Ok(if rows.iter().all(demo::Row::as_expected) {
-                ExitCode::Clean
-            } else {
-                ExitCode::Unexpected
-            })
+            let faults = demo::run_faults()?;
+            emit(&demo::render_faults(&faults))?;
+            Ok(
+                if rows.iter().all(demo::Row::as_expected)
+                    && faults.iter().all(demo::FaultRow::as_expected)
+                {
+                    ExitCode::Clean
+                } else {
+                    ExitCode::Unexpected
+                },
+            )
         }
     }
 }

@@ -200,3 +200,27 @@ fn leak_on_error_is_found_by_failing_each_allocation() {
         }
     }
 }
+
+/// `harness demo`'s fault table: every fault, both arches, under its
+/// lesson's flags, each with the documented bug check.
+#[test]
+fn the_demo_judges_every_fault_as_its_lesson_says() {
+    let rows = harness::demo::run_faults().expect("demo runs");
+    assert_eq!(rows.len(), Fault::ALL.len() * Arch::ALL.len());
+    for row in &rows {
+        let bugcheck = row
+            .verdict
+            .as_ref()
+            .and_then(|verdict| verdict.bugcheck.clone())
+            .expect("bug check");
+        let expected = match row.lesson.fault {
+            Fault::LeakOnUnload | Fault::LeakOnError => 0x62,
+            Fault::DoubleFree => 0x13,
+            Fault::PagedAtDispatch => 0x01,
+        };
+        assert_eq!((bugcheck.code, bugcheck.args[0]), (0xC4, expected));
+        assert!(row.as_expected());
+    }
+    let table = harness::demo::render_faults(&rows);
+    assert_eq!(table.matches(" yes\n").count(), rows.len(), "{table}");
+}
