@@ -387,22 +387,24 @@ fn run(command: Command) -> Result<ExitCode, CommandError> {
             emit_line(&python.display().to_string())?;
             Ok(ExitCode::Clean)
         }
-        Command::Demo => {
-            let rows = demo::run()?;
-            emit(&demo::render(&rows))?;
-            let faults = demo::run_faults()?;
-            emit(&demo::render_faults(&faults))?;
-            Ok(
-                if rows.iter().all(demo::Row::as_expected)
-                    && faults.iter().all(demo::FaultRow::as_expected)
-                {
-                    ExitCode::Clean
-                } else {
-                    ExitCode::Unexpected
-                },
-            )
-        }
+        Command::Demo => run_demo(),
     }
+}
+
+/// `harness demo`: the walkthrough's four builds, then every fault.
+fn run_demo() -> Result<ExitCode, CommandError> {
+    let rows = demo::run()?;
+    emit(&demo::render(&rows))?;
+    let faults = demo::run_faults()?;
+    emit(&demo::render_faults(&faults))?;
+    Ok(
+        if rows.iter().all(demo::Row::as_expected) && faults.iter().all(demo::FaultRow::as_expected)
+        {
+            ExitCode::Clean
+        } else {
+            ExitCode::Unexpected
+        },
+    )
 }
 
 /// `harness build`: the portable driver, optionally test-signed.
