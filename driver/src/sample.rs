@@ -91,6 +91,14 @@ pub unsafe extern "system" fn driver_entry(
     // SAFETY: both strings are valid, and the destination holds `Length` bytes.
     unsafe { RtlCopyUnicodeString(copy, registry_path) };
 
+    // The `overrun` build NUL-terminates the copy, one character past the
+    // bytes it allocated (the classic UNICODE_STRING bug).
+    if cfg!(feature = "overrun") {
+        let end = usize::from(registry_path.Length / 2);
+        // SAFETY: none, on purpose: the buffer holds `end` characters.
+        unsafe { buffer.cast::<u16>().wrapping_add(end).write(0) };
+    }
+
     println!("original registry path: {}", Utf16Text(registry_path));
     // SAFETY: the copy was filled above, and nothing writes it while it is read.
     println!("Copied registry path: {}", Utf16Text(unsafe { &*copy }));
@@ -139,6 +147,11 @@ unsafe extern "system" fn sample_unload(_driver: *mut DRIVER_OBJECT) {
         if cfg!(feature = "double-free") {
             // SAFETY: none, on purpose: `buffer` was freed just above.
             unsafe { ExFreePoolWithTag(buffer.cast(), DRIVER_TAG) };
+        }
+        // The `read-after-free` build still reads the copy.
+        if cfg!(feature = "read-after-free") {
+            // SAFETY: none, on purpose: the copy's buffer was freed just above.
+            println!("Freed registry path: {}", Utf16Text(unsafe { &*copy }));
         }
     }
     println!("Sample driver Unload called");

@@ -74,35 +74,50 @@ pub struct Lesson {
     pub flags: VerifierFlags,
     /// Found by failing each allocation in turn (`--fail-each`).
     pub fail_each: bool,
-    /// The bug check code and Arg1.
-    pub expected: (u32, u64),
+    /// The bug check code, and the parameter (0-based) that tells the
+    /// violation apart with its value.
+    pub expected: (u32, usize, u64),
 }
 
 /// The lessons in docs/lessons/, in order.
-pub const LESSONS: [Lesson; 4] = [
+pub const LESSONS: [Lesson; 6] = [
     Lesson {
         fault: Fault::LeakOnUnload,
         flags: VerifierFlags(0x8),
         fail_each: false,
-        expected: (0xC4, 0x62),
+        expected: (0xC4, 0, 0x62),
     },
     Lesson {
         fault: Fault::DoubleFree,
         flags: VerifierFlags(0x8),
         fail_each: false,
-        expected: (0xC4, 0x13),
+        expected: (0xC4, 0, 0x13),
     },
     Lesson {
         fault: Fault::PagedAtDispatch,
         flags: VerifierFlags(0x2),
         fail_each: false,
-        expected: (0xC4, 0x01),
+        expected: (0xC4, 0, 0x01),
     },
     Lesson {
         fault: Fault::LeakOnError,
         flags: VerifierFlags(0x8),
         fail_each: true,
-        expected: (0xC4, 0x62),
+        expected: (0xC4, 0, 0x62),
+    },
+    // 0xC1's Arg4 0x24: bytes after the block's end changed.
+    Lesson {
+        fault: Fault::Overrun,
+        flags: VerifierFlags(0x1),
+        fail_each: false,
+        expected: (0xC1, 3, 0x24),
+    },
+    // 0xD5's Arg2 0: a read.
+    Lesson {
+        fault: Fault::ReadAfterFree,
+        flags: VerifierFlags(0x1),
+        fail_each: false,
+        expected: (0xD5, 1, 0),
     },
 ];
 
@@ -123,7 +138,8 @@ impl FaultRow {
         self.verdict.as_ref().is_some_and(|verdict| {
             verdict.exit_code() == ExitCode::Violation
                 && verdict.bugcheck.as_ref().is_some_and(|bugcheck| {
-                    (bugcheck.code, bugcheck.args[0]) == self.lesson.expected
+                    let (code, index, value) = self.lesson.expected;
+                    bugcheck.code == code && bugcheck.args.get(index) == Some(&value)
                 })
         })
     }
@@ -181,7 +197,7 @@ Every fault under its lesson's verifier flags (docs/lessons/)
     );
     let _ = writeln!(
         out,
-        "{:<6} {:<18} {:<6} {:<10} {:<11} {:<5} expected",
+        "{:<6} {:<18} {:<6} {:<10} {:<16} {:<5} expected",
         "arch", "fault", "flags", "how", "bug check", "exit"
     );
     for row in rows {
@@ -191,7 +207,15 @@ Every fault under its lesson's verifier flags (docs/lessons/)
                 (
                     verdict.bugcheck.as_ref().map_or_else(
                         || "none".into(),
-                        |bugcheck| format!("0x{:X}/0x{:x}", bugcheck.code, bugcheck.args[0]),
+                        |bugcheck| {
+                            let index = row.lesson.expected.1;
+                            format!(
+                                "0x{:X} Arg{}=0x{:x}",
+                                bugcheck.code,
+                                index + 1,
+                                bugcheck.args.get(index).copied().unwrap_or(0)
+                            )
+                        },
                     ),
                     (verdict.exit_code() as u8).to_string(),
                 )
@@ -199,7 +223,7 @@ Every fault under its lesson's verifier flags (docs/lessons/)
         );
         let _ = writeln!(
             out,
-            "{:<6} {:<18} {:<6} {:<10} {:<11} {:<5} {}",
+            "{:<6} {:<18} {:<6} {:<10} {:<16} {:<5} {}",
             row.arch.to_string(),
             row.lesson.fault.feature(),
             row.lesson.flags.to_string(),

@@ -76,7 +76,7 @@ fn double_free_is_c4_13_at_the_second_free() {
 fn the_clean_build_stays_clean_under_every_flag_set() {
     for arch in Arch::ALL {
         let driver = built(arch, None);
-        for flags in ["0x8", "0x2", "0xa"] {
+        for flags in ["0x8", "0x2", "0xa", "0x1", "0xb"] {
             let verdict = judged(&driver, flags);
             assert_eq!(verdict.exit_code(), ExitCode::Clean, "{arch} {flags}");
         }
@@ -213,14 +213,92 @@ fn the_demo_judges_every_fault_as_its_lesson_says() {
             .as_ref()
             .and_then(|verdict| verdict.bugcheck.clone())
             .expect("bug check");
-        let expected = match row.lesson.fault {
-            Fault::LeakOnUnload | Fault::LeakOnError => 0x62,
-            Fault::DoubleFree => 0x13,
-            Fault::PagedAtDispatch => 0x01,
+        // The 0xC4, 0xC1 and 0xD5 pages' parameters.
+        let (code, index, value) = match row.lesson.fault {
+            Fault::LeakOnUnload | Fault::LeakOnError => (0xC4, 0, 0x62),
+            Fault::DoubleFree => (0xC4, 0, 0x13),
+            Fault::PagedAtDispatch => (0xC4, 0, 0x01),
+            Fault::Overrun => (0xC1, 3, 0x24),
+            Fault::ReadAfterFree => (0xD5, 1, 0),
         };
-        assert_eq!((bugcheck.code, bugcheck.args[0]), (0xC4, expected));
+        assert_eq!((bugcheck.code, bugcheck.args[index]), (code, value));
         assert!(row.as_expected());
     }
     let table = harness::demo::render_faults(&rows);
     assert_eq!(table.matches(" yes\n").count(), rows.len(), "{table}");
+}
+
+/// Special pool (0x1), Verify End: the overrun's terminator lands in the
+/// slack after the block and is found when the block is freed (0xC1, Arg2
+/// the first changed byte, Arg4 0x24); pool tracking alone sees nothing
+/// (the 0xC1 bug check page, devtest/special-pool.md).
+#[test]
+fn the_overrun_is_found_by_special_pool_at_the_free() {
+    for arch in Arch::ALL {
+        let driver = built(arch, Some(Fault::Overrun));
+        for flags in ["0x1", "0x9"] {
+            let verdict = judged(&driver, flags);
+            let bugcheck = verdict.bugcheck.expect("bug check");
+            assert_eq!((bugcheck.code, bugcheck.args[3]), (0xC1, 0x24), "{arch}");
+            // The two bytes of the NUL right after the 0x6c-byte copy.
+            assert_eq!(bugcheck.args[1], bugcheck.args[0] + COPY_BYTES, "{arch}");
+            // Verify End: the block ends at its page's end, rounded to the pool unit.
+            assert_eq!((bugcheck.args[0] + 0x70) % 0x1000, 0, "{arch}");
+        }
+        assert_eq!(judged(&driver, "0x8").exit_code(), ExitCode::Clean);
+    }
+}
+
+/// The read after the free touches the freed special pool page: 0xD5 at
+/// the driver's instruction (Arg2 0 = read, Arg3 the instruction); without
+/// special pool nothing is caught (bug-check-0xd5).
+#[test]
+fn the_read_after_free_faults_in_freed_special_pool() {
+    for arch in Arch::ALL {
+        let driver = built(arch, Some(Fault::ReadAfterFree));
+        let verdict = judged(&driver, "0x1");
+        let bugcheck = verdict.bugcheck.clone().expect("bug check");
+        assert_eq!((bugcheck.code, bugcheck.args[1]), (0xD5, 0), "{arch}");
+        let fault = verdict.fault.expect("the driver's fault");
+        assert_eq!(bugcheck.args[2], fault.pc, "{arch}");
+        assert!(fault.symbol.starts_with("Sample!"), "{}", fault.symbol);
+        // The address read is in the freed block's page.
+        assert_eq!(
+            bugcheck.args[0] & !0xfff,
+            fault.accessed.expect("address") & !0xfff
+        );
+        assert_eq!(
+            judged(&driver, "0x8").exit_code(),
+            ExitCode::Clean,
+            "{arch}"
+        );
+    }
+}
+
+/// Special pool's layout in the emulated memory (x86): the header at the
+/// page start (the size requested, the tag), the pattern byte around the
+/// block, the block ending at the page's end, the next page unmapped.
+#[test]
+fn special_pool_lays_a_block_out_at_the_end_of_its_page() {
+    let driver = built(Arch::X86, None);
+    let script = "bp nt!MmFreeSpecialPool\ng\ndd 9c000000 L2\ndb 9c000f80 L10\ndb 9c001000 L4\nq\n";
+    let run = common::harness_with_stdin(
+        &[
+            "kd".as_ref(),
+            "--verifier-flags".as_ref(),
+            "0x1".as_ref(),
+            driver.as_os_str(),
+        ],
+        script,
+    );
+    let out = &run.stdout;
+    // dd: 0x6c bytes requested, tag 'abcd'.
+    assert!(out.contains("9c000000  0000006c 64636261"), "{out}");
+    // The 0x10 bytes before the block hold the pattern (the address's low byte).
+    assert!(
+        out.contains("9c000f80  90 90 90 90 90 90 90 90-90 90 90 90 90 90 90 90"),
+        "{out}"
+    );
+    // The page after the block is not mapped.
+    assert!(out.contains("9c001000  ?? ?? ?? ??"), "{out}");
 }

@@ -22,15 +22,21 @@ pub enum Fault {
     PagedAtDispatch,
     /// `DriverEntry`'s error path after a second allocation forgets the first.
     LeakOnError,
+    /// `DriverEntry` writes the copy's terminator past its end.
+    Overrun,
+    /// The unload routine reads the copy after freeing it.
+    ReadAfterFree,
 }
 
 impl Fault {
     /// Every fault, in the lessons' order.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 6] = [
         Self::LeakOnUnload,
         Self::DoubleFree,
         Self::PagedAtDispatch,
         Self::LeakOnError,
+        Self::Overrun,
+        Self::ReadAfterFree,
     ];
 
     /// The cargo feature (and `--fault` name).
@@ -41,6 +47,8 @@ impl Fault {
             Self::DoubleFree => "double-free",
             Self::PagedAtDispatch => "paged-at-dispatch",
             Self::LeakOnError => "leak-on-error",
+            Self::Overrun => "overrun",
+            Self::ReadAfterFree => "read-after-free",
         }
     }
 

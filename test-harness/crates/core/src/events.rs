@@ -153,6 +153,14 @@ pub enum Event {
     },
     /// The unload routine returned.
     UnloadReturn,
+    /// Special pool found the bytes around a block changed when the driver
+    /// freed it (the slack after its end, or the fill before its start).
+    SpecialPoolCorrupted {
+        /// The block being freed.
+        address: u64,
+        /// The first changed byte.
+        corrupted: u64,
+    },
     /// A system worker thread got control back from its work item (the
     /// I/O manager's load or unload of the driver) at this IRQL.
     WorkerReturn {

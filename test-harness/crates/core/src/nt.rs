@@ -12,6 +12,13 @@ pub(crate) const PAGE_FAULT_IN_NONPAGED_AREA: u32 = 0x50;
 /// wdk-panic's bug check code, "RPNC".
 pub(crate) const RUST_PANIC: u32 = 0x5250_4E43;
 
+/// `SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION`.
+pub const SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION: u32 = 0xC1;
+/// `DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL`.
+pub const DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL: u32 = 0xD5;
+/// `DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION`.
+pub const DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION: u32 = 0xD6;
+
 /// `WORKER_THREAD_RETURNED_AT_BAD_IRQL`.
 pub const WORKER_THREAD_RETURNED_AT_BAD_IRQL: u32 = 0xE1;
 
@@ -125,10 +132,12 @@ pub const fn bugcheck_name(code: u32) -> &'static str {
         0x1E => "KMODE_EXCEPTION_NOT_HANDLED",
         PAGE_FAULT_IN_NONPAGED_AREA => "PAGE_FAULT_IN_NONPAGED_AREA",
         SYSTEM_THREAD_EXCEPTION_NOT_HANDLED => "SYSTEM_THREAD_EXCEPTION_NOT_HANDLED",
-        0xC1 => "SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION",
+        SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION => "SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION",
         0xC2 => "BAD_POOL_CALLER",
         DRIVER_VERIFIER_DETECTED_VIOLATION => "DRIVER_VERIFIER_DETECTED_VIOLATION",
         0xD1 => "DRIVER_IRQL_NOT_LESS_OR_EQUAL",
+        DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL => "DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL",
+        DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION => "DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION",
         WORKER_THREAD_RETURNED_AT_BAD_IRQL => "WORKER_THREAD_RETURNED_AT_BAD_IRQL",
         0x139 => "KERNEL_SECURITY_CHECK_FAILURE",
         RUST_PANIC => "RUST_PANIC (wdk-panic \"RPNC\")",
@@ -155,6 +164,15 @@ pub const fn bugcheck_description(code: u32, arg1: u64) -> &'static str {
         }
         (DRIVER_VERIFIER_DETECTED_VIOLATION, c4::NONPAGED_FREE_ABOVE_DISPATCH) => {
             "The driver attempted to free nonpaged pool with IRQL > DISPATCH_LEVEL."
+        }
+        (SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION, _) => {
+            "Special pool found the bytes around a block changed when it was freed."
+        }
+        (DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL, _) => {
+            "A driver referenced memory which was earlier freed (special pool)."
+        }
+        (DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION, _) => {
+            "A driver accessed memory beyond the end of its special pool allocation."
         }
         (WORKER_THREAD_RETURNED_AT_BAD_IRQL, _) => {
             "A worker thread's routine returned at a raised IRQL (Arg1: the worker routine, Arg2: the IRQL)."

@@ -190,6 +190,19 @@ pub fn bugcheck_analysis(bugcheck: &BugCheck, verdict: &Verdict, arch: Arch) -> 
             "pool type.",
             "address of pool.",
         ],
+        // The 0xC1, 0xD5 and 0xD6 pages' parameters.
+        (0xC1, _) => [
+            "address that the driver tried to free.",
+            "address where bits are corrupted.",
+            "reserved.",
+            "0x24: bytes after the end of the allocation were overwritten; 0x23: bytes nearby in the same page.",
+        ],
+        (0xD5 | 0xD6, _) => [
+            "memory address referenced.",
+            "0: read, 1: write.",
+            "address that referenced memory.",
+            "reserved.",
+        ],
         // The 0xE1 page's parameters (debugger/bug-check-0xe1--worker-thread-returned-at-bad-irql.md).
         (0xE1, _) => [
             "address of the worker routine (ln on it finds the driver).",

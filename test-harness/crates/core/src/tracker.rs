@@ -19,6 +19,12 @@
 //! - a CPU fault at an instruction inside the driver: the bug check the
 //!   kernel would raise (0x50 for a bad kernel address, else 0x7E with the
 //!   exception code);
+//! - special pool (0x1; the bug check pages 0xC1, 0xD5, 0xD6):
+//!   bytes around a block changed when it is freed, 0xC1 (Arg1 the block,
+//!   Arg2 the first changed byte, Arg4 0x24 after its end, 0x23 before); a
+//!   driver instruction touching a freed special pool page, 0xD5, or the
+//!   page past a block, 0xD6 (Arg1 the address, Arg2 0 read / 1 write, Arg3
+//!   the instruction);
 //! - a KeBugCheckEx call: that bug check;
 //! - the worker thread that ran the driver's `DriverEntry` or unload routine
 //!   getting control back above `PASSIVE_LEVEL`: 0xE1
@@ -40,7 +46,7 @@ use crate::symbols::Symbolizer;
 use crate::verdict::{
     BugCheck, Engine, Fault, FaultKind, Leak, PoolHit, PoolStats, Stage, Verdict,
 };
-use crate::verifier::VerifierFlags;
+use crate::verifier::{SPECIAL_POOL, VerifierFlags, special_pool_block, special_pool_page};
 use crate::wdm;
 
 /// `APC_LEVEL`: paged pool may be allocated and freed up to here.
@@ -72,6 +78,8 @@ struct Allocation {
     pool: PoolType,
     caller: u64,
     freed: bool,
+    /// On a special pool page of its own.
+    special: bool,
 }
 
 /// The verifier's pool bookkeeping for one driver.
@@ -215,6 +223,14 @@ impl Tracker {
             Event::UnloadReturn => {
                 self.verdict.stage = Stage::Unloaded;
                 self.check_leaks_at_unload();
+            }
+            Event::SpecialPoolCorrupted { address, corrupted } => {
+                // 0x24: after the block's end; 0x23: elsewhere in its page.
+                let kind = if corrupted > address { 0x24 } else { 0x23 };
+                self.verdict.bugcheck = Some(BugCheck::new(
+                    nt::SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION,
+                    [*address, *corrupted, 0, kind],
+                ));
             }
             Event::WorkerReturn {
                 irql,
@@ -363,6 +379,9 @@ impl Tracker {
             self.pool.count(pool, size.div_ceil(unit) * unit, true);
             self.pool.freed.remove(&address);
             self.pool.live.insert(address, self.pool.allocations.len());
+            let special = self.context.verifier_flags.has(SPECIAL_POOL)
+                && special_pool_block(self.context.arch, special_pool_page(address), size)
+                    == Some(address);
             self.pool.allocations.push(Allocation {
                 address,
                 bytes: size,
@@ -370,6 +389,7 @@ impl Tracker {
                 pool,
                 caller,
                 freed: false,
+                special,
             });
         }
         self.pool_hit(routine, address, Some(size), tag, caller);
@@ -491,6 +511,18 @@ impl Tracker {
                 caller,
             ));
         }
+        if let Some(code) = accessed.and_then(|address| self.special_pool_fault(address)) {
+            self.verdict.fault = Some(Fault {
+                kind,
+                pc,
+                symbol: self.context.symbols.name_instruction(pc),
+                accessed,
+            });
+            let write = u64::from(kind == FaultKind::Write);
+            self.verdict.bugcheck =
+                Some(BugCheck::new(code, [accessed.unwrap_or(0), write, pc, 0]));
+            return Ok(());
+        }
         let code = kind.exception_code();
         self.verdict.fault = Some(Fault {
             kind,
@@ -514,6 +546,26 @@ impl Tracker {
             ),
         });
         Ok(())
+    }
+
+    /// The bug check a driver's access to `address` raises under special
+    /// pool: 0xD5 in a freed block's page, 0xD6 in the page past a block.
+    fn special_pool_fault(&self, address: u64) -> Option<u32> {
+        let page = special_pool_page(address);
+        self.pool
+            .allocations
+            .iter()
+            .filter(|allocation| allocation.special)
+            .find_map(|allocation| {
+                let own = special_pool_page(allocation.address);
+                if page == own && allocation.freed {
+                    Some(nt::DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL)
+                } else if page == own + 0x1000 {
+                    Some(nt::DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION)
+                } else {
+                    None
+                }
+            })
     }
 
     fn cannot_judge(&self, gap: Gap, caller: Option<u64>) -> CannotJudge {

@@ -10,6 +10,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::arch::Arch;
+
 /// One verifier flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Flag {
@@ -34,7 +36,7 @@ const fn flag(bit: u32, name: &'static str, standard: bool, native: bool) -> Fla
 
 /// Every flag `!verifier` lists on Windows 7, in its order.
 pub const FLAGS: [Flag; 11] = [
-    flag(0x1, "Special pool", true, false),
+    flag(0x1, "Special pool", true, true),
     flag(0x2, "Force IRQL checking", true, true),
     flag(0x8, "Pool tracking", true, true),
     flag(0x10, "I/O verification", true, false),
@@ -53,6 +55,36 @@ pub const SPECIAL_POOL: u32 = 0x1;
 pub const FORCE_IRQL_CHECKING: u32 = 0x2;
 /// Pool tracking.
 pub const POOL_TRACKING: u32 = 0x8;
+
+/// Special pool's page size.
+const PAGE: u64 = 0x1000;
+
+/// Where special pool puts a block of `size` bytes on `page` (Verify End).
+///
+/// Each allocation gets a page of its own, its header at the page start and
+/// the block at the highest aligned address that fits; the pages on both
+/// sides stay inaccessible (devtest/special-pool.md). `None` when the
+/// request does not fit a page beside the header (Windows then uses normal
+/// pool).
+#[must_use]
+pub const fn special_pool_block(arch: Arch, page: u64, size: u64) -> Option<u64> {
+    let unit = arch.pool_granularity();
+    let rounded = if size == 0 {
+        unit
+    } else {
+        size.div_ceil(unit) * unit
+    };
+    if rounded > PAGE - arch.pool_header_size() {
+        return None;
+    }
+    Some(page + PAGE - rounded)
+}
+
+/// The special pool page holding `address`.
+#[must_use]
+pub const fn special_pool_page(address: u64) -> u64 {
+    address & !(PAGE - 1)
+}
 
 /// The verifier flags a run uses (`verifier /flags`); 0 = the driver is not
 /// verified at all.

@@ -324,6 +324,8 @@ pub struct Kernel {
     pub space: AddressSpace,
     /// The pool.
     pub pool: Pool,
+    /// Special pool (verifier flag 0x1).
+    pub special: super::special_pool::SpecialPool,
     /// The Windows version.
     pub profile: Profile,
     /// x86 IRQL (x64 keeps it in CR8).
@@ -542,6 +544,7 @@ impl Machine {
             nt: Arc::clone(&nt),
             space: AddressSpace::new(),
             pool: Pool::new(arch),
+            special: super::special_pool::SpecialPool::default(),
             profile: options.profile.clone(),
             irql: 0,
             verifier_flags: options.verifier_flags,

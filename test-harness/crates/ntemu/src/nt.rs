@@ -49,6 +49,9 @@ pub enum Trap {
     /// `ExpWorkerThread`, after the work routine returned: `ax` = 1 when it
     /// returned at a raised IRQL (the bug check's parameters pending).
     WorkerReturned,
+    /// `MmFreeSpecialPool`: `ax` = 1 when the bytes around a special pool
+    /// block changed (0xC1's parameters pending).
+    SpecialFree,
     /// `IopLoadDriver`, before `DriverEntry`: `ax` = `DriverEntry`, `cx` = the
     /// driver object, `dx` = the registry path.
     StartDriver,
@@ -559,7 +562,16 @@ fn kernel_functions(arch: Arch) -> Vec<Func> {
         func(
             "ExFreePoolWithTag",
             2,
-            vec![Op::Trap(Trap::Free), BreakOnTag(Ax)],
+            vec![
+                Call("MmFreeSpecialPool", vec![Arg(0)]),
+                Op::Trap(Trap::Free),
+                BreakOnTag(Ax),
+            ],
+        ),
+        func(
+            "MmFreeSpecialPool",
+            1,
+            vec![Op::Trap(Trap::SpecialFree), KeBugCheckIfAx(0xC1)],
         ),
         func(
             "ExFreePool",

@@ -10,9 +10,11 @@ use super::pool::{Grow, Pool};
 use super::routines::{Call, Conv};
 use harness_core::events::{Event, Phase};
 use harness_core::nt::{
-    DRIVER_VERIFIER_DETECTED_VIOLATION, WORKER_THREAD_RETURNED_AT_BAD_IRQL, status,
+    DRIVER_VERIFIER_DETECTED_VIOLATION, SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION,
+    WORKER_THREAD_RETURNED_AT_BAD_IRQL, status,
 };
 use harness_core::pool_api::{PoolOp, PoolRoutine};
+use harness_core::verifier::SPECIAL_POOL;
 use harness_core::wdm;
 
 /// Runs the engine's part of a trap.
@@ -34,6 +36,7 @@ pub fn run(uc: &mut Uc<'_>, trap: Trap) -> Result<(), Halt> {
             Ok(())
         }
         Trap::WorkerReturned => worker_returned(uc),
+        Trap::SpecialFree => special_free(uc),
         Trap::StartDriver => super::objects::start_driver(uc),
         Trap::DriverStarted => driver_started(uc),
         Trap::LoadOrUnload => load_or_unload(uc),
@@ -71,6 +74,7 @@ fn verifier_decision(uc: &mut Uc<'_>, already: bool) -> Result<(), Halt> {
     let Some(bugcheck) = decided.filter(|bugcheck| {
         bugcheck.code == DRIVER_VERIFIER_DETECTED_VIOLATION
             || bugcheck.code == WORKER_THREAD_RETURNED_AT_BAD_IRQL
+            || bugcheck.code == SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION
     }) else {
         cpu::set_reg(uc, Reg::Ax, 0);
         return Ok(());
@@ -97,7 +101,13 @@ fn verify_allocation(uc: &mut Uc<'_>, routine: PoolRoutine) -> Result<(), Halt> 
     let irql = call.kernel().irql;
     // Sizes and IRQLs the verifier refuses: the tracker judges this call
     // now, before the allocator runs.
-    let zero = matches!(routine.read(arch, &args, 0), PoolOp::Alloc { size: 0, .. });
+    let request = routine.read(arch, &args, 0);
+    if let PoolOp::Alloc { size, .. } = request {
+        // The thunk passes the allocator a rounded size; special pool lays
+        // out the size the driver asked for.
+        call.kernel().special.requested = Some(size);
+    }
+    let zero = matches!(request, PoolOp::Alloc { size: 0, .. });
     let refused =
         call.kernel().verifier_flags.0 != 0 && irql > refusable_irql(routine, arch, &args);
     if zero || refused {
@@ -132,8 +142,14 @@ fn refusable_irql(routine: PoolRoutine, arch: harness_core::arch::Arch, args: &[
 fn allocate(uc: &mut Uc<'_>, pool_type: u32, size: u64, tag: u32) -> Result<(u64, bool), Halt> {
     let kernel = uc.get_data_mut();
     kernel.allocations += 1;
+    let requested = kernel.special.requested.take().unwrap_or(size);
     if kernel.fail_allocation == Some(kernel.allocations) {
         return Ok((0, true));
+    }
+    if kernel.verifier_flags.has(SPECIAL_POOL)
+        && let Some(address) = super::special_pool::allocate(uc, requested, tag)?
+    {
+        return Ok((address, false));
     }
     let block = allocate_pool(uc, pool_type, size, tag)?;
     Ok((block, false))
@@ -182,6 +198,9 @@ pub fn allocate_pool(uc: &mut Uc<'_>, pool_type: u32, size: u64, tag: u32) -> Re
 /// # Errors
 /// A header could not be written.
 pub fn free_pool(uc: &mut Uc<'_>, address: u64) -> Result<u32, Halt> {
+    if let Some(tag) = super::special_pool::free(uc, address) {
+        return Ok(tag);
+    }
     let freed = uc.get_data_mut().pool.free(address);
     let Some((block, writes)) = freed else {
         return Ok(0);
@@ -268,6 +287,18 @@ fn verify_free(uc: &mut Uc<'_>, routine: PoolRoutine) -> Result<(), Halt> {
         injected_failure: false,
         irql: Some(irql),
     })?;
+    verifier_decision(uc, already)
+}
+
+/// `MmFreeSpecialPool`'s check before a free: the pattern around a special
+/// pool block; `ax` = 1 when it changed (the bug check's parameters pending).
+fn special_free(uc: &mut Uc<'_>) -> Result<(), Halt> {
+    let already = already_bugchecked(uc);
+    let call = Call::at_trap(uc, Conv::Stdcall, "MmFreeSpecialPool")?;
+    let address = call.arg(0)?;
+    if let Some(corrupted) = super::special_pool::corrupted(uc, address)? {
+        super::machine::emit(uc, Event::SpecialPoolCorrupted { address, corrupted })?;
+    }
     verifier_decision(uc, already)
 }
 
