@@ -281,7 +281,7 @@ fn the_read_after_free_faults_in_freed_special_pool() {
 #[test]
 fn special_pool_lays_a_block_out_at_the_end_of_its_page() {
     let driver = built(Arch::X86, None);
-    let script = "bp nt!MmFreeSpecialPool\ng\ndd 9c000000 L2\ndb 9c000f80 L10\ndb 9c001000 L4\nq\n";
+    let script = "bp nt!MmFreeSpecialPool\ng\ndd 9c000000 L2\ndb 9c000f80 L10\ndb 9c001000 L4\n!pool 9c000f90\n!verifier\nq\n";
     let run = common::harness_with_stdin(
         &[
             "kd".as_ref(),
@@ -301,4 +301,18 @@ fn special_pool_lays_a_block_out_at_the_end_of_its_page() {
     );
     // The page after the block is not mapped.
     assert!(out.contains("9c001000  ?? ?? ?? ??"), "{out}");
+    // `!pool` and `!verifier` say special pool.
+    assert!(
+        out.contains("Pool page 9c000f90 region is Special pool"),
+        "{out}"
+    );
+    assert!(
+        out.contains("*9c000f90 size:   6c special pool, Allocated, tag is abcd"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Pool Allocations Succeeded SpecialPool 0x1"),
+        "{out}"
+    );
+    assert!(out.contains("[X] (0x00000001) Special pool"), "{out}");
 }

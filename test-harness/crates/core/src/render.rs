@@ -273,7 +273,7 @@ pub fn pool_counters(stats: &PoolStats) -> String {
     for (label, value) in [
         ("Pool Allocations Attempted            ", stats.attempted),
         ("Pool Allocations Succeeded            ", stats.succeeded),
-        ("Pool Allocations Succeeded SpecialPool", 0),
+        ("Pool Allocations Succeeded SpecialPool", stats.special),
         ("Pool Allocations With NO TAG          ", stats.no_tag),
         ("Pool Allocations Failed               ", stats.failed),
     ] {

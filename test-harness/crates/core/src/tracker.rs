@@ -382,6 +382,7 @@ impl Tracker {
             let special = self.context.verifier_flags.has(SPECIAL_POOL)
                 && special_pool_block(self.context.arch, special_pool_page(address), size)
                     == Some(address);
+            self.pool.stats.special += u64::from(special);
             self.pool.allocations.push(Allocation {
                 address,
                 bytes: size,

@@ -314,6 +314,9 @@ pub struct PoolStats {
     pub failed: u64,
     /// Pool Allocations With NO TAG.
     pub no_tag: u64,
+    /// Pool Allocations Succeeded `SpecialPool` (verifier flag 0x1).
+    #[serde(default)]
+    pub special: u64,
     /// Current paged pool allocations and bytes.
     pub current_paged: (u64, u64),
     /// Peak paged pool allocations and bytes.

@@ -51,7 +51,35 @@ pub struct SpecialPool {
     blocks: HashMap<u64, Block>,
 }
 
+/// A special pool block as `!pool` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shown {
+    /// The block's address.
+    pub address: u64,
+    /// The bytes requested.
+    pub bytes: u64,
+    /// Its tag.
+    pub tag: u32,
+    /// Not freed yet.
+    pub live: bool,
+}
+
 impl SpecialPool {
+    /// The block whose page (or the guard page after it) holds `address`.
+    #[must_use]
+    pub fn block_at(&self, address: u64) -> Option<Shown> {
+        let page = special_pool_page(address);
+        self.blocks.iter().find_map(|(&at, block)| {
+            let own = special_pool_page(at);
+            (own == page || own + PAGE == page).then_some(Shown {
+                address: at,
+                bytes: block.bytes,
+                tag: block.tag,
+                live: block.pa.is_some(),
+            })
+        })
+    }
+
     /// Whether `address` is a live special pool block.
     #[must_use]
     pub fn live(&self, address: u64) -> bool {
