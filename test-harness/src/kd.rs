@@ -94,6 +94,7 @@ pub fn run(options: &KdOptions) -> Result<ExitCode, KdError> {
         options: RunOptions {
             fail_allocation: 0,
             verifier_flags: options.verifier_flags,
+            seed: 0,
             os_version: options.os_version.clone(),
             max_instructions: options.max_instructions,
             timeout: options.timeout,

@@ -96,8 +96,13 @@ enum Command {
         /// leaks or crashes on its error path.
         #[arg(long, conflicts_with = "fail_allocation")]
         fail_each: bool,
+        /// The seed of the low resources simulation (verifier flag 0x4): the
+        /// same seed fails the same allocations.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        seed: u64,
         /// Driver Verifier's flags, as `verifier /flags` takes them (hex):
-        /// 0x8 pool tracking (the walkthrough's), 0x2 Force IRQL checking; the
+        /// 0x8 pool tracking (the walkthrough's), 0x1 special pool, 0x2 Force
+        /// IRQL checking, 0x4 low resources simulation (native engine); the
         /// automatic checks apply whatever is set. A flag the engine does not
         /// apply exits 2.
         #[arg(long, value_name = "FLAGS", default_value = "0x8", value_parser = VerifierFlags::parse)]
@@ -156,7 +161,8 @@ enum Command {
         #[arg(long, value_name = "X.Y.B", value_parser = parse_version)]
         os_version: Option<String>,
         /// Driver Verifier's flags, as `verifier /flags` takes them (hex):
-        /// 0x8 pool tracking (the walkthrough's), 0x2 Force IRQL checking; the
+        /// 0x8 pool tracking (the walkthrough's), 0x1 special pool, 0x2 Force
+        /// IRQL checking, 0x4 low resources simulation (native engine); the
         /// automatic checks apply whatever is set. A flag the engine does not
         /// apply exits 2.
         #[arg(long, value_name = "FLAGS", default_value = "0x8", value_parser = VerifierFlags::parse)]
@@ -316,6 +322,7 @@ fn run(command: Command) -> Result<ExitCode, CommandError> {
             pool_hit_tag,
             fail_allocation,
             fail_each,
+            seed,
             verifier_flags,
             os_version,
             max_instructions,
@@ -328,6 +335,7 @@ fn run(command: Command) -> Result<ExitCode, CommandError> {
                 options: RunOptions {
                     fail_allocation: fail_allocation.unwrap_or(0),
                     verifier_flags,
+                    seed,
                     os_version,
                     max_instructions,
                     timeout: Duration::from_secs(timeout.max(1)),

@@ -44,7 +44,7 @@ pub const FLAGS: [Flag; 11] = [
     flag(0x80, "DMA checking", true, false),
     flag(0x100, "Security checks", true, false),
     flag(0x800, "Miscellaneous checks", true, false),
-    flag(0x4, "Randomized low resources simulation", false, false),
+    flag(0x4, "Randomized low resources simulation", false, true),
     flag(0x200, "Force pending I/O requests", false, false),
     flag(0x400, "IRP logging", false, false),
 ];
@@ -55,6 +55,30 @@ pub const SPECIAL_POOL: u32 = 0x1;
 pub const FORCE_IRQL_CHECKING: u32 = 0x2;
 /// Pool tracking.
 pub const POOL_TRACKING: u32 = 0x8;
+/// Low resources simulation.
+pub const LOW_RESOURCES: u32 = 0x4;
+
+/// The low resources simulation's chance of failing an allocation, in
+/// percent (devtest/low-resources-simulation.md: "The default value is 6%").
+pub const LOW_RESOURCES_PERCENT: u64 = 6;
+
+/// The low resources simulation's draw for one allocation: the next state
+/// of a xorshift64* generator started from `--seed`, and whether the
+/// allocation fails. Deterministic, so a run can be repeated.
+#[must_use]
+pub const fn low_resources_draw(state: u64) -> (u64, bool) {
+    // A zero state would stay zero.
+    let mut x = if state == 0 {
+        0x9E37_79B9_7F4A_7C15
+    } else {
+        state
+    };
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    let value = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
+    (x, (value >> 32) % 100 < LOW_RESOURCES_PERCENT)
+}
 
 /// Special pool's page size.
 const PAGE: u64 = 0x1000;
@@ -180,6 +204,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn low_resources_fails_about_six_percent() {
+        let mut state = 1;
+        let mut failed = 0;
+        for _ in 0..10_000 {
+            let (next, fail) = low_resources_draw(state);
+            state = next;
+            failed += u32::from(fail);
+        }
+        assert!((500..700).contains(&failed), "{failed}");
+    }
+
+    #[test]
     fn parses_as_verifier_exe_does() {
         assert_eq!(VerifierFlags::parse("0x8"), Ok(VerifierFlags(8)));
         assert_eq!(VerifierFlags::parse("b"), Ok(VerifierFlags(0xb)));
@@ -190,10 +226,11 @@ mod tests {
 
     #[test]
     fn names_what_the_native_engine_lacks() {
-        assert!(VerifierFlags(0xa).unsupported_native().is_empty());
+        assert!(VerifierFlags(0xf).unsupported_native().is_empty());
         assert_eq!(
-            VerifierFlags(0x10009).unsupported_native(),
-            ["0x1 (Special pool)", "0x10000 (no such verifier flag)"]
+            VerifierFlags(0x10019).unsupported_native(),
+            ["0x10 (I/O verification)", "0x10000 (no such verifier flag)"]
         );
+        assert_eq!(VerifierFlags(0).unsupported_native().len(), 1);
     }
 }

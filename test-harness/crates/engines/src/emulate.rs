@@ -201,6 +201,7 @@ pub fn native_options(request: &Request) -> Result<harness_ntemu::machine::Optio
         profile,
         fail_allocation: (options.fail_allocation != 0).then_some(options.fail_allocation),
         verifier_flags: options.verifier_flags,
+        seed: options.seed,
         pool_hit_tag: request.pool_hit_tag.unwrap_or(0),
         debugger: false,
         max_instructions: options.max_instructions,

@@ -81,6 +81,8 @@ pub struct Options {
     pub fail_allocation: Option<u32>,
     /// The verifier flags (`verifier /flags`) the driver is verified with.
     pub verifier_flags: VerifierFlags,
+    /// The low resources simulation's seed (flag 0x4).
+    pub seed: u64,
     /// The initial `nt!PoolHitTag`.
     pub pool_hit_tag: u32,
     /// A kernel debugger is attached: breaks stop the machine.
@@ -97,6 +99,7 @@ impl Default for Options {
             profile: Profile::default(),
             fail_allocation: None,
             verifier_flags: VerifierFlags::default(),
+            seed: 0,
             pool_hit_tag: 0,
             debugger: false,
             max_instructions: 5_000_000,
@@ -332,6 +335,8 @@ pub struct Kernel {
     pub irql: u8,
     /// The verifier flags.
     pub verifier_flags: VerifierFlags,
+    /// The low resources simulation's generator state.
+    pub low_resources: u64,
     /// Where the driver first raised IRQL to `DISPATCH_LEVEL` or above.
     pub raised_at: Option<u64>,
     /// What the machine reported, in order.
@@ -548,6 +553,7 @@ impl Machine {
             profile: options.profile.clone(),
             irql: 0,
             verifier_flags: options.verifier_flags,
+            low_resources: options.seed,
             raised_at: None,
             events: Vec::new(),
             tracker,

@@ -14,7 +14,7 @@ use harness_core::nt::{
     WORKER_THREAD_RETURNED_AT_BAD_IRQL, status,
 };
 use harness_core::pool_api::{PoolOp, PoolRoutine};
-use harness_core::verifier::SPECIAL_POOL;
+use harness_core::verifier::{LOW_RESOURCES, SPECIAL_POOL, low_resources_draw};
 use harness_core::wdm;
 
 /// Runs the engine's part of a trap.
@@ -145,6 +145,13 @@ fn allocate(uc: &mut Uc<'_>, pool_type: u32, size: u64, tag: u32) -> Result<(u64
     let requested = kernel.special.requested.take().unwrap_or(size);
     if kernel.fail_allocation == Some(kernel.allocations) {
         return Ok((0, true));
+    }
+    if kernel.verifier_flags.has(LOW_RESOURCES) {
+        let (state, fail) = low_resources_draw(kernel.low_resources);
+        kernel.low_resources = state;
+        if fail {
+            return Ok((0, true));
+        }
     }
     if kernel.verifier_flags.has(SPECIAL_POOL)
         && let Some(address) = super::special_pool::allocate(uc, requested, tag)?
