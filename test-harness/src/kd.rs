@@ -25,6 +25,8 @@ pub struct KdOptions {
     pub os_version: Option<String>,
     /// The verifier flags.
     pub verifier_flags: harness_core::verifier::VerifierFlags,
+    /// The low resources simulation's seed (flag 0x4).
+    pub seed: u64,
     /// Instructions one run of the CPU may take before it counts as hung.
     pub max_instructions: u64,
     /// Wall-clock budget for the whole scenario.
@@ -75,6 +77,29 @@ impl KdError {
 /// # Errors
 /// The driver cannot be loaded on the emulated machine, or input/output failed.
 pub fn run(options: &KdOptions) -> Result<ExitCode, KdError> {
+    let mut session = open(options)?;
+    match &options.script {
+        Some(path) => {
+            let bytes = harness_core::input::read_file(path, harness_core::input::MAX_TEXT_FILE)?;
+            let text = String::from_utf8(bytes).map_err(|_| {
+                InputError::Unsupported(format!("{}: not UTF-8 text", path.display()))
+            })?;
+            console::replay(&mut session, &text)?;
+        }
+        None if console::stdin_is_terminal() => console::interactive(&mut session)?,
+        None => {
+            let text = console::read_stdin()?;
+            console::replay(&mut session, &text)?;
+        }
+    }
+    Ok(session.exit_code())
+}
+
+/// A session on the driver, stopped before it loads.
+///
+/// # Errors
+/// The driver cannot be loaded on the emulated machine.
+pub fn open(options: &KdOptions) -> Result<Session, KdError> {
     let (image, _) = emulate::load_checks(&options.driver)?;
     let driver = harness_engines::native::prepare(&options.driver, &image)?;
     let modules = driver.missing_modules();
@@ -94,7 +119,7 @@ pub fn run(options: &KdOptions) -> Result<ExitCode, KdError> {
         options: RunOptions {
             fail_allocation: 0,
             verifier_flags: options.verifier_flags,
-            seed: 0,
+            seed: options.seed,
             os_version: options.os_version.clone(),
             max_instructions: options.max_instructions,
             timeout: options.timeout,
@@ -103,7 +128,7 @@ pub fn run(options: &KdOptions) -> Result<ExitCode, KdError> {
     emulate::check_flags(&request)?;
     let machine = emulate::native_options(&request)?;
     let (pdb, pdb_problem) = session::load_pdb(&options.driver, &image);
-    let mut session = Session::new(
+    Ok(Session::new(
         &driver,
         pdb,
         SessionOptions {
@@ -111,20 +136,5 @@ pub fn run(options: &KdOptions) -> Result<ExitCode, KdError> {
             utc_offset_minutes: 0,
             pdb_problem,
         },
-    )?;
-    match &options.script {
-        Some(path) => {
-            let bytes = harness_core::input::read_file(path, harness_core::input::MAX_TEXT_FILE)?;
-            let text = String::from_utf8(bytes).map_err(|_| {
-                InputError::Unsupported(format!("{}: not UTF-8 text", path.display()))
-            })?;
-            console::replay(&mut session, &text)?;
-        }
-        None if console::stdin_is_terminal() => console::interactive(&mut session)?,
-        None => {
-            let text = console::read_stdin()?;
-            console::replay(&mut session, &text)?;
-        }
-    }
-    Ok(session.exit_code())
+    )?)
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use harness::error::CommandError;
-use harness::{demo, kd, vm};
+use harness::{demo, kd, lesson, vm};
 use harness_build::driver_build::{self, Fault};
 use harness_core::arch::Arch;
 use harness_core::console::{emit, emit_line};
@@ -168,6 +168,20 @@ enum Command {
         #[arg(long, value_name = "FLAGS", default_value = "0x8", value_parser = VerifierFlags::parse)]
         verifier_flags: VerifierFlags,
     },
+    /// A lesson of docs/lessons/ as a guided kd session on the emulated
+    /// machine: builds the fault, sets the lesson's verifier flags, then
+    /// reads kd commands from stdin (a terminal or a script), one step at a
+    /// time; `hint` prints the next command. Exit 0 when the lesson is
+    /// complete, 1 when the input ends first.
+    Lesson {
+        /// The lesson: leak-on-unload, double-free, paged-at-dispatch,
+        /// leak-on-error, overrun or read-after-free.
+        #[arg(value_parser = parse_lesson)]
+        name: String,
+        /// The build's architecture.
+        #[arg(long, value_enum, default_value = "x86")]
+        arch: Arch,
+    },
     /// Provision the pinned Speakeasy virtualenv, build samplectl.exe and make
     /// the Wine engine's prefix (when Wine is installed) now, instead of on
     /// first use; prints the interpreter's path.
@@ -246,6 +260,20 @@ struct BadVersion(String);
 fn parse_host(text: &str) -> Result<String, vm::TransportError> {
     vm::check_host(text)?;
     Ok(text.to_owned())
+}
+
+/// A lesson's name (its fault feature).
+fn parse_lesson(name: &str) -> Result<String, String> {
+    lesson::find(name).map(|_| name.to_owned()).ok_or_else(|| {
+        let names: Vec<&str> = lesson::LESSONS
+            .iter()
+            .map(|lesson| lesson.fault.feature())
+            .collect();
+        format!(
+            "'{name}' is not a lesson; the lessons are {}",
+            names.join(", ")
+        )
+    })
 }
 
 /// A fault feature's name (`double-free`).
@@ -362,6 +390,10 @@ fn run(command: Command) -> Result<ExitCode, CommandError> {
             Ok(verdict.exit_code())
         }
         Command::Vm(args) => run_vm(*args),
+        Command::Lesson { name, arch } => lesson::find(&name).map_or_else(
+            || Err(CommandError::Usage(format!("no lesson '{name}'"))),
+            |found| lesson::run(found, arch),
+        ),
         Command::Kd {
             driver,
             arch,
@@ -384,6 +416,7 @@ fn run(command: Command) -> Result<ExitCode, CommandError> {
                 script,
                 os_version,
                 verifier_flags,
+                seed: 0,
                 max_instructions: 5_000_000,
                 timeout: Duration::from_mins(1),
             };

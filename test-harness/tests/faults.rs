@@ -368,3 +368,56 @@ fn low_resources_simulation_is_deterministic_and_finds_the_error_path_leak() {
     }
     assert!(leaked > 0, "no seed in 0..=40 failed the second allocation");
 }
+
+/// `harness lesson`: each lesson, driven by its own hints on stdin, ends
+/// complete (exit 0) on both arches; input that stops early leaves it open
+/// (exit 1).
+#[test]
+fn every_lesson_runs_to_the_end_from_its_hints() {
+    for lesson in &harness::lesson::LESSONS {
+        for arch in Arch::ALL {
+            let name = lesson.fault.feature();
+            let arch_name = arch.to_string();
+            let args = [
+                "lesson".as_ref(),
+                name.as_ref(),
+                "--arch".as_ref(),
+                arch_name.as_ref(),
+            ];
+            // First pass: ask for a hint, then run what it says, step by step.
+            let mut script = String::new();
+            for _ in lesson.steps {
+                script.push_str("hint\n");
+            }
+            let hints = common::harness_with_stdin(&args, &script);
+            let commands: Vec<&str> = hints
+                .stdout
+                .lines()
+                .filter_map(|line| line.strip_prefix("hint: "))
+                .collect();
+            // A hint does not move on: the first step's command each time.
+            assert_eq!(commands.len(), lesson.steps.len(), "{name}");
+            assert!(commands.iter().all(|command| *command == "g"), "{name}");
+            let mut script = String::new();
+            for step in lesson.steps {
+                script.push_str(&step.hint.replace(
+                    "{block}",
+                    match arch {
+                        Arch::X86 => "9c000f90",
+                        Arch::X64 => "fffff8a0`10000f90",
+                    },
+                ));
+                script.push('\n');
+            }
+            let run = common::harness_with_stdin(&args, &script);
+            run.expect(ExitCode::Clean);
+            assert!(
+                run.stdout.contains("lesson complete"),
+                "{name} {arch}: {}",
+                run.stdout
+            );
+            let early = common::harness_with_stdin(&args, "g\n");
+            early.expect(ExitCode::Unexpected);
+        }
+    }
+}
