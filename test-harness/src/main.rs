@@ -167,6 +167,9 @@ enum Command {
         /// apply exits 2.
         #[arg(long, value_name = "FLAGS", default_value = "0x8", value_parser = VerifierFlags::parse)]
         verifier_flags: VerifierFlags,
+        /// The seed of the low resources simulation (verifier flag 0x4).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        seed: u64,
     },
     /// A lesson of docs/lessons/ as a guided kd session on the emulated
     /// machine: builds the fault, sets the lesson's verifier flags, then
@@ -401,6 +404,7 @@ fn run(command: Command) -> Result<ExitCode, CommandError> {
             script,
             os_version,
             verifier_flags,
+            seed,
         } => {
             let driver = match (driver, arch) {
                 (Some(driver), _) => driver,
@@ -416,7 +420,7 @@ fn run(command: Command) -> Result<ExitCode, CommandError> {
                 script,
                 os_version,
                 verifier_flags,
-                seed: 0,
+                seed,
                 max_instructions: 5_000_000,
                 timeout: Duration::from_mins(1),
             };

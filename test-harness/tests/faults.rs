@@ -421,3 +421,30 @@ fn every_lesson_runs_to_the_end_from_its_hints() {
         }
     }
 }
+
+/// `harness kd --seed` runs the low resources simulation as `emulate` does:
+/// seed 36 fails `leak-on-error`'s scratch block, the session stops at 0xC4.
+#[test]
+fn kd_takes_the_low_resources_seed() {
+    let driver = built(Arch::X86, Some(Fault::LeakOnError));
+    let args = [
+        "kd".as_ref(),
+        "--verifier-flags".as_ref(),
+        "0xc".as_ref(),
+        "--seed".as_ref(),
+        "36".as_ref(),
+        driver.as_os_str(),
+    ];
+    let run = common::harness_with_stdin(&args, "g\n!verifier\nq\n");
+    assert!(
+        run.stdout.contains("Fatal System Error: 0x000000c4"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("Pool Allocations Failed                0x1"),
+        "{}",
+        run.stdout
+    );
+}
