@@ -106,7 +106,7 @@ lint() {
   # samplectl's SCM code and the driver only compile for Windows targets.
   cargo clippy -q --locked -p samplectl --target x86_64-pc-windows-gnu -- -D warnings
   for triple in x86_64-pc-windows-msvc i686-pc-windows-msvc; do
-    for features in portable portable,leak-on-unload; do
+    for features in portable portable,leak-on-unload portable,double-free portable,paged-at-dispatch portable,leak-on-error portable,overrun portable,read-after-free; do
       cargo clippy -q --locked -p sample --bin Sample --features "$features" --target "$triple" -- -D warnings
     done
   done

@@ -20,6 +20,11 @@ mod unicode;
 #[cfg(feature = "wdk")]
 use official as ntos;
 
+// The WDK's inline KeRaiseIrql/KeLowerIrql, which wdk-sys does not bind.
+#[cfg(all(feature = "wdk", feature = "paged-at-dispatch", not(test)))]
+#[path = "portable/irql.rs"]
+mod irql;
+
 // Host unit tests: the portable layer's WDK types and its DbgPrint chunking.
 #[cfg(test)]
 #[path = "portable/debug_print.rs"]

@@ -10,6 +10,9 @@ pub use wdk_sys::{
 };
 use wdk_sys::{PDRIVER_UNLOAD, POOL_TYPE, PVOID, SIZE_T, ULONG};
 
+#[cfg(feature = "paged-at-dispatch")]
+pub use crate::irql::{DISPATCH_LEVEL, KeLowerIrql, KeRaiseIrql};
+
 unsafe extern "system" {
     /// wdk-sys leaves this out of its bindings because the WDK marks it
     /// deprecated (in favour of `ExAllocatePool2`), but it is what the

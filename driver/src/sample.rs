@@ -1,7 +1,10 @@
 //! The driver itself, as in the walkthrough's `Sample.cpp`: `DriverEntry` keeps
 //! a `PagedPool` copy of its registry path tagged `abcd`, and the unload
-//! routine frees it. With the `leak-on-unload` feature the unload routine skips
-//! the free, and Driver Verifier's pool tracking bug-checks (0xC4 / 0x62).
+//! routine frees it. Each fault feature adds one bug the lessons find
+//! (docs/lessons/): `leak-on-unload` skips the free (0xC4 / 0x62 under pool
+//! tracking), `double-free` frees twice (0xC4 / 0x13), `paged-at-dispatch`
+//! allocates the paged copy at `DISPATCH_LEVEL` (0xC4 / 0x01), `leak-on-error`
+//! forgets the copy when a second allocation fails (0xC4 / 0x62).
 
 use core::{mem, ptr};
 
@@ -43,12 +46,37 @@ pub unsafe extern "system" fn driver_entry(
     driver: &mut DRIVER_OBJECT,
     registry_path: &UNICODE_STRING,
 ) -> NTSTATUS {
-    // SAFETY: DriverEntry runs at PASSIVE_LEVEL, where paged pool may be allocated.
+    // The `paged-at-dispatch` build holds DISPATCH_LEVEL around the
+    // allocation, as code under a spin lock would.
+    #[cfg(feature = "paged-at-dispatch")]
+    // SAFETY: DriverEntry runs at PASSIVE_LEVEL, below DISPATCH_LEVEL.
+    let old_irql = unsafe { crate::ntos::KeRaiseIrql(crate::ntos::DISPATCH_LEVEL) };
+    // SAFETY: DriverEntry runs at PASSIVE_LEVEL, where paged pool may be
+    // allocated (the `paged-at-dispatch` build breaks this on purpose).
     let buffer =
         unsafe { ExAllocatePoolWithTag(PagedPool, registry_path.Length.into(), DRIVER_TAG) };
+    #[cfg(feature = "paged-at-dispatch")]
+    // SAFETY: back to the level DriverEntry was called at.
+    unsafe {
+        crate::ntos::KeLowerIrql(old_irql);
+    }
     if buffer.is_null() {
         println!("Failed to allocate memory");
         return STATUS_INSUFFICIENT_RESOURCES;
+    }
+
+    // The `leak-on-error` build also takes a scratch block, and its error
+    // path forgets to free the copy.
+    if cfg!(feature = "leak-on-error") {
+        // SAFETY: PASSIVE_LEVEL, as for the copy.
+        let scratch =
+            unsafe { ExAllocatePoolWithTag(PagedPool, registry_path.Length.into(), DRIVER_TAG) };
+        if scratch.is_null() {
+            println!("Failed to allocate scratch memory");
+            return STATUS_INSUFFICIENT_RESOURCES;
+        }
+        // SAFETY: `scratch` came from ExAllocatePoolWithTag just above.
+        unsafe { ExFreePoolWithTag(scratch, DRIVER_TAG) };
     }
 
     let copy = &raw mut g_RegistryPath;
@@ -62,6 +90,14 @@ pub unsafe extern "system" fn driver_entry(
     }
     // SAFETY: both strings are valid, and the destination holds `Length` bytes.
     unsafe { RtlCopyUnicodeString(copy, registry_path) };
+
+    // The `overrun` build NUL-terminates the copy, one character past the
+    // bytes it allocated (the classic UNICODE_STRING bug).
+    if cfg!(feature = "overrun") {
+        let end = usize::from(registry_path.Length / 2);
+        // SAFETY: none, on purpose: the buffer holds `end` characters.
+        unsafe { buffer.cast::<u16>().wrapping_add(end).write(0) };
+    }
 
     println!("original registry path: {}", Utf16Text(registry_path));
     // SAFETY: the copy was filled above, and nothing writes it while it is read.
@@ -107,6 +143,16 @@ unsafe extern "system" fn sample_unload(_driver: *mut DRIVER_OBJECT) {
         // SAFETY: `buffer` came from ExAllocatePoolWithTag with this tag and
         // has not been freed; unload runs at PASSIVE_LEVEL.
         unsafe { ExFreePoolWithTag(buffer.cast(), DRIVER_TAG) };
+        // The `double-free` build frees the copy a second time.
+        if cfg!(feature = "double-free") {
+            // SAFETY: none, on purpose: `buffer` was freed just above.
+            unsafe { ExFreePoolWithTag(buffer.cast(), DRIVER_TAG) };
+        }
+        // The `read-after-free` build still reads the copy.
+        if cfg!(feature = "read-after-free") {
+            // SAFETY: none, on purpose: the copy's buffer was freed just above.
+            println!("Freed registry path: {}", Utf16Text(unsafe { &*copy }));
+        }
     }
     println!("Sample driver Unload called");
 }

@@ -9,6 +9,8 @@
 //!   Speakeasy run;
 //! - an allocation-failure sweep (`--fail-each`) of a C driver with 30
 //!   allocations: native against Speakeasy;
+//! - every fault build (and the clean one) under verifier flags 0x1, 0x2,
+//!   0x8 and 0xb, both arches: the total time of the native verdicts;
 //! - the walkthrough's debugger session on the emulated machine
 //!   (`harness kd --script`, goal: at most 100 ms), against one native verdict.
 
@@ -16,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use harness_build::driver_build::Fault;
 use harness_core::arch::Arch;
 
 const RUNS: usize = 7;
@@ -76,6 +79,39 @@ fn many_allocations(count: u32, dir: &Path) -> PathBuf {
     out
 }
 
+/// Every fault (and the clean build) x verifier flag sets x arch, one
+/// native verdict each, whole processes.
+fn fault_matrix() {
+    let mut matrix = Vec::new();
+    for arch in Arch::ALL {
+        for fault in std::iter::once(None).chain(Fault::ALL.map(Some)) {
+            let built = harness_build::driver_build::build_fault(arch, fault).expect("build");
+            matrix.push(built.sys);
+        }
+    }
+    let flag_sets = ["0x1", "0x2", "0x8", "0xb"];
+    let started = Instant::now();
+    for driver in &matrix {
+        for flags in flag_sets {
+            harness(&[
+                "emulate",
+                driver.to_str().expect("utf-8"),
+                "--verifier-flags",
+                flags,
+            ]);
+        }
+    }
+    line(
+        &format!(
+            "{} builds x {} flag sets, native (total)",
+            matrix.len(),
+            flag_sets.len()
+        ),
+        started.elapsed(),
+        None,
+    );
+}
+
 fn main() {
     let python = harness_engines::python::speakeasy_python().expect("Speakeasy provisioned");
     let leaky = harness_build::driver_build::build(Arch::X64, true)
@@ -119,6 +155,8 @@ fn main() {
             Some(("Speakeasy", speakeasy)),
         );
     }
+
+    fault_matrix();
 
     harness(&["demo"]); // builds the four variants once
     let demo = timed(3, &["demo"]);

@@ -1,16 +1,20 @@
-//! `harness demo`: the README's main job. Builds the portable driver for x64
-//! and x86, clean and leaky, emulates all four under pool tracking and shows
-//! them side by side.
+//! `harness demo`: the README's main job.
+//!
+//! Builds the portable driver for x64 and x86, clean and leaky, emulates all
+//! four under pool tracking and shows them side by side; then every fault of
+//! docs/lessons/ under its lesson's verifier flags, both architectures.
 
 use std::fmt::Write;
 
-use harness_build::driver_build::{self, BuildError};
+use harness_build::driver_build::{self, BuildError, Fault};
 use harness_core::arch::Arch;
 use harness_core::nt::PoolType;
 use harness_core::render;
 use harness_core::verdict::{ExitCode, Verdict};
+use harness_core::verifier::VerifierFlags;
 use harness_engines::emulate::{self, EmulateError, EngineKind, Request};
 use harness_engines::engine::RunOptions;
+use harness_engines::sweep::{Sweep, SweepRun};
 
 /// Why the demo could not run.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +63,183 @@ impl Row {
                 && leak.caller.contains("DriverEntry"));
         verdict.exit_code() == ExitCode::Violation && bugcheck_ok && leak_ok
     }
+}
+
+/// A lesson: a fault, the verifier flags that catch it, and what Windows 7
+/// SP1 then does (bug check code and Arg1, per the 0xC4 page).
+pub struct Lesson {
+    /// The fault feature.
+    pub fault: Fault,
+    /// `verifier /flags`.
+    pub flags: VerifierFlags,
+    /// Found by failing each allocation in turn (`--fail-each`).
+    pub fail_each: bool,
+    /// The bug check code, and the parameter (0-based) that tells the
+    /// violation apart with its value.
+    pub expected: (u32, usize, u64),
+}
+
+/// The lessons in docs/lessons/, in order.
+pub const LESSONS: [Lesson; 6] = [
+    Lesson {
+        fault: Fault::LeakOnUnload,
+        flags: VerifierFlags(0x8),
+        fail_each: false,
+        expected: (0xC4, 0, 0x62),
+    },
+    Lesson {
+        fault: Fault::DoubleFree,
+        flags: VerifierFlags(0x8),
+        fail_each: false,
+        expected: (0xC4, 0, 0x13),
+    },
+    Lesson {
+        fault: Fault::PagedAtDispatch,
+        flags: VerifierFlags(0x2),
+        fail_each: false,
+        expected: (0xC4, 0, 0x01),
+    },
+    Lesson {
+        fault: Fault::LeakOnError,
+        flags: VerifierFlags(0x8),
+        fail_each: true,
+        expected: (0xC4, 0, 0x62),
+    },
+    // 0xC1's Arg4 0x24: bytes after the block's end changed.
+    Lesson {
+        fault: Fault::Overrun,
+        flags: VerifierFlags(0x1),
+        fail_each: false,
+        expected: (0xC1, 3, 0x24),
+    },
+    // 0xD5's Arg2 0: a read.
+    Lesson {
+        fault: Fault::ReadAfterFree,
+        flags: VerifierFlags(0x1),
+        fail_each: false,
+        expected: (0xD5, 1, 0),
+    },
+];
+
+/// One fault build under its lesson's flags.
+pub struct FaultRow {
+    /// The build's architecture.
+    pub arch: Arch,
+    /// The lesson.
+    pub lesson: &'static Lesson,
+    /// The verdict (with `--fail-each`, the first run that violated).
+    pub verdict: Option<Verdict>,
+}
+
+impl FaultRow {
+    /// Whether the build bug-checked as its lesson says.
+    #[must_use]
+    pub fn as_expected(&self) -> bool {
+        self.verdict.as_ref().is_some_and(|verdict| {
+            verdict.exit_code() == ExitCode::Violation
+                && verdict.bugcheck.as_ref().is_some_and(|bugcheck| {
+                    let (code, index, value) = self.lesson.expected;
+                    bugcheck.code == code && bugcheck.args.get(index) == Some(&value)
+                })
+        })
+    }
+}
+
+/// Builds every fault and judges it under its lesson's flags.
+///
+/// # Errors
+/// A build or an emulation could not run.
+pub fn run_faults() -> Result<Vec<FaultRow>, DemoError> {
+    let mut rows = Vec::new();
+    for lesson in &LESSONS {
+        for arch in Arch::ALL {
+            eprintln!(
+                "harness: building Sample.sys ({arch}, {})",
+                lesson.fault.feature()
+            );
+            let built = driver_build::build_fault(arch, Some(lesson.fault))?;
+            let request = Request {
+                driver: built.sys,
+                engine: EngineKind::Native,
+                pool_hit_tag: None,
+                options: RunOptions {
+                    verifier_flags: lesson.flags,
+                    ..RunOptions::default()
+                },
+            };
+            let verdict = if lesson.fail_each {
+                // The first run that violated (the baseline, then each
+                // failed allocation), streamed as `--fail-each` runs them.
+                let (runs, baseline) = Sweep::start(&request)?;
+                std::iter::once(baseline)
+                    .chain(runs)
+                    .find(SweepRun::violated)
+                    .and_then(|run| run.verdict().cloned())
+            } else {
+                Some(emulate::emulate(&request)?)
+            };
+            rows.push(FaultRow {
+                arch,
+                lesson,
+                verdict,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// The faults' table.
+#[must_use]
+pub fn render_faults(rows: &[FaultRow]) -> String {
+    let mut out = String::from(
+        "
+Every fault under its lesson's verifier flags (docs/lessons/)
+
+",
+    );
+    let _ = writeln!(
+        out,
+        "{:<6} {:<18} {:<6} {:<10} {:<16} {:<5} expected",
+        "arch", "fault", "flags", "how", "bug check", "exit"
+    );
+    for row in rows {
+        let (bugcheck, exit) = row.verdict.as_ref().map_or_else(
+            || ("none".to_owned(), "-".to_owned()),
+            |verdict| {
+                (
+                    verdict.bugcheck.as_ref().map_or_else(
+                        || "none".into(),
+                        |bugcheck| {
+                            let index = row.lesson.expected.1;
+                            format!(
+                                "0x{:X} Arg{}=0x{:x}",
+                                bugcheck.code,
+                                index + 1,
+                                bugcheck.args.get(index).copied().unwrap_or(0)
+                            )
+                        },
+                    ),
+                    (verdict.exit_code() as u8).to_string(),
+                )
+            },
+        );
+        let _ = writeln!(
+            out,
+            "{:<6} {:<18} {:<6} {:<10} {:<16} {:<5} {}",
+            row.arch.to_string(),
+            row.lesson.fault.feature(),
+            row.lesson.flags.to_string(),
+            if row.lesson.fail_each {
+                "fail-each"
+            } else {
+                "run"
+            },
+            bugcheck,
+            exit,
+            if row.as_expected() { "yes" } else { "NO" }
+        );
+    }
+    out
 }
 
 /// Builds and emulates the four variants.

@@ -23,6 +23,10 @@ pub struct KdOptions {
     pub script: Option<PathBuf>,
     /// The Windows version the machine reports.
     pub os_version: Option<String>,
+    /// The verifier flags.
+    pub verifier_flags: harness_core::verifier::VerifierFlags,
+    /// The low resources simulation's seed (flag 0x4).
+    pub seed: u64,
     /// Instructions one run of the CPU may take before it counts as hung.
     pub max_instructions: u64,
     /// Wall-clock budget for the whole scenario.
@@ -73,40 +77,7 @@ impl KdError {
 /// # Errors
 /// The driver cannot be loaded on the emulated machine, or input/output failed.
 pub fn run(options: &KdOptions) -> Result<ExitCode, KdError> {
-    let (image, _) = emulate::load_checks(&options.driver)?;
-    let driver = harness_engines::native::prepare(&options.driver, &image)?;
-    let modules = driver.missing_modules();
-    if !modules.is_empty() {
-        return Err(CannotJudge {
-            driver: driver.file_name.clone(),
-            engine: Engine::Native,
-            gap: Gap::MissingModules { modules },
-            site: None,
-        }
-        .into());
-    }
-    let request = Request {
-        driver: options.driver.clone(),
-        engine: EngineKind::Native,
-        pool_hit_tag: None,
-        options: RunOptions {
-            fail_allocation: 0,
-            os_version: options.os_version.clone(),
-            max_instructions: options.max_instructions,
-            timeout: options.timeout,
-        },
-    };
-    let machine = emulate::native_options(&request)?;
-    let (pdb, pdb_problem) = session::load_pdb(&options.driver, &image);
-    let mut session = Session::new(
-        &driver,
-        pdb,
-        SessionOptions {
-            machine,
-            utc_offset_minutes: 0,
-            pdb_problem,
-        },
-    )?;
+    let mut session = open(options)?;
     match &options.script {
         Some(path) => {
             let bytes = harness_core::input::read_file(path, harness_core::input::MAX_TEXT_FILE)?;
@@ -127,4 +98,48 @@ pub fn run(options: &KdOptions) -> Result<ExitCode, KdError> {
         eprintln!("harness: {}: {reason}", options.driver.display());
     }
     Ok(session.exit_code())
+}
+
+/// A session on the driver, stopped before it loads.
+///
+/// # Errors
+/// The driver cannot be loaded on the emulated machine.
+pub fn open(options: &KdOptions) -> Result<Session, KdError> {
+    let (image, _) = emulate::load_checks(&options.driver)?;
+    let driver = harness_engines::native::prepare(&options.driver, &image)?;
+    let modules = driver.missing_modules();
+    if !modules.is_empty() {
+        return Err(CannotJudge {
+            driver: driver.file_name.clone(),
+            engine: Engine::Native,
+            gap: Gap::MissingModules { modules },
+            site: None,
+        }
+        .into());
+    }
+    let request = Request {
+        driver: options.driver.clone(),
+        engine: EngineKind::Native,
+        pool_hit_tag: None,
+        options: RunOptions {
+            fail_allocation: 0,
+            verifier_flags: options.verifier_flags,
+            seed: options.seed,
+            os_version: options.os_version.clone(),
+            max_instructions: options.max_instructions,
+            timeout: options.timeout,
+        },
+    };
+    emulate::check_flags(&request)?;
+    let machine = emulate::native_options(&request)?;
+    let (pdb, pdb_problem) = session::load_pdb(&options.driver, &image);
+    Ok(Session::new(
+        &driver,
+        pdb,
+        SessionOptions {
+            machine,
+            utc_offset_minutes: 0,
+            pdb_problem,
+        },
+    )?)
 }

@@ -5,4 +5,5 @@
 pub mod demo;
 pub mod error;
 pub mod kd;
+pub mod lesson;
 pub mod vm;

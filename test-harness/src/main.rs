@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use harness::error::CommandError;
-use harness::{demo, kd, vm};
-use harness_build::driver_build;
+use harness::{demo, kd, lesson, vm};
+use harness_build::driver_build::{self, Fault};
 use harness_core::arch::Arch;
 use harness_core::console::{emit, emit_line};
 use harness_core::nt::parse_tag;
 use harness_core::render;
 use harness_core::verdict::{ExitCode, Verdict};
+use harness_core::verifier::VerifierFlags;
 use harness_engines::emulate;
 use harness_engines::emulate::{EngineKind, Request};
 use harness_engines::engine::RunOptions;
@@ -60,16 +61,21 @@ enum Command {
         /// Architecture to build for.
         #[arg(long, value_enum, default_value = "x64")]
         arch: Arch,
-        /// Build with `leak-on-unload`: the unload routine skips the free.
-        #[arg(long)]
+        /// Build with `leak-on-unload`: the unload routine skips the free
+        /// (short for `--fault leak-on-unload`).
+        #[arg(long, conflicts_with = "fault")]
         leak: bool,
+        /// Build with one fault feature (see docs/lessons/): leak-on-unload,
+        /// double-free, paged-at-dispatch or leak-on-error.
+        #[arg(long, value_name = "NAME", value_parser = parse_fault)]
+        fault: Option<Fault>,
         /// Also test-sign a copy (SHA-256 Authenticode, osslsigncode) with the
         /// harness's test certificate, into `<arch>-<variant>-signed/`; prints
         /// the certificate's path before the .sys path.
         #[arg(long)]
         sign: bool,
     },
-    /// Run a driver's DriverEntry and unload routine under emulated pool
+    /// Run a driver's `DriverEntry` and unload routine under emulated pool
     /// tracking and print the verdict.
     #[command(after_help = EXIT_CODES)]
     Emulate {
@@ -97,6 +103,17 @@ enum Command {
         /// run gives that; else 0. --json: one object per line.
         #[arg(long, conflicts_with = "fail_allocation")]
         fail_each: bool,
+        /// The seed of the low resources simulation (verifier flag 0x4): the
+        /// same seed fails the same allocations.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        seed: u64,
+        /// Driver Verifier's flags, as `verifier /flags` takes them (hex):
+        /// 0x8 pool tracking (the walkthrough's), 0x1 special pool, 0x2 Force
+        /// IRQL checking, 0x4 low resources simulation (native engine); the
+        /// automatic checks apply whatever is set. A flag the engine does not
+        /// apply exits 2.
+        #[arg(long, value_name = "FLAGS", default_value = "0x8", value_parser = VerifierFlags::parse)]
+        verifier_flags: VerifierFlags,
         /// Windows version the emulated kernel reports (native and
         /// Speakeasy; default 6.1.7601, the walkthrough's Windows 7 SP1).
         #[arg(long, value_name = "X.Y.B", value_parser = parse_version)]
@@ -150,6 +167,30 @@ enum Command {
         /// the walkthrough's Windows 7 SP1).
         #[arg(long, value_name = "X.Y.B", value_parser = parse_version)]
         os_version: Option<String>,
+        /// Driver Verifier's flags, as `verifier /flags` takes them (hex):
+        /// 0x8 pool tracking (the walkthrough's), 0x1 special pool, 0x2 Force
+        /// IRQL checking, 0x4 low resources simulation (native engine); the
+        /// automatic checks apply whatever is set. A flag the engine does not
+        /// apply exits 2.
+        #[arg(long, value_name = "FLAGS", default_value = "0x8", value_parser = VerifierFlags::parse)]
+        verifier_flags: VerifierFlags,
+        /// The seed of the low resources simulation (verifier flag 0x4).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        seed: u64,
+    },
+    /// A lesson of docs/lessons/ as a guided kd session on the emulated
+    /// machine: builds the fault, sets the lesson's verifier flags, then
+    /// reads kd commands from stdin (a terminal or a script), one step at a
+    /// time; `hint` prints the next command. Exit 0 when the lesson is
+    /// complete, 1 when the input ends first.
+    Lesson {
+        /// The lesson: leak-on-unload, double-free, paged-at-dispatch,
+        /// leak-on-error, overrun or read-after-free.
+        #[arg(value_parser = parse_lesson)]
+        name: String,
+        /// The build's architecture.
+        #[arg(long, value_enum, default_value = "x86")]
+        arch: Arch,
     },
     /// Provision the pinned Speakeasy virtualenv, build samplectl.exe and make
     /// the Wine engine's prefix (when Wine is installed) now, instead of on
@@ -166,9 +207,17 @@ struct VmArgs {
     /// The driver; without it the portable build for --arch is used.
     #[arg(long, value_name = "PATH.sys")]
     driver: Option<PathBuf>,
-    /// Use the leak-on-unload build (when --driver is not given).
-    #[arg(long)]
+    /// Use the leak-on-unload build (when --driver is not given; short for
+    /// `--fault leak-on-unload`).
+    #[arg(long, conflicts_with = "fault")]
     leak: bool,
+    /// Use the build with this fault (when --driver is not given).
+    #[arg(long, value_name = "NAME", value_parser = parse_fault, conflicts_with = "driver")]
+    fault: Option<Fault>,
+    /// The flags for the guest's `verifier /flags` (hex; default 0x8, the
+    /// walkthrough's pool tracking).
+    #[arg(long, value_name = "FLAGS", default_value = "0x8", value_parser = VerifierFlags::parse)]
+    verifier_flags: VerifierFlags,
     /// Do not test-sign an unsigned x64 driver (64-bit Windows then refuses
     /// it with error 577). A driver that is already signed is never re-signed.
     #[arg(long)]
@@ -229,6 +278,31 @@ fn parse_host(text: &str) -> Result<String, vm::TransportError> {
     Ok(text.to_owned())
 }
 
+/// A lesson's name (its fault feature).
+fn parse_lesson(name: &str) -> Result<String, String> {
+    lesson::find(name).map(|_| name.to_owned()).ok_or_else(|| {
+        let names: Vec<&str> = lesson::LESSONS
+            .iter()
+            .map(|lesson| lesson.fault.feature())
+            .collect();
+        format!(
+            "'{name}' is not a lesson; the lessons are {}",
+            names.join(", ")
+        )
+    })
+}
+
+/// A fault feature's name (`double-free`).
+fn parse_fault(name: &str) -> Result<Fault, String> {
+    Fault::from_feature(name).ok_or_else(|| {
+        let names: Vec<&str> = Fault::ALL.iter().map(|fault| fault.feature()).collect();
+        format!(
+            "'{name}' is not a fault; the faults are {}",
+            names.join(", ")
+        )
+    })
+}
+
 fn parse_version(text: &str) -> Result<String, BadVersion> {
     let parts: Vec<&str> = text.split('.').collect();
     if parts.len() == 3 && parts.iter().all(|part| part.parse::<u32>().is_ok()) {
@@ -275,20 +349,16 @@ fn usage_error(usage: &clap::Error) -> std::process::ExitCode {
 
 fn run(command: Command) -> Result<ExitCode, CommandError> {
     match command {
-        Command::Build { arch, leak, sign } => {
-            let sys = if sign {
-                let signed = driver_build::build_signed(arch, leak)?;
-                emit_line(&format!(
-                    "harness: test certificate (import it on the guest): {}",
-                    signed.certificate.display()
-                ))?;
-                signed.sys
-            } else {
-                driver_build::build(arch, leak)?.sys
-            };
-            emit_line(&sys.display().to_string())?;
-            Ok(ExitCode::Clean)
-        }
+        Command::Build {
+            arch,
+            leak,
+            fault,
+            sign,
+        } => run_build(
+            arch,
+            fault.or_else(|| leak.then_some(Fault::LeakOnUnload)),
+            sign,
+        ),
         Command::Emulate {
             driver,
             engine,
@@ -296,6 +366,8 @@ fn run(command: Command) -> Result<ExitCode, CommandError> {
             pool_hit_tag,
             fail_allocation,
             fail_each,
+            seed,
+            verifier_flags,
             os_version,
             max_instructions,
             timeout,
@@ -306,6 +378,8 @@ fn run(command: Command) -> Result<ExitCode, CommandError> {
                 pool_hit_tag,
                 options: RunOptions {
                     fail_allocation: fail_allocation.unwrap_or(0),
+                    verifier_flags,
+                    seed,
                     os_version,
                     max_instructions,
                     timeout: Duration::from_secs(timeout.max(1)),
@@ -326,12 +400,18 @@ fn run(command: Command) -> Result<ExitCode, CommandError> {
             Ok(verdict.exit_code())
         }
         Command::Vm(args) => run_vm(*args),
+        Command::Lesson { name, arch } => lesson::find(&name).map_or_else(
+            || Err(CommandError::Usage(format!("no lesson '{name}'"))),
+            |found| lesson::run(found, arch),
+        ),
         Command::Kd {
             driver,
             arch,
             leak,
             script,
             os_version,
+            verifier_flags,
+            seed,
         } => {
             let driver = match (driver, arch) {
                 (Some(driver), _) => driver,
@@ -346,6 +426,8 @@ fn run(command: Command) -> Result<ExitCode, CommandError> {
                 driver,
                 script,
                 os_version,
+                verifier_flags,
+                seed,
                 max_instructions: 5_000_000,
                 timeout: Duration::from_mins(1),
             };
@@ -357,16 +439,40 @@ fn run(command: Command) -> Result<ExitCode, CommandError> {
             emit_line(&python.display().to_string())?;
             Ok(ExitCode::Clean)
         }
-        Command::Demo => {
-            let rows = demo::run()?;
-            emit(&demo::render(&rows))?;
-            Ok(if rows.iter().all(demo::Row::as_expected) {
-                ExitCode::Clean
-            } else {
-                ExitCode::Unexpected
-            })
-        }
+        Command::Demo => run_demo(),
     }
+}
+
+/// `harness demo`: the walkthrough's four builds, then every fault.
+fn run_demo() -> Result<ExitCode, CommandError> {
+    let rows = demo::run()?;
+    emit(&demo::render(&rows))?;
+    let faults = demo::run_faults()?;
+    emit(&demo::render_faults(&faults))?;
+    Ok(
+        if rows.iter().all(demo::Row::as_expected) && faults.iter().all(demo::FaultRow::as_expected)
+        {
+            ExitCode::Clean
+        } else {
+            ExitCode::Unexpected
+        },
+    )
+}
+
+/// `harness build`: the portable driver, optionally test-signed.
+fn run_build(arch: Arch, fault: Option<Fault>, sign: bool) -> Result<ExitCode, CommandError> {
+    let sys = if sign {
+        let signed = driver_build::build_signed(arch, fault)?;
+        emit_line(&format!(
+            "harness: test certificate (import it on the guest): {}",
+            signed.certificate.display()
+        ))?;
+        signed.sys
+    } else {
+        driver_build::build_fault(arch, fault)?.sys
+    };
+    emit_line(&sys.display().to_string())?;
+    Ok(ExitCode::Clean)
 }
 
 fn run_vm(args: VmArgs) -> Result<ExitCode, CommandError> {
@@ -374,6 +480,8 @@ fn run_vm(args: VmArgs) -> Result<ExitCode, CommandError> {
         host,
         driver,
         leak,
+        fault,
+        verifier_flags,
         no_sign,
         arch,
         samplectl,
@@ -388,9 +496,10 @@ fn run_vm(args: VmArgs) -> Result<ExitCode, CommandError> {
         record,
         json,
     } = args;
+    let fault = fault.or_else(|| leak.then_some(Fault::LeakOnUnload));
     let driver = match driver {
         Some(driver) => driver,
-        None => driver_build::build(arch, leak)?.sys,
+        None => driver_build::build_fault(arch, fault)?.sys,
     };
     let image = harness_core::pe::PeImage::read(&driver)?;
     let arch =
@@ -417,6 +526,7 @@ fn run_vm(args: VmArgs) -> Result<ExitCode, CommandError> {
         kd_timeout: Duration::from_secs(kd_timeout),
         kd_script,
         poll: Duration::from_secs(5),
+        verifier_flags,
     };
     let mut ssh = vm::Ssh {
         target: host,

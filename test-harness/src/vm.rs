@@ -414,6 +414,8 @@ pub struct VmOptions {
     pub kd_script: Option<PathBuf>,
     /// Pause between polls.
     pub poll: Duration,
+    /// The flags for `verifier /flags` (the walkthrough's 0x8 by default).
+    pub verifier_flags: harness_core::verifier::VerifierFlags,
 }
 
 /// How the guest's service and verifier are driven.
@@ -585,7 +587,10 @@ impl Run<'_> {
                 Action::Stop => format!("{samplectl} stop --name {SERVICE}"),
                 Action::Uninstall => format!("{samplectl} uninstall --name {SERVICE}"),
                 Action::VerifierEnable => {
-                    format!("{samplectl} verifier enable --flags 0x8 --driver {image}")
+                    format!(
+                        "{samplectl} verifier enable --flags {} --driver {image}",
+                        self.options.verifier_flags
+                    )
                 }
                 Action::VerifierDisable => format!("{samplectl} verifier disable"),
             },
@@ -598,7 +603,10 @@ impl Run<'_> {
                 // The stop is only a precaution (the test stopped it, or it
                 // never started); the delete is what restores the guest.
                 Action::Uninstall => format!("sc delete {SERVICE}"),
-                Action::VerifierEnable => format!("verifier /flags 0x8 /driver {image}"),
+                Action::VerifierEnable => format!(
+                    "verifier /flags {} /driver {image}",
+                    self.options.verifier_flags
+                ),
                 Action::VerifierDisable => "verifier /reset".to_owned(),
             },
         }
@@ -896,7 +904,11 @@ impl Run<'_> {
         let image = self.image_name();
         self.say(
             2,
-            &format!("enabling Driver Verifier pool tracking (0x8) for {image} and rebooting"),
+            &format!(
+                "enabling Driver Verifier flags {} ({}) for {image} and rebooting",
+                self.options.verifier_flags,
+                self.options.verifier_flags.names()
+            ),
         );
         let enable = self.control(Action::VerifierEnable);
         self.verifier_set = true;

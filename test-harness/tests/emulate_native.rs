@@ -159,7 +159,10 @@ fn a_thousand_runs_in_one_process() {
             .count();
         assert_eq!(leaks, 1, "run {run}");
         assert!(
-            matches!(events.last(), Some(Event::UnloadReturn | Event::End)),
+            matches!(
+                events.last(),
+                Some(Event::UnloadReturn | Event::WorkerReturn { .. } | Event::End)
+            ),
             "run {run}: {:?}",
             events.last()
         );

@@ -13,6 +13,7 @@ mod emulate_native;
 mod emulate_sample;
 mod engine_gaps;
 mod engines_agree;
+mod faults;
 mod hostile;
 mod kd;
 mod kd_mutation;

@@ -828,6 +828,7 @@ fn options_for(dir: &Path, driver: Driver, name: &str, revert_marker: Option<&Pa
         kd_timeout: Duration::from_secs(5),
         kd_script: None,
         poll: Duration::ZERO,
+        verifier_flags: harness_core::verifier::VerifierFlags::default(),
     }
 }
 
@@ -1133,6 +1134,23 @@ fn the_verifier_must_be_active_not_just_set() {
         assert!(guest.never_ran("querysettings"));
         assert!(restored(&guest));
     }
+}
+
+/// `--verifier-flags` reaches the guest's verifier.exe as given.
+#[test]
+fn the_verifier_flags_reach_verifier_exe() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut guest = FakeGuest::windows_7(true);
+    let mut options = options(dir.path(), None);
+    options.verifier_flags = harness_core::verifier::VerifierFlags(0xa);
+    let (_, progress) = run(&mut guest, &options);
+    guest.ran("verifier /flags 0xa /driver Sample.sys");
+    assert!(
+        progress
+            .iter()
+            .any(|line| line.contains("flags 0xa (Force IRQL checking, Pool tracking)")),
+        "{progress:?}"
+    );
 }
 
 #[test]
@@ -1549,6 +1567,9 @@ enum Entry {
         kd: Option<String>,
         symbols: Option<String>,
         kd_script: Option<String>,
+        /// Absent in transcripts from before `--verifier-flags`: 0x8.
+        #[serde(default)]
+        verifier_flags: harness_core::verifier::VerifierFlags,
     },
     Run {
         command: String,
@@ -1672,6 +1693,7 @@ fn replay_options(dir: &Path, entries: &[Entry]) -> Option<VmOptions> {
         kd: Some(kd),
         symbols: Some(symbols),
         kd_script,
+        verifier_flags,
     }) = entries.first()
     else {
         return None;
@@ -1689,6 +1711,7 @@ fn replay_options(dir: &Path, entries: &[Entry]) -> Option<VmOptions> {
         kd_timeout: Duration::from_mins(5),
         kd_script: kd_script.as_ref().map(|name| dir.join(name)),
         poll: Duration::ZERO,
+        verifier_flags: *verifier_flags,
     })
 }
 

@@ -3,12 +3,16 @@
 
 pub mod debug_print;
 mod intrinsics;
+#[cfg(feature = "paged-at-dispatch")]
+mod irql;
 mod ntoskrnl;
 mod panic;
 mod types;
 
 use core::ffi::CStr;
 
+#[cfg(feature = "paged-at-dispatch")]
+pub use irql::{DISPATCH_LEVEL, KeLowerIrql, KeRaiseIrql};
 pub use ntoskrnl::{ExAllocatePoolWithTag, ExFreePoolWithTag, RtlCopyUnicodeString, RtlGetVersion};
 pub use types::{
     DRIVER_OBJECT, NTSTATUS, PagedPool, RTL_OSVERSIONINFOW, STATUS_INSUFFICIENT_RESOURCES,

@@ -97,6 +97,7 @@ impl<'a> Recorder<'a> {
             "kd": options.kd,
             "symbols": options.symbols,
             "kd_script": options.kd_script.as_deref().and_then(name),
+            "verifier_flags": options.verifier_flags,
         }));
         Ok(recorder)
     }

@@ -43,7 +43,14 @@ static KIRQL KeGetCurrentIrql(void) {
     __asm__ volatile("movq %%cr8, %0" : "=r"(irql));
     return (KIRQL)irql;
 }
+/* And KeRaiseIrql writes it. */
+static void RaiseIrql(KIRQL level) {
+    unsigned long long value = level;
+    __asm__ volatile("movq %0, %%cr8" : : "r"(value));
+}
 #else
+__declspec(dllimport) KIRQL __fastcall KfRaiseIrql(KIRQL level);
+#define RaiseIrql(level) KfRaiseIrql(level)
 __declspec(dllimport) KIRQL __stdcall KeGetCurrentIrql(void);
 /* x86: the WDK's KeAcquireSpinLock is hal.dll's fastcall KfAcquireSpinLock. */
 __declspec(dllimport) KIRQL __fastcall KfAcquireSpinLock(KSPIN_LOCK *lock);
@@ -114,5 +121,9 @@ __declspec(dllexport) NTSTATUS __stdcall DriverEntry(DRIVER_OBJECT *driver, UNIC
     DbgPrint("irql inside the lock %d, after %d, count %u, %s %I64x %-4s|\n", inside, KeGetCurrentIrql(),
         global->count, "ok", 0x1122334455667788ULL, "ab");
     driver->DriverUnload = Unload;
+#if defined(VARIANT_RAISED_RETURN)
+    /* Returns to the I/O manager's worker thread at IRQL 15. */
+    RaiseIrql(15);
+#endif
     return STATUS_SUCCESS;
 }

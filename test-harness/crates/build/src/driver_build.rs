@@ -11,6 +11,54 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use harness_core::arch::Arch;
 
+/// The driver's fault features (docs/lessons/): one bug each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The unload routine skips the free.
+    LeakOnUnload,
+    /// The unload routine frees the copy twice.
+    DoubleFree,
+    /// `DriverEntry` allocates the paged copy at `DISPATCH_LEVEL`.
+    PagedAtDispatch,
+    /// `DriverEntry`'s error path after a second allocation forgets the first.
+    LeakOnError,
+    /// `DriverEntry` writes the copy's terminator past its end.
+    Overrun,
+    /// The unload routine reads the copy after freeing it.
+    ReadAfterFree,
+}
+
+impl Fault {
+    /// Every fault, in the lessons' order.
+    pub const ALL: [Self; 6] = [
+        Self::LeakOnUnload,
+        Self::DoubleFree,
+        Self::PagedAtDispatch,
+        Self::LeakOnError,
+        Self::Overrun,
+        Self::ReadAfterFree,
+    ];
+
+    /// The cargo feature (and `--fault` name).
+    #[must_use]
+    pub const fn feature(self) -> &'static str {
+        match self {
+            Self::LeakOnUnload => "leak-on-unload",
+            Self::DoubleFree => "double-free",
+            Self::PagedAtDispatch => "paged-at-dispatch",
+            Self::LeakOnError => "leak-on-error",
+            Self::Overrun => "overrun",
+            Self::ReadAfterFree => "read-after-free",
+        }
+    }
+
+    /// The fault a feature name names.
+    #[must_use]
+    pub fn from_feature(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|fault| fault.feature() == name)
+    }
+}
+
 /// A built driver and its symbols.
 #[derive(Debug, Clone)]
 pub struct BuiltDriver {
@@ -95,12 +143,27 @@ pub fn workspace_root() -> PathBuf {
 /// # Errors
 /// A missing toolchain piece or a failed build.
 pub fn build(arch: Arch, leak: bool) -> Result<BuiltDriver, BuildError> {
+    build_fault(arch, leak.then_some(Fault::LeakOnUnload))
+}
+
+/// Builds the portable driver for `arch` with one fault feature, or none.
+///
+/// # Errors
+/// A missing toolchain piece or a failed build.
+pub fn build_fault(arch: Arch, fault: Option<Fault>) -> Result<BuiltDriver, BuildError> {
     let root = workspace_root();
-    let variant = format!("{arch}-{}", if leak { "leak" } else { "clean" });
+    let leak = fault == Some(Fault::LeakOnUnload);
+    // The leak keeps its directory name (`x64-leak`), which scripts know.
+    let variant = match fault {
+        None => format!("{arch}-clean"),
+        Some(Fault::LeakOnUnload) => format!("{arch}-leak"),
+        Some(other) => format!("{arch}-{}", other.feature()),
+    };
     let triple = arch.triple();
     let mut features = String::from("portable");
-    if leak {
-        features.push_str(",leak-on-unload");
+    if let Some(fault) = fault {
+        features.push(',');
+        features.push_str(fault.feature());
     }
     let linker = format!("target.{triple}.linker=\"rust-lld\"");
     let args = [
@@ -256,10 +319,14 @@ pub struct SignedDriver {
 ///
 /// # Errors
 /// The build failed, or openssl/osslsigncode are missing or failed.
-pub fn build_signed(arch: Arch, leak: bool) -> Result<SignedDriver, BuildError> {
-    let built = build(arch, leak)?;
+pub fn build_signed(arch: Arch, fault: Option<Fault>) -> Result<SignedDriver, BuildError> {
+    let built = build_fault(arch, fault)?;
     let certificate = crate::signing::test_certificate()?;
-    let variant = format!("{arch}-{}-signed", if leak { "leak" } else { "clean" });
+    let variant = match fault {
+        None => format!("{arch}-clean-signed"),
+        Some(Fault::LeakOnUnload) => format!("{arch}-leak-signed"),
+        Some(other) => format!("{arch}-{}-signed", other.feature()),
+    };
     let out = workspace_root()
         .join("target")
         .join("drivers")

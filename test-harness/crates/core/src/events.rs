@@ -12,7 +12,7 @@ use crate::verdict::{FaultKind, Limit};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
-    /// In DriverEntry.
+    /// In `DriverEntry`.
     Entry,
     /// In the unload routine.
     Unload,
@@ -94,7 +94,7 @@ pub enum Event {
         image_base: u64,
         /// Its size in memory.
         image_size: u64,
-        /// Address of DriverEntry.
+        /// Address of `DriverEntry`.
         entry_point: u64,
     },
     /// The driver object the engine created (its DriverName is bug check
@@ -130,6 +130,10 @@ pub enum Event {
         /// The failure was injected (`--fail-allocation`).
         #[serde(default)]
         injected_failure: bool,
+        /// The IRQL the driver called at, where the engine knows it (the
+        /// verifier's automatic IRQL checks need it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        irql: Option<u8>,
     },
     /// Text passed to DbgPrint (may hold several lines, or part of one).
     DebugPrint {
@@ -157,7 +161,7 @@ pub enum Event {
         /// Return address in the driver.
         caller: u64,
     },
-    /// DriverEntry returned.
+    /// `DriverEntry` returned.
     EntryReturn {
         /// The NTSTATUS.
         status: u32,
@@ -166,6 +170,26 @@ pub enum Event {
     },
     /// The unload routine returned.
     UnloadReturn,
+    /// Special pool found the bytes around a block changed when the driver
+    /// freed it (the slack after its end, or the fill before its start).
+    SpecialPoolCorrupted {
+        /// The block being freed.
+        address: u64,
+        /// The first changed byte.
+        corrupted: u64,
+    },
+    /// A system worker thread got control back from its work item (the
+    /// I/O manager's load or unload of the driver) at this IRQL.
+    WorkerReturn {
+        /// The IRQL it returned at.
+        irql: u8,
+        /// The work item's routine (`nt!IopLoadUnloadDriver`).
+        routine: u64,
+        /// The work item's parameter.
+        parameter: u64,
+        /// The work item.
+        work_item: u64,
+    },
     /// The CPU faulted.
     Fault {
         /// When.

@@ -26,6 +26,7 @@ pub mod symbols;
 pub mod tracker;
 pub mod types;
 pub mod verdict;
+pub mod verifier;
 pub mod wdm;
 
 use std::path::{Path, PathBuf};

@@ -20,10 +20,28 @@ pub(crate) const PAGE_FAULT_IN_NONPAGED_AREA: u32 = 0x50;
 /// wdk-panic's bug check code, "RPNC".
 pub(crate) const RUST_PANIC: u32 = 0x5250_4E43;
 
+/// `SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION`.
+pub const SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION: u32 = 0xC1;
+/// `DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL`.
+pub const DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL: u32 = 0xD5;
+/// `DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION`.
+pub const DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION: u32 = 0xD6;
+
+/// `WORKER_THREAD_RETURNED_AT_BAD_IRQL`.
+pub const WORKER_THREAD_RETURNED_AT_BAD_IRQL: u32 = 0xE1;
+
 /// 0xC4's Arg1 values the pool tracker raises.
 pub mod c4 {
     /// A zero-byte allocation.
     pub(crate) const ZERO_BYTES: u64 = 0x00;
+    /// Paged pool allocated above `APC_LEVEL`.
+    pub const PAGED_ALLOC_ABOVE_APC: u64 = 0x01;
+    /// Nonpaged pool allocated above `DISPATCH_LEVEL`.
+    pub(crate) const NONPAGED_ALLOC_ABOVE_DISPATCH: u64 = 0x02;
+    /// Paged pool freed above `APC_LEVEL`.
+    pub(crate) const PAGED_FREE_ABOVE_APC: u64 = 0x11;
+    /// Nonpaged pool freed above `DISPATCH_LEVEL`.
+    pub(crate) const NONPAGED_FREE_ABOVE_DISPATCH: u64 = 0x12;
     /// Freeing an address no allocation returned.
     pub(crate) const FREE_UNALLOCATED: u64 = 0x10;
     /// Freeing pool already freed.
@@ -124,10 +142,13 @@ pub const fn bugcheck_name(code: u32) -> &'static str {
         PAGE_FAULT_IN_NONPAGED_AREA => "PAGE_FAULT_IN_NONPAGED_AREA",
         SYSTEM_THREAD_EXCEPTION_NOT_HANDLED => "SYSTEM_THREAD_EXCEPTION_NOT_HANDLED",
         ATTEMPTED_WRITE_TO_READONLY_MEMORY => "ATTEMPTED_WRITE_TO_READONLY_MEMORY",
-        0xC1 => "SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION",
+        SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION => "SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION",
         0xC2 => "BAD_POOL_CALLER",
         DRIVER_VERIFIER_DETECTED_VIOLATION => "DRIVER_VERIFIER_DETECTED_VIOLATION",
         0xD1 => "DRIVER_IRQL_NOT_LESS_OR_EQUAL",
+        DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL => "DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL",
+        DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION => "DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION",
+        WORKER_THREAD_RETURNED_AT_BAD_IRQL => "WORKER_THREAD_RETURNED_AT_BAD_IRQL",
         0x139 => "KERNEL_SECURITY_CHECK_FAILURE",
         RUST_PANIC => "RUST_PANIC (wdk-panic \"RPNC\")",
         _ => "UNKNOWN_BUGCHECK",
@@ -140,6 +161,31 @@ pub const fn bugcheck_description(code: u32, arg1: u64) -> &'static str {
     match (code, arg1) {
         (DRIVER_VERIFIER_DETECTED_VIOLATION, c4::ZERO_BYTES) => {
             "The driver requested a zero-byte pool allocation."
+        }
+        // The causes as the 0xC4 page words them.
+        (DRIVER_VERIFIER_DETECTED_VIOLATION, c4::PAGED_ALLOC_ABOVE_APC) => {
+            "The driver attempted to allocate paged memory with IRQL > APC_LEVEL."
+        }
+        (DRIVER_VERIFIER_DETECTED_VIOLATION, c4::NONPAGED_ALLOC_ABOVE_DISPATCH) => {
+            "The driver attempted to allocate nonpaged memory with IRQL > DISPATCH_LEVEL."
+        }
+        (DRIVER_VERIFIER_DETECTED_VIOLATION, c4::PAGED_FREE_ABOVE_APC) => {
+            "The driver attempted to free paged pool with IRQL > APC_LEVEL."
+        }
+        (DRIVER_VERIFIER_DETECTED_VIOLATION, c4::NONPAGED_FREE_ABOVE_DISPATCH) => {
+            "The driver attempted to free nonpaged pool with IRQL > DISPATCH_LEVEL."
+        }
+        (SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION, _) => {
+            "Special pool found the bytes around a block changed when it was freed."
+        }
+        (DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL, _) => {
+            "A driver referenced memory which was earlier freed (special pool)."
+        }
+        (DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION, _) => {
+            "A driver accessed memory beyond the end of its special pool allocation."
+        }
+        (WORKER_THREAD_RETURNED_AT_BAD_IRQL, _) => {
+            "A worker thread's routine returned at a raised IRQL (Arg1: the worker routine, Arg2: the IRQL)."
         }
         (DRIVER_VERIFIER_DETECTED_VIOLATION, c4::FREE_UNALLOCATED) => {
             "A driver attempted to free pool which was not allocated."
@@ -231,7 +277,7 @@ impl PoolType {
 
     /// Whether blocks of this type are pageable; `None` when unknown.
     #[must_use]
-    pub(crate) const fn is_paged(self) -> Option<bool> {
+    pub const fn is_paged(self) -> Option<bool> {
         match self {
             Self::PagedPool | Self::PagedPoolCacheAligned => Some(true),
             Self::NonPagedPool

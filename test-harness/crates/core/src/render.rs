@@ -6,6 +6,7 @@ use std::fmt::Write;
 use crate::arch::Arch;
 use crate::nt;
 use crate::verdict::{BugCheck, Engine, Outcome, PoolStats, Verdict};
+use crate::verifier::VerifierFlags;
 
 /// What starts each line of the driver's debug output in a report, so
 /// that `analyze` never reads a driver's DbgPrint (a fake `*** Fatal
@@ -24,10 +25,12 @@ pub fn report(verdict: &Verdict) -> String {
         verdict
             .arch
             .map_or_else(|| "arch unknown".into(), |arch| arch.to_string()),
-        if verdict.verifier {
-            " under Driver Verifier pool tracking (0x8)"
-        } else {
-            ""
+        match verdict.verifier_flags {
+            Some(flags) if flags != VerifierFlags::default() => {
+                format!(" under Driver Verifier flags {flags} ({})", flags.names())
+            }
+            _ if verdict.verifier => " under Driver Verifier pool tracking (0x8)".to_owned(),
+            _ => String::new(),
         },
         verdict.engine
     );
@@ -184,22 +187,10 @@ pub fn fatal_error(bugcheck: &BugCheck, arch: Arch) -> String {
     )
 }
 
-/// `!analyze -v`'s bug check section: the name, the arguments and the
-/// `BUGCHECK_*` fields (x86 values sign-extended, as kd keeps them).
-#[must_use]
-pub fn bugcheck_analysis(bugcheck: &BugCheck, verdict: &Verdict, arch: Arch) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "{} ({:x})", bugcheck.name, bugcheck.code);
-    if bugcheck.code == 0xC4 {
-        out.push_str(
-            "A device driver attempting to corrupt the system has been caught.  This is\n\
-             because the driver was specified in the registry as being suspect (by the\n\
-             administrator) and the kernel has enabled substantial checking of this driver.\n\
-             If the driver attempts to corrupt the system, bugchecks 0xC4, 0xC1 and 0xA will\n\
-             be among the most commonly seen crashes.\n",
-        );
-    }
-    let arg_notes: [&str; 4] = match (bugcheck.code, bugcheck.args[0]) {
+/// What `!analyze -v` says after each argument: the bug check page's
+/// parameter descriptions.
+const fn argument_notes(bugcheck: &BugCheck) -> [&str; 4] {
+    match (bugcheck.code, bugcheck.args[0]) {
         (0xC4, 0x62) => [
             bugcheck.description.as_str(),
             "name of the driver having the issue.",
@@ -207,6 +198,39 @@ pub fn bugcheck_analysis(bugcheck: &BugCheck, verdict: &Verdict, arch: Arch) -> 
             "total # of (paged+nonpaged) allocations that weren't freed.",
         ],
         (0xC4, 0x10) => [bugcheck.description.as_str(), "bad address.", "0", "0"],
+        // The 0xC4 page's parameter columns.
+        (0xC4, 0x01 | 0x02) => [
+            bugcheck.description.as_str(),
+            "current IRQL.",
+            "pool type.",
+            "size of allocation, in bytes.",
+        ],
+        (0xC4, 0x11 | 0x12) => [
+            bugcheck.description.as_str(),
+            "current IRQL.",
+            "pool type.",
+            "address of pool.",
+        ],
+        // The 0xC1, 0xD5 and 0xD6 pages' parameters.
+        (0xC1, _) => [
+            "address that the driver tried to free.",
+            "address where bits are corrupted.",
+            "reserved.",
+            "0x24: bytes after the end of the allocation were overwritten; 0x23: bytes nearby in the same page.",
+        ],
+        (0xD5 | 0xD6, _) => [
+            "memory address referenced.",
+            "0: read, 1: write.",
+            "address that referenced memory.",
+            "reserved.",
+        ],
+        // The 0xE1 page's parameters (debugger/bug-check-0xe1--worker-thread-returned-at-bad-irql.md).
+        (0xE1, _) => [
+            "address of the worker routine (ln on it finds the driver).",
+            "IRQL that the worker thread returned at.",
+            "work item parameter.",
+            "work item address.",
+        ],
         (0xC4, 0x13 | 0x14) => [
             bugcheck.description.as_str(),
             "reserved.",
@@ -226,7 +250,25 @@ pub fn bugcheck_analysis(bugcheck: &BugCheck, verdict: &Verdict, arch: Arch) -> 
             "(reserved)",
         ],
         _ => [bugcheck.description.as_str(), "", "", ""],
-    };
+    }
+}
+
+/// `!analyze -v`'s bug check section: the name, the arguments and the
+/// `BUGCHECK_*` fields (x86 values sign-extended, as kd keeps them).
+#[must_use]
+pub fn bugcheck_analysis(bugcheck: &BugCheck, verdict: &Verdict, arch: Arch) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{} ({:x})", bugcheck.name, bugcheck.code);
+    if bugcheck.code == 0xC4 {
+        out.push_str(
+            "A device driver attempting to corrupt the system has been caught.  This is\n\
+             because the driver was specified in the registry as being suspect (by the\n\
+             administrator) and the kernel has enabled substantial checking of this driver.\n\
+             If the driver attempts to corrupt the system, bugchecks 0xC4, 0xC1 and 0xA will\n\
+             be among the most commonly seen crashes.\n",
+        );
+    }
+    let arg_notes = argument_notes(bugcheck);
     out.push_str("Arguments:\n");
     for (index, (arg, note)) in bugcheck.args.iter().zip(arg_notes).enumerate() {
         let _ = writeln!(out, "Arg{}: {}, {note}", index + 1, arch.address(*arg));
@@ -270,7 +312,7 @@ pub fn pool_counters(stats: &PoolStats) -> String {
     for (label, value) in [
         ("Pool Allocations Attempted            ", stats.attempted),
         ("Pool Allocations Succeeded            ", stats.succeeded),
-        ("Pool Allocations Succeeded SpecialPool", 0),
+        ("Pool Allocations Succeeded SpecialPool", stats.special),
         ("Pool Allocations With NO TAG          ", stats.no_tag),
         ("Pool Allocations Failed               ", stats.failed),
     ] {

@@ -1,18 +1,36 @@
-//! Driver Verifier's pool tracking (flag 0x8), applied to a driver's events.
+//! Driver Verifier's pool checks, applied to a driver's events: the automatic
+//! checks (whatever flags are set) and pool tracking (flag 0x8).
 //!
 //! This is the one place the rules live; every engine feeds it, event by
 //! event, and the debugger asks it for the verdict of the run so far.
 //!
-//! Rules, after Microsoft's bug check 0xC4 documentation:
+//! Rules, after Microsoft's bug check 0xC4 documentation
+//! (MicrosoftDocs/windows-driver-docs, debugger/bug-check-0xc4--driver-verifier-detected-violation.md;
+//! the IRQL ones are automatic checks, devtest/automatic-checks.md):
 //! - a zero-byte allocation: 0xC4 / 0x00;
+//! - allocating paged pool above `APC_LEVEL`: 0xC4 / 0x01 (Arg2 IRQL, Arg3
+//!   pool type, Arg4 size); nonpaged above `DISPATCH_LEVEL`: 0xC4 / 0x02;
+//! - freeing paged pool above `APC_LEVEL`: 0xC4 / 0x11 (Arg2 IRQL, Arg3 pool
+//!   type, Arg4 address); nonpaged above `DISPATCH_LEVEL`: 0xC4 / 0x12;
 //! - freeing an address no allocation returned: 0xC4 / 0x10;
 //! - freeing pool already freed: 0xC4 / 0x13;
 //! - allocations outstanding when the image unloads (after the unload routine,
-//!   or after a failed DriverEntry): 0xC4 / 0x62, Arg4 = their count;
+//!   or after a failed `DriverEntry`): 0xC4 / 0x62, Arg4 = their count;
 //! - a CPU fault at an instruction inside the driver: the bug check the
 //!   kernel would raise (0x50 for a bad kernel address, else 0x7E with the
 //!   exception code);
-//! - a KeBugCheckEx call: that bug check.
+//! - special pool (0x1; the bug check pages 0xC1, 0xD5, 0xD6):
+//!   bytes around a block changed when it is freed, 0xC1 (Arg1 the block,
+//!   Arg2 the first changed byte, Arg4 0x24 after its end, 0x23 before); a
+//!   driver instruction touching a freed special pool page, 0xD5, or the
+//!   page past a block, 0xD6 (Arg1 the address, Arg2 0 read / 1 write, Arg3
+//!   the instruction);
+//! - a KeBugCheckEx call: that bug check;
+//! - the worker thread that ran the driver's `DriverEntry` or unload routine
+//!   getting control back above `PASSIVE_LEVEL`: 0xE1
+//!   `WORKER_THREAD_RETURNED_AT_BAD_IRQL` (Arg1 work routine, Arg2 IRQL, Arg3
+//!   parameter, Arg4 work item), as the WRK's `ExpWorkerThread`
+//!   (base/ntos/ex/worker.c) and the `ReactOS` one (ntoskrnl/ex/work.c) check.
 //!
 //! What the engine could not do as Windows would (a gap, or a fault outside
 //! the driver's image) is never judged: the run "cannot be judged".
@@ -28,10 +46,15 @@ use crate::symbols::Symbolizer;
 use crate::verdict::{
     BugCheck, Engine, Fault, FaultKind, Leak, PoolHit, PoolStats, Stage, Verdict,
 };
+use crate::verifier::{SPECIAL_POOL, VerifierFlags, special_pool_block, special_pool_page};
 use crate::wdm;
 
 /// The most debug output a verdict keeps, in bytes: about 20,000 lines.
 pub const MAX_DEBUG_OUTPUT: usize = 1 << 20;
+/// `APC_LEVEL`: paged pool may be allocated and freed up to here.
+const APC_LEVEL: u8 = 1;
+/// `DISPATCH_LEVEL`: nonpaged pool may be allocated and freed up to here.
+const DISPATCH_LEVEL: u8 = 2;
 
 /// What the tracker needs besides the events.
 pub struct Context {
@@ -45,6 +68,8 @@ pub struct Context {
     pub arch: Arch,
     /// nt!PoolHitTag: record a break on every allocation and free with this tag.
     pub pool_hit_tag: Option<u32>,
+    /// The verifier flags the driver is verified with.
+    pub verifier_flags: VerifierFlags,
 }
 
 /// One allocation, from its return to its free.
@@ -55,6 +80,8 @@ struct Allocation {
     pool: PoolType,
     caller: u64,
     freed: bool,
+    /// On a special pool page of its own.
+    special: bool,
 }
 
 /// The verifier's pool bookkeeping for one driver.
@@ -115,7 +142,9 @@ impl Tracker {
     /// A tracker for a run that has not started.
     #[must_use]
     pub fn new(context: Context) -> Self {
-        let verdict = Verdict::new(context.driver.clone(), context.engine, Some(context.arch));
+        let mut verdict = Verdict::new(context.driver.clone(), context.engine, Some(context.arch));
+        verdict.verifier = context.verifier_flags.has(crate::verifier::POOL_TRACKING);
+        verdict.verifier_flags = Some(context.verifier_flags);
         Self {
             context,
             verdict,
@@ -159,10 +188,17 @@ impl Tracker {
                 result,
                 caller,
                 injected_failure,
+                irql,
                 ..
             } => {
                 self.last_call = Some((format!("ntoskrnl.exe!{}", routine.name()), *caller));
-                match routine.read(self.context.arch, args, *result) {
+                let op = routine.read(self.context.arch, args, *result);
+                if let Some(irql) = *irql
+                    && self.check_irql(&op, irql)
+                {
+                    return Ok(());
+                }
+                match op {
                     PoolOp::Alloc {
                         pool,
                         size,
@@ -176,6 +212,7 @@ impl Tracker {
                         address,
                         *caller,
                         *injected_failure,
+                        irql.unwrap_or(0),
                     ),
                     PoolOp::Free { address, tag } => self.on_free(*routine, address, tag, *caller),
                 }
@@ -195,6 +232,27 @@ impl Tracker {
             Event::UnloadReturn => {
                 self.verdict.stage = Stage::Unloaded;
                 self.check_leaks_at_unload();
+            }
+            Event::SpecialPoolCorrupted { address, corrupted } => {
+                // 0x24: after the block's end; 0x23: elsewhere in its page.
+                let kind = if corrupted > address { 0x24 } else { 0x23 };
+                self.verdict.bugcheck = Some(BugCheck::new(
+                    nt::SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION,
+                    [*address, *corrupted, 0, kind],
+                ));
+            }
+            Event::WorkerReturn {
+                irql,
+                routine,
+                parameter,
+                work_item,
+            } => {
+                if *irql != 0 {
+                    self.verdict.bugcheck = Some(BugCheck::new(
+                        nt::WORKER_THREAD_RETURNED_AT_BAD_IRQL,
+                        [*routine, u64::from(*irql), *parameter, *work_item],
+                    ));
+                }
             }
             Event::Fault {
                 kind, pc, address, ..
@@ -269,6 +327,51 @@ impl Tracker {
             .collect()
     }
 
+    /// The automatic checks of the IRQL a pool routine is called at;
+    /// `true` when the verifier bug-checked.
+    fn check_irql(&mut self, op: &PoolOp, irql: u8) -> bool {
+        let limit = |pool: PoolType| match pool.is_paged() {
+            Some(true) => Some(APC_LEVEL),
+            Some(false) => Some(DISPATCH_LEVEL),
+            None => None,
+        };
+        let irql_arg = u64::from(irql);
+        match *op {
+            PoolOp::Alloc { pool, size, .. } => {
+                if limit(pool).is_some_and(|limit| irql > limit) {
+                    let code = if pool.is_paged() == Some(true) {
+                        c4::PAGED_ALLOC_ABOVE_APC
+                    } else {
+                        c4::NONPAGED_ALLOC_ABOVE_DISPATCH
+                    };
+                    let pool_value = u64::from(pool.value().unwrap_or(0));
+                    self.raise(code, [irql_arg, pool_value, size]);
+                    return true;
+                }
+            }
+            PoolOp::Free { address, .. } => {
+                let pool = self
+                    .pool
+                    .live
+                    .get(&address)
+                    .map(|index| self.pool.allocations[*index].pool);
+                if let Some(pool) = pool
+                    && limit(pool).is_some_and(|limit| irql > limit)
+                {
+                    let code = if pool.is_paged() == Some(true) {
+                        c4::PAGED_FREE_ABOVE_APC
+                    } else {
+                        c4::NONPAGED_FREE_ABOVE_DISPATCH
+                    };
+                    let pool_value = u64::from(pool.value().unwrap_or(0));
+                    self.raise(code, [irql_arg, pool_value, address]);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn on_alloc(
         &mut self,
@@ -279,13 +382,15 @@ impl Tracker {
         address: u64,
         caller: u64,
         injected_failure: bool,
+        irql: u8,
     ) {
         let stats = &mut self.pool.stats;
         stats.attempted += 1;
         if size == 0 {
             let pool_value = u64::from(pool.value().unwrap_or(0));
-            // Arg2: IRQL (PASSIVE_LEVEL for DriverEntry and unload), Arg3: pool type.
-            self.raise(c4::ZERO_BYTES, [0, pool_value, 0]);
+            // Arg2: IRQL (PASSIVE_LEVEL for DriverEntry and unload when the
+            // engine does not say), Arg3: pool type.
+            self.raise(c4::ZERO_BYTES, [u64::from(irql), pool_value, 0]);
             return;
         }
         if address == 0 {
@@ -311,6 +416,10 @@ impl Tracker {
                 .count(pool, size.div_ceil(unit).saturating_mul(unit), true);
             self.pool.freed.remove(&address);
             self.pool.live.insert(address, self.pool.allocations.len());
+            let special = self.context.verifier_flags.has(SPECIAL_POOL)
+                && special_pool_block(self.context.arch, special_pool_page(address), size)
+                    == Some(address);
+            self.pool.stats.special += u64::from(special);
             self.pool.allocations.push(Allocation {
                 address,
                 bytes: size,
@@ -318,6 +427,7 @@ impl Tracker {
                 pool,
                 caller,
                 freed: false,
+                special,
             });
         }
         self.pool_hit(routine, address, Some(size), tag, caller);
@@ -385,8 +495,17 @@ impl Tracker {
         }
     }
 
-    /// The image is being unloaded: whatever is outstanding leaked.
+    /// The image is being unloaded: whatever is outstanding leaked. Only
+    /// pool tracking (0x8) keeps the list, so only it bug-checks (the 0xC4
+    /// page: 0x62 "occurs only when the Pool Tracking option ... is active").
     fn check_leaks_at_unload(&mut self) {
+        if !self
+            .context
+            .verifier_flags
+            .has(crate::verifier::POOL_TRACKING)
+        {
+            return;
+        }
         self.verdict.leaks = self.outstanding();
         if !self.verdict.leaks.is_empty() {
             let count = u64::try_from(self.verdict.leaks.len()).unwrap_or(u64::MAX);
@@ -431,6 +550,18 @@ impl Tracker {
                 caller,
             ));
         }
+        if let Some(code) = accessed.and_then(|address| self.special_pool_fault(address)) {
+            self.verdict.fault = Some(Fault {
+                kind,
+                pc,
+                symbol: self.context.symbols.name_instruction(pc),
+                accessed,
+            });
+            let write = u64::from(kind == FaultKind::Write);
+            self.verdict.bugcheck =
+                Some(BugCheck::new(code, [accessed.unwrap_or(0), write, pc, 0]));
+            return Ok(());
+        }
         let code = kind.exception_code();
         self.verdict.fault = Some(Fault {
             kind,
@@ -470,6 +601,26 @@ impl Tracker {
             ),
         });
         Ok(())
+    }
+
+    /// The bug check a driver's access to `address` raises under special
+    /// pool: 0xD5 in a freed block's page, 0xD6 in the page past a block.
+    fn special_pool_fault(&self, address: u64) -> Option<u32> {
+        let page = special_pool_page(address);
+        self.pool
+            .allocations
+            .iter()
+            .filter(|allocation| allocation.special)
+            .find_map(|allocation| {
+                let own = special_pool_page(allocation.address);
+                if page == own && allocation.freed {
+                    Some(nt::DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL)
+                } else if page == own + 0x1000 {
+                    Some(nt::DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION)
+                } else {
+                    None
+                }
+            })
     }
 
     fn cannot_judge(&self, gap: Gap, caller: Option<u64>) -> CannotJudge {
@@ -521,6 +672,7 @@ mod tests {
             symbols,
             arch: Arch::X64,
             pool_hit_tag: Some(TAG),
+            verifier_flags: VerifierFlags::default(),
         };
         let mut all = vec![Event::Load {
             arch: Arch::X64,
@@ -537,17 +689,26 @@ mod tests {
     }
 
     fn alloc(address: u64, size: u64) -> Event {
+        alloc_at(address, size, 1, None)
+    }
+
+    fn alloc_at(address: u64, size: u64, pool: u64, irql: Option<u8>) -> Event {
         Event::PoolCall {
             phase: Phase::Entry,
             routine: PoolRoutine::ExAllocatePoolWithTag,
-            args: vec![1, size, u64::from(TAG)],
+            args: vec![pool, size, u64::from(TAG)],
             result: address,
             caller: BASE + 0x1027,
             injected_failure: false,
+            irql,
         }
     }
 
     fn free(address: u64) -> Event {
+        free_at(address, None)
+    }
+
+    fn free_at(address: u64, irql: Option<u8>) -> Event {
         Event::PoolCall {
             phase: Phase::Unload,
             routine: PoolRoutine::ExFreePoolWithTag,
@@ -555,6 +716,7 @@ mod tests {
             result: 0,
             caller: BASE + 0x1100,
             injected_failure: false,
+            irql,
         }
     }
 
@@ -640,6 +802,77 @@ mod tests {
         );
         let verdict = verdict(&[free(0x7777)]);
         assert_eq!(verdict.bugcheck.map(|b| b.args), Some([0x10, 0x7777, 0, 0]));
+    }
+
+    // MicrosoftDocs/windows-driver-docs, bug-check-0xc4: 0x01 = paged pool
+    // allocated with IRQL > APC_LEVEL (Arg2 IRQL, Arg3 pool type, Arg4
+    // size); 0x02 nonpaged above DISPATCH_LEVEL; 0x11 / 0x12 the same for
+    // frees (Arg4 the address). Automatic checks (devtest/automatic-checks.md).
+    #[test]
+    fn pool_calls_at_a_raised_irql() {
+        let paged = verdict(&[alloc_at(0x1000, 0x6c, 1, Some(2))]);
+        assert_eq!(
+            paged.bugcheck.map(|b| (b.code, b.args)),
+            Some((0xC4, [0x01, 2, 1, 0x6c]))
+        );
+        let nonpaged_ok = verdict(&[alloc_at(0x1000, 0x10, 0, Some(2))]);
+        assert!(nonpaged_ok.bugcheck.is_none());
+        let nonpaged = verdict(&[alloc_at(0x1000, 0x10, 0, Some(3))]);
+        assert_eq!(nonpaged.bugcheck.map(|b| b.args), Some([0x02, 3, 0, 0x10]));
+        let apc = verdict(&[alloc_at(0x1000, 0x10, 1, Some(1))]);
+        assert!(apc.bugcheck.is_none(), "APC_LEVEL may allocate paged pool");
+        let free = verdict(&[alloc(0x1000, 0x10), free_at(0x1000, Some(2))]);
+        assert_eq!(free.bugcheck.map(|b| b.args), Some([0x11, 2, 1, 0x1000]));
+        let unknown = verdict(&[alloc_at(0x1000, 0x10, 1, None)]);
+        assert!(unknown.bugcheck.is_none());
+    }
+
+    // WRK base/ntos/ex/worker.c and ReactOS ntoskrnl/ex/work.c: a work
+    // routine returning above PASSIVE_LEVEL is bug check 0xE1 (Arg1 the
+    // routine, Arg2 the IRQL, Arg3 its parameter, Arg4 the work item).
+    #[test]
+    fn worker_returning_at_a_raised_irql_is_0xe1() {
+        let returned = |irql| Event::WorkerReturn {
+            irql,
+            routine: 0x8000_1000,
+            parameter: 0,
+            work_item: 0,
+        };
+        let raised = verdict(&[entry(0, 1), returned(15)]);
+        assert_eq!(
+            raised.bugcheck.clone().map(|b| (b.code, b.args)),
+            Some((0xE1, [0x8000_1000, 15, 0, 0]))
+        );
+        assert_eq!(raised.exit_code(), ExitCode::Violation);
+        assert!(verdict(&[entry(0, 1), returned(0)]).bugcheck.is_none());
+    }
+
+    #[test]
+    fn without_pool_tracking_a_leak_is_not_seen() {
+        let events = [
+            Event::Load {
+                arch: Arch::X64,
+                image_base: BASE,
+                image_size: 0x4000,
+                entry_point: BASE + 0x1000,
+            },
+            alloc(0x1000, 0x6c),
+            entry(0, 1),
+            Event::UnloadReturn,
+        ];
+        let context = |flags| Context {
+            driver: "Test.sys".into(),
+            engine: Engine::Native,
+            symbols: symbols(),
+            arch: Arch::X64,
+            pool_hit_tag: None,
+            verifier_flags: VerifierFlags(flags),
+        };
+        let irql_only = judge(&events, context(0x2)).expect("judged");
+        assert_eq!(irql_only.exit_code(), ExitCode::Clean);
+        assert!(irql_only.leaks.is_empty() && !irql_only.verifier);
+        let tracked = judge(&events, context(0xa)).expect("judged");
+        assert_eq!(tracked.bugcheck.map(|b| b.args[0]), Some(0x62));
     }
 
     #[test]

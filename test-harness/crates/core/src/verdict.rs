@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::arch::Arch;
 use crate::nt::{self, PoolType};
+use crate::verifier::VerifierFlags;
 
 /// The documented exit codes of every `harness` command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,7 +26,7 @@ pub enum ExitCode {
     CannotJudge = 2,
     /// A verifier violation or bug check.
     Violation = 3,
-    /// DriverEntry failed or did not return, or the driver could not be
+    /// `DriverEntry` failed or did not return, or the driver could not be
     /// unloaded or its unload routine did not return.
     LoadProblem = 4,
     /// The source shows the driver still loaded: nothing was judged at
@@ -92,13 +93,13 @@ impl fmt::Display for Engine {
 pub enum Stage {
     /// The source says nothing of loading or unloading.
     Unknown,
-    /// In DriverEntry when the run ended.
+    /// In `DriverEntry` when the run ended.
     InEntry,
-    /// DriverEntry returned an error; the I/O manager unloaded the image.
+    /// `DriverEntry` returned an error; the I/O manager unloaded the image.
     EntryFailed,
-    /// DriverEntry succeeded and the driver is still loaded.
+    /// `DriverEntry` succeeded and the driver is still loaded.
     Loaded,
-    /// DriverEntry succeeded but set no unload routine: `sc stop` gives
+    /// `DriverEntry` succeeded but set no unload routine: `sc stop` gives
     /// `ERROR_INVALID_SERVICE_CONTROL` (1052) and the image stays loaded.
     CannotUnload,
     /// In the unload routine when the run ended.
@@ -111,13 +112,13 @@ pub enum Stage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
-    /// DriverEntry succeeded and the unload routine ran to the end.
+    /// `DriverEntry` succeeded and the unload routine ran to the end.
     Unloaded,
-    /// DriverEntry returned an error status; the image was unloaded.
+    /// `DriverEntry` returned an error status; the image was unloaded.
     EntryFailed,
-    /// DriverEntry succeeded but set no unload routine.
+    /// `DriverEntry` succeeded but set no unload routine.
     CannotUnload,
-    /// DriverEntry did not return (a limit stopped it).
+    /// `DriverEntry` did not return (a limit stopped it).
     EntryDidNotReturn,
     /// The unload routine did not return (a limit stopped it).
     UnloadDidNotReturn,
@@ -333,6 +334,9 @@ pub struct PoolStats {
     pub failed: u64,
     /// Pool Allocations With NO TAG.
     pub no_tag: u64,
+    /// Pool Allocations Succeeded `SpecialPool` (verifier flag 0x1).
+    #[serde(default)]
+    pub special: u64,
     /// Current paged pool allocations and bytes.
     pub current_paged: (u64, u64),
     /// Peak paged pool allocations and bytes.
@@ -353,7 +357,7 @@ pub struct Verdict {
     pub engine: Engine,
     /// The driver's architecture, where known.
     pub arch: Option<Arch>,
-    /// The NTSTATUS DriverEntry returned, if it returned and the source knows.
+    /// The NTSTATUS `DriverEntry` returned, if it returned and the source knows.
     pub entry_status: Option<u32>,
     /// How far the driver's life got.
     pub stage: Stage,
@@ -373,6 +377,9 @@ pub struct Verdict {
     pub pool_hits: Vec<PoolHit>,
     /// Whether Driver Verifier's pool tracking applied to the run.
     pub verifier: bool,
+    /// The verifier flags the run used, where the source sets them (the
+    /// emulators).
+    pub verifier_flags: Option<VerifierFlags>,
     /// Anything else worth saying (symbol problems, tag mismatches).
     pub notes: Vec<String>,
 }
@@ -395,6 +402,7 @@ impl Verdict {
             fault: None,
             pool_hits: Vec::new(),
             verifier: engine.is_emulator(),
+            verifier_flags: None,
             notes: Vec::new(),
         }
     }
@@ -459,6 +467,8 @@ struct VerdictJson {
     fault: Option<Fault>,
     pool_hits: Vec<PoolHit>,
     verifier: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    verifier_flags: Option<VerifierFlags>,
     notes: Vec<String>,
 }
 
@@ -480,6 +490,7 @@ impl From<Verdict> for VerdictJson {
             fault: verdict.fault,
             pool_hits: verdict.pool_hits,
             verifier: verdict.verifier,
+            verifier_flags: verdict.verifier_flags,
             notes: verdict.notes,
         }
     }
@@ -514,6 +525,7 @@ impl TryFrom<VerdictJson> for Verdict {
             fault: json.fault,
             pool_hits: json.pool_hits,
             verifier: json.verifier,
+            verifier_flags: json.verifier_flags,
             notes: json.notes,
         };
         if verdict.outcome() == json.outcome && verdict.unloaded() == json.unloaded {

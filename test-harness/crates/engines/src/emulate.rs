@@ -5,13 +5,14 @@ use std::path::{Path, PathBuf};
 use crate::engine::{EngineError, RunOptions};
 use harness_core::arch::Arch;
 use harness_core::error::{CannotJudge, InputError, LoadRefused, UnknownImport};
-use harness_core::events::Event;
+use harness_core::events::{Event, Gap};
 use harness_core::file_name;
 use harness_core::loader::{self, ImportProblem};
 use harness_core::pe::{PeError, PeImage};
 use harness_core::symbols::{SymbolSource, Symbolizer};
 use harness_core::tracker::{self, Context};
 use harness_core::verdict::{Engine, ExitCode, Verdict};
+use harness_core::verifier::VerifierFlags;
 
 /// The engines `emulate` can use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -89,6 +90,7 @@ impl EmulateError {
 /// Bad input, a missing tool, an engine that could not run the driver, or
 /// a run that cannot be judged.
 pub fn emulate(request: &Request) -> Result<Verdict, EmulateError> {
+    check_flags(request)?;
     let driver = &request.driver;
     let (image, arch) = load_checks(driver)?;
     let mut lacking = Vec::new();
@@ -98,7 +100,10 @@ pub fn emulate(request: &Request) -> Result<Verdict, EmulateError> {
             lacking = prepared.missing_imports();
             crate::native::run(&prepared, &native_options(request)?)?
         }
-        EngineKind::Speakeasy => crate::speakeasy::run(driver, &request.options)?,
+        EngineKind::Speakeasy => {
+            speakeasy_follows_irql(driver, &image)?;
+            crate::speakeasy::run(driver, &request.options)?
+        }
         EngineKind::Wine => crate::wine::run(driver, &image, &request.options)?,
     };
     let mut verdict = judge(driver, &image, arch, &events, request)?;
@@ -124,6 +129,61 @@ pub fn emulate(request: &Request) -> Result<Verdict, EmulateError> {
     Ok(verdict)
 }
 
+/// Whether the engine applies the verifier flags asked for.
+///
+/// The native engine applies those its table marks; Speakeasy and Wine
+/// pool tracking (0x8) alone, since they cannot tell the IRQL or lay out
+/// special pool.
+///
+/// # Errors
+/// A flag the engine does not apply: one line naming it.
+pub fn check_flags(request: &Request) -> Result<(), InputError> {
+    let flags = request.options.verifier_flags;
+    let lacking = match request.engine {
+        EngineKind::Native => flags.unsupported_native(),
+        EngineKind::Speakeasy | EngineKind::Wine if flags != VerifierFlags::default() => {
+            vec![format!("{flags} (only 0x8, pool tracking)")]
+        }
+        EngineKind::Speakeasy | EngineKind::Wine => Vec::new(),
+    };
+    if lacking.is_empty() {
+        return Ok(());
+    }
+    Err(InputError::Unsupported(format!(
+        "--verifier-flags {flags}: the {} engine does not apply verifier flag {}; the run cannot be judged",
+        request.engine.engine(),
+        lacking.join(", ")
+    )))
+}
+
+/// Speakeasy's CPU (Unicorn 1.0.2) ignores writes to CR8, the x64 WDK's
+/// inline `KeRaiseIrql`: the verifier's automatic IRQL checks could not see
+/// the level such a driver runs at, so it cannot be judged there.
+///
+/// # Errors
+/// The driver writes CR8: one line naming where.
+fn speakeasy_follows_irql(driver: &Path, image: &PeImage) -> Result<(), EmulateError> {
+    let prepared = crate::native::prepare(driver, image)?;
+    let Some(write) = harness_ntemu::machine::cr8_accesses(&prepared)
+        .into_iter()
+        .find(|access| !access.read)
+    else {
+        return Ok(());
+    };
+    let site = prepared.symbols.name(write.address);
+    Err(CannotJudge {
+        driver: file_name(driver),
+        engine: Engine::Speakeasy,
+        gap: Gap::EngineLimit {
+            detail: format!(
+                "the driver sets IRQL by writing CR8 at {site} (the x64 WDK's inline KeRaiseIrql), which Speakeasy's CPU ignores, so the verifier's IRQL checks cannot follow it"
+            ),
+        },
+        site: Some(site),
+    }
+    .into())
+}
+
 /// The native machine's options for a request.
 ///
 /// # Errors
@@ -139,6 +199,8 @@ pub fn native_options(request: &Request) -> Result<harness_ntemu::machine::Optio
     Ok(harness_ntemu::machine::Options {
         profile,
         fail_allocation: (options.fail_allocation != 0).then_some(options.fail_allocation),
+        verifier_flags: options.verifier_flags,
+        seed: options.seed,
         pool_hit_tag: request.pool_hit_tag.unwrap_or(0),
         debugger: false,
         max_instructions: options.max_instructions,
@@ -216,6 +278,7 @@ fn judge(
         symbols,
         arch,
         pool_hit_tag: request.pool_hit_tag,
+        verifier_flags: request.options.verifier_flags,
     };
     let mut verdict = tracker::judge(events, context)?;
     if let Some(problem) = &pdb_problem {

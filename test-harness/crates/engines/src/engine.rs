@@ -69,6 +69,10 @@ impl EngineError {
 pub struct RunOptions {
     /// Make the Nth pool allocation fail (1-based; 0: none).
     pub fail_allocation: u32,
+    /// The verifier flags the driver is verified with (`verifier /flags`).
+    pub verifier_flags: harness_core::verifier::VerifierFlags,
+    /// The low resources simulation's seed (flag 0x4).
+    pub seed: u64,
     /// Windows version the emulated kernel reports (`6.1.7601` if `None`).
     pub os_version: Option<String>,
     /// Instruction budget per driver routine.
@@ -81,6 +85,8 @@ impl Default for RunOptions {
     fn default() -> Self {
         Self {
             fail_allocation: 0,
+            verifier_flags: harness_core::verifier::VerifierFlags::default(),
+            seed: 0,
             os_version: None,
             max_instructions: 5_000_000,
             timeout: Duration::from_mins(1),

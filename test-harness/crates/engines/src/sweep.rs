@@ -248,6 +248,7 @@ impl Sweep {
     /// be judged (as plain `emulate` would say).
     pub fn start(request: &Request) -> Result<(Self, SweepRun), EmulateError> {
         let deadline = Instant::now() + request.options.timeout;
+        emulate::check_flags(request)?;
         let (image, arch) = emulate::load_checks(&request.driver)?;
         if request.engine == EngineKind::Wine {
             return Err(InputError::Unsupported(
@@ -340,6 +341,7 @@ impl Sweep {
             symbols: self.symbols(&events),
             arch: self.arch,
             pool_hit_tag: request.pool_hit_tag,
+            verifier_flags: request.options.verifier_flags,
         };
         Ok((tracker::judge(&events, context)?, events))
     }

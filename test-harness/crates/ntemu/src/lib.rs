@@ -15,6 +15,7 @@ mod objects;
 pub mod pool;
 pub mod profile;
 pub mod routines;
+pub mod special_pool;
 pub(crate) mod traps;
 
 pub use unicorn_engine::RegisterX86;

@@ -1,7 +1,7 @@
 //! The emulated machine: Unicorn's CPU, the kernel's state, and the
 //! scenario the I/O manager runs.
 //!
-//! `sc start` runs DriverEntry on a worker thread; `sc stop`, the system
+//! `sc start` runs `DriverEntry` on a worker thread; `sc stop`, the system
 //! call that runs the unload routine on the worker thread and then
 //! unloads the image.
 //!
@@ -31,6 +31,7 @@ use harness_core::pe::PeImage;
 use harness_core::symbols::Symbolizer;
 use harness_core::tracker::{Context as TrackerContext, Tracker};
 use harness_core::verdict::{Engine, FaultKind, Limit};
+use harness_core::verifier::{FORCE_IRQL_CHECKING, VerifierFlags};
 
 /// Bytes x64 nt functions reserve below their return address.
 pub(crate) const X64_FRAME: u64 = 0x38;
@@ -99,6 +100,10 @@ pub struct Options {
     pub profile: Profile,
     /// Make the driver's Nth pool allocation fail (1-based).
     pub fail_allocation: Option<u32>,
+    /// The verifier flags (`verifier /flags`) the driver is verified with.
+    pub verifier_flags: VerifierFlags,
+    /// The low resources simulation's seed (flag 0x4).
+    pub seed: u64,
     /// The initial `nt!PoolHitTag`.
     pub pool_hit_tag: u32,
     /// A kernel debugger is attached: breaks stop the machine.
@@ -114,6 +119,8 @@ impl Default for Options {
         Self {
             profile: Profile::default(),
             fail_allocation: None,
+            verifier_flags: VerifierFlags::default(),
+            seed: 0,
             pool_hit_tag: 0,
             debugger: false,
             max_instructions: 5_000_000,
@@ -290,7 +297,7 @@ pub enum Stop {
 /// One of the machine's threads, for the debugger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Thread {
-    /// The system worker thread (DriverEntry, the unload routine).
+    /// The system worker thread (`DriverEntry`, the unload routine).
     Worker,
     /// The thread that called `NtUnloadDriver` (`sc stop`).
     Caller,
@@ -310,7 +317,7 @@ pub enum Work {
 enum Scene {
     /// Nothing ran yet.
     Start,
-    /// The worker thread runs DriverEntry.
+    /// The worker thread runs `DriverEntry`.
     Loading,
     /// The caller thread runs `NtUnloadDriver` (and the worker the unload routine).
     Unloading,
@@ -323,9 +330,9 @@ enum Scene {
 pub struct Loaded {
     /// `DRIVER_OBJECT` address.
     pub driver_object: u64,
-    /// The registry path `UNICODE_STRING` passed to DriverEntry.
+    /// The registry path `UNICODE_STRING` passed to `DriverEntry`.
     pub registry_path: u64,
-    /// DriverEntry's status, once it returned.
+    /// `DriverEntry`'s status, once it returned.
     pub entry_status: Option<u32>,
     /// The image is still mapped.
     pub mapped: bool,
@@ -341,10 +348,18 @@ pub struct Kernel {
     pub space: AddressSpace,
     /// The pool.
     pub pool: Pool,
+    /// Special pool (verifier flag 0x1).
+    pub special: super::special_pool::SpecialPool,
     /// The Windows version.
     pub profile: Profile,
     /// x86 IRQL (x64 keeps it in CR8).
     pub irql: u8,
+    /// The verifier flags.
+    pub verifier_flags: VerifierFlags,
+    /// The low resources simulation's generator state.
+    pub low_resources: u64,
+    /// Where the driver first raised IRQL to `DISPATCH_LEVEL` or above.
+    pub raised_at: Option<u64>,
     /// What the machine reported, in order.
     pub events: Vec<Event>,
     /// Where in `events` the count of DbgPrint calls past the cap is.
@@ -407,6 +422,14 @@ impl Kernel {
         self.irql
     }
 
+    /// Sets the IRQL at the driver's request (from the instruction or call at `pc`).
+    pub const fn set_irql(&mut self, level: u8, pc: u64) {
+        if level >= 2 && self.raised_at.is_none() {
+            self.raised_at = Some(pc);
+        }
+        self.irql = level;
+    }
+
     /// The worker thread's current work.
     #[must_use]
     pub const fn work(&self) -> Option<Work> {
@@ -449,6 +472,63 @@ pub struct Machine {
     caller: Option<Context>,
     started: Instant,
     breakpoint_hooks: Vec<UcHookId>,
+}
+
+/// One `mov` to or from CR8 in an x64 driver's code.
+#[derive(Debug, Clone, Copy)]
+pub struct Cr8Access {
+    /// The instruction, at [`driver_base`].
+    pub address: u64,
+    /// Its length.
+    pub length: u64,
+    /// A read (else a write: the driver sets the IRQL).
+    pub read: bool,
+    /// The general register on the other side.
+    pub register: iced_x86::Register,
+}
+
+/// The CR8 accesses in the driver's executable sections (none on x86).
+#[must_use]
+pub fn cr8_accesses(driver: &Driver) -> Vec<Cr8Access> {
+    use iced_x86::{Code, Decoder, DecoderOptions, Register};
+    let mut accesses = Vec::new();
+    if driver.arch != Arch::X64 {
+        return accesses;
+    }
+    let base = driver_base(Arch::X64);
+    for &(rva, size, executable) in &driver.layout.sections {
+        if !executable {
+            continue;
+        }
+        let start = usize::try_from(rva).unwrap_or(usize::MAX);
+        let end = start.saturating_add(usize::try_from(size).unwrap_or(0));
+        let Some(code) = driver
+            .layout
+            .bytes
+            .get(start..end.min(driver.layout.bytes.len()))
+        else {
+            continue;
+        };
+        let decoder = Decoder::with_ip(64, code, base + u64::from(rva), DecoderOptions::NONE);
+        for instruction in decoder {
+            let (read, register) = match instruction.code() {
+                Code::Mov_r64_cr if instruction.op1_register() == Register::CR8 => {
+                    (true, instruction.op0_register())
+                }
+                Code::Mov_cr_r64 if instruction.op0_register() == Register::CR8 => {
+                    (false, instruction.op1_register())
+                }
+                _ => continue,
+            };
+            accesses.push(Cr8Access {
+                address: instruction.ip(),
+                length: instruction.len() as u64,
+                read,
+                register,
+            });
+        }
+    }
+    accesses
 }
 
 /// Reports an event: recorded, and judged by the machine's verifier.
@@ -511,14 +591,19 @@ impl Machine {
             symbols: driver.symbols.clone(),
             arch,
             pool_hit_tag: None,
+            verifier_flags: options.verifier_flags,
         });
         let kernel = Kernel {
             arch,
             nt: Arc::clone(&nt),
             space: AddressSpace::new(),
             pool: Pool::new(arch),
+            special: super::special_pool::SpecialPool::default(),
             profile: options.profile.clone(),
             irql: 0,
+            verifier_flags: options.verifier_flags,
+            low_resources: options.seed,
+            raised_at: None,
             events: Vec::new(),
             dropped_prints: None,
             tracker,
@@ -906,7 +991,8 @@ impl Machine {
                             cpu::write_register64(uc, register, irql);
                         } else {
                             let value = cpu::read_register64(uc, register).unwrap_or(0);
-                            uc.get_data_mut().irql = u8::try_from(value & 0xf).unwrap_or(0);
+                            let level = u8::try_from(value & 0xf).unwrap_or(0);
+                            uc.get_data_mut().set_irql(level, address);
                         }
                         let _ = uc.set_pc(address + length);
                     },
@@ -1237,6 +1323,7 @@ impl Machine {
             symbols,
             arch: self.driver.arch,
             pool_hit_tag: None,
+            verifier_flags: self.options.verifier_flags,
         };
         harness_core::tracker::judge(events, context)
             .err()
@@ -1277,8 +1364,34 @@ impl Machine {
             Scene::Unloading | Scene::Start | Scene::Done => self.scene = Scene::Done,
         }
         if self.scene == Scene::Done {
+            self.untrimmed_gap();
             let _ = emit(&mut self.uc, Event::End);
         }
+    }
+
+    /// Force IRQL checking (0x2) pages out all pageable memory whenever the
+    /// driver raises IRQL to `DISPATCH_LEVEL`, so that any touch of it then
+    /// bug-checks. This machine never pages: a run that raised IRQL and
+    /// ended with no bug check cannot be judged under 0x2.
+    fn untrimmed_gap(&mut self) {
+        let kernel = self.uc.get_data();
+        let Some(pc) = kernel.raised_at else {
+            return;
+        };
+        if !kernel.verifier_flags.has(FORCE_IRQL_CHECKING) || kernel.tracker.bugcheck().is_some() {
+            return;
+        }
+        let phase = kernel.phase;
+        let _ = emit(
+            &mut self.uc,
+            Event::Gap {
+                phase: Some(phase),
+                gap: Gap::EngineLimit {
+                    detail: "the driver raised IRQL to DISPATCH_LEVEL, where Force IRQL checking (0x2) pages out pageable memory; the native engine does not page".into(),
+                },
+                caller: Some(pc),
+            },
+        );
     }
 
     /// Runs the whole scenario with no debugger: what `emulate` does.

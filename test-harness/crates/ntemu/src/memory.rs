@@ -122,6 +122,12 @@ impl AddressSpace {
         Ok(region)
     }
 
+    /// Gives up the region starting at `va` (its physical pages stay used):
+    /// its addresses fault from now on.
+    pub(crate) fn release(&mut self, va: u64) {
+        self.regions.retain(|region| region.va != va);
+    }
+
     /// The region holding `va`.
     #[must_use]
     pub fn region(&self, va: u64) -> Option<&Region> {

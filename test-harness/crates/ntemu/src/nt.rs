@@ -46,11 +46,17 @@ pub enum Trap {
     BugCheck,
     /// `ExpWorkerThread`: `ax` = the work routine, `cx` = its parameter.
     WorkItem,
-    /// `IopLoadDriver`, before DriverEntry: `ax` = DriverEntry, `cx` = the
+    /// `ExpWorkerThread`, after the work routine returned: `ax` = 1 when it
+    /// returned at a raised IRQL (the bug check's parameters pending).
+    WorkerReturned,
+    /// `MmFreeSpecialPool`: `ax` = 1 when the bytes around a special pool
+    /// block changed (0xC1's parameters pending).
+    SpecialFree,
+    /// `IopLoadDriver`, before `DriverEntry`: `ax` = `DriverEntry`, `cx` = the
     /// driver object, `dx` = the registry path.
     StartDriver,
-    /// `IopLoadDriver`, after DriverEntry: `ax` = 1 when the image must be
-    /// unloaded again (DriverEntry failed), `cx` = the image.
+    /// `IopLoadDriver`, after `DriverEntry`: `ax` = 1 when the image must be
+    /// unloaded again (`DriverEntry` failed), `cx` = the image.
     DriverStarted,
     /// `IopLoadUnloadDriver`: `ax` = 1 to load, 0 to unload; for an unload
     /// `cx` = the driver object, `dx` = its unload routine.
@@ -280,6 +286,9 @@ enum Op {
     /// When `ax` is not zero, the verifier bug-checks with the parameters
     /// a trap left in `VfPendingBugCheck`.
     BugCheckIfAx,
+    /// When `ax` is not zero, `KeBugCheckEx` with this code and the
+    /// parameters a trap left in `VfPendingBugCheck`.
+    KeBugCheckIfAx(u32),
     /// `int 3` if the tag in `cx`... compares `nt!PoolHitTag` with `A`.
     BreakOnTag(A),
     /// `int 3`.
@@ -323,7 +332,7 @@ const fn fastcall(name: &'static str, body: Vec<Op>) -> Func {
 #[allow(clippy::too_many_lines)] // a table, one function per entry
 fn kernel_functions(arch: Arch) -> Vec<Func> {
     use A::{Arg, ArgOr, ArgRound, Ax, Cx, Dx, Imm, ReturnAddress};
-    use Op::{Break, BreakOnTag, BugCheckIfAx, Call, CallAx, ReturnIfAxZero};
+    use Op::{Break, BreakOnTag, BugCheckIfAx, Call, CallAx, KeBugCheckIfAx, ReturnIfAxZero};
     let system_call = match arch {
         Arch::X86 => "KiFastCallEntry",
         Arch::X64 => "KiSystemServiceCopyEnd",
@@ -347,7 +356,12 @@ fn kernel_functions(arch: Arch) -> Vec<Func> {
         func(
             "ExpWorkerThread",
             1,
-            vec![Op::Trap(Trap::WorkItem), CallAx(vec![Cx])],
+            vec![
+                Op::Trap(Trap::WorkItem),
+                CallAx(vec![Cx]),
+                Op::Trap(Trap::WorkerReturned),
+                KeBugCheckIfAx(0xE1),
+            ],
         ),
         // Calls IopLoadDriver, or the driver's unload routine.
         func(
@@ -548,7 +562,16 @@ fn kernel_functions(arch: Arch) -> Vec<Func> {
         func(
             "ExFreePoolWithTag",
             2,
-            vec![Op::Trap(Trap::Free), BreakOnTag(Ax)],
+            vec![
+                Call("MmFreeSpecialPool", vec![Arg(0)]),
+                Op::Trap(Trap::Free),
+                BreakOnTag(Ax),
+            ],
+        ),
+        func(
+            "MmFreeSpecialPool",
+            1,
+            vec![Op::Trap(Trap::SpecialFree), KeBugCheckIfAx(0xC1)],
         ),
         func(
             "ExFreePool",
@@ -950,12 +973,13 @@ impl Builder {
                     self.asm.test(eax, eax)?;
                     self.asm.je(*epilogue)?;
                 }
-                Op::BugCheckIfAx => {
+                Op::BugCheckIfAx | Op::KeBugCheckIfAx(_) => {
                     let mut skip = self.asm.create_label();
                     self.asm.test(eax, eax)?;
                     self.asm.je(skip)?;
-                    self.push_args_x86(&PENDING)?;
-                    let label = self.label("VerifierBugCheckIfAppropriate");
+                    let (target, args) = bugcheck_call(op);
+                    self.push_args_x86(&args)?;
+                    let label = self.label(target);
                     self.asm.call(label)?;
                     self.asm.set_label(&mut skip)?;
                     self.asm.nop()?;
@@ -1128,12 +1152,13 @@ impl Builder {
                     self.asm.test(rax, rax)?;
                     self.asm.je(*epilogue)?;
                 }
-                Op::BugCheckIfAx => {
+                Op::BugCheckIfAx | Op::KeBugCheckIfAx(_) => {
                     let mut skip = self.asm.create_label();
                     self.asm.test(rax, rax)?;
                     self.asm.je(skip)?;
-                    self.load_args_x64(&PENDING)?;
-                    let label = self.label("VerifierBugCheckIfAppropriate");
+                    let (target, args) = bugcheck_call(op);
+                    self.load_args_x64(&args)?;
+                    let label = self.label(target);
                     self.asm.call(label)?;
                     self.asm.set_label(&mut skip)?;
                     self.asm.nop()?;
@@ -1224,6 +1249,19 @@ impl Builder {
             }
         }
         Ok(())
+    }
+}
+
+/// The call a bug-check op makes: the verifier's (0xC4 and the pending
+/// parameters) or `KeBugCheckEx` with a code of its own.
+fn bugcheck_call(op: &Op) -> (&'static str, Vec<A>) {
+    match op {
+        Op::KeBugCheckIfAx(code) => {
+            let mut args = vec![A::Imm(*code)];
+            args.extend(PENDING);
+            ("KeBugCheckEx", args)
+        }
+        _ => ("VerifierBugCheckIfAppropriate", PENDING.to_vec()),
     }
 }
 

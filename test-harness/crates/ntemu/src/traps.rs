@@ -9,8 +9,12 @@ use super::nt::Trap;
 use super::pool::{Grow, Pool};
 use super::routines::{Call, Conv};
 use harness_core::events::{Event, Phase};
-use harness_core::nt::{DRIVER_VERIFIER_DETECTED_VIOLATION, status};
+use harness_core::nt::{
+    DRIVER_VERIFIER_DETECTED_VIOLATION, SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION,
+    WORKER_THREAD_RETURNED_AT_BAD_IRQL, status,
+};
 use harness_core::pool_api::{PoolOp, PoolRoutine};
+use harness_core::verifier::{LOW_RESOURCES, SPECIAL_POOL, low_resources_draw};
 use harness_core::wdm;
 
 /// Runs the engine's part of a trap.
@@ -31,6 +35,8 @@ pub fn run(uc: &mut Uc<'_>, trap: Trap) -> Result<(), Halt> {
             work_item(uc);
             Ok(())
         }
+        Trap::WorkerReturned => worker_returned(uc),
+        Trap::SpecialFree => special_free(uc),
         Trap::StartDriver => super::objects::start_driver(uc),
         Trap::DriverStarted => driver_started(uc),
         Trap::LoadOrUnload => load_or_unload(uc),
@@ -65,9 +71,11 @@ fn verifier_decision(uc: &mut Uc<'_>, already: bool) -> Result<(), Halt> {
         .bugcheck()
         .cloned()
         .filter(|_| !already);
-    let Some(bugcheck) =
-        decided.filter(|bugcheck| bugcheck.code == DRIVER_VERIFIER_DETECTED_VIOLATION)
-    else {
+    let Some(bugcheck) = decided.filter(|bugcheck| {
+        bugcheck.code == DRIVER_VERIFIER_DETECTED_VIOLATION
+            || bugcheck.code == WORKER_THREAD_RETURNED_AT_BAD_IRQL
+            || bugcheck.code == SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION
+    }) else {
         cpu::set_reg(uc, Reg::Ax, 0);
         return Ok(());
     };
@@ -90,8 +98,19 @@ fn verify_allocation(uc: &mut Uc<'_>, routine: PoolRoutine) -> Result<(), Halt> 
     let mut call = Call::at_trap(uc, Conv::Stdcall, routine.name())?;
     let args = pool_args(&call, routine)?;
     let arch = call.arch();
-    let zero = matches!(routine.read(arch, &args, 0), PoolOp::Alloc { size: 0, .. });
-    if zero {
+    let irql = call.kernel().irql;
+    // Sizes and IRQLs the verifier refuses: the tracker judges this call
+    // now, before the allocator runs.
+    let request = routine.read(arch, &args, 0);
+    if let PoolOp::Alloc { size, .. } = request {
+        // The thunk passes the allocator a rounded size; special pool lays
+        // out the size the driver asked for.
+        call.kernel().special.requested = Some(size);
+    }
+    let zero = matches!(request, PoolOp::Alloc { size: 0, .. });
+    let refused =
+        call.kernel().verifier_flags.0 != 0 && irql > refusable_irql(routine, arch, &args);
+    if zero || refused {
         let phase = call.kernel().phase;
         let caller = call.caller;
         call.emit(Event::PoolCall {
@@ -101,9 +120,20 @@ fn verify_allocation(uc: &mut Uc<'_>, routine: PoolRoutine) -> Result<(), Halt> 
             result: 0,
             caller,
             injected_failure: false,
+            irql: Some(irql),
         })?;
     }
     verifier_decision(uc, already)
+}
+
+/// The highest IRQL the verifier lets a driver call `routine` at: `APC_LEVEL`
+/// for paged pool, `DISPATCH_LEVEL` for nonpaged (frees: judged by the
+/// tracker, which knows the block's type).
+fn refusable_irql(routine: PoolRoutine, arch: harness_core::arch::Arch, args: &[u64]) -> u8 {
+    match routine.read(arch, args, 0) {
+        PoolOp::Alloc { pool, .. } if pool.is_paged() == Some(true) => 1,
+        _ => 2,
+    }
 }
 
 /// Allocates for the driver: counts the call, fails it if asked to,
@@ -112,8 +142,21 @@ fn verify_allocation(uc: &mut Uc<'_>, routine: PoolRoutine) -> Result<(), Halt> 
 fn allocate(uc: &mut Uc<'_>, pool_type: u32, size: u64, tag: u32) -> Result<(u64, bool), Halt> {
     let kernel = uc.get_data_mut();
     kernel.allocations += 1;
+    let requested = kernel.special.requested.take().unwrap_or(size);
     if kernel.fail_allocation == Some(kernel.allocations) {
         return Ok((0, true));
+    }
+    if kernel.verifier_flags.has(LOW_RESOURCES) {
+        let (state, fail) = low_resources_draw(kernel.low_resources);
+        kernel.low_resources = state;
+        if fail {
+            return Ok((0, true));
+        }
+    }
+    if kernel.verifier_flags.has(SPECIAL_POOL)
+        && let Some(address) = super::special_pool::allocate(uc, requested, tag)?
+    {
+        return Ok((address, false));
     }
     let block = allocate_pool(uc, pool_type, size, tag)?;
     Ok((block, false))
@@ -162,6 +205,9 @@ pub fn allocate_pool(uc: &mut Uc<'_>, pool_type: u32, size: u64, tag: u32) -> Re
 /// # Errors
 /// A header could not be written.
 pub fn free_pool(uc: &mut Uc<'_>, address: u64) -> Result<u32, Halt> {
+    if let Some(tag) = super::special_pool::free(uc, address) {
+        return Ok(tag);
+    }
     let freed = uc.get_data_mut().pool.free(address);
     let Some((block, writes)) = freed else {
         return Ok(0);
@@ -215,6 +261,7 @@ fn record_allocation(uc: &mut Uc<'_>, routine: PoolRoutine) -> Result<(), Halt> 
     };
     let phase = call.kernel().phase;
     let caller = call.caller;
+    let irql = call.kernel().irql;
     call.emit(Event::PoolCall {
         phase,
         routine,
@@ -222,6 +269,7 @@ fn record_allocation(uc: &mut Uc<'_>, routine: PoolRoutine) -> Result<(), Halt> 
         result,
         caller,
         injected_failure: injected,
+        irql: Some(irql),
     })?;
     cpu::set_reg(uc, Reg::Ax, result);
     cpu::set_reg(uc, Reg::Cx, u64::from(tag));
@@ -236,6 +284,7 @@ fn verify_free(uc: &mut Uc<'_>, routine: PoolRoutine) -> Result<(), Halt> {
     let args = pool_args(&call, routine)?;
     let phase = call.kernel().phase;
     let caller = call.caller;
+    let irql = call.kernel().irql;
     call.emit(Event::PoolCall {
         phase,
         routine,
@@ -243,7 +292,20 @@ fn verify_free(uc: &mut Uc<'_>, routine: PoolRoutine) -> Result<(), Halt> {
         result: 0,
         caller,
         injected_failure: false,
+        irql: Some(irql),
     })?;
+    verifier_decision(uc, already)
+}
+
+/// `MmFreeSpecialPool`'s check before a free: the pattern around a special
+/// pool block; `ax` = 1 when it changed (the bug check's parameters pending).
+fn special_free(uc: &mut Uc<'_>) -> Result<(), Halt> {
+    let already = already_bugchecked(uc);
+    let call = Call::at_trap(uc, Conv::Stdcall, "MmFreeSpecialPool")?;
+    let address = call.arg(0)?;
+    if let Some(corrupted) = super::special_pool::corrupted(uc, address)? {
+        super::machine::emit(uc, Event::SpecialPoolCorrupted { address, corrupted })?;
+    }
     verifier_decision(uc, already)
 }
 
@@ -299,6 +361,25 @@ fn bug_check(uc: &mut Uc<'_>) -> Result<(), Halt> {
     Ok(())
 }
 
+/// `ExpWorkerThread` got control back from its work item: at a raised
+/// IRQL it bug-checks (`ax` = 1, the parameters in `VfPendingBugCheck`).
+fn worker_returned(uc: &mut Uc<'_>) -> Result<(), Halt> {
+    let already = already_bugchecked(uc);
+    let irql = uc.get_data().irql;
+    let routine = uc.get_data().nt.symbol("IopLoadUnloadDriver").unwrap_or(0);
+    // The emulated worker has no WORK_QUEUE_ITEM: parameter and item are 0.
+    super::machine::emit(
+        uc,
+        Event::WorkerReturn {
+            irql,
+            routine,
+            parameter: 0,
+            work_item: 0,
+        },
+    )?;
+    verifier_decision(uc, already)
+}
+
 /// `ExpWorkerThread` takes its work item: `IopLoadUnloadDriver`.
 fn work_item(uc: &mut Uc<'_>) {
     let nt = Arc::clone(&uc.get_data().nt);
@@ -333,7 +414,7 @@ fn load_or_unload(uc: &mut Uc<'_>) -> Result<(), Halt> {
     Ok(())
 }
 
-/// `IopLoadDriver`, after DriverEntry: its status; a failure unloads the
+/// `IopLoadDriver`, after `DriverEntry`: its status; a failure unloads the
 /// image again (and the verifier checks it for leaks).
 fn driver_started(uc: &mut Uc<'_>) -> Result<(), Halt> {
     let status_value = u32::try_from(cpu::reg(uc, Reg::Ax) & 0xffff_ffff).unwrap_or(0);

@@ -106,6 +106,21 @@ impl Session {
             rest => expr::evaluate(rest, self)?,
         };
         let plain = |value: u64| self.plain_address(value);
+        if let Some(block) = self.target.machine.kernel().special.block_at(address) {
+            // Special pool (verifier flag 0x1): one block per page.
+            return Ok(format!(
+                "Pool page {} region is Special pool
+*{} size: {:>4x} special pool, {}, tag is {}
+{}
+",
+                plain(address),
+                plain(block.address),
+                block.bytes,
+                if block.live { "Allocated" } else { "Freed" },
+                tag_text(block.tag),
+                owner_line(block.tag)
+            ));
+        }
         let Some((region, _, _)) = self.region_at(address) else {
             return Ok(self.not_pool(address));
         };

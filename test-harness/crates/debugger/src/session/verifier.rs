@@ -10,6 +10,7 @@ use harness_core::arch::Arch;
 use harness_core::events::Event;
 use harness_core::render;
 use harness_core::verdict::BugCheck;
+use harness_core::verifier::FLAGS;
 
 /// What the kernel prints when a driver under the verifier loads. Windows
 /// follows the build with a code for the settings; the emulator has none.
@@ -202,32 +203,32 @@ impl Session {
         let verdict = self.verdict();
         let stats = &verdict.pool_stats;
         let mut out = String::new();
-        let flags = [
-            (true, 0x0, "Automatic Checks"),
-            (false, 0x1, "Special pool"),
-            (false, 0x2, "Force IRQL checking"),
-            (true, 0x8, "Pool tracking"),
-            (false, 0x10, "I/O verification"),
-            (false, 0x20, "Deadlock detection"),
-            (false, 0x80, "DMA checking"),
-            (false, 0x100, "Security checks"),
-            (false, 0x800, "Miscellaneous checks"),
-        ];
-        let _ = writeln!(out, "\nVerify Flags Level 0x00000008\n\n  STANDARD FLAGS:");
-        for (on, bit, name) in flags {
-            let _ = writeln!(
-                out,
-                "    [{}] (0x{bit:08x}) {name}",
-                if on { 'X' } else { ' ' }
-            );
-        }
-        let _ = writeln!(out, "\n  ADDITIONAL FLAGS:");
-        for (bit, name) in [
-            (0x4, "Randomized low resources simulation"),
-            (0x200, "Force pending I/O requests"),
-            (0x400, "IRP logging"),
-        ] {
-            let _ = writeln!(out, "    [ ] (0x{bit:08x}) {name}");
+        let enabled = self.target.machine.uc.get_data().verifier_flags;
+        let mark = |on: bool| if on { 'X' } else { ' ' };
+        let _ = writeln!(
+            out,
+            "\nVerify Flags Level 0x{:08x}\n\n  STANDARD FLAGS:",
+            enabled.0
+        );
+        // Automatic checks apply whenever any flag is set.
+        let _ = writeln!(
+            out,
+            "    [{}] (0x00000000) Automatic Checks",
+            mark(enabled.0 != 0)
+        );
+        for standard in [true, false] {
+            if !standard {
+                let _ = writeln!(out, "\n  ADDITIONAL FLAGS:");
+            }
+            for flag in FLAGS.iter().filter(|flag| flag.standard == standard) {
+                let _ = writeln!(
+                    out,
+                    "    [{}] (0x{:08x}) {}",
+                    mark(enabled.has(flag.bit)),
+                    flag.bit,
+                    flag.name
+                );
+            }
         }
         let _ = writeln!(
             out,

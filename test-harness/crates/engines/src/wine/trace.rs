@@ -527,6 +527,8 @@ fn call_event(name: &str, args: &[u64], result: u64, caller: u64, phase: Phase) 
             result,
             caller,
             injected_failure: false,
+            // Wine's trace does not show the IRQL.
+            irql: None,
         });
     }
     let arg = |index: usize| args.get(index).copied().unwrap_or(0);

@@ -78,7 +78,8 @@ fn irql(call: &Call<'_, '_>) -> u8 {
 }
 
 fn set_irql(call: &mut Call<'_, '_>, level: u8) {
-    call.kernel().irql = level;
+    let caller = call.caller;
+    call.kernel().set_irql(level, caller);
 }
 
 /// `KeGetCurrentIrql()`.
