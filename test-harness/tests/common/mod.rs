@@ -274,6 +274,20 @@ code = os.waitstatus_to_exitcode(status)
 sys.exit(code if code >= 0 else 128 - code)
 "#;
 
+/// The interpreter itself (`sys.executable`), found once on this process's
+/// PATH: a shim such as pyenv's would change the harness's PATH on the way,
+/// and `env` may give the harness a PATH with a fake python3 first.
+fn launcher_python() -> &'static Path {
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let output = Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .expect("python3 runs");
+        PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+    })
+}
+
 /// Runs the harness binary with `args` (in `cwd`, with `env` changes),
 /// killing it after `limit`; measures its peak memory with `wait4`.
 pub fn harness_measured(
@@ -284,7 +298,8 @@ pub fn harness_measured(
 ) -> Measured {
     use std::io::Read;
     let report = tempfile::NamedTempFile::new().expect("usage file");
-    let mut command = Command::new("python3");
+    let python = launcher_python();
+    let mut command = Command::new(python);
     command
         .args(["-c", MEASURE])
         .arg(report.path())

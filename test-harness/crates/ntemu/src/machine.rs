@@ -531,6 +531,14 @@ pub fn cr8_accesses(driver: &Driver) -> Vec<Cr8Access> {
     accesses
 }
 
+/// `ntoskrnl.exe!DbgPrint`, `DbgPrintEx`, `vDbgPrintEx`...
+fn is_debug_print(routine: &str) -> bool {
+    routine
+        .rsplit('!')
+        .next()
+        .is_some_and(|name| name.trim_start_matches('v').starts_with("DbgPrint"))
+}
+
 /// Reports an event: recorded, and judged by the machine's verifier.
 ///
 /// # Errors
@@ -563,6 +571,10 @@ pub fn emit(uc: &mut Uc<'_>, event: Event) -> Result<(), Halt> {
                     .push(Event::DebugPrintDropped { calls: 1, bytes });
             }
         }
+        // Nor is the call itself kept then (the tracker has seen it, for the
+        // last call's site): memory stays bounded however long the loop.
+        Event::Call { routine, .. }
+            if kernel.tracker.debug_output_full() && is_debug_print(&routine) => {}
         event => kernel.events.push(event),
     }
     match judged {
