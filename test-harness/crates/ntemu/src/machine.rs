@@ -487,30 +487,48 @@ pub struct Cr8Access {
     pub register: iced_x86::Register,
 }
 
-/// The CR8 accesses in the driver's executable sections (none on x86).
-#[must_use]
-pub fn cr8_accesses(driver: &Driver) -> Vec<Cr8Access> {
-    use iced_x86::{Code, Decoder, DecoderOptions, Register};
-    let mut accesses = Vec::new();
-    if driver.arch != Arch::X64 {
-        return accesses;
-    }
-    let base = driver_base(Arch::X64);
+/// Every instruction of the driver's executable sections, by a linear
+/// sweep, at the addresses the machine maps them.
+fn driver_instructions(driver: &Driver) -> Vec<iced_x86::Instruction> {
+    use iced_x86::{Decoder, DecoderOptions};
+    let base = driver_base(driver.arch);
+    let bitness = match driver.arch {
+        Arch::X86 => 32,
+        Arch::X64 => 64,
+    };
+    let mut instructions = Vec::new();
     for &(rva, size, executable) in &driver.layout.sections {
         if !executable {
             continue;
         }
         let start = usize::try_from(rva).unwrap_or(usize::MAX);
         let end = start.saturating_add(usize::try_from(size).unwrap_or(0));
-        let Some(code) = driver
+        if let Some(code) = driver
             .layout
             .bytes
             .get(start..end.min(driver.layout.bytes.len()))
-        else {
-            continue;
-        };
-        let decoder = Decoder::with_ip(64, code, base + u64::from(rva), DecoderOptions::NONE);
-        for instruction in decoder {
+        {
+            instructions.extend(Decoder::with_ip(
+                bitness,
+                code,
+                base + u64::from(rva),
+                DecoderOptions::NONE,
+            ));
+        }
+    }
+    instructions
+}
+
+/// The CR8 accesses in the driver's executable sections (none on x86).
+#[must_use]
+pub fn cr8_accesses(driver: &Driver) -> Vec<Cr8Access> {
+    use iced_x86::{Code, Register};
+    if driver.arch != Arch::X64 {
+        return Vec::new();
+    }
+    driver_instructions(driver)
+        .iter()
+        .filter_map(|instruction| {
             let (read, register) = match instruction.code() {
                 Code::Mov_r64_cr if instruction.op1_register() == Register::CR8 => {
                     (true, instruction.op0_register())
@@ -518,17 +536,16 @@ pub fn cr8_accesses(driver: &Driver) -> Vec<Cr8Access> {
                 Code::Mov_cr_r64 if instruction.op0_register() == Register::CR8 => {
                     (false, instruction.op1_register())
                 }
-                _ => continue,
+                _ => return None,
             };
-            accesses.push(Cr8Access {
+            Some(Cr8Access {
                 address: instruction.ip(),
                 length: instruction.len() as u64,
                 read,
                 register,
-            });
-        }
-    }
-    accesses
+            })
+        })
+        .collect()
 }
 
 /// `ntoskrnl.exe!DbgPrint`, `DbgPrintEx`, `vDbgPrintEx`...
@@ -935,81 +952,51 @@ impl Machine {
     /// state Windows owns, in ways Unicorn lets pass silently: each stops
     /// the run as one that cannot be judged.
     fn hook_system_instructions(&mut self) -> Result<(), MachineError> {
-        use iced_x86::{Code, Decoder, DecoderOptions, Formatter, IntelFormatter, Register};
-        let arch = self.driver.arch;
-        let base = driver_base(arch);
-        let bitness = match arch {
-            Arch::X86 => 32,
-            Arch::X64 => 64,
-        };
+        use iced_x86::{Formatter, IntelFormatter};
         let driver = Arc::clone(&self.driver);
         let mut formatter = IntelFormatter::new();
-        for &(rva, size, executable) in &driver.layout.sections {
-            if !executable {
-                continue;
-            }
-            let start = usize::try_from(rva).unwrap_or(usize::MAX);
-            let end = start.saturating_add(usize::try_from(size).unwrap_or(0));
-            let Some(code) = driver
-                .layout
-                .bytes
-                .get(start..end.min(driver.layout.bytes.len()))
-            else {
+        for instruction in driver_instructions(&driver) {
+            let Some(detail) = system_instruction(&instruction) else {
                 continue;
             };
-            let mut decoder =
-                Decoder::with_ip(bitness, code, base + u64::from(rva), DecoderOptions::NONE);
-            for instruction in &mut decoder {
-                if let Some(detail) = system_instruction(&instruction) {
-                    let mut text = String::new();
-                    formatter.format(&instruction, &mut text);
-                    self.uc.add_code_hook(
-                        instruction.ip(),
-                        instruction.ip(),
-                        move |uc, address, _| {
-                            let phase = uc.get_data().phase;
-                            let _ = emit(
-                                uc,
-                                Event::Gap {
-                                    phase: Some(phase),
-                                    gap: Gap::Instruction {
-                                        instruction: text.clone(),
-                                        detail: detail.to_owned(),
-                                    },
-                                    caller: Some(address),
-                                },
-                            );
-                            halt(uc, Halt::Gap);
+            let mut text = String::new();
+            formatter.format(&instruction, &mut text);
+            self.uc
+                .add_code_hook(instruction.ip(), instruction.ip(), move |uc, address, _| {
+                    let phase = uc.get_data().phase;
+                    let _ = emit(
+                        uc,
+                        Event::Gap {
+                            phase: Some(phase),
+                            gap: Gap::Instruction {
+                                instruction: text.clone(),
+                                detail: detail.to_owned(),
+                            },
+                            caller: Some(address),
                         },
-                    )?;
-                    continue;
-                }
-                let (read, register) = match instruction.code() {
-                    Code::Mov_r64_cr if instruction.op1_register() == Register::CR8 => {
-                        (true, instruction.op0_register())
+                    );
+                    halt(uc, Halt::Gap);
+                })?;
+        }
+        for access in cr8_accesses(&driver) {
+            let Cr8Access {
+                address,
+                length,
+                read,
+                register,
+            } = access;
+            self.uc
+                .add_code_hook(address, address, move |uc, address, _| {
+                    if read {
+                        let irql = u64::from(uc.get_data().irql);
+                        cpu::write_register64(uc, register, irql);
+                    } else {
+                        let value = cpu::read_register64(uc, register).unwrap_or(0);
+                        let level = u8::try_from(value & 0xf).unwrap_or(0);
+                        uc.get_data_mut().set_irql(level, address);
                     }
-                    Code::Mov_cr_r64 if instruction.op0_register() == Register::CR8 => {
-                        (false, instruction.op1_register())
-                    }
-                    _ => continue,
-                };
-                let length = instruction.len() as u64;
-                self.uc.add_code_hook(
-                    instruction.ip(),
-                    instruction.ip(),
-                    move |uc, address, _| {
-                        if read {
-                            let irql = u64::from(uc.get_data().irql);
-                            cpu::write_register64(uc, register, irql);
-                        } else {
-                            let value = cpu::read_register64(uc, register).unwrap_or(0);
-                            let level = u8::try_from(value & 0xf).unwrap_or(0);
-                            uc.get_data_mut().set_irql(level, address);
-                        }
-                        let _ = uc.set_pc(address + length);
-                    },
-                )?;
-            }
+                    let _ = uc.set_pc(address + length);
+                })?;
         }
         Ok(())
     }
