@@ -161,7 +161,7 @@ fn main() {
     harness(&["demo"]); // builds the four variants once
     let demo = timed(3, &["demo"]);
     line(
-        "the demo, warm (4 builds checked + 4 native verdicts)",
+        "the demo, warm (16 builds checked + 16 native verdicts)",
         demo,
         Some(("one Speakeasy verdict", speakeasy)),
     );
