@@ -45,6 +45,27 @@ impl Tmux {
         }
     }
 
+    /// Waits until `text` is on the screen and a fresh `kd> ` prompt is the
+    /// last line: keys sent before the prompt is back could be discarded
+    /// when the line editor takes the terminal again.
+    fn wait_for_prompt_after(&self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let screen = self.screen();
+            let last = screen.lines().rev().find(|line| !line.trim().is_empty());
+            if screen.contains(text) && last.is_some_and(|line| line.trim_end() == "kd>") {
+                // The editor sets the terminal up just after printing it.
+                std::thread::sleep(Duration::from_millis(200));
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no prompt after {text:?}; the screen:\n{screen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn keys(&self, keys: &[&str]) {
         let mut args = vec!["send-keys", "-t", "kd"];
         args.extend_from_slice(keys);
@@ -120,11 +141,14 @@ fn the_prompt_edits_lines_keeps_history_and_quits() {
     // g runs to the PoolHitTag break; an unknown command is kd's error and
     // the session goes on.
     tmux.keys(&["g", "Enter"]);
-    tmux.wait_for("nt!ExAllocatePoolWithTag+0x");
+    tmux.wait_for_prompt_after("nt!ExAllocatePoolWithTag+0x");
     tmux.keys(&["nosuchcommand", "Enter"]);
     tmux.wait_for("^ Syntax error in 'nosuchcommand'");
     // Ctrl-C at the prompt clears the line instead of ending the session.
-    tmux.keys(&["half a command", "C-c"]);
+    tmux.keys(&["half a command"]);
+    tmux.wait_for("kd> half a command");
+    tmux.keys(&["C-c"]);
+    tmux.wait_for_prompt_after("half a command");
     tmux.keys(&["g", "Enter"]);
     tmux.wait_for("*** Fatal System Error: 0x000000c4");
 
@@ -155,9 +179,9 @@ fn enter_on_an_empty_line_repeats_the_last_command() {
     let dir = tempfile::tempdir().expect("temp dir");
     let status = dir.path().join("status");
     let tmux = start(&built.sys, &status);
-    tmux.wait_for("kd> ");
+    tmux.wait_for_prompt_after("kd> ");
     tmux.keys(&["? 0x29+1", "Enter"]);
-    tmux.wait_for("Evaluate expression: 42 = 0000002a");
+    tmux.wait_for_prompt_after("Evaluate expression: 42 = 0000002a");
     tmux.keys(&["Enter"]);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -180,18 +204,19 @@ fn ctrl_c_stops_a_long_command_and_the_session_goes_on() {
     let driver = common::c_driver("LOOP", Arch::X64, dir.path());
     let status = dir.path().join("status");
     let tmux = start(&driver, &status);
-    tmux.wait_for("kd> ");
+    tmux.wait_for_prompt_after("kd> ");
     tmux.keys(&["bp loop_x64!DriverEntry", "Enter"]);
+    tmux.wait_for_prompt_after("adding deferred bp");
     tmux.keys(&["g", "Enter"]);
-    tmux.wait_for("Breakpoint 0 hit");
+    tmux.wait_for_prompt_after("Breakpoint 0 hit");
     tmux.keys(&["t 0n10000", "Enter"]);
     // The steps show as they are taken: the trace is running.
     tmux.wait_for("loop_x64+0x10");
     tmux.keys(&["C-c"]);
     // The harness's own `^C` line, then the prompt: the trace stopped there.
-    tmux.wait_for("\n^C\nkd> ");
+    tmux.wait_for_prompt_after("\n^C\nkd> ");
     tmux.keys(&["? 0x29+1", "Enter"]);
-    tmux.wait_for("Evaluate expression: 42 = 00000000`0000002a");
+    tmux.wait_for_prompt_after("Evaluate expression: 42 = 00000000`0000002a");
     tmux.keys(&["q", "Enter"]);
     let deadline = Instant::now() + Duration::from_secs(20);
     let code = loop {
@@ -229,6 +254,6 @@ fn a_line_that_is_not_utf8_is_refused_once() {
     let screen = tmux.wait_for("harness kd: that line was not UTF-8 text; it was not run");
     assert_eq!(screen.matches("not UTF-8").count(), 1, "{screen}");
     tmux.keys(&["? 0x29+1", "Enter"]);
-    tmux.wait_for("Evaluate expression: 42 = 0000002a");
+    tmux.wait_for_prompt_after("Evaluate expression: 42 = 0000002a");
     tmux.keys(&["q", "Enter"]);
 }
