@@ -123,9 +123,7 @@ case "${1:-}" in
     lint
     log=$(mktemp)
     trap 'rm -f "$log"' EXIT
-    # Four test threads on two cores: most of the harness's tests wait on the
-    # processes they start (Wine, Speakeasy, the harness itself).
-    cargo test --locked --workspace -- --test-threads=4 2>&1 | tee "$log"
+    cargo test --locked --workspace 2>&1 | tee "$log"
     status=${PIPESTATUS[0]}
     # One closing line over every test binary (cargo prints one per binary).
     awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
