@@ -38,10 +38,13 @@ fn wine_tool(name: &str) -> PathBuf {
         })
 }
 
-/// `cargo build --release --locked <args>` into this suite's own target dir
-/// (`cargo test` holds the workspace one), with `.cargo/config.toml`'s flags.
-fn cargo_build(args: &[&str]) -> PathBuf {
-    let target_dir = workspace().join("target").join("installer-tests");
+/// `cargo build --release --locked <args>` into `target/portable/<dir>`
+/// (`cargo test` holds the workspace target dir), with `.cargo/config.toml`'s
+/// flags. These are the directories and arguments `harness build` and
+/// `harness setup` use, so what the harness tests built is reused, not
+/// rebuilt (40 s of CI otherwise).
+fn cargo_build(dir: &str, args: &[&str]) -> PathBuf {
+    let target_dir = workspace().join("target").join("portable").join(dir);
     let status = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
         .current_dir(workspace())
         .args(["build", "--release", "--locked"])
@@ -58,7 +61,7 @@ fn cargo_build(args: &[&str]) -> PathBuf {
 
 fn samplectl_exe() -> PathBuf {
     let triple = "x86_64-pc-windows-gnu";
-    cargo_build(&["-p", "samplectl", "--target", triple])
+    cargo_build("samplectl-x64", &["-p", "samplectl", "--target", triple])
         .join(triple)
         .join("release")
         .join("samplectl.exe")
@@ -69,10 +72,13 @@ fn sample_sys() -> PathBuf {
     let triple = "x86_64-pc-windows-msvc";
     let linker = format!("target.{triple}.linker=\"rust-lld\"");
     let args = ["-p", "sample", "--bin", "Sample", "--features", "portable"];
-    cargo_build(&[&args[..], &["--target", triple, "--config", &linker]].concat())
-        .join(triple)
-        .join("release")
-        .join("Sample.exe")
+    cargo_build(
+        "x64-clean",
+        &[&args[..], &["--target", triple, "--config", &linker]].concat(),
+    )
+    .join(triple)
+    .join("release")
+    .join("Sample.exe")
 }
 
 /// Runs a command, killing it after `limit`. Output goes through files, not

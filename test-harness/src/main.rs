@@ -121,6 +121,12 @@ enum Command {
         /// Instructions each driver routine may run before it counts as hung.
         #[arg(long, value_name = "N", default_value_t = 5_000_000)]
         max_instructions: u64,
+        /// Kernel calls each driver routine may make under the Speakeasy
+        /// engine (its own call limit) before the run is the engine's limit,
+        /// exit 2; the other engines have no such limit.
+        #[arg(long, value_name = "N", default_value_t = 100_000,
+              value_parser = clap::value_parser!(u32).range(1..))]
+        max_kernel_calls: u32,
         /// Seconds the whole run may take (with --fail-each: the whole sweep).
         #[arg(long, value_name = "SECONDS", default_value_t = 60)]
         timeout: u64,
@@ -370,6 +376,7 @@ fn run(command: Command) -> Result<ExitCode, CommandError> {
             verifier_flags,
             os_version,
             max_instructions,
+            max_kernel_calls,
             timeout,
         } => {
             let request = Request {
@@ -382,6 +389,7 @@ fn run(command: Command) -> Result<ExitCode, CommandError> {
                     seed,
                     os_version,
                     max_instructions,
+                    max_kernel_calls,
                     timeout: Duration::from_secs(timeout.max(1)),
                 },
             };

@@ -145,13 +145,15 @@ fn a_control_device_with_a_symbolic_link_and_a_spin_lock_unloads_clean() {
     }
 }
 
+/// Runs share nothing: 300 in one process each see one allocation and end.
+/// (`cargo bench` times runs; this checks they stay independent.)
 #[test]
-fn a_thousand_runs_in_one_process() {
+fn many_runs_in_one_process() {
     let built = common::driver(Arch::X64, true);
     let image = PeImage::read(&built.sys).expect("image");
     let driver = native::prepare(&built.sys, &image).expect("prepared");
     let started = Instant::now();
-    for run in 0..1000 {
+    for run in 0..300 {
         let events = native::run(&Arc::clone(&driver), &Options::default()).expect("runs");
         let leaks = events
             .iter()
@@ -167,7 +169,7 @@ fn a_thousand_runs_in_one_process() {
             events.last()
         );
     }
-    println!("1000 native runs: {:.2} s", started.elapsed().as_secs_f64());
+    println!("300 native runs: {:.2} s", started.elapsed().as_secs_f64());
 }
 
 #[test]

@@ -66,6 +66,25 @@ impl Tmux {
         }
     }
 
+    /// The session's exit code, once `harness kd` has ended and the shell
+    /// has written it to `status`.
+    fn exit_code(&self, status: &Path) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(status)
+                && !text.trim().is_empty()
+            {
+                return text.trim().to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "harness kd did not end: {}",
+                self.screen()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     fn keys(&self, keys: &[&str]) {
         let mut args = vec!["send-keys", "-t", "kd"];
         args.extend_from_slice(keys);
@@ -153,20 +172,7 @@ fn the_prompt_edits_lines_keeps_history_and_quits() {
     tmux.wait_for("*** Fatal System Error: 0x000000c4");
 
     tmux.keys(&["q", "Enter"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let code = loop {
-        if let Ok(text) = std::fs::read_to_string(&status)
-            && !text.trim().is_empty()
-        {
-            break text.trim().to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "harness kd did not end: {}",
-            tmux.screen()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let code = tmux.exit_code(&status);
     // The machine bug-checked: the verdict's exit code.
     assert_eq!(code, "3");
 }
@@ -218,20 +224,7 @@ fn ctrl_c_stops_a_long_command_and_the_session_goes_on() {
     tmux.keys(&["? 0x29+1", "Enter"]);
     tmux.wait_for_prompt_after("Evaluate expression: 42 = 00000000`0000002a");
     tmux.keys(&["q", "Enter"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let code = loop {
-        if let Ok(text) = std::fs::read_to_string(&status)
-            && !text.trim().is_empty()
-        {
-            break text.trim().to_owned();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "kd did not end: {}",
-            tmux.screen()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let code = tmux.exit_code(&status);
     // Still loaded: the driver never returned from DriverEntry.
     assert_eq!(code, "5");
 }

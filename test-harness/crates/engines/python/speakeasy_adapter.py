@@ -96,9 +96,6 @@ SYSTEM_INSTRUCTIONS = {
 CONTROL_REGISTER_WRITE = "it changes the processor's paging or protection under Windows"
 HLT_DETAIL = ("interrupts are enabled and Windows resumes at the next interrupt, which "
               "this engine never raises")
-# API calls Speakeasy allows per run before it stops the driver (its
-# max_api_count); reaching it is reported as the engine's limit.
-MAX_API_CALLS = 100_000
 # The emulated pool: carved from regions mapped once (mapping each block
 # through Speakeasy costs time linear in the blocks already mapped, so many
 # allocations would cost quadratic time), POOL_REGION bytes at a time, at
@@ -489,7 +486,7 @@ def report_error(emu, driver, error):
     elif kind == "max_api_count":
         gap("engine_limit", phase=phase, caller=emu.get_ret_address(),
             detail="Speakeasy stops a driver routine after %s calls to the kernel "
-            "(the adapter's MAX_API_CALLS)" % error.get("count"))
+            "(--max-kernel-calls)" % error.get("count"))
     else:
         gap("engine_error", phase=phase, caller=int(last["pc"], 16) if last else None,
             message=kind, routine=last["api_name"] if last else None)
@@ -777,6 +774,7 @@ def main():
     parser.add_argument("--fail-allocation", type=int, default=0)
     parser.add_argument("--os-version", default="6.1.7601")
     parser.add_argument("--max-instructions", type=int, default=2_000_000)
+    parser.add_argument("--max-api-calls", type=int, default=100_000)
     parser.add_argument("--timeout", type=float, default=20,
                         help="seconds for the whole run, loading included")
     parser.add_argument("--registry-path", default=None)
@@ -800,7 +798,9 @@ def main():
     config["os_ver"] = {"name": "windows", "major": major, "minor": minor, "build": build}
     config["timeout"] = max(1, int(args.timeout))  # replaced by the time left, below
     config["max_instructions"] = args.max_instructions
-    config["max_api_count"] = MAX_API_CALLS
+    # API calls Speakeasy allows per routine before it stops the driver;
+    # reaching it is reported as the engine's limit.
+    config["max_api_count"] = args.max_api_calls
 
     use_kernel_mode_and_stack()
     if args.registry_path:

@@ -77,6 +77,8 @@ pub struct RunOptions {
     pub os_version: Option<String>,
     /// Instruction budget per driver routine.
     pub max_instructions: u64,
+    /// Kernel calls per driver routine (Speakeasy's `max_api_count`).
+    pub max_kernel_calls: u32,
     /// Wall-clock budget for the whole run.
     pub timeout: Duration,
 }
@@ -89,6 +91,7 @@ impl Default for RunOptions {
             seed: 0,
             os_version: None,
             max_instructions: 5_000_000,
+            max_kernel_calls: 100_000,
             timeout: Duration::from_mins(1),
         }
     }

@@ -50,6 +50,7 @@ pub fn run(driver: &Path, options: &RunOptions) -> Result<Vec<Event>, EngineErro
             options.os_version.as_deref().unwrap_or("6.1.7601"),
         ])
         .args(["--max-instructions", &options.max_instructions.to_string()])
+        .args(["--max-api-calls", &options.max_kernel_calls.to_string()])
         // Requests this large get NULL, as on Windows, not an engine limit.
         .args([
             "--pool-request-limit",
