@@ -20,6 +20,7 @@ mod placement;
 mod pool;
 mod pool_used;
 mod pool_val;
+mod processor_breakpoints;
 mod reboot;
 mod stack_forms;
 mod stack_params;
@@ -97,6 +98,8 @@ struct Breakpoint {
     enabled: bool,
     /// Commands run when it is hit (`bp addr "r eax; g"`).
     commands: Option<String>,
+    /// A processor breakpoint's access and size (`ba`); `None` for `bp`/`bu`.
+    processor: Option<processor_breakpoints::Processor>,
 }
 
 /// What the session was started with.
@@ -395,7 +398,7 @@ impl Session {
                 out.push_str("Break instruction exception - code 80000003 (first chance)\n");
                 out.push_str(&self.location(self.target.ip()));
             }
-            Stop::Breakpoint(index) => {
+            Stop::Breakpoint(index) | Stop::Watch(index) => {
                 if let Some(Some(id)) = breakpoint_ids.get(*index) {
                     let _ = writeln!(out, "Breakpoint {id} hit");
                 }

@@ -92,6 +92,17 @@ pub static COMMANDS: &[Command] = &[
         run: |session, call| session.set_breakpoint(call.raw.trim_end()),
     },
     Command {
+        names: "ba",
+        syntax: "ba[ID] {e|r|w}Size [Address] [\"CommandString\"]",
+        help: "set a processor (data) breakpoint: r/w stop after the access, e before the instruction",
+        differs: "no i (I/O), options or pass counts; accesses made by the emulated kernel's routines (Rust code, not instructions) do not trigger it; a fifth one is refused when set",
+        source: "ba--break-on-access-.md",
+        accepts: |name| name == "ba",
+        run: |session, call| {
+            session.set_processor_breakpoint(call.raw.trim_end(), call.text, call.column)
+        },
+    },
+    Command {
         names: "bl",
         syntax: "bl",
         help: "list breakpoints",

@@ -23,7 +23,12 @@ pub(super) const fn event_description(stop: &Stop) -> Option<&'static str> {
         Stop::Break(_) | Stop::Breakpoint(_) | Stop::BugCheck => {
             Some("Break instruction exception - code 80000003 (first chance)")
         }
-        Stop::Stepped => Some("Single step exception - code 80000004 (first chance)"),
+        // A data breakpoint is the processor's debug exception, which
+        // Windows raises as STATUS_SINGLE_STEP (WRK, KiTrap01 in
+        // base/ntos/ke/i386/trap.asm).
+        Stop::Stepped | Stop::Watch(_) => {
+            Some("Single step exception - code 80000004 (first chance)")
+        }
         Stop::Fault => Some("Access violation - code c0000005 (!!! second chance !!!)"),
         Stop::Finished | Stop::CannotJudge(_) | Stop::Limit(_) => None,
     }
