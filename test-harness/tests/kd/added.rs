@@ -537,6 +537,47 @@ fn reboot_starts_the_machine_over_and_drops_the_breakpoints() {
     assert_eq!(transcript.code, i32::from(ExitCode::Violation as u8));
 }
 
+#[test]
+fn restart_reconnects_a_new_debugger_to_the_same_target() {
+    let built = common::driver(Arch::X86, false);
+    let transcript = kd_script(
+        &built.sys,
+        "bp Sample!DriverEntry\ng\nr $t0=5\n? @$ip\n.restart\nbl\n? $t0\n? @$ip\ng\nq\n",
+    );
+    // In kd, .restart is "Restart Kernel Connection": "equivalent to
+    // ending the debugger and then attaching a new debugger to the target
+    // computer" (debugger/-restart--restart-kernel-connection-.md); the
+    // connection lines are .reboot's, then the harness's pointer to it.
+    assert_eq!(
+        transcript.of(".restart"),
+        [
+            "Connected to Windows 7 7601 x86 compatible target, ptr64 FALSE",
+            "Kernel Debugger connection established.",
+            "harness kd: .restart reconnects the debugger; the target goes on where it was \
+             (.reboot starts the machine over)",
+        ]
+    );
+    // A new debugger: no breakpoints, no $t values; the target has not
+    // moved, and g runs the driver on from DriverEntry without a stop.
+    assert!(transcript.of("bl").is_empty());
+    assert_eq!(
+        transcript.of("? $t0"),
+        ["Evaluate expression: 0 = 00000000"]
+    );
+    assert_eq!(transcript.nth("? @$ip", 1), transcript.nth("? @$ip", 0));
+    let run = transcript.nth("g", 1);
+    assert!(
+        run.iter()
+            .any(|line| line == "Sample driver initialized successfully"),
+        "{run:?}"
+    );
+    assert!(
+        !run.iter().any(|line| line.starts_with("Breakpoint")),
+        "{run:?}"
+    );
+    assert_eq!(transcript.code, i32::from(ExitCode::Clean as u8));
+}
+
 /// The instruction lines of a listing (not its labels or blank lines).
 fn instructions(lines: &[String]) -> Vec<&String> {
     lines
