@@ -525,7 +525,7 @@ pub static COMMANDS: &[Command] = &[
         differs: "no host-clock times; the harness points to .reboot",
         source: "-restart--restart-kernel-connection-.md",
         accepts: |name| name == ".restart",
-        run: |session, _| session.restart_connection(),
+        run: |session, _| Ok(session.restart_connection()),
     },
     Command {
         names: "q, qq, qd",

@@ -50,14 +50,14 @@ impl Session {
     /// mode only"): the machine stays where it is; the new debugger has no
     /// breakpoints and no `$t` values. The harness says where a restart of
     /// the machine is.
-    pub(super) fn restart_connection(&mut self) -> Reply {
+    pub(super) fn restart_connection(&mut self) -> String {
         self.breakpoints.clear();
         self.temporaries = [0; 20];
-        Ok(format!(
+        format!(
             "{}harness kd: .restart reconnects the debugger; the target goes on where it was \
              (.reboot starts the machine over)\n",
             self.connection_lines()
-        ))
+        )
     }
 
     /// kd's lines when it connects to the target.
