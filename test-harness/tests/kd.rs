@@ -6,6 +6,7 @@
 //! the one `!pool`, `!poolfind` and `!verifier 3` show).
 
 mod added;
+mod events;
 mod processor_breakpoints;
 
 use crate::common;

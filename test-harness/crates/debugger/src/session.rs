@@ -12,6 +12,7 @@ mod code_listing;
 mod commands;
 mod control;
 mod driver_object;
+mod events;
 mod frames;
 mod memory;
 mod module_info;
@@ -44,7 +45,7 @@ use harness_core::events::Event;
 use harness_core::pdb::DriverSymbols;
 use harness_core::types;
 use harness_core::verdict::{ExitCode, Verdict};
-use harness_ntemu::machine::{Driver, Machine, MachineError, Options, Stop};
+use harness_ntemu::machine::{BreakKind, Driver, Machine, MachineError, Options, Stop};
 
 /// The prompt, as a single-processor kd shows it.
 pub(crate) const PROMPT: &str = "kd> ";
@@ -137,7 +138,9 @@ pub struct Session {
     temporaries: [u64; 20],
     utc_offset_minutes: i32,
     /// What `.lastevent` shows: the last stop that was a debug event.
-    last_event: Option<&'static str>,
+    last_event: Option<String>,
+    /// `sx`'s `ld` filter.
+    load_filter: events::LoadFilter,
     /// The machine's options, for `.reboot`.
     machine_options: Options,
     /// How the machine last stopped (`p 3` goes on after a completed step).
@@ -198,6 +201,7 @@ impl Session {
             temporaries: [0; 20],
             utc_offset_minutes: options.utc_offset_minutes,
             last_event: None,
+            load_filter: events::LoadFilter::default(),
             machine_options,
             last_stop: None,
             quit: false,
@@ -392,8 +396,17 @@ impl Session {
         self.last_stop = Some(stop.clone());
         let mut out = self.new_output();
         self.sync();
-        self.last_event = target_info::event_description(stop).or(self.last_event);
+        self.last_event = match stop {
+            Stop::Break(BreakKind::ModuleLoad) => Some(self.load_event()),
+            _ => target_info::event_description(stop)
+                .map(str::to_owned)
+                .or_else(|| self.last_event.take()),
+        };
         match stop {
+            Stop::Break(BreakKind::ModuleLoad) => {
+                // kd shows only where the kernel told it (events.rs).
+                out.push_str(&self.location(self.target.ip()));
+            }
             Stop::Break(_) => {
                 out.push_str("Break instruction exception - code 80000003 (first chance)\n");
                 out.push_str(&self.location(self.target.ip()));

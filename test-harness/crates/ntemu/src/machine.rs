@@ -273,6 +273,8 @@ pub enum BreakKind {
     PoolHitTag,
     /// An `int 3` in the driver's own code.
     Hardcoded,
+    /// `nt!DebugService2`'s break on a module load (`sxe ld`).
+    ModuleLoad,
 }
 
 /// What a run of the machine ended in, for its user (emulate or kd).
@@ -411,6 +413,8 @@ pub struct Kernel {
     pub watches: Vec<Watch>,
     /// The watch the current instruction hit: the machine stops before the next.
     pub watch_hit: Option<usize>,
+    /// The debugger breaks when the driver's image loads (`sxe ld`).
+    pub break_on_load: bool,
     /// The current thread.
     pub thread: Thread,
     /// `ETHREAD` addresses of the two threads.
@@ -688,6 +692,7 @@ impl Machine {
             pass_breakpoint: None,
             watches: Vec::new(),
             watch_hit: None,
+            break_on_load: false,
             thread: Thread::Worker,
             ethreads: [0; 2],
             system_process: 0,
@@ -1566,6 +1571,11 @@ impl Machine {
         Ok(())
     }
 
+    /// Whether the debugger breaks when the driver's image loads.
+    pub fn set_break_on_load(&mut self, on: bool) {
+        self.uc.get_data_mut().break_on_load = on;
+    }
+
     /// Resuming from a breakpoint: its instruction runs without stopping again.
     pub fn pass_breakpoint_at(&mut self, address: u64) {
         self.uc.get_data_mut().pass_breakpoint = Some(address);
@@ -1756,8 +1766,13 @@ fn on_interrupt(uc: &mut Uc<'_>, number: u32) {
                 // The debugger shows the `int 3` and steps past it on `g`.
                 cpu::set_reg(uc, Reg::Ip, at);
                 uc.get_data_mut().resume_at = Some(pc);
+                let load = nt
+                    .symbol_at(at)
+                    .is_some_and(|(symbol, _)| symbol.name == "DebugService2");
                 let kind = if in_driver {
                     BreakKind::Hardcoded
+                } else if load {
+                    BreakKind::ModuleLoad
                 } else {
                     BreakKind::PoolHitTag
                 };

@@ -27,6 +27,8 @@ impl Session {
             ))
         })?;
         self.target = Target::new(machine);
+        // The event filters are the debugger's: they outlive the reboot.
+        self.apply_load_filter();
         self.names.mapped = false;
         self.breakpoints.clear();
         self.frame = 0;

@@ -68,7 +68,7 @@ pub(super) const fn product_name(major: u32, minor: u32) -> &'static str {
 impl Session {
     /// `.lastevent`: the event the target last stopped for.
     pub(super) fn last_event(&self) -> String {
-        self.last_event.map_or_else(
+        self.last_event.as_deref().map_or_else(
             || {
                 "harness kd: no event yet (the target starts stopped before the driver loads)\n"
                     .to_owned()
