@@ -401,8 +401,12 @@ fn driver_objects(arch: Arch) {
          !drvobj Sample 2\n!drvobj nt!PoolHitTag\ng\n? Sample!SampleUnload\n!drvobj \\Driver\\Sample 3\nq\n"
         ),
     );
-    // Before the driver is started there is no driver object to show.
-    assert!(transcript.nth("!drvobj Sample", 0)[0].starts_with("harness kd: no driver object"));
+    // Before the driver is started \Driver holds no Sample: kdexts'
+    // message (crates/debugger/src/session/driver_object.rs).
+    assert_eq!(
+        transcript.nth("!drvobj Sample", 0),
+        ["Driver object Sample not found"]
+    );
     // The object DriverEntry was given, with kd's lines (debugger/-drvobj.md
     // and real sessions quoted in crates/debugger/src/session/driver_object.rs).
     let object = hex(transcript.of(&format!("? {first_argument}"))[0]
@@ -535,6 +539,34 @@ fn reboot_starts_the_machine_over_and_drops_the_breakpoints() {
     assert!(!again.iter().any(|line| line == "Breakpoint 0 hit"));
     assert_eq!(transcript.nth(".bugcheck", 1)[0], "Bugcheck code 000000C4");
     assert_eq!(transcript.code, i32::from(ExitCode::Violation as u8));
+}
+
+#[test]
+fn the_driver_object_is_deleted_at_unload() {
+    let built = common::driver(Arch::X64, false);
+    let transcript = kd_script(
+        &built.sys,
+        "bp Sample!DriverEntry\ng\n? @rcx\n!drvobj Sample\nbc *\ng\n!drvobj Sample\n!drvobj \\Driver\\Sample 2\nq\n",
+    );
+    // Alive while the driver is loaded.
+    let object = hex(transcript.of("? @rcx")[0]
+        .rsplit(' ')
+        .next()
+        .expect("value"));
+    assert_eq!(
+        transcript.nth("!drvobj Sample", 0)[0],
+        format!("Driver object ({}) is for:", Arch::X64.address(object))
+    );
+    // After the unload the I/O manager deleted it (WRK IopUnloadDriver,
+    // IopDeleteDriver): \Driver no longer holds it, and kd says so.
+    assert_eq!(
+        transcript.nth("!drvobj Sample", 1),
+        ["Driver object Sample not found"]
+    );
+    assert_eq!(
+        transcript.of("!drvobj \\Driver\\Sample 2"),
+        ["Driver object \\Driver\\Sample 2 not found"]
+    );
 }
 
 #[test]

@@ -71,6 +71,9 @@ pub enum Trap {
     UnloadRequested,
     /// `MiUnloadSystemImage`: the image is gone.
     ImageUnloaded,
+    /// `ObpRemoveObjectRoutine`, after the delete procedure: the driver
+    /// object is out of `\Driver` and its memory is freed.
+    DriverDeleted,
     /// `ObfDereferenceObjectWithTag`: `ax` = 1 when the object goes (the
     /// unloading driver's object), `cx` = the object.
     Dereference,
@@ -462,7 +465,10 @@ fn kernel_functions(arch: Arch) -> Vec<Func> {
         func(
             "ObpRemoveObjectRoutine",
             2,
-            vec![Call("IopDeleteDriver", vec![Arg(0)])],
+            vec![
+                Call("IopDeleteDriver", vec![Arg(0)]),
+                Op::Trap(Trap::DriverDeleted),
+            ],
         ),
         func(
             "IopDeleteDriver",

@@ -54,6 +54,7 @@ pub fn run(uc: &mut Uc<'_>, trap: Trap) -> Result<(), Halt> {
             Ok(())
         }
         Trap::Dereference => dereference(uc),
+        Trap::DriverDeleted => super::objects::delete_driver(uc),
         Trap::InvalidDeviceRequest => {
             cpu::set_reg(uc, Reg::Ax, u64::from(status::INVALID_DEVICE_REQUEST));
             Ok(())
