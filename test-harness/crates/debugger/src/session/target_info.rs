@@ -53,7 +53,7 @@ const fn irql_name(irql: u8, arch: Arch) -> Option<&'static str> {
 
 /// The product name kd puts before "Kernel Version" for a kernel's
 /// major.minor (`Windows 7 Kernel Version 7601 ...`, real vertarget output
-/// quoted in docs/kd/commands-added.md).
+/// quoted in docs/kd/commands.md).
 pub(super) const fn product_name(major: u32, minor: u32) -> &'static str {
     match (major, minor) {
         (6, 0) => "Windows Vista",
