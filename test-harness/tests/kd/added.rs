@@ -1012,7 +1012,7 @@ fn drvobj_lists_devices_and_irql_follows_a_spin_lock() {
     let driver = common::c_driver_from("wdm_features.c", "CONTROL_DEVICE", Arch::X64, dir.path());
     let transcript = kd_script(
         &driver,
-        "bp nt!KeReleaseSpinLock\ng\n!irql\nkc\n!drvobj control_device_x64\ng\n!irql\nq\n",
+        "bp nt!KeReleaseSpinLock\ng\n!irql\nkc\n!drvobj control_device_x64\n!devobj SampleCtl\ng\n!irql\nq\n",
     );
     // Holding the spin lock: KeAcquireSpinLockRaiseToDpc raised the IRQL to
     // DISPATCH_LEVEL (wdm.h; the driver prints "irql inside the lock 2").
@@ -1049,4 +1049,48 @@ fn drvobj_lists_devices_and_irql_follows_a_spin_lock() {
         .expect("a device");
     let size = harness_core::wdm::DeviceObject::for_arch(Arch::X64).size;
     assert_eq!(hex(listed.trim()) + size, created, "{shown:?}");
+    // !devobj finds it by its name (\Device\SampleCtl, kdexts' lookup), and
+    // says its display is not emulated rather than show a partial one.
+    let device = transcript.of("!devobj SampleCtl");
+    assert!(
+        device[0].starts_with(&format!("harness kd: {} is a device object", listed.trim())),
+        "{device:?}"
+    );
+}
+
+/// `!devobj` on what is not a device object, kdexts' answers: a name
+/// neither in `\Device` nor an expression is not found; `Sample` is the
+/// module's base, whose `Type` is the `MZ` header's.
+fn device_objects(arch: Arch) {
+    let built = common::driver(arch, false);
+    let transcript = kd_script(
+        &built.sys,
+        "!devobj Sample\nbp Sample!DriverEntry\ng\n!devobj Sample\n!devobj 0\nlm\nq\n",
+    );
+    assert_eq!(
+        transcript.nth("!devobj Sample", 0),
+        ["Device object Sample not found"]
+    );
+    let base = transcript
+        .of("lm")
+        .iter()
+        .find(|line| line.split_whitespace().nth(2) == Some("Sample"))
+        .and_then(|line| line.split_whitespace().next())
+        .map(hex)
+        .expect("Sample in lm");
+    assert_eq!(
+        transcript.nth("!devobj Sample", 1),
+        [format!("{}: is not a device object", arch.address(base))]
+    );
+    assert_eq!(transcript.of("!devobj 0"), ["Device object 0 not found"]);
+}
+
+#[test]
+fn devobj_answers_as_kd_for_what_is_not_a_device_on_x86() {
+    device_objects(Arch::X86);
+}
+
+#[test]
+fn devobj_answers_as_kd_for_what_is_not_a_device_on_x64() {
+    device_objects(Arch::X64);
 }

@@ -11,6 +11,7 @@ mod bpcommands;
 mod code_listing;
 mod commands;
 mod control;
+mod device_object;
 mod driver_object;
 mod events;
 mod frames;

@@ -559,6 +559,16 @@ pub static COMMANDS: &[Command] = &[
         run: |session, call| session.driver_object(call.args),
     },
     Command {
+        names: "!devobj",
+        syntax: "!devobj {Name | Address}",
+        help: "a device object (Sample creates none: kd's answer for what is not one)",
+        differs: "a real device object gets a harness kd line instead of its display (no object header or DEVOBJ_EXTENSION on the machine)",
+        source: "-devobj.md",
+        evidence: "kdexts' !devobj: a bare name is looked up as `\\Device\\Name`, then given to the expression evaluator; `Device object <arguments> not found`, `<address>: is not a device object`",
+        accepts: |name| name == "!devobj",
+        run: |session, call| session.device_object(call.args),
+    },
+    Command {
         names: "!poolused",
         syntax: "!poolused [Flags [Tag]]",
         help: "outstanding pool per tag",
@@ -705,10 +715,12 @@ fn markdown() -> String {
 /// The commands issue 16 asks for that are not emulated yet, and why.
 #[cfg(test)]
 const NOT_YET: &str = "\n## Not emulated yet, and why\n\n\
-- `!thread`, `!process 0 0`, `!object \\Driver`, `!devobj`: the emulated kernel's\n  \
-  `EPROCESS`/`ETHREAD` are blank memory (no `Cid`, `ImageFileName`, thread list), it keeps\n  \
-  no object directory, and its `DEVICE_OBJECT` has no `DEVOBJ_EXTENSION`; those fields\n  \
-  must be filled in by ntemu first, with Windows 7 SP1's offsets from a cited source.\n";
+- `!thread`, `!process 0 0`, `!object \\Driver`: the emulated kernel's `EPROCESS` and\n  \
+  `ETHREAD` are blank memory (no `Cid`, `ImageFileName`, thread list) and it keeps no\n  \
+  object directory; those must be filled in by ntemu first, with Windows 7 SP1's offsets\n  \
+  from a cited source.\n\
+- `!devobj` of a real device object: the emulated `DEVICE_OBJECT` has no object header\n  \
+  (its name) and no `DEVOBJ_EXTENSION`; `!devobj` answers for what is not a device.\n";
 
 /// What an unknown command gets: kd's own error, then (once per name) the
 /// harness's note that it is not emulated.
