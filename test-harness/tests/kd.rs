@@ -6,6 +6,8 @@
 //! the one `!pool`, `!poolfind` and `!verifier 3` show).
 
 mod added;
+mod events;
+mod processor_breakpoints;
 
 use crate::common;
 

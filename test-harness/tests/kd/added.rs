@@ -401,8 +401,12 @@ fn driver_objects(arch: Arch) {
          !drvobj Sample 2\n!drvobj nt!PoolHitTag\ng\n? Sample!SampleUnload\n!drvobj \\Driver\\Sample 3\nq\n"
         ),
     );
-    // Before the driver is started there is no driver object to show.
-    assert!(transcript.nth("!drvobj Sample", 0)[0].starts_with("harness kd: no driver object"));
+    // Before the driver is started \Driver holds no Sample: kdexts'
+    // message (crates/debugger/src/session/driver_object.rs).
+    assert_eq!(
+        transcript.nth("!drvobj Sample", 0),
+        ["Driver object Sample not found"]
+    );
     // The object DriverEntry was given, with kd's lines (debugger/-drvobj.md
     // and real sessions quoted in crates/debugger/src/session/driver_object.rs).
     let object = hex(transcript.of(&format!("? {first_argument}"))[0]
@@ -535,6 +539,75 @@ fn reboot_starts_the_machine_over_and_drops_the_breakpoints() {
     assert!(!again.iter().any(|line| line == "Breakpoint 0 hit"));
     assert_eq!(transcript.nth(".bugcheck", 1)[0], "Bugcheck code 000000C4");
     assert_eq!(transcript.code, i32::from(ExitCode::Violation as u8));
+}
+
+#[test]
+fn the_driver_object_is_deleted_at_unload() {
+    let built = common::driver(Arch::X64, false);
+    let transcript = kd_script(
+        &built.sys,
+        "bp Sample!DriverEntry\ng\n? @rcx\n!drvobj Sample\nbc *\ng\n!drvobj Sample\n!drvobj \\Driver\\Sample 2\nq\n",
+    );
+    // Alive while the driver is loaded.
+    let object = hex(transcript.of("? @rcx")[0]
+        .rsplit(' ')
+        .next()
+        .expect("value"));
+    assert_eq!(
+        transcript.nth("!drvobj Sample", 0)[0],
+        format!("Driver object ({}) is for:", Arch::X64.address(object))
+    );
+    // After the unload the I/O manager deleted it (WRK IopUnloadDriver,
+    // IopDeleteDriver): \Driver no longer holds it, and kd says so.
+    assert_eq!(
+        transcript.nth("!drvobj Sample", 1),
+        ["Driver object Sample not found"]
+    );
+    assert_eq!(
+        transcript.of("!drvobj \\Driver\\Sample 2"),
+        ["Driver object \\Driver\\Sample 2 not found"]
+    );
+}
+
+#[test]
+fn restart_reconnects_a_new_debugger_to_the_same_target() {
+    let built = common::driver(Arch::X86, false);
+    let transcript = kd_script(
+        &built.sys,
+        "bp Sample!DriverEntry\ng\nr $t0=5\n? @$ip\n.restart\nbl\n? $t0\n? @$ip\ng\nq\n",
+    );
+    // In kd, .restart is "Restart Kernel Connection": "equivalent to
+    // ending the debugger and then attaching a new debugger to the target
+    // computer" (debugger/-restart--restart-kernel-connection-.md); the
+    // connection lines are .reboot's, then the harness's pointer to it.
+    assert_eq!(
+        transcript.of(".restart"),
+        [
+            "Connected to Windows 7 7601 x86 compatible target, ptr64 FALSE",
+            "Kernel Debugger connection established.",
+            "harness kd: .restart reconnects the debugger; the target goes on where it was \
+             (.reboot starts the machine over)",
+        ]
+    );
+    // A new debugger: no breakpoints, no $t values; the target has not
+    // moved, and g runs the driver on from DriverEntry without a stop.
+    assert!(transcript.of("bl").is_empty());
+    assert_eq!(
+        transcript.of("? $t0"),
+        ["Evaluate expression: 0 = 00000000"]
+    );
+    assert_eq!(transcript.nth("? @$ip", 1), transcript.nth("? @$ip", 0));
+    let run = transcript.nth("g", 1);
+    assert!(
+        run.iter()
+            .any(|line| line == "Sample driver initialized successfully"),
+        "{run:?}"
+    );
+    assert!(
+        !run.iter().any(|line| line.starts_with("Breakpoint")),
+        "{run:?}"
+    );
+    assert_eq!(transcript.code, i32::from(ExitCode::Clean as u8));
 }
 
 /// The instruction lines of a listing (not its labels or blank lines).
@@ -939,7 +1012,7 @@ fn drvobj_lists_devices_and_irql_follows_a_spin_lock() {
     let driver = common::c_driver_from("wdm_features.c", "CONTROL_DEVICE", Arch::X64, dir.path());
     let transcript = kd_script(
         &driver,
-        "bp nt!KeReleaseSpinLock\ng\n!irql\nkc\n!drvobj control_device_x64\ng\n!irql\nq\n",
+        "bp nt!KeReleaseSpinLock\ng\n!irql\nkc\n!drvobj control_device_x64\n!devobj SampleCtl\ng\n!irql\nq\n",
     );
     // Holding the spin lock: KeAcquireSpinLockRaiseToDpc raised the IRQL to
     // DISPATCH_LEVEL (wdm.h; the driver prints "irql inside the lock 2").
@@ -976,4 +1049,48 @@ fn drvobj_lists_devices_and_irql_follows_a_spin_lock() {
         .expect("a device");
     let size = harness_core::wdm::DeviceObject::for_arch(Arch::X64).size;
     assert_eq!(hex(listed.trim()) + size, created, "{shown:?}");
+    // !devobj finds it by its name (\Device\SampleCtl, kdexts' lookup), and
+    // says its display is not emulated rather than show a partial one.
+    let device = transcript.of("!devobj SampleCtl");
+    assert!(
+        device[0].starts_with(&format!("harness kd: {} is a device object", listed.trim())),
+        "{device:?}"
+    );
+}
+
+/// `!devobj` on what is not a device object, kdexts' answers: a name
+/// neither in `\Device` nor an expression is not found; `Sample` is the
+/// module's base, whose `Type` is the `MZ` header's.
+fn device_objects(arch: Arch) {
+    let built = common::driver(arch, false);
+    let transcript = kd_script(
+        &built.sys,
+        "!devobj Sample\nbp Sample!DriverEntry\ng\n!devobj Sample\n!devobj 0\nlm\nq\n",
+    );
+    assert_eq!(
+        transcript.nth("!devobj Sample", 0),
+        ["Device object Sample not found"]
+    );
+    let base = transcript
+        .of("lm")
+        .iter()
+        .find(|line| line.split_whitespace().nth(2) == Some("Sample"))
+        .and_then(|line| line.split_whitespace().next())
+        .map(hex)
+        .expect("Sample in lm");
+    assert_eq!(
+        transcript.nth("!devobj Sample", 1),
+        [format!("{}: is not a device object", arch.address(base))]
+    );
+    assert_eq!(transcript.of("!devobj 0"), ["Device object 0 not found"]);
+}
+
+#[test]
+fn devobj_answers_as_kd_for_what_is_not_a_device_on_x86() {
+    device_objects(Arch::X86);
+}
+
+#[test]
+fn devobj_answers_as_kd_for_what_is_not_a_device_on_x64() {
+    device_objects(Arch::X64);
 }

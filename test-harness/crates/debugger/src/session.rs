@@ -11,7 +11,9 @@ mod bpcommands;
 mod code_listing;
 mod commands;
 mod control;
+mod device_object;
 mod driver_object;
+mod events;
 mod frames;
 mod memory;
 mod module_info;
@@ -20,6 +22,7 @@ mod placement;
 mod pool;
 mod pool_used;
 mod pool_val;
+mod processor_breakpoints;
 mod reboot;
 mod stack_forms;
 mod stack_params;
@@ -43,7 +46,7 @@ use harness_core::events::Event;
 use harness_core::pdb::DriverSymbols;
 use harness_core::types;
 use harness_core::verdict::{ExitCode, Verdict};
-use harness_ntemu::machine::{Driver, Machine, MachineError, Options, Stop};
+use harness_ntemu::machine::{BreakKind, Driver, Machine, MachineError, Options, Stop};
 
 /// The prompt, as a single-processor kd shows it.
 pub(crate) const PROMPT: &str = "kd> ";
@@ -97,6 +100,8 @@ struct Breakpoint {
     enabled: bool,
     /// Commands run when it is hit (`bp addr "r eax; g"`).
     commands: Option<String>,
+    /// A processor breakpoint's access and size (`ba`); `None` for `bp`/`bu`.
+    processor: Option<processor_breakpoints::Processor>,
 }
 
 /// What the session was started with.
@@ -134,7 +139,9 @@ pub struct Session {
     temporaries: [u64; 20],
     utc_offset_minutes: i32,
     /// What `.lastevent` shows: the last stop that was a debug event.
-    last_event: Option<&'static str>,
+    last_event: Option<String>,
+    /// `sx`'s `ld` filter.
+    load_filter: events::LoadFilter,
     /// The machine's options, for `.reboot`.
     machine_options: Options,
     /// How the machine last stopped (`p 3` goes on after a completed step).
@@ -195,6 +202,7 @@ impl Session {
             temporaries: [0; 20],
             utc_offset_minutes: options.utc_offset_minutes,
             last_event: None,
+            load_filter: events::LoadFilter::default(),
             machine_options,
             last_stop: None,
             quit: false,
@@ -389,13 +397,22 @@ impl Session {
         self.last_stop = Some(stop.clone());
         let mut out = self.new_output();
         self.sync();
-        self.last_event = target_info::event_description(stop).or(self.last_event);
+        self.last_event = match stop {
+            Stop::Break(BreakKind::ModuleLoad) => Some(self.load_event()),
+            _ => target_info::event_description(stop)
+                .map(str::to_owned)
+                .or_else(|| self.last_event.take()),
+        };
         match stop {
+            Stop::Break(BreakKind::ModuleLoad) => {
+                // kd shows only where the kernel told it (events.rs).
+                out.push_str(&self.location(self.target.ip()));
+            }
             Stop::Break(_) => {
                 out.push_str("Break instruction exception - code 80000003 (first chance)\n");
                 out.push_str(&self.location(self.target.ip()));
             }
-            Stop::Breakpoint(index) => {
+            Stop::Breakpoint(index) | Stop::Watch(index) => {
                 if let Some(Some(id)) = breakpoint_ids.get(*index) {
                     let _ = writeln!(out, "Breakpoint {id} hit");
                 }

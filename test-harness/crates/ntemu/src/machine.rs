@@ -251,6 +251,8 @@ pub enum Halt {
     Break(BreakKind),
     /// A debugger breakpoint (its number).
     Breakpoint(usize),
+    /// A data watch (its number) saw its access in the instruction before.
+    Watch(usize),
     /// The bug check reached `RtlpBreakWithStatusInstruction`.
     BugCheck,
     /// A CPU fault (reported as an event).
@@ -271,6 +273,8 @@ pub enum BreakKind {
     PoolHitTag,
     /// An `int 3` in the driver's own code.
     Hardcoded,
+    /// `nt!DebugService2`'s break on a module load (`sxe ld`).
+    ModuleLoad,
 }
 
 /// What a run of the machine ended in, for its user (emulate or kd).
@@ -282,6 +286,11 @@ pub enum Stop {
     Break(BreakKind),
     /// A breakpoint.
     Breakpoint(usize),
+    /// A data watch (its number in [`Machine::set_watches`]' list): the
+    /// instruction that accessed the watched bytes has completed, as after
+    /// a debug register's data breakpoint, which is a trap (Intel SDM vol.
+    /// 3B, 17.3.1.2 "Data Memory and I/O Breakpoint Exception Conditions").
+    Watch(usize),
     /// A single step, or a run to an address, is done.
     Stepped,
     /// The machine bug-checked.
@@ -400,6 +409,12 @@ pub struct Kernel {
     pub breakpoints: Vec<(u64, bool)>,
     /// A breakpoint at this address is passed once (resuming from it).
     pub pass_breakpoint: Option<u64>,
+    /// Debugger data watches.
+    pub watches: Vec<Watch>,
+    /// The watch the current instruction hit: the machine stops before the next.
+    pub watch_hit: Option<usize>,
+    /// The debugger breaks when the driver's image loads (`sxe ld`).
+    pub break_on_load: bool,
     /// The current thread.
     pub thread: Thread,
     /// `ETHREAD` addresses of the two threads.
@@ -472,6 +487,28 @@ pub struct Machine {
     caller: Option<Context>,
     started: Instant,
     breakpoint_hooks: Vec<UcHookId>,
+    watch_hooks: Vec<UcHookId>,
+}
+
+/// What a data watch breaks on: a debug register's R/W field (Intel SDM
+/// vol. 3B, 17.2.4: 01 data writes, 11 data reads or writes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchAccess {
+    /// Writes only.
+    Write,
+    /// Reads or writes.
+    ReadWrite,
+}
+
+/// A data watch: the bytes `address..address + size` and the access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watch {
+    /// The first byte.
+    pub address: u64,
+    /// How many bytes (1, 2, 4 or 8).
+    pub size: u64,
+    /// The access that triggers it.
+    pub access: WatchAccess,
 }
 
 /// One `mov` to or from CR8 in an x64 driver's code.
@@ -653,6 +690,9 @@ impl Machine {
             resume_at: None,
             breakpoints: Vec::new(),
             pass_breakpoint: None,
+            watches: Vec::new(),
+            watch_hit: None,
+            break_on_load: false,
             thread: Thread::Worker,
             ethreads: [0; 2],
             system_process: 0,
@@ -687,6 +727,7 @@ impl Machine {
             caller: None,
             started: Instant::now(),
             breakpoint_hooks: Vec::new(),
+            watch_hooks: Vec::new(),
         };
         machine.map_kernel()?;
         machine.map_driver()?;
@@ -893,6 +934,10 @@ impl Machine {
                 if let Some(trap) = trap {
                     // A debugger breakpoint on a trap stops before the
                     // trap's work is done, so that it is done once, on resume.
+                    if let Some(reason) = watch_to_stop_at(uc) {
+                        halt(uc, reason);
+                        return;
+                    }
                     if let Some(index) = breakpoint_to_stop_at(uc, address) {
                         halt(uc, Halt::Breakpoint(index));
                         return;
@@ -1270,6 +1315,7 @@ impl Machine {
             }
             Halt::Break(kind) => Ok(Some(Stop::Break(kind))),
             Halt::Breakpoint(number) => Ok(Some(Stop::Breakpoint(number))),
+            Halt::Watch(number) => Ok(Some(Stop::Watch(number))),
             Halt::BugCheck => {
                 self.scene = Scene::Done;
                 Err(Stop::BugCheck)
@@ -1395,7 +1441,9 @@ impl Machine {
 
     /// Runs the whole scenario with no debugger: what `emulate` does.
     pub fn run_to_end(&mut self) {
-        while let Stop::Break(_) | Stop::Breakpoint(_) | Stop::Stepped = self.resume() {}
+        while let Stop::Break(_) | Stop::Breakpoint(_) | Stop::Watch(_) | Stop::Stepped =
+            self.resume()
+        {}
     }
 
     /// What the machine reported.
@@ -1449,6 +1497,83 @@ impl Machine {
             self.breakpoint_hooks.push(hook);
         }
         Ok(())
+    }
+
+    /// Sets the debugger's data watches (all of them, replacing the old).
+    /// With none, no hook is left: a run without watches is not slowed.
+    /// Only the CPU's accesses are seen; the kernel's routines here are
+    /// Rust code, whose accesses are not instructions.
+    ///
+    /// # Errors
+    /// Unicorn refused a hook.
+    pub fn set_watches(&mut self, watches: &[Watch]) -> Result<(), MachineError> {
+        let had = !self.watch_hooks.is_empty();
+        for hook in self.watch_hooks.drain(..) {
+            let _ = self.uc.remove_hook(hook);
+        }
+        let kernel = self.uc.get_data_mut();
+        kernel.watches = watches.to_vec();
+        kernel.watch_hit = None;
+        if watches.is_empty() {
+            if had {
+                // Code translated with the watch hooks would keep calling them.
+                self.uc.ctl_flush_tb()?;
+                self.uc.ctl_flush_tlb()?;
+            }
+            return Ok(());
+        }
+        for (index, watch) in watches.iter().enumerate() {
+            let kind = match watch.access {
+                WatchAccess::Write => HookType::MEM_WRITE,
+                WatchAccess::ReadWrite => HookType::MEM_READ | HookType::MEM_WRITE,
+            };
+            let Watch { address, size, .. } = *watch;
+            // Unicorn's memory hooks see physical addresses under the
+            // machine's page tables: the watch is hooked where its bytes
+            // are now (an aligned watch lies in one page). A watch on
+            // memory that is not mapped sees nothing: any access faults.
+            let Some((physical, _, _)) = self.uc.get_data().space.translate(address) else {
+                continue;
+            };
+            // Unicorn matches a hook's range against an access's first
+            // byte; an access of up to 8 bytes that starts below the watch
+            // and overlaps it triggers it too, as on x86 (ba--break-on-
+            // access-.md: "triggered whenever the accessed range overlaps").
+            let hook = self.uc.add_mem_hook(
+                kind,
+                physical.saturating_sub(7),
+                physical.saturating_add(size - 1),
+                move |uc, _, accessed, length, _| {
+                    let length = u64::try_from(length).unwrap_or(1).max(1);
+                    let overlaps = accessed < physical.saturating_add(size)
+                        && accessed.saturating_add(length) > physical;
+                    let kernel = uc.get_data_mut();
+                    if overlaps && kernel.watch_hit.is_none() {
+                        kernel.watch_hit = Some(index);
+                    }
+                    true
+                },
+            )?;
+            self.watch_hooks.push(hook);
+        }
+        // The stop comes at the next instruction, once the one that
+        // accessed the watch has completed.
+        let hook = self.uc.add_code_hook(1, 0, |uc, _, _| {
+            if let Some(reason) = watch_to_stop_at(uc) {
+                halt(uc, reason);
+            }
+        })?;
+        self.watch_hooks.push(hook);
+        // Unicorn decides at translation whether an access calls memory
+        // hooks: code translated before these were added would not.
+        self.uc.ctl_flush_tb()?;
+        self.uc.ctl_flush_tlb()?;
+        Ok(())
+    }
+
+    /// Whether the debugger breaks when the driver's image loads.
+    pub fn set_break_on_load(&mut self, on: bool) {
+        self.uc.get_data_mut().break_on_load = on;
     }
 
     /// Resuming from a breakpoint: its instruction runs without stopping again.
@@ -1552,6 +1677,11 @@ fn load_x64_segments(uc: &mut Uc<'_>, gdt: u64) -> Result<(), cpu::BadAddress> {
 
 /// The debugger breakpoint the CPU must stop at before running `pc`, if
 /// any; a breakpoint being resumed from is passed once.
+/// The watch the instruction before saw, once (the stop it causes).
+fn watch_to_stop_at(uc: &mut Uc<'_>) -> Option<Halt> {
+    uc.get_data_mut().watch_hit.take().map(Halt::Watch)
+}
+
 fn breakpoint_to_stop_at(uc: &mut Uc<'_>, pc: u64) -> Option<usize> {
     let kernel = uc.get_data_mut();
     let index = kernel
@@ -1636,8 +1766,13 @@ fn on_interrupt(uc: &mut Uc<'_>, number: u32) {
                 // The debugger shows the `int 3` and steps past it on `g`.
                 cpu::set_reg(uc, Reg::Ip, at);
                 uc.get_data_mut().resume_at = Some(pc);
+                let load = nt
+                    .symbol_at(at)
+                    .is_some_and(|(symbol, _)| symbol.name == "DebugService2");
                 let kind = if in_driver {
                     BreakKind::Hardcoded
+                } else if load {
+                    BreakKind::ModuleLoad
                 } else {
                     BreakKind::PoolHitTag
                 };

@@ -52,6 +52,9 @@ pub enum Trap {
     /// `MmFreeSpecialPool`: `ax` = 1 when the bytes around a special pool
     /// block changed (0xC1's parameters pending).
     SpecialFree,
+    /// `DebugService2` from `DbgLoadImageSymbols`: the image is in the
+    /// loaded-module list; `ax` = 1 when the debugger breaks on the load.
+    ImageLoaded,
     /// `IopLoadDriver`, before `DriverEntry`: `ax` = `DriverEntry`, `cx` = the
     /// driver object, `dx` = the registry path.
     StartDriver,
@@ -68,6 +71,9 @@ pub enum Trap {
     UnloadRequested,
     /// `MiUnloadSystemImage`: the image is gone.
     ImageUnloaded,
+    /// `ObpRemoveObjectRoutine`, after the delete procedure: the driver
+    /// object is out of `\Driver` and its memory is freed.
+    DriverDeleted,
     /// `ObfDereferenceObjectWithTag`: `ax` = 1 when the object goes (the
     /// unloading driver's object), `cx` = the object.
     Dereference,
@@ -373,16 +379,48 @@ fn kernel_functions(arch: Arch) -> Vec<Func> {
                 Op::Trap(Trap::UnloadReturned),
             ],
         ),
+        // The image load the debugger hears of before the driver object
+        // exists: MmLoadSystemImage -> MiDriverLoadSucceeded ->
+        // DbgLoadImageSymbolsUnicode -> DbgLoadImageSymbols ->
+        // DebugService2 (a Windows 7 x64 stack at `sxe ld`'s break, quoted
+        // in crates/debugger/src/session/events.rs).
         func(
             "IopLoadDriver",
             1,
             vec![
+                Call("MmLoadSystemImage", vec![]),
                 Op::Trap(Trap::StartDriver),
                 CallAx(vec![Cx, Dx]),
                 Op::Trap(Trap::DriverStarted),
                 ReturnIfAxZero,
                 Call("MmUnloadSystemImage", vec![Cx]),
             ],
+        ),
+        func(
+            "MmLoadSystemImage",
+            0,
+            vec![Call("MiDriverLoadSucceeded", vec![])],
+        ),
+        func(
+            "MiDriverLoadSucceeded",
+            0,
+            vec![Call("DbgLoadImageSymbolsUnicode", vec![])],
+        ),
+        func(
+            "DbgLoadImageSymbolsUnicode",
+            0,
+            vec![Call("DbgLoadImageSymbols", vec![])],
+        ),
+        func(
+            "DbgLoadImageSymbols",
+            0,
+            vec![Call("DebugService2", vec![])],
+        ),
+        // kd breaks here on a module load it was told to break on (`sxe ld`).
+        func(
+            "DebugService2",
+            0,
+            vec![Op::Trap(Trap::ImageLoaded), ReturnIfAxZero, Break],
         ),
         // The system call that unloads a driver (sc stop's other half).
         func(
@@ -427,7 +465,10 @@ fn kernel_functions(arch: Arch) -> Vec<Func> {
         func(
             "ObpRemoveObjectRoutine",
             2,
-            vec![Call("IopDeleteDriver", vec![Arg(0)])],
+            vec![
+                Call("IopDeleteDriver", vec![Arg(0)]),
+                Op::Trap(Trap::DriverDeleted),
+            ],
         ),
         func(
             "IopDeleteDriver",

@@ -117,3 +117,28 @@ pub fn start_driver(uc: &mut Uc<'_>) -> Result<(), Halt> {
     cpu::set_reg(uc, Reg::Dx, registry_path);
     Ok(())
 }
+
+/// The unloaded driver's object goes, as on Windows (WRK, base/ntos/io/
+/// iomgr/internal.c `IopUnloadDriver`: `ObMakeTemporaryObject` takes its
+/// name out of `\Driver`, then the last `ObDereferenceObject` runs the
+/// delete procedure `IopDeleteDriver`, which frees `DriverName`'s buffer,
+/// and ob's `ObpRemoveObjectRoutine` frees the object's memory): the name
+/// and the object (with its extension, one allocation) go back to the
+/// pool, and the kernel no longer has a driver object.
+///
+/// # Errors
+/// A pool header could not be written.
+pub fn delete_driver(uc: &mut Uc<'_>) -> Result<(), Halt> {
+    let object = uc.get_data().loaded.driver_object;
+    if object == 0 {
+        return Ok(());
+    }
+    let layout = wdm::DriverObject::for_arch(cpu::arch(uc));
+    let name = cpu::read_counted(uc, object + layout.driver_name)?;
+    if name.buffer != 0 {
+        super::traps::free_pool(uc, name.buffer)?;
+    }
+    super::traps::free_pool(uc, object)?;
+    uc.get_data_mut().loaded.driver_object = 0;
+    Ok(())
+}

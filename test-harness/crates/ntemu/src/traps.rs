@@ -37,6 +37,13 @@ pub fn run(uc: &mut Uc<'_>, trap: Trap) -> Result<(), Halt> {
         }
         Trap::WorkerReturned => worker_returned(uc),
         Trap::SpecialFree => special_free(uc),
+        Trap::ImageLoaded => {
+            let kernel = uc.get_data_mut();
+            kernel.loaded.mapped = true;
+            let stop = kernel.debugger && kernel.break_on_load;
+            cpu::set_reg(uc, Reg::Ax, u64::from(stop));
+            Ok(())
+        }
         Trap::StartDriver => super::objects::start_driver(uc),
         Trap::DriverStarted => driver_started(uc),
         Trap::LoadOrUnload => load_or_unload(uc),
@@ -47,6 +54,7 @@ pub fn run(uc: &mut Uc<'_>, trap: Trap) -> Result<(), Halt> {
             Ok(())
         }
         Trap::Dereference => dereference(uc),
+        Trap::DriverDeleted => super::objects::delete_driver(uc),
         Trap::InvalidDeviceRequest => {
             cpu::set_reg(uc, Reg::Ax, u64::from(status::INVALID_DEVICE_REQUEST));
             Ok(())

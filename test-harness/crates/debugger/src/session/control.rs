@@ -7,7 +7,7 @@ use iced_x86::{Decoder, DecoderOptions};
 
 use super::{Breakpoint, CommandError, Reply, Session};
 use crate::expr;
-use harness_ntemu::machine::Stop;
+use harness_ntemu::machine::{Stop, Watch};
 
 /// How a stop at the session's own temporary breakpoint is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,24 +43,38 @@ impl Session {
         let mut out = self.resolve_deferred();
         let mut list = Vec::new();
         let mut ids = Vec::new();
+        let mut watches = Vec::new();
+        let mut watch_ids = Vec::new();
         for (id, breakpoint) in self.breakpoints.iter().enumerate() {
             if let Some(Breakpoint {
                 address: Some(address),
                 enabled: true,
+                processor,
                 ..
             }) = breakpoint
             {
-                list.push((*address, true));
-                ids.push(Some(id));
+                if let Some(watch) = processor.and_then(|processor| processor.watch(*address)) {
+                    watches.push(watch);
+                    watch_ids.push(Some(id));
+                } else {
+                    list.push((*address, true));
+                    ids.push(Some(id));
+                }
             }
         }
         if let Some(address) = temporary {
             list.push((address, true));
             ids.push(None);
         }
+        // A watch's stop is numbered after the code breakpoints.
+        let code_breakpoints = ids.len();
+        ids.extend(watch_ids);
         let mut resumed = 0_u64;
         loop {
-            let stop = self.resume_once(&list)?;
+            let stop = match self.resume_once(&list, &watches)? {
+                Stop::Watch(index) => Stop::Watch(code_breakpoints + index),
+                other => other,
+            };
             let own = matches!(stop, Stop::Breakpoint(index) if ids.get(index) == Some(&None));
             let shown = if own && arrival == Arrival::Step {
                 Stop::Stepped
@@ -68,7 +82,7 @@ impl Session {
                 stop.clone()
             };
             let commands = match stop {
-                Stop::Breakpoint(index) => ids
+                Stop::Breakpoint(index) | Stop::Watch(index) => ids
                     .get(index)
                     .copied()
                     .flatten()
@@ -104,11 +118,14 @@ impl Session {
     }
 
     /// Sets the breakpoints and lets the machine run to its next stop.
-    fn resume_once(&mut self, list: &[(u64, bool)]) -> Result<Stop, CommandError> {
-        self.target
-            .machine
-            .set_breakpoints(list)
-            .map_err(|error| CommandError::Message(format!("harness kd: {error}")))?;
+    fn resume_once(
+        &mut self,
+        list: &[(u64, bool)],
+        watches: &[Watch],
+    ) -> Result<Stop, CommandError> {
+        let refused = |error| CommandError::Message(format!("harness kd: {error}"));
+        self.target.machine.set_breakpoints(list).map_err(refused)?;
+        self.target.machine.set_watches(watches).map_err(refused)?;
         let ip = self.target.ip();
         // Resuming from a breakpoint runs its instruction first (unless the
         // machine resumes elsewhere: past an `int 3` it broke on).
@@ -123,6 +140,7 @@ impl Session {
         }
         let stop = self.target.machine.resume();
         let _ = self.target.machine.set_breakpoints(&[]);
+        let _ = self.target.machine.set_watches(&[]);
         Ok(stop)
     }
 
@@ -332,11 +350,32 @@ impl Session {
         // same place when its expression is.
         let existing = self.breakpoints.iter().position(|slot| {
             slot.as_ref()
+                .filter(|breakpoint| breakpoint.processor.is_none())
                 .is_some_and(|breakpoint| match (address, breakpoint.address) {
                     (Some(new), Some(old)) => new == old,
                     _ => breakpoint.expression.eq_ignore_ascii_case(target),
                 })
         });
+        let id = self.breakpoint_id(id, existing)?;
+        let note = address.and_then(|address| self.placement_note(address));
+        let breakpoint = Breakpoint {
+            expression: target.to_owned(),
+            address,
+            enabled: true,
+            commands,
+            processor: None,
+        };
+        out.push_str(&self.store_breakpoint(id, existing, breakpoint, note));
+        Ok(out)
+    }
+
+    /// The ID a new breakpoint gets: the one typed, else the one of the
+    /// breakpoint it redefines, else the first free one.
+    pub(super) fn breakpoint_id(
+        &self,
+        id: Option<usize>,
+        existing: Option<usize>,
+    ) -> Result<usize, CommandError> {
         let id = id.or(existing).unwrap_or_else(|| {
             self.breakpoints
                 .iter()
@@ -348,25 +387,31 @@ impl Session {
                 "harness kd: breakpoint IDs go up to 0n1023, not 0n{id}"
             )));
         }
+        Ok(id)
+    }
+
+    /// Stores `breakpoint` under `id`: kd's line when it redefines
+    /// `existing`, then `note`.
+    pub(super) fn store_breakpoint(
+        &mut self,
+        id: usize,
+        existing: Option<usize>,
+        breakpoint: Breakpoint,
+        note: Option<String>,
+    ) -> String {
+        let mut out = String::new();
         if let Some(existing) = existing {
             let _ = writeln!(out, "breakpoint {existing} redefined");
             if existing != id {
                 self.breakpoints[existing] = None;
             }
         }
-        if let Some(note) = address.and_then(|address| self.placement_note(address)) {
-            out.push_str(&note);
-        }
+        out.push_str(&note.unwrap_or_default());
         if self.breakpoints.len() <= id {
             self.breakpoints.resize(id + 1, None);
         }
-        self.breakpoints[id] = Some(Breakpoint {
-            expression: target.to_owned(),
-            address,
-            enabled: true,
-            commands,
-        });
-        Ok(out)
+        self.breakpoints[id] = Some(breakpoint);
+        out
     }
 
     /// `bl`.
@@ -387,9 +432,15 @@ impl Session {
                     .names
                     .name_of(address)
                     .unwrap_or_else(|| breakpoint.expression.clone());
+                // A processor breakpoint's type and size where a software
+                // one has blanks (bl--breakpoint-list-.md).
+                let kind = breakpoint.processor.map_or_else(
+                    || "   ".to_owned(),
+                    super::processor_breakpoints::Processor::listing,
+                );
                 let _ = write!(
                     out,
-                    "{id:>6} {state} {}     0001 (0001) {name}",
+                    "{id:>6} {state} {} {kind} 0001 (0001) {name}",
                     self.address(address)
                 );
             } else {

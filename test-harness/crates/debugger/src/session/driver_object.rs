@@ -80,7 +80,7 @@ impl Session {
             Some(text) => expr::evaluate(text, self)?,
             None => 1,
         };
-        let object = self.find_driver_object(which)?;
+        let object = self.find_driver_object(which, args)?;
         let layout = wdm::DriverObject::for_arch(self.arch());
         let size = self.pointer_size();
         let pointer = |offset: u64| self.target.read_pointer(object + offset).unwrap_or(0);
@@ -152,8 +152,12 @@ impl Session {
     }
 
     /// The driver object a name (`Sample`, `\Driver\Sample`) or an address
-    /// names.
-    fn find_driver_object(&self, which: &str) -> Result<u64, CommandError> {
+    /// names. Neither in `\Driver` nor an expression: kdexts' "Driver object
+    /// <arguments> not found" (its `!drvobj`, which looks the name up in the
+    /// object directory and then tries the expression evaluator, as
+    /// -drvobj.md's Remarks say). Before the driver starts and after its
+    /// unload deleted the object, `\Driver` holds no `Sample`.
+    fn find_driver_object(&self, which: &str, args: &str) -> Result<u64, CommandError> {
         let wanted = if which.starts_with('\\') {
             which.to_owned()
         } else {
@@ -170,7 +174,7 @@ impl Session {
         }
         let Ok(address) = expr::evaluate(which, self) else {
             return Err(CommandError::Message(format!(
-                "harness kd: no driver object {wanted} on the machine (the driver is not started)"
+                "Driver object {args} not found"
             )));
         };
         if self.target.read_uint(address, 2) != Some(IO_TYPE_DRIVER) {

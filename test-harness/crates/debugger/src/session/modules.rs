@@ -305,7 +305,7 @@ fn dt_options(args: &str) -> Result<(types::DtOptions, &str), CommandError> {
 
 /// kd's `*` and `?` wildcards, case-blind (the usual backtracking
 /// matcher: linear in practice, never exponential).
-fn wildcard(pattern: &str, text: &str) -> bool {
+pub(super) fn wildcard(pattern: &str, text: &str) -> bool {
     let (pattern, text) = (pattern.as_bytes(), text.as_bytes());
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;

@@ -7,7 +7,8 @@
 //! kd prints them across the reconnect; the `Connected to ... target`
 //! line is the one the walkthrough's session shows ("Connected to Windows 7
 //! 7601 x86 compatible target at (...), ptr64 FALSE"), without the
-//! host-clock times kd puts in it and in the shutdown line.
+//! host-clock times kd puts in it and in the shutdown line. `.restart`
+//! reconnects without a reboot (kd's Restart Kernel Connection).
 
 use std::sync::Arc;
 
@@ -26,6 +27,8 @@ impl Session {
             ))
         })?;
         self.target = Target::new(machine);
+        // The event filters are the debugger's: they outlive the reboot.
+        self.apply_load_filter();
         self.names.mapped = false;
         self.breakpoints.clear();
         self.frame = 0;
@@ -35,16 +38,41 @@ impl Session {
         self.next_unassemble = None;
         self.announced = false;
         self.last_event = None;
+        Ok(format!(
+            "Shutdown occurred...unloading all symbol tables.\nWaiting to reconnect...\n{}",
+            self.connection_lines()
+        ))
+    }
+
+    /// `.restart` in kd is "Restart Kernel Connection"
+    /// (-restart--restart-kernel-connection-.md): "equivalent to ending
+    /// the debugger and then attaching a new debugger to the target
+    /// computer". The target is not restarted (restarting the target
+    /// application, -restart--restart-target-application-.md, is "user
+    /// mode only"): the machine stays where it is; the new debugger has no
+    /// breakpoints and no `$t` values. The harness says where a restart of
+    /// the machine is.
+    pub(super) fn restart_connection(&mut self) -> String {
+        self.breakpoints.clear();
+        self.temporaries = [0; 20];
+        format!(
+            "{}harness kd: .restart reconnects the debugger; the target goes on where it was \
+             (.reboot starts the machine over)\n",
+            self.connection_lines()
+        )
+    }
+
+    /// kd's lines when it connects to the target.
+    fn connection_lines(&self) -> String {
         let profile = &self.target.machine.kernel().profile;
         let (platform, ptr64) = match self.arch() {
             Arch::X86 => ("x86 compatible", "FALSE"),
             Arch::X64 => ("x64", "TRUE"),
         };
-        Ok(format!(
-            "Shutdown occurred...unloading all symbol tables.\nWaiting to reconnect...\n\
-             Connected to {} {} {platform} target, ptr64 {ptr64}\nKernel Debugger connection established.\n",
+        format!(
+            "Connected to {} {} {platform} target, ptr64 {ptr64}\nKernel Debugger connection established.\n",
             super::target_info::product_name(profile.major, profile.minor),
             profile.build
-        ))
+        )
     }
 }

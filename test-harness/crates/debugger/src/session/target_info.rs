@@ -23,7 +23,12 @@ pub(super) const fn event_description(stop: &Stop) -> Option<&'static str> {
         Stop::Break(_) | Stop::Breakpoint(_) | Stop::BugCheck => {
             Some("Break instruction exception - code 80000003 (first chance)")
         }
-        Stop::Stepped => Some("Single step exception - code 80000004 (first chance)"),
+        // A data breakpoint is the processor's debug exception, which
+        // Windows raises as STATUS_SINGLE_STEP (WRK, KiTrap01 in
+        // base/ntos/ke/i386/trap.asm).
+        Stop::Stepped | Stop::Watch(_) => {
+            Some("Single step exception - code 80000004 (first chance)")
+        }
         Stop::Fault => Some("Access violation - code c0000005 (!!! second chance !!!)"),
         Stop::Finished | Stop::CannotJudge(_) | Stop::Limit(_) => None,
     }
@@ -48,7 +53,7 @@ const fn irql_name(irql: u8, arch: Arch) -> Option<&'static str> {
 
 /// The product name kd puts before "Kernel Version" for a kernel's
 /// major.minor (`Windows 7 Kernel Version 7601 ...`, real vertarget output
-/// quoted in docs/kd/commands-added.md).
+/// quoted in docs/kd/commands.md).
 pub(super) const fn product_name(major: u32, minor: u32) -> &'static str {
     match (major, minor) {
         (6, 0) => "Windows Vista",
@@ -63,7 +68,7 @@ pub(super) const fn product_name(major: u32, minor: u32) -> &'static str {
 impl Session {
     /// `.lastevent`: the event the target last stopped for.
     pub(super) fn last_event(&self) -> String {
-        self.last_event.map_or_else(
+        self.last_event.as_deref().map_or_else(
             || {
                 "harness kd: no event yet (the target starts stopped before the driver loads)\n"
                     .to_owned()
