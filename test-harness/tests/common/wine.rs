@@ -152,3 +152,32 @@ pub fn harness_services(prefix: &Path) -> Vec<String> {
         .expect("the test prefix")
         .harness_services()
 }
+
+/// The tracker's verdict on the events of an in-process Wine run of `driver`
+/// (as `harness emulate` judges them, with the engine's default flags).
+pub fn verdict(
+    driver: &Path,
+    image: &harness_core::pe::PeImage,
+    events: &[harness_core::events::Event],
+) -> harness_core::verdict::Verdict {
+    let (base, size) = events
+        .iter()
+        .find_map(|event| match event {
+            harness_core::events::Event::Load {
+                image_base,
+                image_size,
+                ..
+            } => Some((*image_base, *image_size)),
+            _ => None,
+        })
+        .expect("a Load event");
+    let context = harness_core::tracker::Context {
+        driver: harness_core::file_name(driver),
+        engine: harness_core::verdict::Engine::Wine,
+        symbols: harness_core::symbols::Symbolizer::for_driver(driver, image, base, size),
+        arch: image.arch.expect("a known architecture"),
+        pool_hit_tag: None,
+        verifier_flags: harness_core::verifier::VerifierFlags::default(),
+    };
+    harness_core::tracker::judge(events, context).expect("the tracker judges the run")
+}

@@ -180,14 +180,11 @@ impl Prefix {
 
     /// Runs a wineserver command (`-k`, `-w`, `-p<n>`) to completion.
     fn server(&self, arg: &str) {
-        let _ = gated(|| {
-            self.wineserver(arg)
-                .status()
-                .map_err(|source| ProcessError::Spawn {
-                    program: "wineserver".into(),
-                    source,
-                })
-        });
+        // Only the start goes through the gate: `-w` may wait seconds, and
+        // other threads' sessions must not wait for it.
+        if let Ok(mut child) = gated(|| self.wineserver(arg).spawn()) {
+            let _ = child.wait();
+        }
     }
 
     /// Kills the prefix's wineserver and every process of the prefix.
@@ -284,10 +281,18 @@ fn stand_by_if_interrupted() {
     }
 }
 
-/// The run the interrupt handler must clean up after, if any.
-static ACTIVE: Mutex<Option<ActiveRun>> = Mutex::new(None);
+/// The sessions running now, which the interrupt handler must clean up
+/// after: one entry per session, since threads of one process (the test
+/// suite's) may each run a session in a prefix of their own. One slot for
+/// all once let a second session drop the first one's watchdog pipe, and
+/// that watchdog then stopped the first session (wineboot exit 1).
+static ACTIVE: Mutex<Vec<ActiveRun>> = Mutex::new(Vec::new());
+
+/// Numbers the sessions of this process (the key of [`ACTIVE`]).
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(0);
 
 struct ActiveRun {
+    session: u64,
     prefix: Prefix,
     service: Option<String>,
     watchdog: Option<ChildStdin>,
@@ -325,8 +330,8 @@ fn on_interrupt(signal: i32) -> ! {
         let _gate = SPAWN_GATE.lock().unwrap_or_else(PoisonError::into_inner);
         INTERRUPTED.store(true, Ordering::SeqCst);
     }
-    let active = ACTIVE.lock().unwrap_or_else(PoisonError::into_inner).take();
-    if let Some(mut active) = active {
+    let sessions = std::mem::take(&mut *ACTIVE.lock().unwrap_or_else(PoisonError::into_inner));
+    for mut active in sessions {
         active.prefix.kill_session();
         // The service is deregistered through an untraced session of our own.
         if let Some(service) = &active.service {
@@ -390,6 +395,8 @@ pub struct WineMachine {
     /// The prefix's lock, when the machine holds it (shared with the watchdog).
     lock: Option<File>,
     session: Option<Session>,
+    /// This machine's key in [`ACTIVE`].
+    key: u64,
 }
 
 /// A traced session: the log reader and the watchdog.
@@ -525,6 +532,7 @@ impl WineMachine {
             log_bytes: Arc::new(AtomicU64::new(0)),
             lock: None,
             session: None,
+            key: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
         })
     }
 
@@ -687,7 +695,10 @@ impl WineMachine {
             source,
         })?;
         let stdin = child.stdin.take();
-        *ACTIVE.lock().unwrap_or_else(PoisonError::into_inner) = Some(ActiveRun {
+        let mut active = ACTIVE.lock().unwrap_or_else(PoisonError::into_inner);
+        active.retain(|run| run.session != self.key);
+        active.push(ActiveRun {
+            session: self.key,
             prefix: self.prefix.clone(),
             service: None,
             watchdog: stdin,
@@ -699,7 +710,7 @@ impl WineMachine {
     /// if the harness dies or is interrupted now.
     pub fn installing(&self, service: &str) {
         let mut active = ACTIVE.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(active) = active.as_mut() {
+        if let Some(active) = active.iter_mut().find(|run| run.session == self.key) {
             active.service = Some(service.to_owned());
             if let Some(watchdog) = active.watchdog.as_mut() {
                 let _ = writeln!(watchdog, "service {service}");
@@ -722,7 +733,13 @@ impl WineMachine {
         if session.reader.is_finished() {
             let _ = session.reader.join();
         }
-        let active = ACTIVE.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let active = {
+            let mut sessions = ACTIVE.lock().unwrap_or_else(PoisonError::into_inner);
+            sessions
+                .iter()
+                .position(|run| run.session == self.key)
+                .map(|index| sessions.swap_remove(index))
+        };
         if let Some(mut watchdog) = active.and_then(|active| active.watchdog) {
             let _ = watchdog.write_all(b"done\n");
         }
