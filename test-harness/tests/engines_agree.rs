@@ -65,8 +65,8 @@ fn wine32_installed() -> bool {
 
 /// The x86 Sample.sys, clean and leaky, and a real x86 driver with a device
 /// and a symbolic link and no pool use of its own: the same verdict under
-/// Wine (32-bit winedevice.exe) as under the native engine. Without 32-bit
-/// Wine the engine says that, in one line.
+/// Wine (32-bit winedevice.exe, driven by the i686 samplectl.exe) as under
+/// the native engine. Without 32-bit Wine the engine says that, in one line.
 #[test]
 fn x86_drivers_under_wine_equal_native() {
     let dir = tempfile::tempdir().expect("dir");
@@ -100,6 +100,27 @@ fn x86_drivers_under_wine_equal_native() {
             comparable(&native),
             "{}",
             driver.display()
+        );
+    }
+    if wine32_installed() {
+        // They were driven by the i686 samplectl.exe (a 32-bit program, as on
+        // 32-bit Windows), which the engine keeps in the prefix beside the
+        // x64 one.
+        let in_prefix = wine::prefix().join("drive_c/harness/samplectl-x86.exe");
+        let built = harness_build::driver_build::samplectl_up_to_date(
+            Arch::X86,
+            std::time::Duration::from_mins(10),
+        )
+        .expect("the i686 samplectl.exe");
+        assert_eq!(
+            harness_core::pe::PeImage::read(&in_prefix)
+                .expect("samplectl-x86.exe in the prefix")
+                .arch,
+            Some(Arch::X86)
+        );
+        assert!(
+            std::fs::read(&in_prefix).ok() == std::fs::read(&built).ok(),
+            "the prefix's samplectl-x86.exe is the i686 build"
         );
     }
 }

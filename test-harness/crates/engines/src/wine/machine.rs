@@ -31,6 +31,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::engine::EngineError;
+use harness_core::arch::Arch;
 use harness_core::error::ProcessError;
 use harness_core::pool_api::PoolRoutine;
 use harness_core::process::{last_line, run_checked, spawn_piped, wait_with_timeout, which};
@@ -397,6 +398,18 @@ pub struct WineMachine {
     session: Option<Session>,
     /// This machine's key in [`ACTIVE`].
     key: u64,
+    /// Which samplectl.exe drives the driver (the x64 one by default).
+    controller: Arch,
+}
+
+/// samplectl.exe's file name in `C:\harness` for drivers of `arch`: x86
+/// drivers are driven by an i686 build, as a 32-bit Windows would run them.
+/// The x64 one also cleans up (the watchdog, [`WineMachine::deregister`]).
+const fn controller_name(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X64 => "samplectl.exe",
+        Arch::X86 => "samplectl-x86.exe",
+    }
 }
 
 /// A traced session: the log reader and the watchdog.
@@ -533,6 +546,7 @@ impl WineMachine {
             lock: None,
             session: None,
             key: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+            controller: Arch::X64,
         })
     }
 
@@ -695,14 +709,16 @@ impl WineMachine {
             source,
         })?;
         let stdin = child.stdin.take();
-        let mut active = ACTIVE.lock().unwrap_or_else(PoisonError::into_inner);
-        active.retain(|run| run.session != self.key);
-        active.push(ActiveRun {
-            session: self.key,
-            prefix: self.prefix.clone(),
-            service: None,
-            watchdog: stdin,
-        });
+        {
+            let mut active = ACTIVE.lock().unwrap_or_else(PoisonError::into_inner);
+            active.retain(|run| run.session != self.key);
+            active.push(ActiveRun {
+                session: self.key,
+                prefix: self.prefix.clone(),
+                service: None,
+                watchdog: stdin,
+            });
+        }
         Ok(child)
     }
 
@@ -716,6 +732,12 @@ impl WineMachine {
                 let _ = writeln!(watchdog, "service {service}");
             }
         }
+    }
+
+    /// Drives drivers of `arch` with their samplectl.exe from now on (put in
+    /// the prefix by [`WineMachine::update_samplectl`]).
+    pub(crate) const fn drive_with(&mut self, arch: Arch) {
+        self.controller = arch;
     }
 
     /// Ends the session (all Wine processes of the prefix) and dismisses the
@@ -782,7 +804,8 @@ impl WineMachine {
     /// # Errors
     /// Wine could not run it.
     pub(crate) fn samplectl_within(&self, args: &[&str], limit: Duration) -> Result<ControlResult> {
-        let mut all = vec![r"C:\harness\samplectl.exe"];
+        let exe = format!(r"C:\harness\{}", controller_name(self.controller));
+        let mut all = vec![exe.as_str()];
         all.extend_from_slice(args);
         let mut command = self.prefix.wine_command(&all);
         match run_gated(&mut command, limit) {
@@ -807,12 +830,13 @@ impl WineMachine {
         self.prefix.deregister(service);
     }
 
-    /// Keeps `samplectl.exe` in the prefix equal to `samplectl`.
+    /// Keeps the samplectl.exe for drivers of `arch` in the prefix equal to
+    /// `samplectl` (a build for `arch`).
     ///
     /// # Errors
     /// The copy failed.
-    pub(crate) fn update_samplectl(&self, samplectl: &Path) -> Result<()> {
-        let target = self.c_drive().join("harness/samplectl.exe");
+    pub(crate) fn update_samplectl(&self, arch: Arch, samplectl: &Path) -> Result<()> {
+        let target = self.c_drive().join("harness").join(controller_name(arch));
         let same = fs::read(samplectl).ok() == fs::read(&target).ok();
         if !same {
             fs::copy(samplectl, &target)
