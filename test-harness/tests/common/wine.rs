@@ -77,6 +77,12 @@ pub fn emulate(driver: &Path, extra: &[&str]) -> Run {
     harness_with(prefix(), &[], &args)
 }
 
+/// Whether 32-bit Wine is installed here (Debian's wine32:i386 puts the
+/// 32-bit loader beside wine64).
+pub fn wine32_installed() -> bool {
+    Path::new("/usr/lib/wine/wine").is_file()
+}
+
 /// Import libraries for the modules `wine_gaps.c` imports that MinGW has
 /// none for.
 const GAP_IMPORTS: [(&str, &str); 4] = [
