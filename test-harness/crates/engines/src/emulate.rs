@@ -166,14 +166,9 @@ pub fn check_flags(request: &Request) -> Result<(), InputError> {
 /// # Errors
 /// The driver writes CR8: one line naming where.
 fn speakeasy_follows_irql(driver: &Path, image: &PeImage) -> Result<(), EmulateError> {
-    let prepared = crate::native::prepare(driver, image)?;
-    let Some(write) = harness_ntemu::machine::cr8_accesses(&prepared)
-        .into_iter()
-        .find(|access| !access.read)
-    else {
+    let Some(site) = first_cr8_write(driver, image)? else {
         return Ok(());
     };
-    let site = prepared.symbols.name(write.address);
     Err(CannotJudge {
         driver: file_name(driver),
         engine: Engine::Speakeasy,
@@ -185,6 +180,22 @@ fn speakeasy_follows_irql(driver: &Path, image: &PeImage) -> Result<(), EmulateE
         site: Some(site),
     }
     .into())
+}
+
+/// Where the driver first writes CR8 (the x64 WDK's inline `KeRaiseIrql`),
+/// as a symbol; none on x86.
+///
+/// # Errors
+/// The image cannot be laid out.
+fn first_cr8_write(driver: &Path, image: &PeImage) -> Result<Option<String>, EmulateError> {
+    if image.arch != Some(Arch::X64) {
+        return Ok(None);
+    }
+    let prepared = crate::native::prepare(driver, image)?;
+    Ok(harness_ntemu::machine::cr8_accesses(&prepared)
+        .into_iter()
+        .find(|access| !access.read)
+        .map(|write| prepared.symbols.name(write.address)))
 }
 
 /// Routines that raise the IRQL (WDK: wdm.h; hal.dll's on x86). Wine runs
@@ -233,17 +244,9 @@ fn wine_follows_irql(driver: &Path, image: &PeImage) -> Result<(), EmulateError>
         )
         .into());
     }
-    if image.arch != Some(Arch::X64) {
-        return Ok(());
-    }
-    let prepared = crate::native::prepare(driver, image)?;
-    let Some(write) = harness_ntemu::machine::cr8_accesses(&prepared)
-        .into_iter()
-        .find(|access| !access.read)
-    else {
+    let Some(site) = first_cr8_write(driver, image)? else {
         return Ok(());
     };
-    let site = prepared.symbols.name(write.address);
     Err(cannot_judge(
         format!(
             "the driver sets IRQL by writing CR8 at {site} (the x64 WDK's inline KeRaiseIrql), which Wine emulates without keeping an IRQL, so the verifier's IRQL checks cannot follow it"
