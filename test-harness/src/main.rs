@@ -198,9 +198,10 @@ enum Command {
         #[arg(long, value_enum, default_value = "x86")]
         arch: Arch,
     },
-    /// Provision the pinned Speakeasy virtualenv, build samplectl.exe and make
-    /// the Wine engine's prefix (when Wine is installed) now, instead of on
-    /// first use; prints the interpreter's path.
+    /// Provision the pinned Speakeasy virtualenv, build samplectl.exe (x64,
+    /// and i686 for x86 drivers: rustup adds i686-pc-windows-gnu if missing)
+    /// and make the Wine engine's prefix (when Wine is installed) now, instead
+    /// of on first use; prints the interpreter's path.
     Setup,
 }
 

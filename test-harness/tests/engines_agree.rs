@@ -2,9 +2,6 @@
 //! verdict under each engine that can run it, side by side: x86 drivers under
 //! 32-bit Wine against the native engine, and DbgPrint text split over calls
 //! as kd shows it.
-
-use std::path::Path;
-
 use crate::common;
 use crate::common::wine;
 
@@ -57,16 +54,10 @@ fn comparable(verdict: &Verdict) -> impl PartialEq + std::fmt::Debug {
     )
 }
 
-/// Whether 32-bit Wine is installed here (Debian's wine32:i386 puts the
-/// 32-bit loader beside wine64).
-fn wine32_installed() -> bool {
-    Path::new("/usr/lib/wine/wine").is_file()
-}
-
 /// The x86 Sample.sys, clean and leaky, and a real x86 driver with a device
 /// and a symbolic link and no pool use of its own: the same verdict under
-/// Wine (32-bit winedevice.exe) as under the native engine. Without 32-bit
-/// Wine the engine says that, in one line.
+/// Wine (32-bit winedevice.exe, driven by the i686 samplectl.exe) as under
+/// the native engine. Without 32-bit Wine the engine says that, in one line.
 #[test]
 fn x86_drivers_under_wine_equal_native() {
     let dir = tempfile::tempdir().expect("dir");
@@ -80,7 +71,7 @@ fn x86_drivers_under_wine_equal_native() {
     for driver in &drivers {
         let native = common::emulate_json(driver, &[]);
         let wine = wine::emulate(driver, &[]);
-        if !wine32_installed() {
+        if !wine::wine32_installed() {
             wine.cannot_judge("32-bit Wine (wine32:i386)");
             continue;
         }
@@ -100,6 +91,27 @@ fn x86_drivers_under_wine_equal_native() {
             comparable(&native),
             "{}",
             driver.display()
+        );
+    }
+    if wine::wine32_installed() {
+        // They were driven by the i686 samplectl.exe (a 32-bit program, as on
+        // 32-bit Windows), which the engine keeps in the prefix beside the
+        // x64 one.
+        let in_prefix = wine::prefix().join("drive_c/harness/samplectl-x86.exe");
+        let built = harness_build::driver_build::samplectl_up_to_date(
+            Arch::X86,
+            std::time::Duration::from_mins(10),
+        )
+        .expect("the i686 samplectl.exe");
+        assert_eq!(
+            harness_core::pe::PeImage::read(&in_prefix)
+                .expect("samplectl-x86.exe in the prefix")
+                .arch,
+            Some(Arch::X86)
+        );
+        assert!(
+            std::fs::read(&in_prefix).ok() == std::fs::read(&built).ok(),
+            "the prefix's samplectl-x86.exe is the i686 build"
         );
     }
 }
@@ -195,7 +207,7 @@ fn unterminated_debug_print_is_one_line_as_kd_shows_it() {
                 "{engine} {arch}"
             );
         }
-        if arch == Arch::X86 && !wine32_installed() {
+        if arch == Arch::X86 && !wine::wine32_installed() {
             continue;
         }
         let _serial = wine::serial();

@@ -169,6 +169,27 @@ fn speakeasy_cannot_judge_what_it_cannot_see_of_the_irql() {
     .cannot_judge("hal.KfRaiseIrql");
 }
 
+/// Wine keeps no IRQL (winedevice.exe is a user-mode process; its
+/// `KfRaiseIrql` is a stub, and CR8 writes are emulated privileged
+/// instructions), so it must not pass the paged-at-dispatch build either,
+/// which the native engine judges 0xC4 / 0x01 (Arg2 IRQL 2, Arg3 PagedPool;
+/// the bug check page named above). Seen before: exit 0 under Wine,
+/// x64 and x86.
+#[test]
+fn wine_cannot_judge_what_it_cannot_see_of_the_irql() {
+    use crate::common::wine;
+    for (arch, site) in [
+        (Arch::X64, "writing CR8 at Sample!DriverEntry+0x"),
+        (Arch::X86, "hal.dll!KfRaiseIrql"),
+    ] {
+        let driver = built(arch, Some(Fault::PagedAtDispatch));
+        let native = judged(&driver, "0x8").bugcheck.expect("bug check");
+        assert_eq!((native.code, native.args[0]), (0xC4, 0x01), "native {arch}");
+        let _serial = wine::serial();
+        wine::emulate(&driver, &[]).cannot_judge(site);
+    }
+}
+
 /// The second allocation's error path forgets the copy: a plain run is
 /// clean, and only failing that allocation (the low resources simulation's
 /// job on Windows, `--fail-each` here) shows the leak, 0xC4 / 0x62 when the

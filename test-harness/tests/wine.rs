@@ -5,6 +5,7 @@
 use crate::common;
 use crate::common::wine;
 
+use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
@@ -210,5 +211,58 @@ fn wine_engine_refuses_what_it_cannot_do() {
     for option in [["--fail-allocation", "1"], ["--os-version", "10.0.19045"]] {
         common::emulate_json(&built.sys, &["--engine", "wine", option[0], option[1]])
             .cannot_judge("need the native or speakeasy engine");
+    }
+}
+
+/// Wine sessions at once in one process, each in its own prefix (this
+/// binary's fresh one and the engine's test prefix): every run gets its own
+/// verdict. Seen before (cargo test with four test threads): a session failed
+/// as another one started (wineboot exit 1). The engine kept one watchdog
+/// pipe for the whole process, so the second session's watchdog replaced the
+/// first's, whose pipe closed: that watchdog took the harness for dead and
+/// stopped the first session. The second run starts once the first one's
+/// session is up.
+#[test]
+fn sessions_at_once_each_get_their_verdict() {
+    use harness_core::verdict::ExitCode;
+    let own = machine()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = wine::serial();
+    let built = common::driver(Arch::X64, true);
+    let image = harness_core::pe::PeImage::read(&built.sys).expect("a PE");
+    let run = |prefix: &Path| {
+        let events = harness_engines::wine::run_at(
+            prefix,
+            &built.sys,
+            &image,
+            &harness_engines::engine::RunOptions::default(),
+        )
+        .unwrap_or_else(|error| panic!("{}: {error}", prefix.display()));
+        wine::verdict(&built.sys, &image, &events)
+    };
+    let first_log = own.path().join("harness-session.log");
+    let _ = std::fs::remove_file(&first_log);
+    let verdicts = std::thread::scope(|scope| {
+        let first = scope.spawn(|| run(own.path()));
+        let started = Instant::now();
+        while std::fs::metadata(&first_log).map_or(true, |meta| meta.len() == 0) {
+            assert!(
+                started.elapsed() < std::time::Duration::from_mins(1),
+                "the first session never started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let second = run(wine::prefix());
+        [first.join().expect("the first run's thread"), second]
+    });
+    for verdict in &verdicts {
+        assert_eq!(verdict.exit_code(), ExitCode::Violation, "{verdict:?}");
+        let tags: Vec<&str> = verdict.leaks.iter().map(|leak| leak.tag.as_str()).collect();
+        assert_eq!(tags, ["abcd"]);
+        assert_eq!(verdict.debug_output.len(), 5, "{:?}", verdict.debug_output);
+    }
+    for prefix in [own.path(), wine::prefix()] {
+        wine::wait_until_idle(prefix, std::time::Duration::from_secs(10)).expect("idle");
     }
 }

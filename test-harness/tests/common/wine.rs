@@ -77,6 +77,12 @@ pub fn emulate(driver: &Path, extra: &[&str]) -> Run {
     harness_with(prefix(), &[], &args)
 }
 
+/// Whether 32-bit Wine is installed here (Debian's wine32:i386 puts the
+/// 32-bit loader beside wine64).
+pub fn wine32_installed() -> bool {
+    Path::new("/usr/lib/wine/wine").is_file()
+}
+
 /// Import libraries for the modules `wine_gaps.c` imports that MinGW has
 /// none for.
 const GAP_IMPORTS: [(&str, &str); 4] = [
@@ -151,4 +157,33 @@ pub fn harness_services(prefix: &Path) -> Vec<String> {
     wine::WineMachine::open(prefix)
         .expect("the test prefix")
         .harness_services()
+}
+
+/// The tracker's verdict on the events of an in-process Wine run of `driver`
+/// (as `harness emulate` judges them, with the engine's default flags).
+pub fn verdict(
+    driver: &Path,
+    image: &harness_core::pe::PeImage,
+    events: &[harness_core::events::Event],
+) -> harness_core::verdict::Verdict {
+    let (base, size) = events
+        .iter()
+        .find_map(|event| match event {
+            harness_core::events::Event::Load {
+                image_base,
+                image_size,
+                ..
+            } => Some((*image_base, *image_size)),
+            _ => None,
+        })
+        .expect("a Load event");
+    let context = harness_core::tracker::Context {
+        driver: harness_core::file_name(driver),
+        engine: harness_core::verdict::Engine::Wine,
+        symbols: harness_core::symbols::Symbolizer::for_driver(driver, image, base, size),
+        arch: image.arch.expect("a known architecture"),
+        pool_hit_tag: None,
+        verifier_flags: harness_core::verifier::VerifierFlags::default(),
+    };
+    harness_core::tracker::judge(events, context).expect("the tracker judges the run")
 }

@@ -104,7 +104,10 @@ pub fn emulate(request: &Request) -> Result<Verdict, EmulateError> {
             speakeasy_follows_irql(driver, &image)?;
             crate::speakeasy::run(driver, &request.options)?
         }
-        EngineKind::Wine => crate::wine::run(driver, &image, &request.options)?,
+        EngineKind::Wine => {
+            wine_follows_irql(driver, &image)?;
+            crate::wine::run(driver, &image, &request.options)?
+        }
     };
     let mut verdict = judge(driver, &image, arch, &events, request)?;
     let fail = request.options.fail_allocation;
@@ -163,14 +166,9 @@ pub fn check_flags(request: &Request) -> Result<(), InputError> {
 /// # Errors
 /// The driver writes CR8: one line naming where.
 fn speakeasy_follows_irql(driver: &Path, image: &PeImage) -> Result<(), EmulateError> {
-    let prepared = crate::native::prepare(driver, image)?;
-    let Some(write) = harness_ntemu::machine::cr8_accesses(&prepared)
-        .into_iter()
-        .find(|access| !access.read)
-    else {
+    let Some(site) = first_cr8_write(driver, image)? else {
         return Ok(());
     };
-    let site = prepared.symbols.name(write.address);
     Err(CannotJudge {
         driver: file_name(driver),
         engine: Engine::Speakeasy,
@@ -181,6 +179,80 @@ fn speakeasy_follows_irql(driver: &Path, image: &PeImage) -> Result<(), EmulateE
         },
         site: Some(site),
     }
+    .into())
+}
+
+/// Where the driver first writes CR8 (the x64 WDK's inline `KeRaiseIrql`),
+/// as a symbol; none on x86.
+///
+/// # Errors
+/// The image cannot be laid out.
+fn first_cr8_write(driver: &Path, image: &PeImage) -> Result<Option<String>, EmulateError> {
+    if image.arch != Some(Arch::X64) {
+        return Ok(None);
+    }
+    let prepared = crate::native::prepare(driver, image)?;
+    Ok(harness_ntemu::machine::cr8_accesses(&prepared)
+        .into_iter()
+        .find(|access| !access.read)
+        .map(|write| prepared.symbols.name(write.address)))
+}
+
+/// Routines that raise the IRQL (WDK: wdm.h; hal.dll's on x86). Wine runs
+/// drivers in a user-mode process and does not keep an IRQL: its
+/// `KfRaiseIrql` is a stub (Wine 8.0's session log: `fixme:ntoskrnl:KfRaiseIrql
+/// (2) stub!`), and the others return without raising anything.
+const IRQL_RAISING_ROUTINES: [&str; 7] = [
+    "KfRaiseIrql",
+    "KeRaiseIrqlToDpcLevel",
+    "KeRaiseIrqlToSynchLevel",
+    "KfAcquireSpinLock",
+    "KeAcquireSpinLockRaiseToDpc",
+    "KeAcquireQueuedSpinLock",
+    "KeAcquireInStackQueuedSpinLock",
+];
+
+/// Wine keeps no IRQL (its winedevice.exe is a user-mode process): a driver
+/// that raises it would pass checks Windows makes at the raised level (0xC4
+/// / 0x01, paged pool at `DISPATCH_LEVEL`), so it cannot be judged there. Its
+/// CR8 writes (the x64 WDK's inline `KeRaiseIrql`) fault as privileged
+/// instructions that Wine's ntoskrnl emulates and otherwise ignores (the
+/// session's seh trace: `dispatch_exception code=c0000096`, then its vectored
+/// handler); the imported raising routines do nothing.
+///
+/// # Errors
+/// The driver writes CR8 or imports one of [`IRQL_RAISING_ROUTINES`]: one
+/// line naming where or which.
+fn wine_follows_irql(driver: &Path, image: &PeImage) -> Result<(), EmulateError> {
+    let cannot_judge = |detail: String, site: Option<String>| CannotJudge {
+        driver: file_name(driver),
+        engine: Engine::Wine,
+        gap: Gap::EngineLimit { detail },
+        site,
+    };
+    if let Some(import) = image
+        .imports
+        .iter()
+        .find(|import| IRQL_RAISING_ROUTINES.contains(&import.name.as_str()))
+    {
+        return Err(cannot_judge(
+            format!(
+                "the driver raises IRQL with {}!{}, and Wine keeps no IRQL, so the verifier's IRQL checks cannot follow it",
+                import.library, import.name
+            ),
+            None,
+        )
+        .into());
+    }
+    let Some(site) = first_cr8_write(driver, image)? else {
+        return Ok(());
+    };
+    Err(cannot_judge(
+        format!(
+            "the driver sets IRQL by writing CR8 at {site} (the x64 WDK's inline KeRaiseIrql), which Wine emulates without keeping an IRQL, so the verifier's IRQL checks cannot follow it"
+        ),
+        Some(site),
+    )
     .into())
 }
 

@@ -31,6 +31,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::engine::EngineError;
+use harness_core::arch::Arch;
 use harness_core::error::ProcessError;
 use harness_core::pool_api::PoolRoutine;
 use harness_core::process::{last_line, run_checked, spawn_piped, wait_with_timeout, which};
@@ -180,14 +181,11 @@ impl Prefix {
 
     /// Runs a wineserver command (`-k`, `-w`, `-p<n>`) to completion.
     fn server(&self, arg: &str) {
-        let _ = gated(|| {
-            self.wineserver(arg)
-                .status()
-                .map_err(|source| ProcessError::Spawn {
-                    program: "wineserver".into(),
-                    source,
-                })
-        });
+        // Only the start goes through the gate: `-w` may wait seconds, and
+        // other threads' sessions must not wait for it.
+        if let Ok(mut child) = gated(|| self.wineserver(arg).spawn()) {
+            let _ = child.wait();
+        }
     }
 
     /// Kills the prefix's wineserver and every process of the prefix.
@@ -284,10 +282,18 @@ fn stand_by_if_interrupted() {
     }
 }
 
-/// The run the interrupt handler must clean up after, if any.
-static ACTIVE: Mutex<Option<ActiveRun>> = Mutex::new(None);
+/// The sessions running now, which the interrupt handler must clean up
+/// after: one entry per session, since threads of one process (the test
+/// suite's) may each run a session in a prefix of their own. One slot for
+/// all once let a second session drop the first one's watchdog pipe, and
+/// that watchdog then stopped the first session (wineboot exit 1).
+static ACTIVE: Mutex<Vec<ActiveRun>> = Mutex::new(Vec::new());
+
+/// Numbers the sessions of this process (the key of [`ACTIVE`]).
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(0);
 
 struct ActiveRun {
+    session: u64,
     prefix: Prefix,
     service: Option<String>,
     watchdog: Option<ChildStdin>,
@@ -325,8 +331,8 @@ fn on_interrupt(signal: i32) -> ! {
         let _gate = SPAWN_GATE.lock().unwrap_or_else(PoisonError::into_inner);
         INTERRUPTED.store(true, Ordering::SeqCst);
     }
-    let active = ACTIVE.lock().unwrap_or_else(PoisonError::into_inner).take();
-    if let Some(mut active) = active {
+    let sessions = std::mem::take(&mut *ACTIVE.lock().unwrap_or_else(PoisonError::into_inner));
+    for mut active in sessions {
         active.prefix.kill_session();
         // The service is deregistered through an untraced session of our own.
         if let Some(service) = &active.service {
@@ -390,6 +396,20 @@ pub struct WineMachine {
     /// The prefix's lock, when the machine holds it (shared with the watchdog).
     lock: Option<File>,
     session: Option<Session>,
+    /// This machine's key in [`ACTIVE`].
+    key: u64,
+    /// Which samplectl.exe drives the driver (the x64 one by default).
+    controller: Arch,
+}
+
+/// samplectl.exe's file name in `C:\harness` for drivers of `arch`: x86
+/// drivers are driven by an i686 build, as a 32-bit Windows would run them.
+/// The x64 one also cleans up (the watchdog, [`WineMachine::deregister`]).
+const fn controller_name(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X64 => "samplectl.exe",
+        Arch::X86 => "samplectl-x86.exe",
+    }
 }
 
 /// A traced session: the log reader and the watchdog.
@@ -525,6 +545,8 @@ impl WineMachine {
             log_bytes: Arc::new(AtomicU64::new(0)),
             lock: None,
             session: None,
+            key: NEXT_SESSION.fetch_add(1, Ordering::Relaxed),
+            controller: Arch::X64,
         })
     }
 
@@ -687,11 +709,16 @@ impl WineMachine {
             source,
         })?;
         let stdin = child.stdin.take();
-        *ACTIVE.lock().unwrap_or_else(PoisonError::into_inner) = Some(ActiveRun {
-            prefix: self.prefix.clone(),
-            service: None,
-            watchdog: stdin,
-        });
+        {
+            let mut active = ACTIVE.lock().unwrap_or_else(PoisonError::into_inner);
+            active.retain(|run| run.session != self.key);
+            active.push(ActiveRun {
+                session: self.key,
+                prefix: self.prefix.clone(),
+                service: None,
+                watchdog: stdin,
+            });
+        }
         Ok(child)
     }
 
@@ -699,12 +726,18 @@ impl WineMachine {
     /// if the harness dies or is interrupted now.
     pub fn installing(&self, service: &str) {
         let mut active = ACTIVE.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(active) = active.as_mut() {
+        if let Some(active) = active.iter_mut().find(|run| run.session == self.key) {
             active.service = Some(service.to_owned());
             if let Some(watchdog) = active.watchdog.as_mut() {
                 let _ = writeln!(watchdog, "service {service}");
             }
         }
+    }
+
+    /// Drives drivers of `arch` with their samplectl.exe from now on (put in
+    /// the prefix by [`WineMachine::update_samplectl`]).
+    pub(crate) const fn drive_with(&mut self, arch: Arch) {
+        self.controller = arch;
     }
 
     /// Ends the session (all Wine processes of the prefix) and dismisses the
@@ -722,7 +755,13 @@ impl WineMachine {
         if session.reader.is_finished() {
             let _ = session.reader.join();
         }
-        let active = ACTIVE.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let active = {
+            let mut sessions = ACTIVE.lock().unwrap_or_else(PoisonError::into_inner);
+            sessions
+                .iter()
+                .position(|run| run.session == self.key)
+                .map(|index| sessions.swap_remove(index))
+        };
         if let Some(mut watchdog) = active.and_then(|active| active.watchdog) {
             let _ = watchdog.write_all(b"done\n");
         }
@@ -765,7 +804,8 @@ impl WineMachine {
     /// # Errors
     /// Wine could not run it.
     pub(crate) fn samplectl_within(&self, args: &[&str], limit: Duration) -> Result<ControlResult> {
-        let mut all = vec![r"C:\harness\samplectl.exe"];
+        let exe = format!(r"C:\harness\{}", controller_name(self.controller));
+        let mut all = vec![exe.as_str()];
         all.extend_from_slice(args);
         let mut command = self.prefix.wine_command(&all);
         match run_gated(&mut command, limit) {
@@ -790,12 +830,13 @@ impl WineMachine {
         self.prefix.deregister(service);
     }
 
-    /// Keeps `samplectl.exe` in the prefix equal to `samplectl`.
+    /// Keeps the samplectl.exe for drivers of `arch` in the prefix equal to
+    /// `samplectl` (a build for `arch`).
     ///
     /// # Errors
     /// The copy failed.
-    pub(crate) fn update_samplectl(&self, samplectl: &Path) -> Result<()> {
-        let target = self.c_drive().join("harness/samplectl.exe");
+    pub(crate) fn update_samplectl(&self, arch: Arch, samplectl: &Path) -> Result<()> {
+        let target = self.c_drive().join("harness").join(controller_name(arch));
         let same = fs::read(samplectl).ok() == fs::read(&target).ok();
         if !same {
             fs::copy(samplectl, &target)

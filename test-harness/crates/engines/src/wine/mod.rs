@@ -16,10 +16,13 @@
 //! driver to `C:\harness\run\<service>.sys`, start a traced session (the
 //! `machine` module), `samplectl install / start / stop / uninstall` under a
 //! service name of the harness's own (`service_name`), stop the session,
-//! deregister the service if it is still there, read the log.
+//! deregister the service if it is still there, read the log. An x86 driver
+//! is driven by an i686 samplectl.exe (`C:\harness\samplectl-x86.exe`), under
+//! 32-bit Wine, whose services.exe loads it in the 32-bit winedevice.exe.
 //!
 //! Two Wine gaps are handled here: Wine 8 has no `bcryptprimitives.dll`
-//! (Rust's std imports `ProcessPrng` from it), so a small shim is built with
+//! (Rust's std for `x86_64` imports `ProcessPrng` from it; the i686 build
+//! does not), so a small 64-bit shim is built with
 //! MinGW into each prefix; and Wine prints `%wZ` as "Z", which Sample.sys
 //! avoids by formatting its text itself.
 
@@ -82,14 +85,21 @@ pub(crate) fn prefix_path() -> Result<PathBuf> {
         })
 }
 
-/// samplectl.exe for the prefix: the built one if it is newer than its
-/// sources, else built now (cargo's output goes to its build log).
+/// samplectl.exe for drivers of `arch` (x86: an i686 build, under 32-bit
+/// Wine): the built one if it is newer than its sources, else built now
+/// (cargo's output goes to its build log; rustup adds a missing target).
 ///
 /// # Errors
 /// The build failed or took longer than its limit.
-pub(crate) fn samplectl_exe() -> Result<PathBuf> {
-    harness_build::driver_build::samplectl_up_to_date(Arch::X64, SAMPLECTL_BUILD_LIMIT)
-        .map_err(|error| EngineError::Unsupported(error.to_string()))
+pub(crate) fn samplectl_exe(arch: Arch) -> Result<PathBuf> {
+    harness_build::driver_build::samplectl_up_to_date(arch, SAMPLECTL_BUILD_LIMIT).map_err(
+        |error| match arch {
+            Arch::X64 => EngineError::Unsupported(error.to_string()),
+            Arch::X86 => EngineError::Unsupported(format!(
+                "the i686 samplectl.exe that drives x86 drivers under Wine: {error}"
+            )),
+        },
+    )
 }
 
 /// The harness's prefix, made if missing, locked for this process, with
@@ -107,7 +117,7 @@ pub(crate) fn prepared_machine() -> Result<WineMachine> {
 /// The prefix cannot be made, locked or cleaned.
 pub(crate) fn prepared_machine_at(prefix: &Path) -> Result<WineMachine> {
     let prefix = prefix.to_path_buf();
-    let samplectl = samplectl_exe()?;
+    let samplectl = samplectl_exe(Arch::X64)?;
     let lock = lock_prefix(&prefix)?;
     let mut machine = if let Ok(machine) = WineMachine::open(&prefix) {
         machine
@@ -133,7 +143,7 @@ pub(crate) fn prepared_machine_at(prefix: &Path) -> Result<WineMachine> {
         WineMachine::create(&prefix, &samplectl).inspect_err(|_| clear_dir(&prefix))?
     };
     machine.hold_lock(lock);
-    machine.update_samplectl(&samplectl)?;
+    machine.update_samplectl(Arch::X64, &samplectl)?;
     machine.remove_leftovers();
     Ok(machine)
 }
@@ -196,7 +206,12 @@ pub fn setup() -> Result<bool> {
     if let Err(EngineError::MissingTool { .. }) = WineMachine::tools_present() {
         return Ok(false);
     }
-    prepared_machine().map(|_| true)
+    // The i686 one too (for x86 drivers under 32-bit Wine, which may be
+    // installed later): setup installs everything the tests use.
+    let x86 = samplectl_exe(Arch::X86)?;
+    let machine = prepared_machine()?;
+    machine.update_samplectl(Arch::X86, &x86)?;
+    Ok(true)
 }
 
 /// Loads, starts, stops and removes `driver` in Wine and returns the events.
@@ -230,8 +245,13 @@ pub fn run_at(
             install: "install it (Debian: dpkg --add-architecture i386; apt-get update; apt-get install wine32:i386), or use --engine native",
         });
     }
+    let arch = image.arch.unwrap_or(Arch::X64);
+    // Built before the prefix is locked: the first build takes a while.
+    let controller = samplectl_exe(arch)?;
     interrupt_guard()?;
     let mut machine = prepared_machine_at(prefix)?;
+    machine.update_samplectl(arch, &controller)?;
+    machine.drive_with(arch);
     let name = service_name(driver);
     let file_name = format!("{name}.sys");
     let run_dir = machine.c_drive().join("harness/run");
@@ -255,7 +275,7 @@ pub fn run_at(
     let subject = Subject {
         file_name: &file_name,
         driver_name: &name,
-        arch: image.arch.unwrap_or(Arch::X64),
+        arch,
         image_size: image.size_of_image,
     };
     let ending = Ending {
