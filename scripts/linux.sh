@@ -123,7 +123,9 @@ case "${1:-}" in
     lint
     log=$(mktemp)
     trap 'rm -f "$log"' EXIT
-    cargo test --locked --workspace 2>&1 | tee "$log"
+    # Four test threads on two cores: most tests wait on the engines'
+    # processes (Wine sessions take turns on a prefix lock, not on threads).
+    cargo test --locked --workspace -- --test-threads 4 2>&1 | tee "$log"
     status=${PIPESTATUS[0]}
     # One closing line over every test binary (cargo prints one per binary).
     awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
