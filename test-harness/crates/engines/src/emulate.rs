@@ -105,8 +105,16 @@ pub fn emulate(request: &Request) -> Result<Verdict, EmulateError> {
             crate::speakeasy::run(driver, &request.options)?
         }
         EngineKind::Wine => {
-            wine_follows_irql(driver, &image)?;
-            crate::wine::run(driver, &image, &request.options)?
+            let events = crate::wine::run(driver, &image, &request.options)?;
+            // A gap the run met first (a module Wine lacks, a stub) is what
+            // stopped the judging; else the IRQL Wine does not keep is.
+            if !events
+                .iter()
+                .any(|event| matches!(event, Event::Gap { .. }))
+            {
+                wine_follows_irql(driver, &image)?;
+            }
+            events
         }
     };
     let mut verdict = judge(driver, &image, arch, &events, request)?;
