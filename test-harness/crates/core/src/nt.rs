@@ -22,6 +22,19 @@ pub(crate) const RUST_PANIC: u32 = 0x5250_4E43;
 
 /// `SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION`.
 pub const SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION: u32 = 0xC1;
+/// `BAD_POOL_CALLER`: the release kernel's own pool checks.
+pub const BAD_POOL_CALLER: u32 = 0xC2;
+
+/// 0xC2's Arg1 values the release kernel raises (MicrosoftDocs
+/// windows-driver-docs, debugger/bug-check-0xc2--bad-pool-caller.md).
+pub mod c2 {
+    /// Freeing pool already freed (Arg3 the header's contents, Arg4 the block).
+    pub(crate) const DOUBLE_FREE: u64 = 0x07;
+    /// Allocating at an invalid IRQL (Arg2 IRQL, Arg3 pool type, Arg4 size).
+    pub(crate) const ALLOC_IRQL: u64 = 0x08;
+    /// Freeing at an invalid IRQL (Arg2 IRQL, Arg3 pool type, Arg4 the block).
+    pub(crate) const FREE_IRQL: u64 = 0x09;
+}
 /// `DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL`.
 pub const DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL: u32 = 0xD5;
 /// `DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION`.
@@ -175,8 +188,19 @@ pub const fn bugcheck_description(code: u32, arg1: u64) -> &'static str {
         (DRIVER_VERIFIER_DETECTED_VIOLATION, c4::NONPAGED_FREE_ABOVE_DISPATCH) => {
             "The driver attempted to free nonpaged pool with IRQL > DISPATCH_LEVEL."
         }
+        // Arg4 tells the cause: 0x20 a free of pool not allocated (or freed
+        // already), 0x23 / 0x24 bytes around the block changed.
         (SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION, _) => {
-            "Special pool found the bytes around a block changed when it was freed."
+            "Special pool found a bad free or the bytes around a block changed (Parameter 4 says which)."
+        }
+        (BAD_POOL_CALLER, c2::DOUBLE_FREE) => {
+            "The current thread attempted to free the pool, which was already freed."
+        }
+        (BAD_POOL_CALLER, c2::ALLOC_IRQL) => {
+            "The current thread attempted to allocate the pool at an invalid IRQL."
+        }
+        (BAD_POOL_CALLER, c2::FREE_IRQL) => {
+            "The current thread attempted to free the pool at an invalid IRQL."
         }
         (DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL, _) => {
             "A driver referenced memory which was earlier freed (special pool)."

@@ -13,7 +13,19 @@
 //! - freeing paged pool above `APC_LEVEL`: 0xC4 / 0x11 (Arg2 IRQL, Arg3 pool
 //!   type, Arg4 address); nonpaged above `DISPATCH_LEVEL`: 0xC4 / 0x12;
 //! - freeing an address no allocation returned: 0xC4 / 0x10;
-//! - freeing pool already freed: 0xC4 / 0x13;
+//! - freeing pool already freed: 0xC4 / 0x13 (when the verifier tracks the
+//!   block: pool tracking, or a block outside special pool); a special pool
+//!   block freed twice under special pool alone is found by
+//!   `MmFreeSpecialPool`, whose page for it is gone: 0xC1 / 0x20 (Arg1 the
+//!   address, Arg2 reserved, the PTE; the 0xC1 page, and `ReactOS`'
+//!   `MmFreeSpecialPool`, ntoskrnl/mm/ARM3/special.c);
+//! - with no verifier (flags 0) only the release kernel's own checks apply
+//!   (the WRK's `ExAllocatePoolWithTag` / `ExFreePoolWithTag`,
+//!   base/ntos/ex/pool.c, built without `NO_POOL_CHECKS`; the 0xC2 page):
+//!   a pool call at a bad IRQL, 0xC2 / 0x08 (allocation) or 0x09 (free);
+//!   a block whose header says it is free, 0xC2 / 0x07 (Arg2 reserved,
+//!   Arg3 the header's contents, Arg4 the block); no leak check, no
+//!   special pool, a zero-byte request is served (as one byte);
 //! - allocations outstanding when the image unloads (after the unload routine,
 //!   or after a failed `DriverEntry`): 0xC4 / 0x62, Arg4 = their count;
 //! - a CPU fault at an instruction inside the driver: the bug check the
@@ -40,13 +52,15 @@ use std::collections::HashMap;
 use crate::arch::Arch;
 use crate::error::CannotJudge;
 use crate::events::{Event, Gap};
-use crate::nt::{self, PoolType, TAG_NONE, c4, tag_text};
+use crate::nt::{self, PoolType, TAG_NONE, c2, c4, tag_text};
 use crate::pool_api::{PoolOp, PoolRoutine};
 use crate::symbols::Symbolizer;
 use crate::verdict::{
     BugCheck, Engine, Fault, FaultKind, Leak, PoolHit, PoolStats, Stage, Verdict,
 };
-use crate::verifier::{SPECIAL_POOL, VerifierFlags, special_pool_block, special_pool_page};
+use crate::verifier::{
+    POOL_TRACKING, SPECIAL_POOL, VerifierFlags, special_pool_block, special_pool_page,
+};
 use crate::wdm;
 
 /// The most debug output a verdict keeps, in bytes: about 20,000 lines.
@@ -214,7 +228,9 @@ impl Tracker {
                         *injected_failure,
                         irql.unwrap_or(0),
                     ),
-                    PoolOp::Free { address, tag } => self.on_free(*routine, address, tag, *caller),
+                    PoolOp::Free { address, tag } => {
+                        self.on_free(*routine, address, tag, *caller)?;
+                    }
                 }
             }
             Event::DebugPrint { text, .. } => self.on_debug_print(text),
@@ -241,6 +257,7 @@ impl Tracker {
                     [*address, *corrupted, 0, kind],
                 ));
             }
+            Event::FreedTwice { address, header } => self.on_freed_twice(*address, *header),
             Event::WorkerReturn {
                 irql,
                 routine,
@@ -345,7 +362,11 @@ impl Tracker {
                         c4::NONPAGED_ALLOC_ABOVE_DISPATCH
                     };
                     let pool_value = u64::from(pool.value().unwrap_or(0));
-                    self.raise(code, [irql_arg, pool_value, size]);
+                    if self.verified() {
+                        self.raise(code, [irql_arg, pool_value, size]);
+                    } else {
+                        self.raise_release(c2::ALLOC_IRQL, [irql_arg, pool_value, size]);
+                    }
                     return true;
                 }
             }
@@ -364,7 +385,11 @@ impl Tracker {
                         c4::NONPAGED_FREE_ABOVE_DISPATCH
                     };
                     let pool_value = u64::from(pool.value().unwrap_or(0));
-                    self.raise(code, [irql_arg, pool_value, address]);
+                    if self.verified() {
+                        self.raise(code, [irql_arg, pool_value, address]);
+                    } else {
+                        self.raise_release(c2::FREE_IRQL, [irql_arg, pool_value, address]);
+                    }
                     return true;
                 }
             }
@@ -384,9 +409,12 @@ impl Tracker {
         injected_failure: bool,
         irql: u8,
     ) {
+        // The release kernel serves a zero-byte request (as one byte; the
+        // WRK's ExAllocatePoolWithTag), the verifier refuses it.
+        let verified = self.verified();
         let stats = &mut self.pool.stats;
         stats.attempted += 1;
-        if size == 0 {
+        if size == 0 && verified {
             let pool_value = u64::from(pool.value().unwrap_or(0));
             // Arg2: IRQL (PASSIVE_LEVEL for DriverEntry and unload when the
             // engine does not say), Arg3: pool type.
@@ -433,7 +461,13 @@ impl Tracker {
         self.pool_hit(routine, address, Some(size), tag, caller);
     }
 
-    fn on_free(&mut self, routine: PoolRoutine, address: u64, tag: Option<u32>, caller: u64) {
+    fn on_free(
+        &mut self,
+        routine: PoolRoutine,
+        address: u64,
+        tag: Option<u32>,
+        caller: u64,
+    ) -> Result<(), CannotJudge> {
         if let Some(index) = self.pool.live.remove(&address) {
             let allocation = &mut self.pool.allocations[index];
             allocation.freed = true;
@@ -453,13 +487,61 @@ impl Tracker {
                 ));
             }
             self.pool_hit(routine, address, None, allocated_tag, caller);
-        } else if self.pool.freed.contains_key(&address) {
-            // Arg3: the pool header, just before the block.
-            let header = address.saturating_sub(self.context.arch.pool_header_size());
-            self.raise(c4::DOUBLE_FREE, [0, header, 0]);
-        } else {
+        } else if let Some(&index) = self.pool.freed.get(&address) {
+            // The verifier knows the block when it tracks it (0x8), or from
+            // its pool header outside special pool; a special pool block's
+            // page is gone, and `MmFreeSpecialPool` finds that (0xC1 / 0x20,
+            // `on_freed_twice`). Without the verifier, nt's own free path
+            // checks the header (also `on_freed_twice`).
+            let flags = self.context.verifier_flags;
+            let special = self.pool.allocations[index].special;
+            if flags.has(POOL_TRACKING) || (self.verified() && !special) {
+                // Arg3: the pool header, just before the block.
+                let header = address.saturating_sub(self.context.arch.pool_header_size());
+                self.raise(c4::DOUBLE_FREE, [0, header, 0]);
+            }
+        } else if self.verified() {
             self.raise(c4::FREE_UNALLOCATED, [address, 0, 0]);
+        } else {
+            // The release kernel reads whatever lies before the address as
+            // a pool header: what it does depends on those bytes.
+            return Err(self.cannot_judge(
+                Gap::EngineLimit {
+                    detail: format!(
+                        "with no verifier (flags 0) the driver frees 0x{address:x}, which no allocation returned; what the release kernel does then depends on the bytes before it, which the native engine does not reproduce"
+                    ),
+                },
+                Some(caller),
+            ));
         }
+        Ok(())
+    }
+
+    /// nt's free path found the block free already: special pool's page is
+    /// gone (0xC1 / 0x20: Arg1 the address, Arg2 reserved, Arg3 0; bug check
+    /// 0xC1's page and `ReactOS`' `MmFreeSpecialPool`), or, with no verifier,
+    /// the release kernel's header check (0xC2 / 0x07: Arg2 reserved, the
+    /// WRK passes its line number; Arg3 the header's contents, Arg4 the
+    /// block; the 0xC2 page and the WRK's `ExFreePoolWithTag`). When the
+    /// verifier has bug-checked at its thunk already, this is never reached.
+    fn on_freed_twice(&mut self, address: u64, header: Option<u32>) {
+        match header {
+            None => {
+                self.verdict.bugcheck = Some(BugCheck::new(
+                    nt::SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION,
+                    [address, 0, 0, 0x20],
+                ));
+            }
+            Some(header) if !self.verified() => {
+                self.raise_release(c2::DOUBLE_FREE, [0, u64::from(header), address]);
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// Whether the driver is verified at all (any flag set).
+    const fn verified(&self) -> bool {
+        self.context.verifier_flags.0 != 0
     }
 
     fn pool_hit(
@@ -499,11 +581,7 @@ impl Tracker {
     /// pool tracking (0x8) keeps the list, so only it bug-checks (the 0xC4
     /// page: 0x62 "occurs only when the Pool Tracking option ... is active").
     fn check_leaks_at_unload(&mut self) {
-        if !self
-            .context
-            .verifier_flags
-            .has(crate::verifier::POOL_TRACKING)
-        {
+        if !self.context.verifier_flags.has(POOL_TRACKING) {
             return;
         }
         self.verdict.leaks = self.outstanding();
@@ -512,6 +590,14 @@ impl Tracker {
             // Arg3, the verifier's internal structure, does not exist here.
             self.raise(c4::LEAKED_AT_UNLOAD, [self.name_address, 0, count]);
         }
+    }
+
+    /// The release kernel's own pool check failed: 0xC2 with `arg1`.
+    fn raise_release(&mut self, arg1: u64, rest: [u64; 3]) {
+        self.verdict.bugcheck = Some(BugCheck::new(
+            nt::BAD_POOL_CALLER,
+            [arg1, rest[0], rest[1], rest[2]],
+        ));
     }
 
     fn raise(&mut self, arg1: u64, rest: [u64; 3]) {
@@ -873,6 +959,100 @@ mod tests {
         assert!(irql_only.leaks.is_empty() && !irql_only.verifier);
         let tracked = judge(&events, context(0xa)).expect("judged");
         assert_eq!(tracked.bugcheck.map(|b| b.args[0]), Some(0x62));
+    }
+
+    fn judge_with(flags: u32, events: &[Event]) -> Result<Verdict, CannotJudge> {
+        let mut all = vec![Event::Load {
+            arch: Arch::X64,
+            image_base: BASE,
+            image_size: 0x4000,
+            entry_point: BASE + 0x1000,
+        }];
+        all.extend_from_slice(events);
+        let context = Context {
+            driver: "Test.sys".into(),
+            engine: Engine::Native,
+            symbols: symbols(),
+            arch: Arch::X64,
+            pool_hit_tag: None,
+            verifier_flags: VerifierFlags(flags),
+        };
+        judge(&all, context)
+    }
+
+    // No verifier: the release kernel's own checks (WRK base/ntos/ex/pool.c,
+    // ExFreePoolWithTag's IS_POOL_HEADER_MARKED_ALLOCATED and
+    // ASSERT_ALLOCATE_IRQL; bug-check-0xc2--bad-pool-caller.md: 0x07 Arg3
+    // the header's contents, Arg4 the block; 0x08 Arg2 IRQL, Arg3 pool
+    // type, Arg4 size). The verifier's own 0xC4s and 0x62 never appear.
+    #[test]
+    fn without_the_verifier_only_the_release_kernel_checks() {
+        let twice = Event::FreedTwice {
+            address: 0x1000,
+            header: Some(0x0008_0108),
+        };
+        let double =
+            judge_with(0, &[alloc(0x1000, 16), free(0x1000), free(0x1000)]).expect("judged");
+        assert!(
+            double.bugcheck.is_none(),
+            "the thunk's event alone: no 0xC4"
+        );
+        let double = judge_with(
+            0,
+            &[alloc(0x1000, 16), free(0x1000), free(0x1000), twice.clone()],
+        )
+        .expect("judged");
+        assert_eq!(
+            double.bugcheck.map(|b| (b.code, b.args)),
+            Some((0xC2, [0x07, 0, 0x0008_0108, 0x1000]))
+        );
+        // Under the verifier the thunk has bug-checked before nt's check.
+        let verified =
+            judge_with(8, &[alloc(0x1000, 16), free(0x1000), free(0x1000), twice]).expect("judged");
+        assert_eq!(verified.bugcheck.map(|b| b.args[0]), Some(0x13));
+        let irql = judge_with(0, &[alloc_at(0x1000, 0x6c, 1, Some(2))]).expect("judged");
+        assert_eq!(
+            irql.bugcheck.map(|b| (b.code, b.args)),
+            Some((0xC2, [0x08, 2, 1, 0x6c]))
+        );
+        let zero = judge_with(0, &[alloc(0x1000, 0), entry(0, 1)]).expect("judged");
+        assert!(zero.bugcheck.is_none(), "served as one byte");
+        let leak =
+            judge_with(0, &[alloc(0x1000, 16), entry(0, 1), Event::UnloadReturn]).expect("judged");
+        assert_eq!(leak.exit_code(), ExitCode::Clean);
+        assert!(!leak.verifier && leak.leaks.is_empty());
+        let error = judge_with(0, &[free(0x7777)]).expect_err("not judged");
+        assert!(
+            error.to_string().contains("no allocation returned"),
+            "{error}"
+        );
+    }
+
+    // Special pool alone: the verifier does not track the block, its page
+    // is gone, MmFreeSpecialPool bug-checks 0xC1 / 0x20 (Arg1 the address,
+    // Arg3 0; bug-check-0xc1, ReactOS ntoskrnl/mm/ARM3/special.c).
+    #[test]
+    fn a_special_pool_block_freed_twice_is_c1_20() {
+        let block = 0xFFFF_F8A0_1000_0F90;
+        let events = [
+            alloc(block, 0x6c),
+            free(block),
+            free(block),
+            Event::FreedTwice {
+                address: block,
+                header: None,
+            },
+        ];
+        let special = judge_with(1, &events).expect("judged");
+        assert_eq!(
+            special.bugcheck.map(|b| (b.code, b.args)),
+            Some((0xC1, [block, 0, 0, 0x20]))
+        );
+        let tracked = judge_with(9, &events).expect("judged");
+        assert_eq!(
+            tracked.bugcheck.map(|b| (b.code, b.args[0])),
+            Some((0xC4, 0x13))
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ use iced_x86::code_asm::{
 
 use super::routines::{self, Conv};
 use harness_core::arch::Arch;
+use harness_core::nt::BAD_POOL_CALLER;
 use harness_core::pool_api::PoolRoutine;
 
 /// What the engine does when execution reaches a trap.
@@ -50,8 +51,15 @@ pub enum Trap {
     /// returned at a raised IRQL (the bug check's parameters pending).
     WorkerReturned,
     /// `MmFreeSpecialPool`: `ax` = 1 when the bytes around a special pool
-    /// block changed (0xC1's parameters pending).
+    /// block changed, or its page is gone (0xC1's parameters pending).
     SpecialFree,
+    /// The release kernel's own checks in the allocator (and the thunks
+    /// that allocate themselves): `ax` = 1 when the call was judged
+    /// `BAD_POOL_CALLER` (0xC2's parameters pending).
+    ReleaseAllocCheck,
+    /// The release kernel's own checks in `ExFreePoolWithTag`: a block
+    /// whose header says it is free; `ax` as for `ReleaseAllocCheck`.
+    ReleaseFreeCheck,
     /// `IopLoadDriver`, before `DriverEntry`: `ax` = `DriverEntry`, `cx` = the
     /// driver object, `dx` = the registry path.
     StartDriver,
@@ -539,7 +547,12 @@ fn kernel_functions(arch: Arch) -> Vec<Func> {
         func(
             "ExAllocatePoolWithTag",
             3,
-            vec![Op::Trap(Trap::Allocate), BreakOnTag(Arg(2))],
+            vec![
+                Op::Trap(Trap::ReleaseAllocCheck),
+                KeBugCheckIfAx(BAD_POOL_CALLER),
+                Op::Trap(Trap::Allocate),
+                BreakOnTag(Arg(2)),
+            ],
         ),
         func(
             "VerifierExFreePoolWithTag",
@@ -563,7 +576,11 @@ fn kernel_functions(arch: Arch) -> Vec<Func> {
             "ExFreePoolWithTag",
             2,
             vec![
+                // The WRK's order: special pool's own free first, then
+                // the header checks (base/ntos/ex/pool.c).
                 Call("MmFreeSpecialPool", vec![Arg(0)]),
+                Op::Trap(Trap::ReleaseFreeCheck),
+                KeBugCheckIfAx(BAD_POOL_CALLER),
                 Op::Trap(Trap::Free),
                 BreakOnTag(Ax),
             ],
@@ -589,7 +606,7 @@ fn kernel_functions(arch: Arch) -> Vec<Func> {
 /// The verifier thunks of the other pool routines: one trap each that
 /// allocates or frees, records, and breaks on the tag.
 fn pool_thunks() -> Vec<(PoolRoutine, Func)> {
-    use A::{Ax, Cx};
+    use A::Cx;
     let mut thunks = Vec::new();
     for routine in PoolRoutine::ALL {
         let name: &'static str = match routine {
@@ -611,15 +628,18 @@ fn pool_thunks() -> Vec<(PoolRoutine, Func)> {
             vec![
                 Op::Trap(Trap::VerifyAllocation(routine)),
                 Op::BugCheckIfAx,
+                Op::Trap(Trap::ReleaseAllocCheck),
+                Op::KeBugCheckIfAx(BAD_POOL_CALLER),
                 Op::Trap(Trap::RecordAllocation(routine)),
                 Op::BreakOnTag(Cx),
             ]
         } else {
+            // The free itself goes nt's one way (special pool's checks,
+            // the release kernel's header check), as ExFreePoolWithTag's.
             vec![
                 Op::Trap(Trap::VerifyFree(routine)),
                 Op::BugCheckIfAx,
-                Op::Trap(Trap::Free),
-                Op::BreakOnTag(Ax),
+                Op::Call("ExFreePoolWithTag", vec![A::Arg(0), A::Arg(1)]),
             ]
         };
         thunks.push((routine, func(name, pops, body)));

@@ -10,7 +10,7 @@ use super::pool::{Grow, Pool};
 use super::routines::{Call, Conv};
 use harness_core::events::{Event, Phase};
 use harness_core::nt::{
-    DRIVER_VERIFIER_DETECTED_VIOLATION, SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION,
+    BAD_POOL_CALLER, DRIVER_VERIFIER_DETECTED_VIOLATION, SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION,
     WORKER_THREAD_RETURNED_AT_BAD_IRQL, status,
 };
 use harness_core::pool_api::{PoolOp, PoolRoutine};
@@ -37,6 +37,8 @@ pub fn run(uc: &mut Uc<'_>, trap: Trap) -> Result<(), Halt> {
         }
         Trap::WorkerReturned => worker_returned(uc),
         Trap::SpecialFree => special_free(uc),
+        Trap::ReleaseAllocCheck => decision(uc, false, &[BAD_POOL_CALLER]),
+        Trap::ReleaseFreeCheck => release_free_check(uc),
         Trap::StartDriver => super::objects::start_driver(uc),
         Trap::DriverStarted => driver_started(uc),
         Trap::LoadOrUnload => load_or_unload(uc),
@@ -65,17 +67,26 @@ fn pool_args(call: &Call<'_, '_>, routine: PoolRoutine) -> Result<Vec<u64>, Halt
 /// When the verifier has just decided on a bug check, leaves its
 /// parameters in `VfPendingBugCheck` and says so in `ax`.
 fn verifier_decision(uc: &mut Uc<'_>, already: bool) -> Result<(), Halt> {
+    decision(
+        uc,
+        already,
+        &[
+            DRIVER_VERIFIER_DETECTED_VIOLATION,
+            WORKER_THREAD_RETURNED_AT_BAD_IRQL,
+            SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION,
+        ],
+    )
+}
+
+/// As [`verifier_decision`], for a bug check with one of `codes`.
+fn decision(uc: &mut Uc<'_>, already: bool, codes: &[u32]) -> Result<(), Halt> {
     let decided = uc
         .get_data()
         .tracker
         .bugcheck()
         .cloned()
         .filter(|_| !already);
-    let Some(bugcheck) = decided.filter(|bugcheck| {
-        bugcheck.code == DRIVER_VERIFIER_DETECTED_VIOLATION
-            || bugcheck.code == WORKER_THREAD_RETURNED_AT_BAD_IRQL
-            || bugcheck.code == SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION
-    }) else {
+    let Some(bugcheck) = decided.filter(|bugcheck| codes.contains(&bugcheck.code)) else {
         cpu::set_reg(uc, Reg::Ax, 0);
         return Ok(());
     };
@@ -108,8 +119,9 @@ fn verify_allocation(uc: &mut Uc<'_>, routine: PoolRoutine) -> Result<(), Halt> 
         call.kernel().special.requested = Some(size);
     }
     let zero = matches!(request, PoolOp::Alloc { size: 0, .. });
-    let refused =
-        call.kernel().verifier_flags.0 != 0 && irql > refusable_irql(routine, arch, &args);
+    // With the verifier off the release kernel's allocator refuses the IRQL
+    // (`ReleaseAllocCheck`); the tracker judges either now.
+    let refused = irql > refusable_irql(routine, arch, &args);
     if zero || refused {
         let phase = call.kernel().phase;
         let caller = call.caller;
@@ -303,10 +315,50 @@ fn special_free(uc: &mut Uc<'_>) -> Result<(), Halt> {
     let already = already_bugchecked(uc);
     let call = Call::at_trap(uc, Conv::Stdcall, "MmFreeSpecialPool")?;
     let address = call.arg(0)?;
-    if let Some(corrupted) = super::special_pool::corrupted(uc, address)? {
+    let gone = uc
+        .get_data()
+        .special
+        .block_at(address)
+        .is_some_and(|block| block.address == address && !block.live);
+    if gone {
+        // Its page is no longer mapped (0xC1 / 0x20, the tracker decides).
+        super::machine::emit(
+            uc,
+            Event::FreedTwice {
+                address,
+                header: None,
+            },
+        )?;
+    } else if let Some(corrupted) = super::special_pool::corrupted(uc, address)? {
         super::machine::emit(uc, Event::SpecialPoolCorrupted { address, corrupted })?;
     }
     verifier_decision(uc, already)
+}
+
+/// `ExFreePoolWithTag`'s own check of the block's header (the WRK's
+/// `IS_POOL_HEADER_MARKED_ALLOCATED`): a block of the pool that is free
+/// already is reported with the header's first ULONG; the tracker decides.
+fn release_free_check(uc: &mut Uc<'_>) -> Result<(), Halt> {
+    let call = Call::at_trap(uc, Conv::Stdcall, "ExFreePoolWithTag")?;
+    let address = call.arg(0)?;
+    let free = uc
+        .get_data()
+        .pool
+        .block(address)
+        .filter(|block| !block.allocated && !block.big)
+        .map(|block| block.header);
+    if let Some(header) = free {
+        let mut ulong1 = [0; 4];
+        cpu::read(uc, header, &mut ulong1).map_err(|_| Halt::Gap)?;
+        super::machine::emit(
+            uc,
+            Event::FreedTwice {
+                address,
+                header: Some(u32::from_le_bytes(ulong1)),
+            },
+        )?;
+    }
+    decision(uc, false, &[BAD_POOL_CALLER])
 }
 
 /// The free itself: `ax` = the block's tag, for nt!PoolHitTag.
