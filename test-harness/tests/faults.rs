@@ -531,3 +531,57 @@ fn kd_takes_the_low_resources_seed() {
         run.stdout
     );
 }
+
+/// `tests/drivers/pool_frees.c`, `ExFreePool2` imported from ntoskrnl.exe
+/// (MinGW's import library predates it).
+fn pool_frees(variant: &str, arch: Arch, dir: &std::path::Path) -> std::path::PathBuf {
+    let out = dir.join(format!("{}_{arch}.sys", variant.to_ascii_lowercase()));
+    let mut build = common::CBuild::new("pool_frees.c", variant);
+    build
+        .made_libraries
+        .push(("ntoskrnl.exe", &["ExFreePool2@16"], false));
+    common::compile_c(&build, arch, &out);
+    out
+}
+
+/// Freeing one byte into a block: no block can start there (not aligned to
+/// the pool header's size), 0xC4 / 0x16 with Arg3 the address, whatever
+/// verifier flags are set (the WRK's ExFreePoolSanityChecks,
+/// base/ntos/ex/pool.c; bug-check-0xc4: "free pool at a bad address").
+#[test]
+fn a_misaligned_free_is_c4_16() {
+    let dir = tempfile::tempdir().expect("dir");
+    for arch in Arch::ALL {
+        let driver = pool_frees("MISALIGNED", arch, dir.path());
+        for flags in ["0x8", "0x2"] {
+            let bugcheck = judged(&driver, flags).bugcheck.expect("bug check");
+            assert_eq!(
+                (
+                    bugcheck.code,
+                    bugcheck.args[0],
+                    bugcheck.args[1],
+                    bugcheck.args[3]
+                ),
+                (0xC4, 0x16, 0, 0),
+                "{arch} {flags}"
+            );
+            assert_eq!(bugcheck.args[2] % arch.pool_header_size(), 1, "{arch}");
+            assert!(bugcheck.args[2] >= arch.kernel_base(), "{arch}");
+        }
+    }
+}
+
+/// ExFreePool2 frees through nt's one path, so special pool checks the
+/// slack there as at ExFreePoolWithTag: the byte written past the 0x1c-byte
+/// block (in the slack up to the pool unit) is 0xC1 / 0x24 (Arg2 the byte;
+/// bug-check-0xc1).
+#[test]
+fn an_overrun_freed_with_exfreepool2_is_c1_24() {
+    let dir = tempfile::tempdir().expect("dir");
+    for arch in Arch::ALL {
+        let driver = pool_frees("OVERRUN_FREE2", arch, dir.path());
+        let bugcheck = judged(&driver, "0x1").bugcheck.expect("bug check");
+        assert_eq!((bugcheck.code, bugcheck.args[3]), (0xC1, 0x24), "{arch}");
+        assert_eq!(bugcheck.args[1], bugcheck.args[0] + 0x1c, "{arch}");
+    }
+}

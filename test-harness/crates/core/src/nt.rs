@@ -59,6 +59,8 @@ pub mod c4 {
     pub(crate) const FREE_UNALLOCATED: u64 = 0x10;
     /// Freeing pool already freed.
     pub const DOUBLE_FREE: u64 = 0x13;
+    /// Freeing an address no block can start at (misaligned).
+    pub(crate) const FREE_MISALIGNED: u64 = 0x16;
     /// The driver unloaded with pool allocations outstanding.
     pub const LEAKED_AT_UNLOAD: u64 = 0x62;
 }
@@ -213,6 +215,9 @@ pub const fn bugcheck_description(code: u32, arg1: u64) -> &'static str {
         }
         (DRIVER_VERIFIER_DETECTED_VIOLATION, c4::FREE_UNALLOCATED) => {
             "A driver attempted to free pool which was not allocated."
+        }
+        (DRIVER_VERIFIER_DETECTED_VIOLATION, c4::FREE_MISALIGNED) => {
+            "The driver attempted to free pool at a bad address, or the driver passed invalid parameters to a memory routine."
         }
         (DRIVER_VERIFIER_DETECTED_VIOLATION, 0x13 | 0x14) => {
             "A driver attempted to free pool which was already freed."

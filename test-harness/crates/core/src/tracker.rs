@@ -501,7 +501,19 @@ impl Tracker {
                 self.raise(c4::DOUBLE_FREE, [0, header, 0]);
             }
         } else if self.verified() {
-            self.raise(c4::FREE_UNALLOCATED, [address, 0, 0]);
+            // The verifier's free checks, in the WRK's order
+            // (ExFreePoolSanityChecks, base/ntos/ex/pool.c): a user-mode
+            // address is 0x10 (Arg2 the address); an address inside a page
+            // not aligned to the pool header's size cannot start a block,
+            // 0x16 (Arg2 reserved, the WRK's line number; Arg3 the address;
+            // bug-check-0xc4: "free pool at a bad address").
+            let arch = self.context.arch;
+            let misaligned = address % 0x1000 != 0 && address % arch.pool_header_size() != 0;
+            if address >= arch.kernel_base() && misaligned {
+                self.raise(c4::FREE_MISALIGNED, [0, address, 0]);
+            } else {
+                self.raise(c4::FREE_UNALLOCATED, [address, 0, 0]);
+            }
         } else {
             // The release kernel reads whatever lies before the address as
             // a pool header: what it does depends on those bytes.
