@@ -75,10 +75,27 @@ fn double_free_is_c4_13_at_the_second_free() {
             // Arg3 points at the pool header, just below the block the
             // driver freed twice (the kernel's pool, not the driver's image).
             assert!(bugcheck.args[2] >= arch.kernel_base(), "{arch} {flags}");
+            // Arg4: the header's contents (the WRK's ExFreePoolSanityChecks
+            // passes Entry->Ulong1); special pool's block has no such header.
+            if flags != "0x9" {
+                assert_header_of_the_copy(arch, bugcheck.args[3]);
+            }
             assert_eq!(verdict.exit_code(), ExitCode::Violation);
             assert!(verdict.leaks.is_empty());
         }
     }
+}
+
+/// A pool header's first ULONG holds the block of the registry path's
+/// copy: BlockSize (bits 16 on) is 0x6c bytes and the header in pool units.
+fn assert_header_of_the_copy(arch: Arch, ulong1: u64) {
+    let unit = arch.pool_granularity();
+    let units = (COPY_BYTES + arch.pool_header_size()).div_ceil(unit);
+    let block_size = match arch {
+        Arch::X86 => (ulong1 >> 16) & 0x1ff,
+        Arch::X64 => (ulong1 >> 16) & 0xff,
+    };
+    assert_eq!(block_size, units, "{arch} {ulong1:x}");
 }
 
 /// Without the verifier the release kernel's ExFreePoolWithTag finds the
@@ -96,15 +113,7 @@ fn double_free_without_pool_tracking_is_nt_own_check() {
         let release = judged(&driver, "0");
         let bugcheck = release.bugcheck.clone().expect("bug check");
         assert_eq!((bugcheck.code, bugcheck.args[0]), (0xC2, 0x07), "{arch}");
-        // The header's first ULONG: BlockSize (bits 16..) is the copy's
-        // block, 0x6c bytes and the header rounded to the pool unit.
-        let unit = arch.pool_granularity();
-        let units = (COPY_BYTES + arch.pool_header_size()).div_ceil(unit);
-        let block_size = match arch {
-            Arch::X86 => (bugcheck.args[2] >> 16) & 0x1ff,
-            Arch::X64 => (bugcheck.args[2] >> 16) & 0xff,
-        };
-        assert_eq!(block_size, units, "{arch} {:x}", bugcheck.args[2]);
+        assert_header_of_the_copy(arch, bugcheck.args[2]);
         assert!(bugcheck.args[3] >= arch.kernel_base(), "{arch}");
         assert_eq!(release.exit_code(), ExitCode::Violation);
         assert!(!release.verifier && release.leaks.is_empty());

@@ -150,6 +150,9 @@ pub struct Tracker {
     name_address: u64,
     /// The engine routine the driver called last, and from where.
     last_call: Option<(String, u64)>,
+    /// A block being freed whose header says it is free, and the header's
+    /// first ULONG (0xC4 / 0x13's Arg4).
+    freed_header: Option<(u64, u32)>,
 }
 
 impl Tracker {
@@ -168,6 +171,7 @@ impl Tracker {
             image: None,
             name_address: 0,
             last_call: None,
+            freed_header: None,
         }
     }
 
@@ -496,9 +500,14 @@ impl Tracker {
             let flags = self.context.verifier_flags;
             let special = self.pool.allocations[index].special;
             if flags.has(POOL_TRACKING) || (self.verified() && !special) {
-                // Arg3: the pool header, just before the block.
+                // Arg3: the pool header, just before the block; Arg4 its
+                // contents (the WRK's ExFreePoolSanityChecks: Entry->Ulong1).
                 let header = address.saturating_sub(self.context.arch.pool_header_size());
-                self.raise(c4::DOUBLE_FREE, [0, header, 0]);
+                let contents = self
+                    .freed_header
+                    .filter(|(at, _)| *at == address)
+                    .map_or(0, |(_, contents)| u64::from(contents));
+                self.raise(c4::DOUBLE_FREE, [0, header, contents]);
             }
         } else if self.verified() {
             // The verifier's free checks, in the WRK's order
@@ -534,8 +543,8 @@ impl Tracker {
     /// 0xC1's page and `ReactOS`' `MmFreeSpecialPool`), or, with no verifier,
     /// the release kernel's header check (0xC2 / 0x07: Arg2 reserved, the
     /// WRK passes its line number; Arg3 the header's contents, Arg4 the
-    /// block; the 0xC2 page and the WRK's `ExFreePoolWithTag`). When the
-    /// verifier has bug-checked at its thunk already, this is never reached.
+    /// block; the 0xC2 page and the WRK's `ExFreePoolWithTag`). Under the
+    /// verifier the header's contents are kept for its 0xC4 / 0x13.
     fn on_freed_twice(&mut self, address: u64, header: Option<u32>) {
         match header {
             None => {
@@ -547,7 +556,7 @@ impl Tracker {
             Some(header) if !self.verified() => {
                 self.raise_release(c2::DOUBLE_FREE, [0, u64::from(header), address]);
             }
-            Some(_) => {}
+            Some(header) => self.freed_header = Some((address, header)),
         }
     }
 
@@ -1009,19 +1018,24 @@ mod tests {
             double.bugcheck.is_none(),
             "the thunk's event alone: no 0xC4"
         );
+        // The engine reports the header before the second free's call.
         let double = judge_with(
             0,
-            &[alloc(0x1000, 16), free(0x1000), free(0x1000), twice.clone()],
+            &[alloc(0x1000, 16), free(0x1000), twice.clone(), free(0x1000)],
         )
         .expect("judged");
         assert_eq!(
             double.bugcheck.map(|b| (b.code, b.args)),
             Some((0xC2, [0x07, 0, 0x0008_0108, 0x1000]))
         );
-        // Under the verifier the thunk has bug-checked before nt's check.
+        // The verifier's 0x13 instead, Arg4 the header's contents (the WRK's
+        // ExFreePoolSanityChecks; bug-check-0xc4: "Pool header contents").
         let verified =
-            judge_with(8, &[alloc(0x1000, 16), free(0x1000), free(0x1000), twice]).expect("judged");
-        assert_eq!(verified.bugcheck.map(|b| b.args[0]), Some(0x13));
+            judge_with(8, &[alloc(0x1000, 16), free(0x1000), twice, free(0x1000)]).expect("judged");
+        assert_eq!(
+            verified.bugcheck.map(|b| b.args),
+            Some([0x13, 0, 0x1000 - 16, 0x0008_0108])
+        );
         let irql = judge_with(0, &[alloc_at(0x1000, 0x6c, 1, Some(2))]).expect("judged");
         assert_eq!(
             irql.bugcheck.map(|b| (b.code, b.args)),

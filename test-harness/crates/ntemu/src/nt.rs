@@ -53,13 +53,11 @@ pub enum Trap {
     /// `MmFreeSpecialPool`: `ax` = 1 when the bytes around a special pool
     /// block changed, or its page is gone (0xC1's parameters pending).
     SpecialFree,
-    /// The release kernel's own checks in the allocator (and the thunks
-    /// that allocate themselves): `ax` = 1 when the call was judged
-    /// `BAD_POOL_CALLER` (0xC2's parameters pending).
-    ReleaseAllocCheck,
-    /// The release kernel's own checks in `ExFreePoolWithTag`: a block
-    /// whose header says it is free; `ax` as for `ReleaseAllocCheck`.
-    ReleaseFreeCheck,
+    /// The release kernel's own checks in the allocator, in
+    /// `ExFreePoolWithTag` and in the thunks that allocate themselves: `ax`
+    /// = 1 when the call was judged `BAD_POOL_CALLER` (0xC2's parameters
+    /// pending).
+    ReleaseCheck,
     /// `IopLoadDriver`, before `DriverEntry`: `ax` = `DriverEntry`, `cx` = the
     /// driver object, `dx` = the registry path.
     StartDriver,
@@ -548,7 +546,7 @@ fn kernel_functions(arch: Arch) -> Vec<Func> {
             "ExAllocatePoolWithTag",
             3,
             vec![
-                Op::Trap(Trap::ReleaseAllocCheck),
+                Op::Trap(Trap::ReleaseCheck),
                 KeBugCheckIfAx(BAD_POOL_CALLER),
                 Op::Trap(Trap::Allocate),
                 BreakOnTag(Arg(2)),
@@ -579,7 +577,7 @@ fn kernel_functions(arch: Arch) -> Vec<Func> {
                 // The WRK's order: special pool's own free first, then
                 // the header checks (base/ntos/ex/pool.c).
                 Call("MmFreeSpecialPool", vec![Arg(0)]),
-                Op::Trap(Trap::ReleaseFreeCheck),
+                Op::Trap(Trap::ReleaseCheck),
                 KeBugCheckIfAx(BAD_POOL_CALLER),
                 Op::Trap(Trap::Free),
                 BreakOnTag(Ax),
@@ -628,7 +626,7 @@ fn pool_thunks() -> Vec<(PoolRoutine, Func)> {
             vec![
                 Op::Trap(Trap::VerifyAllocation(routine)),
                 Op::BugCheckIfAx,
-                Op::Trap(Trap::ReleaseAllocCheck),
+                Op::Trap(Trap::ReleaseCheck),
                 Op::KeBugCheckIfAx(BAD_POOL_CALLER),
                 Op::Trap(Trap::RecordAllocation(routine)),
                 Op::BreakOnTag(Cx),

@@ -37,8 +37,7 @@ pub fn run(uc: &mut Uc<'_>, trap: Trap) -> Result<(), Halt> {
         }
         Trap::WorkerReturned => worker_returned(uc),
         Trap::SpecialFree => special_free(uc),
-        Trap::ReleaseAllocCheck => decision(uc, false, &[BAD_POOL_CALLER]),
-        Trap::ReleaseFreeCheck => release_free_check(uc),
+        Trap::ReleaseCheck => decision(uc, false, &[BAD_POOL_CALLER]),
         Trap::StartDriver => super::objects::start_driver(uc),
         Trap::DriverStarted => driver_started(uc),
         Trap::LoadOrUnload => load_or_unload(uc),
@@ -297,6 +296,15 @@ fn verify_free(uc: &mut Uc<'_>, routine: PoolRoutine) -> Result<(), Halt> {
     let phase = call.kernel().phase;
     let caller = call.caller;
     let irql = call.kernel().irql;
+    if let PoolOp::Free { address, .. } = routine.read(call.arch(), &args, 0)
+        && let Some(header) = freed_header(call.uc, address)?
+    {
+        // What the header checks will find (the tracker decides whose).
+        call.emit(Event::FreedTwice {
+            address,
+            header: Some(header),
+        })?;
+    }
     call.emit(Event::PoolCall {
         phase,
         routine,
@@ -335,30 +343,22 @@ fn special_free(uc: &mut Uc<'_>) -> Result<(), Halt> {
     verifier_decision(uc, already)
 }
 
-/// `ExFreePoolWithTag`'s own check of the block's header (the WRK's
-/// `IS_POOL_HEADER_MARKED_ALLOCATED`): a block of the pool that is free
-/// already is reported with the header's first ULONG; the tracker decides.
-fn release_free_check(uc: &mut Uc<'_>) -> Result<(), Halt> {
-    let call = Call::at_trap(uc, Conv::Stdcall, "ExFreePoolWithTag")?;
-    let address = call.arg(0)?;
-    let free = uc
+/// The first ULONG of the header of the pool block at `address` when the
+/// pool has it free already (the WRK's checks read it: the verifier's
+/// `ExFreePoolSanityChecks` and the release `ExFreePoolWithTag`).
+fn freed_header(uc: &Uc<'_>, address: u64) -> Result<Option<u32>, Halt> {
+    let header = uc
         .get_data()
         .pool
         .block(address)
         .filter(|block| !block.allocated && !block.big)
         .map(|block| block.header);
-    if let Some(header) = free {
-        let mut ulong1 = [0; 4];
-        cpu::read(uc, header, &mut ulong1).map_err(|_| Halt::Gap)?;
-        super::machine::emit(
-            uc,
-            Event::FreedTwice {
-                address,
-                header: Some(u32::from_le_bytes(ulong1)),
-            },
-        )?;
-    }
-    decision(uc, false, &[BAD_POOL_CALLER])
+    let Some(header) = header else {
+        return Ok(None);
+    };
+    let mut ulong1 = [0; 4];
+    cpu::read(uc, header, &mut ulong1).map_err(|_| Halt::Gap)?;
+    Ok(Some(u32::from_le_bytes(ulong1)))
 }
 
 /// The free itself: `ax` = the block's tag, for nt!PoolHitTag.
