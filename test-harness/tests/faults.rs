@@ -87,7 +87,7 @@ fn double_free_is_c4_13_at_the_second_free() {
 }
 
 /// A pool header's first ULONG holds the block of the registry path's
-/// copy: BlockSize (bits 16 on) is 0x6c bytes and the header in pool units.
+/// copy: `BlockSize` (bits 16 on) is 0x6c bytes and the header in pool units.
 fn assert_header_of_the_copy(arch: Arch, ulong1: u64) {
     let unit = arch.pool_granularity();
     let units = (COPY_BYTES + arch.pool_header_size()).div_ceil(unit);
@@ -98,12 +98,12 @@ fn assert_header_of_the_copy(arch: Arch, ulong1: u64) {
     assert_eq!(block_size, units, "{arch} {ulong1:x}");
 }
 
-/// Without the verifier the release kernel's ExFreePoolWithTag finds the
+/// Without the verifier the release kernel's `ExFreePoolWithTag` finds the
 /// header marked free: 0xC2 / 0x07, Arg2 reserved (the WRK passes its line
 /// number), Arg3 the header's contents, Arg4 the block (WRK
 /// base/ntos/ex/pool.c, `IS_POOL_HEADER_MARKED_ALLOCATED`;
 /// debugger/bug-check-0xc2--bad-pool-caller.md). Under special pool alone
-/// the verifier does not track the block and MmFreeSpecialPool finds its
+/// the verifier does not track the block and `MmFreeSpecialPool` finds its
 /// page gone: 0xC1 / 0x20, Arg1 the address, Arg3 0 (bug-check-0xc1;
 /// `ReactOS` ntoskrnl/mm/ARM3/special.c, `MmFreeSpecialPool`).
 #[test]
@@ -555,7 +555,7 @@ fn pool_frees(variant: &str, arch: Arch, dir: &std::path::Path) -> std::path::Pa
 
 /// Freeing one byte into a block: no block can start there (not aligned to
 /// the pool header's size), 0xC4 / 0x16 with Arg3 the address, whatever
-/// verifier flags are set (the WRK's ExFreePoolSanityChecks,
+/// verifier flags are set (the WRK's `ExFreePoolSanityChecks`,
 /// base/ntos/ex/pool.c; bug-check-0xc4: "free pool at a bad address").
 #[test]
 fn a_misaligned_free_is_c4_16() {
@@ -580,8 +580,8 @@ fn a_misaligned_free_is_c4_16() {
     }
 }
 
-/// ExFreePool2 frees through nt's one path, so special pool checks the
-/// slack there as at ExFreePoolWithTag: the byte written past the 0x1c-byte
+/// `ExFreePool2` frees through nt's one path, so special pool checks the
+/// slack there as at `ExFreePoolWithTag`: the byte written past the 0x1c-byte
 /// block (in the slack up to the pool unit) is 0xC1 / 0x24 (Arg2 the byte;
 /// bug-check-0xc1).
 #[test]

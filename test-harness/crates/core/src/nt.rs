@@ -25,7 +25,7 @@ pub const SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION: u32 = 0xC1;
 /// `BAD_POOL_CALLER`: the release kernel's own pool checks.
 pub const BAD_POOL_CALLER: u32 = 0xC2;
 
-/// 0xC2's Arg1 values the release kernel raises (MicrosoftDocs
+/// 0xC2's Arg1 values the release kernel raises (`MicrosoftDocs`
 /// windows-driver-docs, debugger/bug-check-0xc2--bad-pool-caller.md).
 pub mod c2 {
     /// Freeing pool already freed (Arg3 the header's contents, Arg4 the block).

@@ -254,12 +254,7 @@ impl Tracker {
                 self.check_leaks_at_unload();
             }
             Event::SpecialPoolCorrupted { address, corrupted } => {
-                // 0x24: after the block's end; 0x23: elsewhere in its page.
-                let kind = if corrupted > address { 0x24 } else { 0x23 };
-                self.verdict.bugcheck = Some(BugCheck::new(
-                    nt::SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION,
-                    [*address, *corrupted, 0, kind],
-                ));
+                self.on_special_pool_corrupted(*address, *corrupted);
             }
             Event::FreedTwice { address, header } => self.on_freed_twice(*address, *header),
             Event::WorkerReturn {
@@ -517,7 +512,8 @@ impl Tracker {
             // 0x16 (Arg2 reserved, the WRK's line number; Arg3 the address;
             // bug-check-0xc4: "free pool at a bad address").
             let arch = self.context.arch;
-            let misaligned = address % 0x1000 != 0 && address % arch.pool_header_size() != 0;
+            let misaligned =
+                !address.is_multiple_of(0x1000) && !address.is_multiple_of(arch.pool_header_size());
             if address >= arch.kernel_base() && misaligned {
                 self.raise(c4::FREE_MISALIGNED, [0, address, 0]);
             } else {
@@ -536,6 +532,16 @@ impl Tracker {
             ));
         }
         Ok(())
+    }
+
+    /// Special pool's fill around a block changed: 0x24 after the block's
+    /// end, 0x23 elsewhere in its page.
+    fn on_special_pool_corrupted(&mut self, address: u64, corrupted: u64) {
+        let kind = if corrupted > address { 0x24 } else { 0x23 };
+        self.verdict.bugcheck = Some(BugCheck::new(
+            nt::SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION,
+            [address, corrupted, 0, kind],
+        ));
     }
 
     /// nt's free path found the block free already: special pool's page is
