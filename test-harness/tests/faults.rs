@@ -594,3 +594,27 @@ fn an_overrun_freed_with_exfreepool2_is_c1_24() {
         assert_eq!(bugcheck.args[1], bugcheck.args[0] + 0x1c, "{arch}");
     }
 }
+
+/// `!verifier`'s RaiseIrqls counts the raises the verifier's thunks see:
+/// x86's call to `hal!KfRaiseIrql` (1), not x64's inline `mov cr8` (0).
+/// `MicrosoftDocs` windows-driver-docs, debugger/-verifier.md: "on 64-bit
+/// versions of Windows, some of the kernel functions that raise or lower the
+/// IRQL are implemented as inline code ... Driver Verifier does not report
+/// IRQL changes made by inline code".
+#[test]
+fn raise_irqls_counts_only_what_the_verifier_hooks() {
+    for (arch, raises) in [(Arch::X86, "0x1"), (Arch::X64, "0x0")] {
+        let driver = built(arch, Some(Fault::PagedAtDispatch));
+        let run = common::harness_with_stdin(
+            &[
+                "kd".as_ref(),
+                "--verifier-flags".as_ref(),
+                "0x2".as_ref(),
+                driver.as_os_str(),
+            ],
+            "g\n!verifier\nq\n",
+        );
+        let line = format!("  RaiseIrqls           {raises}\n");
+        assert!(run.stdout.contains(&line), "{arch}: {}", run.stdout);
+    }
+}
