@@ -597,10 +597,11 @@ fn an_overrun_freed_with_exfreepool2_is_c1_24() {
 
 /// `!verifier`'s RaiseIrqls counts the raises the verifier's thunks see:
 /// x86's call to `hal!KfRaiseIrql` (1), not x64's inline `mov cr8` (0).
-/// `MicrosoftDocs` windows-driver-docs, debugger/-verifier.md: "on 64-bit
-/// versions of Windows, some of the kernel functions that raise or lower the
-/// IRQL are implemented as inline code ... Driver Verifier does not report
-/// IRQL changes made by inline code".
+/// `MicrosoftDocs` windows-driver-docs, debugger/-verifier.md (bit 0x8, the
+/// IRQL log): "In 64-bit versions of Windows, some of the kernel functions
+/// that raise or lower the IRQL are implemented as inline code rather than
+/// as exported functions. Driver Verifier does not report IRQL changes made
+/// by inline code".
 #[test]
 fn raise_irqls_counts_only_what_the_verifier_hooks() {
     for (arch, raises) in [(Arch::X86, "0x1"), (Arch::X64, "0x0")] {
