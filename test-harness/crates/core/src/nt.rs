@@ -35,6 +35,10 @@ pub mod c2 {
     /// Freeing at an invalid IRQL (Arg2 IRQL, Arg3 pool type, Arg4 the block).
     pub(crate) const FREE_IRQL: u64 = 0x09;
 }
+/// `PAGE_FAULT_IN_FREED_SPECIAL_POOL` (nt's own code touched it).
+pub const PAGE_FAULT_IN_FREED_SPECIAL_POOL: u32 = 0xCC;
+/// `PAGE_FAULT_BEYOND_END_OF_ALLOCATION` (nt's own code touched it).
+pub const PAGE_FAULT_BEYOND_END_OF_ALLOCATION: u32 = 0xCD;
 /// `DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL`.
 pub const DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL: u32 = 0xD5;
 /// `DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION`.
@@ -158,7 +162,9 @@ pub const fn bugcheck_name(code: u32) -> &'static str {
         SYSTEM_THREAD_EXCEPTION_NOT_HANDLED => "SYSTEM_THREAD_EXCEPTION_NOT_HANDLED",
         ATTEMPTED_WRITE_TO_READONLY_MEMORY => "ATTEMPTED_WRITE_TO_READONLY_MEMORY",
         SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION => "SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION",
-        0xC2 => "BAD_POOL_CALLER",
+        BAD_POOL_CALLER => "BAD_POOL_CALLER",
+        PAGE_FAULT_IN_FREED_SPECIAL_POOL => "PAGE_FAULT_IN_FREED_SPECIAL_POOL",
+        PAGE_FAULT_BEYOND_END_OF_ALLOCATION => "PAGE_FAULT_BEYOND_END_OF_ALLOCATION",
         DRIVER_VERIFIER_DETECTED_VIOLATION => "DRIVER_VERIFIER_DETECTED_VIOLATION",
         0xD1 => "DRIVER_IRQL_NOT_LESS_OR_EQUAL",
         DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL => "DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL",
@@ -203,6 +209,13 @@ pub const fn bugcheck_description(code: u32, arg1: u64) -> &'static str {
         }
         (BAD_POOL_CALLER, c2::FREE_IRQL) => {
             "The current thread attempted to free the pool at an invalid IRQL."
+        }
+        // The 0xCC and 0xCD pages' words.
+        (PAGE_FAULT_IN_FREED_SPECIAL_POOL, _) => {
+            "The system has referenced memory which was earlier freed (special pool)."
+        }
+        (PAGE_FAULT_BEYOND_END_OF_ALLOCATION, _) => {
+            "The system accessed memory beyond the end of a special pool allocation."
         }
         (DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL, _) => {
             "A driver referenced memory which was earlier freed (special pool)."

@@ -651,6 +651,31 @@ impl Tracker {
         accessed: Option<u64>,
     ) -> Result<(), CannotJudge> {
         let own_jump = kind == FaultKind::Execute && self.last_call.is_none();
+        let in_kernel = !self.inside_driver(pc) && pc >= self.context.arch.kernel_base();
+        if in_kernel
+            && matches!(kind, FaultKind::Read | FaultKind::Write)
+            && let Some(code) = accessed.and_then(|address| self.special_pool_fault(address))
+        {
+            // nt's own code touched special pool (a buffer the driver passed
+            // in): the WRK's KeBugCheck2 (base/ntos/ke/bugcheck.c) turns
+            // the page fault into 0xCC / 0xCD when the instruction is in the
+            // kernel or HAL, Arg3 the instruction (the 0xCC and 0xCD pages).
+            let code = if code == nt::DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL {
+                nt::PAGE_FAULT_IN_FREED_SPECIAL_POOL
+            } else {
+                nt::PAGE_FAULT_BEYOND_END_OF_ALLOCATION
+            };
+            self.verdict.fault = Some(Fault {
+                kind,
+                pc,
+                symbol: self.context.symbols.name_instruction(pc),
+                accessed,
+            });
+            let write = u64::from(kind == FaultKind::Write);
+            self.verdict.bugcheck =
+                Some(BugCheck::new(code, [accessed.unwrap_or(0), write, pc, 0]));
+            return Ok(());
+        }
         if !self.inside_driver(pc) && !own_jump {
             let after = self.last_call.as_ref().map(|(routine, _)| routine.clone());
             let caller = self.last_call.as_ref().map(|(_, caller)| *caller);

@@ -1686,7 +1686,8 @@ fn on_trap(uc: &mut Uc<'_>, address: u64, trap: Trap) {
         Ok(()) => {}
         Err(Halt::BadPointer(bad)) => {
             // The routine would fault inside nt on Windows: not the driver's
-            // own instruction, so the tracker will not judge it.
+            // own instruction, so the tracker judges it only where Windows
+            // names the cause (special pool: 0xCC / 0xCD).
             let phase = uc.get_data().phase;
             let _ = emit(
                 uc,
@@ -1697,7 +1698,8 @@ fn on_trap(uc: &mut Uc<'_>, address: u64, trap: Trap) {
                     address: Some(bad),
                 },
             );
-            halt(uc, Halt::Gap);
+            let judged = uc.get_data().tracker.bugcheck().is_some();
+            halt(uc, if judged { Halt::Fault } else { Halt::Gap });
         }
         Err(reason) => {
             // Stopping at a trap: resume just past it (its `nop`).
