@@ -36,7 +36,8 @@
 //!   Arg2 the first changed byte, Arg4 0x24 after its end, 0x23 before); a
 //!   driver instruction touching a freed special pool page, 0xD5, or the
 //!   page past a block, 0xD6 (Arg1 the address, Arg2 0 read / 1 write, Arg3
-//!   the instruction);
+//!   the instruction); nt's own instruction, 0xCC / 0xCD (the WRK's
+//!   `KeBugCheck2`, base/ntos/ke/bugcheck.c);
 //! - a KeBugCheckEx call: that bug check;
 //! - the worker thread that ran the driver's `DriverEntry` or unload routine
 //!   getting control back above `PASSIVE_LEVEL`: 0xE1
