@@ -110,8 +110,9 @@ enum Command {
         /// Driver Verifier's flags, as `verifier /flags` takes them (hex):
         /// 0x8 pool tracking (the walkthrough's), 0x1 special pool, 0x2 Force
         /// IRQL checking, 0x4 low resources simulation (native engine); the
-        /// automatic checks apply whatever is set. A flag the engine does not
-        /// apply exits 2.
+        /// automatic checks apply whatever is set; 0 is no verifier, the
+        /// release kernel's own pool checks only (native engine). A flag the
+        /// engine does not apply exits 2.
         #[arg(long, value_name = "FLAGS", default_value = "0x8", value_parser = VerifierFlags::parse)]
         verifier_flags: VerifierFlags,
         /// Windows version the emulated kernel reports (native and
@@ -170,8 +171,9 @@ enum Command {
         /// Driver Verifier's flags, as `verifier /flags` takes them (hex):
         /// 0x8 pool tracking (the walkthrough's), 0x1 special pool, 0x2 Force
         /// IRQL checking, 0x4 low resources simulation (native engine); the
-        /// automatic checks apply whatever is set. A flag the engine does not
-        /// apply exits 2.
+        /// automatic checks apply whatever is set; 0 is no verifier, the
+        /// release kernel's own pool checks only (native engine). A flag the
+        /// engine does not apply exits 2.
         #[arg(long, value_name = "FLAGS", default_value = "0x8", value_parser = VerifierFlags::parse)]
         verifier_flags: VerifierFlags,
         /// The seed of the low resources simulation (verifier flag 0x4).

@@ -655,3 +655,26 @@ fn nt_touching_special_pool_is_cc_or_cd() {
         }
     }
 }
+
+/// `harness kd --verifier-flags 0`: the driver is not verified, so the kernel
+/// does not announce it; the release kernel's 0xC2 / 0x07 stops the machine
+/// at the second free, in `nt!ExFreePoolWithTag` (the WRK's pool.c).
+#[test]
+fn kd_without_the_verifier_stops_at_bad_pool_caller() {
+    let driver = built(Arch::X86, Some(Fault::DoubleFree));
+    let run = common::harness_with_stdin(
+        &[
+            "kd".as_ref(),
+            "--verifier-flags".as_ref(),
+            "0".as_ref(),
+            driver.as_os_str(),
+        ],
+        "g\n!analyze -v\nkb\nq\n",
+    );
+    let out = &run.stdout;
+    assert!(!out.contains("Driver Verifier: Enabled"), "{out}");
+    assert!(out.contains("Fatal System Error: 0x000000c2"), "{out}");
+    assert!(out.contains("BAD_POOL_CALLER (c2)"), "{out}");
+    assert!(out.contains("nt!ExFreePoolWithTag+0x"), "{out}");
+    assert!(out.contains("Sample!SampleUnload+0x"), "{out}");
+}
