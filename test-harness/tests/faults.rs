@@ -657,8 +657,9 @@ fn nt_touching_special_pool_is_cc_or_cd() {
 }
 
 /// `harness kd --verifier-flags 0`: the driver is not verified, so the kernel
-/// does not announce it; the release kernel's 0xC2 / 0x07 stops the machine
-/// at the second free, in `nt!ExFreePoolWithTag` (the WRK's pool.c).
+/// does not announce it and its imports bind to nt's routines, not to the
+/// verifier's thunks; the release kernel's 0xC2 / 0x07 stops the machine at
+/// the second free, in `nt!ExFreePoolWithTag` (the WRK's pool.c).
 #[test]
 fn kd_without_the_verifier_stops_at_bad_pool_caller() {
     let driver = built(Arch::X86, Some(Fault::DoubleFree));
@@ -677,4 +678,6 @@ fn kd_without_the_verifier_stops_at_bad_pool_caller() {
     assert!(out.contains("BAD_POOL_CALLER (c2)"), "{out}");
     assert!(out.contains("nt!ExFreePoolWithTag+0x"), "{out}");
     assert!(out.contains("Sample!SampleUnload+0x"), "{out}");
+    // No verifier, no thunk: the driver called nt's routine itself.
+    assert!(!out.contains("VerifierExFreePoolWithTag"), "{out}");
 }

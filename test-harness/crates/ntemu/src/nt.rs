@@ -26,6 +26,21 @@ use harness_core::arch::Arch;
 use harness_core::nt::BAD_POOL_CALLER;
 use harness_core::pool_api::PoolRoutine;
 
+/// The pool routines a driver that is not verified binds to directly, and
+/// which report its calls themselves.
+pub const REPORTS_UNVERIFIED: [&str; 2] = ["ExAllocatePoolWithTag", "ExFreePoolWithTag"];
+
+/// What nt's own pool routines report for a driver that is not verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unverified {
+    /// The allocation's request (before it is made: a bad IRQL).
+    Allocation,
+    /// The allocation's result.
+    Record,
+    /// The free's request.
+    Free,
+}
+
 /// What the engine does when execution reaches a trap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trap {
@@ -58,6 +73,10 @@ pub enum Trap {
     /// = 1 when the call was judged `BAD_POOL_CALLER` (0xC2's parameters
     /// pending).
     ReleaseCheck,
+    /// With no verifier (flags 0) the driver calls nt's routine itself: it
+    /// reports the call as the verifier's thunk would (the tracker applies
+    /// the release kernel's checks); a no-op otherwise.
+    Unverified(Unverified),
     /// `IopLoadDriver`, before `DriverEntry`: `ax` = `DriverEntry`, `cx` = the
     /// driver object, `dx` = the registry path.
     StartDriver,
@@ -546,9 +565,11 @@ fn kernel_functions(arch: Arch) -> Vec<Func> {
             "ExAllocatePoolWithTag",
             3,
             vec![
+                Op::Trap(Trap::Unverified(Unverified::Allocation)),
                 Op::Trap(Trap::ReleaseCheck),
                 KeBugCheckIfAx(BAD_POOL_CALLER),
                 Op::Trap(Trap::Allocate),
+                Op::Trap(Trap::Unverified(Unverified::Record)),
                 BreakOnTag(Arg(2)),
             ],
         ),
@@ -574,6 +595,7 @@ fn kernel_functions(arch: Arch) -> Vec<Func> {
             "ExFreePoolWithTag",
             2,
             vec![
+                Op::Trap(Trap::Unverified(Unverified::Free)),
                 // The WRK's order: special pool's own free first, then
                 // the header checks (base/ntos/ex/pool.c).
                 Call("MmFreeSpecialPool", vec![Arg(0)]),

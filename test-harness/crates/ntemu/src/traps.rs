@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::cpu::{self, Reg, Uc};
 use super::machine::{Halt, Thread, run_routine};
-use super::nt::Trap;
+use super::nt::{Trap, Unverified};
 use super::pool::{Grow, Pool};
 use super::routines::{Call, Conv};
 use harness_core::events::{Event, Phase};
@@ -38,6 +38,7 @@ pub fn run(uc: &mut Uc<'_>, trap: Trap) -> Result<(), Halt> {
         Trap::WorkerReturned => worker_returned(uc),
         Trap::SpecialFree => special_free(uc),
         Trap::ReleaseCheck => decision(uc, false, &[BAD_POOL_CALLER]),
+        Trap::Unverified(step) => unverified(uc, step),
         Trap::StartDriver => super::objects::start_driver(uc),
         Trap::DriverStarted => driver_started(uc),
         Trap::LoadOrUnload => load_or_unload(uc),
@@ -135,6 +136,19 @@ fn verify_allocation(uc: &mut Uc<'_>, routine: PoolRoutine) -> Result<(), Halt> 
         })?;
     }
     verifier_decision(uc, already)
+}
+
+/// nt's own report of a pool call, for a driver that is not verified (its
+/// imports bind to nt's routines): what the thunks report otherwise.
+fn unverified(uc: &mut Uc<'_>, step: Unverified) -> Result<(), Halt> {
+    if uc.get_data().verifier_flags.0 != 0 {
+        return Ok(()); // the thunk reported the call
+    }
+    match step {
+        Unverified::Allocation => verify_allocation(uc, PoolRoutine::ExAllocatePoolWithTag),
+        Unverified::Record => record_allocation(uc, PoolRoutine::ExAllocatePoolWithTag),
+        Unverified::Free => verify_free(uc, PoolRoutine::ExFreePoolWithTag),
+    }
 }
 
 /// The highest IRQL the verifier lets a driver call `routine` at: `APC_LEVEL`
