@@ -939,8 +939,16 @@ mod tests {
             verdict_double.bugcheck.map(|b| b.args),
             Some([0x13, 0, 0x1000 - 16, 0])
         );
-        let verdict = verdict(&[free(0x7777)]);
-        assert_eq!(verdict.bugcheck.map(|b| b.args), Some([0x10, 0x7777, 0, 0]));
+        let verdict_user = verdict(&[free(0x7777)]);
+        assert_eq!(
+            verdict_user.bugcheck.map(|b| b.args),
+            Some([0x10, 0x7777, 0, 0])
+        );
+        // A kernel address no block can start at (not 16-byte aligned on
+        // x64): 0x16, Arg3 the address (the WRK's ExFreePoolSanityChecks).
+        let odd = 0xFFFF_F8A0_0120_0091;
+        let verdict = verdict(&[alloc(odd - 1, 16), free(odd)]);
+        assert_eq!(verdict.bugcheck.map(|b| b.args), Some([0x16, 0, odd, 0]));
     }
 
     // MicrosoftDocs/windows-driver-docs, bug-check-0xc4: 0x01 = paged pool
