@@ -27,7 +27,7 @@ pub const BAD_POOL_CALLER: u32 = 0xC2;
 
 /// 0xC2's Arg1 values the release kernel raises (`MicrosoftDocs`
 /// windows-driver-docs, debugger/bug-check-0xc2--bad-pool-caller.md).
-pub mod c2 {
+pub(crate) mod c2 {
     /// Freeing pool already freed (Arg3 the header's contents, Arg4 the block).
     pub(crate) const DOUBLE_FREE: u64 = 0x07;
     /// Allocating at an invalid IRQL (Arg2 IRQL, Arg3 pool type, Arg4 size).
@@ -36,9 +36,9 @@ pub mod c2 {
     pub(crate) const FREE_IRQL: u64 = 0x09;
 }
 /// `PAGE_FAULT_IN_FREED_SPECIAL_POOL` (nt's own code touched it).
-pub const PAGE_FAULT_IN_FREED_SPECIAL_POOL: u32 = 0xCC;
+pub(crate) const PAGE_FAULT_IN_FREED_SPECIAL_POOL: u32 = 0xCC;
 /// `PAGE_FAULT_BEYOND_END_OF_ALLOCATION` (nt's own code touched it).
-pub const PAGE_FAULT_BEYOND_END_OF_ALLOCATION: u32 = 0xCD;
+pub(crate) const PAGE_FAULT_BEYOND_END_OF_ALLOCATION: u32 = 0xCD;
 /// `DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL`.
 pub const DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL: u32 = 0xD5;
 /// `DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION`.

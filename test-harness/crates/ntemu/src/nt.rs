@@ -28,7 +28,7 @@ use harness_core::pool_api::PoolRoutine;
 
 /// The pool routines a driver that is not verified binds to directly, and
 /// which report its calls themselves.
-pub const REPORTS_UNVERIFIED: [&str; 2] = ["ExAllocatePoolWithTag", "ExFreePoolWithTag"];
+pub(crate) const REPORTS_UNVERIFIED: [&str; 2] = ["ExAllocatePoolWithTag", "ExFreePoolWithTag"];
 
 /// What nt's own pool routines report for a driver that is not verified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
