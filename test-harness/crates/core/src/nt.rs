@@ -29,11 +29,11 @@ pub const BAD_POOL_CALLER: u32 = 0xC2;
 /// windows-driver-docs, debugger/bug-check-0xc2--bad-pool-caller.md).
 pub(crate) mod c2 {
     /// Freeing pool already freed (Arg3 the header's contents, Arg4 the block).
-    pub(crate) const DOUBLE_FREE: u64 = 0x07;
+    pub const DOUBLE_FREE: u64 = 0x07;
     /// Allocating at an invalid IRQL (Arg2 IRQL, Arg3 pool type, Arg4 size).
-    pub(crate) const ALLOC_IRQL: u64 = 0x08;
+    pub const ALLOC_IRQL: u64 = 0x08;
     /// Freeing at an invalid IRQL (Arg2 IRQL, Arg3 pool type, Arg4 the block).
-    pub(crate) const FREE_IRQL: u64 = 0x09;
+    pub const FREE_IRQL: u64 = 0x09;
 }
 /// `PAGE_FAULT_IN_FREED_SPECIAL_POOL` (nt's own code touched it).
 pub(crate) const PAGE_FAULT_IN_FREED_SPECIAL_POOL: u32 = 0xCC;
