@@ -498,6 +498,15 @@ fn run_vm(args: VmArgs) -> Result<ExitCode, CommandError> {
         record,
         json,
     } = args;
+    if verifier_flags.0 == 0 {
+        // In emulation 0 is the verifier off; `verifier /flags 0 /driver`
+        // would still verify the driver (automatic checks), and the run
+        // needs `verifier /query` to list it.
+        return Err(harness_core::error::InputError::Unsupported(
+            "--verifier-flags 0: harness vm runs the driver under Driver Verifier; give the flags to verify it with (0 is the verifier off, which only harness emulate and kd model)".to_owned(),
+        )
+        .into());
+    }
     let fault = fault.or_else(|| leak.then_some(Fault::LeakOnUnload));
     let driver = match driver {
         Some(driver) => driver,

@@ -197,6 +197,18 @@ fn flags_an_engine_does_not_apply_cannot_be_judged() {
     common::harness(&["emulate", path, "--verifier-flags", "0x10"])
         .cannot_judge("does not apply verifier flag 0x10 (I/O verification)");
     common::harness(&["emulate", path, "--verifier-flags", "pool"]).expect(ExitCode::CannotJudge);
+    // The VM always runs under the verifier: 0 (off) is refused before
+    // anything is built or the guest reached.
+    common::harness(&[
+        "vm",
+        "--host",
+        "nobody@guest.invalid",
+        "--driver",
+        path,
+        "--verifier-flags",
+        "0",
+    ])
+    .cannot_judge("--verifier-flags 0: harness vm runs the driver under Driver Verifier");
     common::harness(&[
         "emulate",
         path,
