@@ -499,9 +499,9 @@ fn run_vm(args: VmArgs) -> Result<ExitCode, CommandError> {
         json,
     } = args;
     if verifier_flags.0 == 0 {
-        // In emulation 0 is the verifier off; `verifier /flags 0 /driver`
-        // would still verify the driver (automatic checks), and the run
-        // needs `verifier /query` to list it.
+        // In emulation 0 is the verifier off; the VM run enables the
+        // verifier and needs `verifier /query` to list the driver, and what
+        // verifier.exe makes of `/flags 0` has not been seen here.
         return Err(harness_core::error::InputError::Unsupported(
             "--verifier-flags 0: harness vm runs the driver under Driver Verifier; give the flags to verify it with (0 is the verifier off, which only harness emulate and kd model)".to_owned(),
         )
