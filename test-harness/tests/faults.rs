@@ -39,6 +39,15 @@ fn judged(driver: &std::path::Path, flags: &str) -> Verdict {
 fn paged_pool_at_dispatch_level_is_c4_01_under_any_flags() {
     for arch in Arch::ALL {
         let driver = built(arch, Some(Fault::PagedAtDispatch));
+        // No verifier: the release allocator's own IRQL check, 0xC2 / 0x08
+        // with the same parameters (WRK base/ntos/ex/pool.c,
+        // ASSERT_ALLOCATE_IRQL; bug-check-0xc2--bad-pool-caller.md).
+        let release = judged(&driver, "0").bugcheck.expect("bug check");
+        assert_eq!(
+            (release.code, release.args),
+            (0xC2, [0x08, 2, 1, COPY_BYTES]),
+            "{arch}"
+        );
         for flags in ["0x8", "0x2", "0xa"] {
             let verdict = judged(&driver, flags);
             assert_eq!(verdict.exit_code(), ExitCode::Violation, "{arch} {flags}");
@@ -59,16 +68,70 @@ fn paged_pool_at_dispatch_level_is_c4_01_under_any_flags() {
 fn double_free_is_c4_13_at_the_second_free() {
     for arch in Arch::ALL {
         let driver = built(arch, Some(Fault::DoubleFree));
-        for flags in ["0x8", "0x2"] {
+        for flags in ["0x8", "0x2", "0x9"] {
             let verdict = judged(&driver, flags);
             let bugcheck = verdict.bugcheck.clone().expect("bug check");
             assert_eq!((bugcheck.code, bugcheck.args[0]), (0xC4, 0x13), "{arch}");
             // Arg3 points at the pool header, just below the block the
             // driver freed twice (the kernel's pool, not the driver's image).
             assert!(bugcheck.args[2] >= arch.kernel_base(), "{arch} {flags}");
+            // Arg4: the header's contents (the WRK's ExFreePoolSanityChecks
+            // passes Entry->Ulong1); special pool's block has no such header.
+            if flags != "0x9" {
+                assert_header_of_the_copy(arch, bugcheck.args[3]);
+            }
             assert_eq!(verdict.exit_code(), ExitCode::Violation);
             assert!(verdict.leaks.is_empty());
         }
+    }
+}
+
+/// A pool header's first ULONG holds the block of the registry path's
+/// copy: `BlockSize` (bits 16 on) is 0x6c bytes and the header in pool units.
+fn assert_header_of_the_copy(arch: Arch, ulong1: u64) {
+    let unit = arch.pool_granularity();
+    let units = (COPY_BYTES + arch.pool_header_size()).div_ceil(unit);
+    let block_size = match arch {
+        Arch::X86 => (ulong1 >> 16) & 0x1ff,
+        Arch::X64 => (ulong1 >> 16) & 0xff,
+    };
+    assert_eq!(block_size, units, "{arch} {ulong1:x}");
+}
+
+/// Without the verifier the release kernel's `ExFreePoolWithTag` finds the
+/// header marked free: 0xC2 / 0x07, Arg2 reserved (the WRK passes its line
+/// number), Arg3 the header's contents, Arg4 the block (WRK
+/// base/ntos/ex/pool.c, `IS_POOL_HEADER_MARKED_ALLOCATED`;
+/// debugger/bug-check-0xc2--bad-pool-caller.md). Under special pool alone
+/// the verifier does not track the block and `MmFreeSpecialPool` finds its
+/// page gone: 0xC1 / 0x20, Arg1 the address, Arg3 0 (bug-check-0xc1;
+/// `ReactOS` ntoskrnl/mm/ARM3/special.c, `MmFreeSpecialPool`).
+#[test]
+fn double_free_without_pool_tracking_is_nt_own_check() {
+    for arch in Arch::ALL {
+        let driver = built(arch, Some(Fault::DoubleFree));
+        let release = judged(&driver, "0");
+        let bugcheck = release.bugcheck.clone().expect("bug check");
+        assert_eq!((bugcheck.code, bugcheck.args[0]), (0xC2, 0x07), "{arch}");
+        assert_header_of_the_copy(arch, bugcheck.args[2]);
+        assert!(bugcheck.args[3] >= arch.kernel_base(), "{arch}");
+        assert_eq!(release.exit_code(), ExitCode::Violation);
+        assert!(!release.verifier && release.leaks.is_empty());
+
+        let special = judged(&driver, "0x1");
+        let bugcheck = special.bugcheck.clone().expect("bug check");
+        assert_eq!(
+            (
+                bugcheck.code,
+                bugcheck.args[1],
+                bugcheck.args[2],
+                bugcheck.args[3]
+            ),
+            (0xC1, 0, 0, 0x20),
+            "{arch}"
+        );
+        // The block special pool gave: at the end of its page (Verify End).
+        assert_eq!((bugcheck.args[0] + 0x70) % 0x1000, 0, "{arch}");
     }
 }
 
@@ -76,7 +139,7 @@ fn double_free_is_c4_13_at_the_second_free() {
 fn the_clean_build_stays_clean_under_every_flag_set() {
     for arch in Arch::ALL {
         let driver = built(arch, None);
-        for flags in ["0x8", "0x2", "0xa", "0x1", "0xb"] {
+        for flags in ["0", "0x8", "0x2", "0xa", "0x1", "0xb"] {
             let verdict = judged(&driver, flags);
             assert_eq!(verdict.exit_code(), ExitCode::Clean, "{arch} {flags}");
         }
@@ -89,9 +152,22 @@ fn the_clean_build_stays_clean_under_every_flag_set() {
 fn the_leak_needs_pool_tracking() {
     for arch in Arch::ALL {
         let driver = built(arch, Some(Fault::LeakOnUnload));
-        let unseen = judged(&driver, "0x2");
-        assert_eq!(unseen.exit_code(), ExitCode::Clean, "{arch}");
-        assert!(unseen.leaks.is_empty());
+        for flags in ["0x2", "0"] {
+            let unseen = judged(&driver, flags);
+            assert_eq!(unseen.exit_code(), ExitCode::Clean, "{arch} {flags}");
+            assert!(unseen.leaks.is_empty() && !unseen.verifier);
+        }
+        // The summary does not claim what was not checked.
+        let path = driver.to_str().expect("utf-8");
+        let text = common::harness(&["emulate", path, "--verifier-flags", "0"]);
+        text.expect(ExitCode::Clean);
+        assert!(
+            text.stdout.contains(
+                "pool tracking (0x8) is off, so outstanding allocations were not checked: PASS"
+            ),
+            "{}",
+            text.stdout
+        );
         let seen = judged(&driver, "0xa");
         assert_eq!(seen.bugcheck.map(|b| b.args[0]), Some(0x62), "{arch}");
     }
@@ -120,8 +196,19 @@ fn flags_an_engine_does_not_apply_cannot_be_judged() {
     let path = clean.to_str().expect("utf-8");
     common::harness(&["emulate", path, "--verifier-flags", "0x10"])
         .cannot_judge("does not apply verifier flag 0x10 (I/O verification)");
-    common::harness(&["emulate", path, "--verifier-flags", "0"]).cannot_judge("0 (no verifier");
     common::harness(&["emulate", path, "--verifier-flags", "pool"]).expect(ExitCode::CannotJudge);
+    // The VM always runs under the verifier: 0 (off) is refused before
+    // anything is built or the guest reached.
+    common::harness(&[
+        "vm",
+        "--host",
+        "nobody@guest.invalid",
+        "--driver",
+        path,
+        "--verifier-flags",
+        "0",
+    ])
+    .cannot_judge("--verifier-flags 0: harness vm runs the driver under Driver Verifier");
     common::harness(&[
         "emulate",
         path,
@@ -485,4 +572,145 @@ fn kd_takes_the_low_resources_seed() {
         "{}",
         run.stdout
     );
+}
+
+/// `tests/drivers/pool_frees.c`, `ExFreePool2` imported from ntoskrnl.exe
+/// (MinGW's import library predates it).
+fn pool_frees(variant: &str, arch: Arch, dir: &std::path::Path) -> std::path::PathBuf {
+    let out = dir.join(format!("{}_{arch}.sys", variant.to_ascii_lowercase()));
+    let mut build = common::CBuild::new("pool_frees.c", variant);
+    build
+        .made_libraries
+        .push(("ntoskrnl.exe", &["ExFreePool2@16"], false));
+    common::compile_c(&build, arch, &out);
+    out
+}
+
+/// Freeing one byte into a block: no block can start there (not aligned to
+/// the pool header's size), 0xC4 / 0x16 with Arg3 the address, whatever
+/// verifier flags are set (the WRK's `ExFreePoolSanityChecks`,
+/// base/ntos/ex/pool.c; bug-check-0xc4: "free pool at a bad address").
+#[test]
+fn a_misaligned_free_is_c4_16() {
+    let dir = tempfile::tempdir().expect("dir");
+    for arch in Arch::ALL {
+        let driver = pool_frees("MISALIGNED", arch, dir.path());
+        for flags in ["0x8", "0x2"] {
+            let bugcheck = judged(&driver, flags).bugcheck.expect("bug check");
+            assert_eq!(
+                (
+                    bugcheck.code,
+                    bugcheck.args[0],
+                    bugcheck.args[1],
+                    bugcheck.args[3]
+                ),
+                (0xC4, 0x16, 0, 0),
+                "{arch} {flags}"
+            );
+            assert_eq!(bugcheck.args[2] % arch.pool_header_size(), 1, "{arch}");
+            assert!(bugcheck.args[2] >= arch.kernel_base(), "{arch}");
+        }
+    }
+}
+
+/// `ExFreePool2` frees through nt's one path, so special pool checks the
+/// slack there as at `ExFreePoolWithTag`: the byte written past the 0x1c-byte
+/// block (in the slack up to the pool unit) is 0xC1 / 0x24 (Arg2 the byte;
+/// bug-check-0xc1).
+#[test]
+fn an_overrun_freed_with_exfreepool2_is_c1_24() {
+    let dir = tempfile::tempdir().expect("dir");
+    for arch in Arch::ALL {
+        let driver = pool_frees("OVERRUN_FREE2", arch, dir.path());
+        let bugcheck = judged(&driver, "0x1").bugcheck.expect("bug check");
+        assert_eq!((bugcheck.code, bugcheck.args[3]), (0xC1, 0x24), "{arch}");
+        assert_eq!(bugcheck.args[1], bugcheck.args[0] + 0x1c, "{arch}");
+    }
+}
+
+/// `!verifier`'s `RaiseIrqls` counts the raises the verifier's thunks see:
+/// x86's call to `hal!KfRaiseIrql` (1), not x64's inline `mov cr8` (0).
+/// `MicrosoftDocs` windows-driver-docs, debugger/-verifier.md (bit 0x8, the
+/// IRQL log): "In 64-bit versions of Windows, some of the kernel functions
+/// that raise or lower the IRQL are implemented as inline code rather than
+/// as exported functions. Driver Verifier does not report IRQL changes made
+/// by inline code".
+#[test]
+fn raise_irqls_counts_only_what_the_verifier_hooks() {
+    for (arch, raises) in [(Arch::X86, "0x1"), (Arch::X64, "0x0")] {
+        let driver = built(arch, Some(Fault::PagedAtDispatch));
+        let run = common::harness_with_stdin(
+            &[
+                "kd".as_ref(),
+                "--verifier-flags".as_ref(),
+                "0x2".as_ref(),
+                driver.as_os_str(),
+            ],
+            "g\n!verifier\nq\n",
+        );
+        let line = format!("  RaiseIrqls           {raises}\n");
+        assert!(run.stdout.contains(&line), "{arch}: {}", run.stdout);
+    }
+}
+
+/// nt's own code touching special pool: `RtlCopyUnicodeString` reading a
+/// freed block is 0xCC, reading past a block's end 0xCD (Arg1 the address,
+/// Arg2 0 = read, Arg3 the instruction, in nt). The WRK's `KeBugCheck2`
+/// (base/ntos/ke/bugcheck.c) turns a 0x50 on a special pool address into
+/// 0xCC / 0xCD when the faulting instruction is in the kernel or HAL, into
+/// 0xD5 / 0xD6 when it is in a driver (bug check pages 0xCC and 0xCD).
+/// Without special pool both reads go unseen.
+#[test]
+fn nt_touching_special_pool_is_cc_or_cd() {
+    let dir = tempfile::tempdir().expect("dir");
+    for arch in Arch::ALL {
+        for (variant, code) in [("NT_READS_FREED", 0xCC), ("NT_READS_PAST", 0xCD)] {
+            let driver = pool_frees(variant, arch, dir.path());
+            let verdict = judged(&driver, "0x1");
+            let bugcheck = verdict.bugcheck.clone().expect("bug check");
+            assert_eq!(
+                (bugcheck.code, bugcheck.args[1], bugcheck.args[3]),
+                (code, 0, 0),
+                "{arch} {variant}"
+            );
+            let fault = verdict.fault.clone().expect("the fault");
+            assert_eq!(bugcheck.args[2], fault.pc, "{arch} {variant}");
+            // The instruction is nt's (a kernel address the driver's
+            // symbols do not name), not the driver's.
+            assert!(bugcheck.args[2] >= arch.kernel_base(), "{arch}");
+            assert!(!fault.symbol.starts_with("nt_reads"), "{}", fault.symbol);
+            assert_eq!(verdict.exit_code(), ExitCode::Violation);
+            assert_eq!(
+                judged(&driver, "0x8").exit_code(),
+                ExitCode::Clean,
+                "{arch} {variant}"
+            );
+        }
+    }
+}
+
+/// `harness kd --verifier-flags 0`: the driver is not verified, so the kernel
+/// does not announce it and its imports bind to nt's routines, not to the
+/// verifier's thunks; the release kernel's 0xC2 / 0x07 stops the machine at
+/// the second free, in `nt!ExFreePoolWithTag` (the WRK's pool.c).
+#[test]
+fn kd_without_the_verifier_stops_at_bad_pool_caller() {
+    let driver = built(Arch::X86, Some(Fault::DoubleFree));
+    let run = common::harness_with_stdin(
+        &[
+            "kd".as_ref(),
+            "--verifier-flags".as_ref(),
+            "0".as_ref(),
+            driver.as_os_str(),
+        ],
+        "g\n!analyze -v\nkb\nq\n",
+    );
+    let out = &run.stdout;
+    assert!(!out.contains("Driver Verifier: Enabled"), "{out}");
+    assert!(out.contains("Fatal System Error: 0x000000c2"), "{out}");
+    assert!(out.contains("BAD_POOL_CALLER (c2)"), "{out}");
+    assert!(out.contains("nt!ExFreePoolWithTag+0x"), "{out}");
+    assert!(out.contains("Sample!SampleUnload+0x"), "{out}");
+    // No verifier, no thunk: the driver called nt's routine itself.
+    assert!(!out.contains("VerifierExFreePoolWithTag"), "{out}");
 }

@@ -178,6 +178,15 @@ pub enum Event {
         /// The first changed byte.
         corrupted: u64,
     },
+    /// nt's own free path found the block free already: the release
+    /// kernel's pool header says so (`header`: its first ULONG), or special
+    /// pool's page for it is no longer mapped (`header`: none).
+    FreedTwice {
+        /// The block being freed.
+        address: u64,
+        /// The pool header's first ULONG, for a normal pool block.
+        header: Option<u32>,
+    },
     /// A system worker thread got control back from its work item (the
     /// I/O manager's load or unload of the driver) at this IRQL.
     WorkerReturn {

@@ -22,6 +22,23 @@ pub(crate) const RUST_PANIC: u32 = 0x5250_4E43;
 
 /// `SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION`.
 pub const SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION: u32 = 0xC1;
+/// `BAD_POOL_CALLER`: the release kernel's own pool checks.
+pub const BAD_POOL_CALLER: u32 = 0xC2;
+
+/// 0xC2's Arg1 values the release kernel raises (`MicrosoftDocs`
+/// windows-driver-docs, debugger/bug-check-0xc2--bad-pool-caller.md).
+pub(crate) mod c2 {
+    /// Freeing pool already freed (Arg3 the header's contents, Arg4 the block).
+    pub const DOUBLE_FREE: u64 = 0x07;
+    /// Allocating at an invalid IRQL (Arg2 IRQL, Arg3 pool type, Arg4 size).
+    pub const ALLOC_IRQL: u64 = 0x08;
+    /// Freeing at an invalid IRQL (Arg2 IRQL, Arg3 pool type, Arg4 the block).
+    pub const FREE_IRQL: u64 = 0x09;
+}
+/// `PAGE_FAULT_IN_FREED_SPECIAL_POOL` (nt's own code touched it).
+pub(crate) const PAGE_FAULT_IN_FREED_SPECIAL_POOL: u32 = 0xCC;
+/// `PAGE_FAULT_BEYOND_END_OF_ALLOCATION` (nt's own code touched it).
+pub(crate) const PAGE_FAULT_BEYOND_END_OF_ALLOCATION: u32 = 0xCD;
 /// `DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL`.
 pub const DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL: u32 = 0xD5;
 /// `DRIVER_PAGE_FAULT_BEYOND_END_OF_ALLOCATION`.
@@ -46,6 +63,8 @@ pub mod c4 {
     pub(crate) const FREE_UNALLOCATED: u64 = 0x10;
     /// Freeing pool already freed.
     pub const DOUBLE_FREE: u64 = 0x13;
+    /// Freeing an address no block can start at (misaligned).
+    pub(crate) const FREE_MISALIGNED: u64 = 0x16;
     /// The driver unloaded with pool allocations outstanding.
     pub const LEAKED_AT_UNLOAD: u64 = 0x62;
 }
@@ -143,7 +162,9 @@ pub const fn bugcheck_name(code: u32) -> &'static str {
         SYSTEM_THREAD_EXCEPTION_NOT_HANDLED => "SYSTEM_THREAD_EXCEPTION_NOT_HANDLED",
         ATTEMPTED_WRITE_TO_READONLY_MEMORY => "ATTEMPTED_WRITE_TO_READONLY_MEMORY",
         SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION => "SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION",
-        0xC2 => "BAD_POOL_CALLER",
+        BAD_POOL_CALLER => "BAD_POOL_CALLER",
+        PAGE_FAULT_IN_FREED_SPECIAL_POOL => "PAGE_FAULT_IN_FREED_SPECIAL_POOL",
+        PAGE_FAULT_BEYOND_END_OF_ALLOCATION => "PAGE_FAULT_BEYOND_END_OF_ALLOCATION",
         DRIVER_VERIFIER_DETECTED_VIOLATION => "DRIVER_VERIFIER_DETECTED_VIOLATION",
         0xD1 => "DRIVER_IRQL_NOT_LESS_OR_EQUAL",
         DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL => "DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL",
@@ -175,8 +196,26 @@ pub const fn bugcheck_description(code: u32, arg1: u64) -> &'static str {
         (DRIVER_VERIFIER_DETECTED_VIOLATION, c4::NONPAGED_FREE_ABOVE_DISPATCH) => {
             "The driver attempted to free nonpaged pool with IRQL > DISPATCH_LEVEL."
         }
+        // Arg4 tells the cause: 0x20 a free of pool not allocated (or freed
+        // already), 0x23 / 0x24 bytes around the block changed.
         (SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION, _) => {
-            "Special pool found the bytes around a block changed when it was freed."
+            "Special pool found a bad free or the bytes around a block changed (Parameter 4 says which)."
+        }
+        (BAD_POOL_CALLER, c2::DOUBLE_FREE) => {
+            "The current thread attempted to free the pool, which was already freed."
+        }
+        (BAD_POOL_CALLER, c2::ALLOC_IRQL) => {
+            "The current thread attempted to allocate the pool at an invalid IRQL."
+        }
+        (BAD_POOL_CALLER, c2::FREE_IRQL) => {
+            "The current thread attempted to free the pool at an invalid IRQL."
+        }
+        // The 0xCC and 0xCD pages' words.
+        (PAGE_FAULT_IN_FREED_SPECIAL_POOL, _) => {
+            "The system has referenced memory which was earlier freed (special pool)."
+        }
+        (PAGE_FAULT_BEYOND_END_OF_ALLOCATION, _) => {
+            "The system accessed memory beyond the end of a special pool allocation."
         }
         (DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL, _) => {
             "A driver referenced memory which was earlier freed (special pool)."
@@ -189,6 +228,9 @@ pub const fn bugcheck_description(code: u32, arg1: u64) -> &'static str {
         }
         (DRIVER_VERIFIER_DETECTED_VIOLATION, c4::FREE_UNALLOCATED) => {
             "A driver attempted to free pool which was not allocated."
+        }
+        (DRIVER_VERIFIER_DETECTED_VIOLATION, c4::FREE_MISALIGNED) => {
+            "The driver attempted to free pool at a bad address, or the driver passed invalid parameters to a memory routine."
         }
         (DRIVER_VERIFIER_DETECTED_VIOLATION, 0x13 | 0x14) => {
             "A driver attempted to free pool which was already freed."

@@ -113,8 +113,14 @@ fn outcome_line(verdict: &Verdict) -> String {
         .limit
         .map_or_else(String::new, |limit| format!(" ({limit})"));
     let what = match verdict.outcome() {
-        Outcome::Unloaded if verdict.leaks.is_empty() => {
+        Outcome::Unloaded if verdict.leaks.is_empty() && verdict.verifier => {
             "the unload routine ran; no pool allocations outstanding: PASS".to_owned()
+        }
+        // Only pool tracking keeps the list the unload is checked against
+        // (0xC4 / 0x62 "occurs only when the Pool Tracking option ... is
+        // active"): say what was not checked.
+        Outcome::Unloaded if verdict.leaks.is_empty() => {
+            "the unload routine ran; pool tracking (0x8) is off, so outstanding allocations were not checked: PASS".to_owned()
         }
         Outcome::Unloaded => "the unload routine ran".to_owned(),
         Outcome::EntryFailed => {

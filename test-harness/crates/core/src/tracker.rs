@@ -13,7 +13,19 @@
 //! - freeing paged pool above `APC_LEVEL`: 0xC4 / 0x11 (Arg2 IRQL, Arg3 pool
 //!   type, Arg4 address); nonpaged above `DISPATCH_LEVEL`: 0xC4 / 0x12;
 //! - freeing an address no allocation returned: 0xC4 / 0x10;
-//! - freeing pool already freed: 0xC4 / 0x13;
+//! - freeing pool already freed: 0xC4 / 0x13 (when the verifier tracks the
+//!   block: pool tracking, or a block outside special pool); a special pool
+//!   block freed twice under special pool alone is found by
+//!   `MmFreeSpecialPool`, whose page for it is gone: 0xC1 / 0x20 (Arg1 the
+//!   address, Arg2 reserved, the PTE; the 0xC1 page, and `ReactOS`'
+//!   `MmFreeSpecialPool`, ntoskrnl/mm/ARM3/special.c);
+//! - with no verifier (flags 0) only the release kernel's own checks apply
+//!   (the WRK's `ExAllocatePoolWithTag` / `ExFreePoolWithTag`,
+//!   base/ntos/ex/pool.c, built without `NO_POOL_CHECKS`; the 0xC2 page):
+//!   a pool call at a bad IRQL, 0xC2 / 0x08 (allocation) or 0x09 (free);
+//!   a block whose header says it is free, 0xC2 / 0x07 (Arg2 reserved,
+//!   Arg3 the header's contents, Arg4 the block); no leak check, no
+//!   special pool, a zero-byte request is served (as one byte);
 //! - allocations outstanding when the image unloads (after the unload routine,
 //!   or after a failed `DriverEntry`): 0xC4 / 0x62, Arg4 = their count;
 //! - a CPU fault at an instruction inside the driver: the bug check the
@@ -24,7 +36,8 @@
 //!   Arg2 the first changed byte, Arg4 0x24 after its end, 0x23 before); a
 //!   driver instruction touching a freed special pool page, 0xD5, or the
 //!   page past a block, 0xD6 (Arg1 the address, Arg2 0 read / 1 write, Arg3
-//!   the instruction);
+//!   the instruction); nt's own instruction, 0xCC / 0xCD (the WRK's
+//!   `KeBugCheck2`, base/ntos/ke/bugcheck.c);
 //! - a KeBugCheckEx call: that bug check;
 //! - the worker thread that ran the driver's `DriverEntry` or unload routine
 //!   getting control back above `PASSIVE_LEVEL`: 0xE1
@@ -40,13 +53,15 @@ use std::collections::HashMap;
 use crate::arch::Arch;
 use crate::error::CannotJudge;
 use crate::events::{Event, Gap};
-use crate::nt::{self, PoolType, TAG_NONE, c4, tag_text};
+use crate::nt::{self, PoolType, TAG_NONE, c2, c4, tag_text};
 use crate::pool_api::{PoolOp, PoolRoutine};
 use crate::symbols::Symbolizer;
 use crate::verdict::{
     BugCheck, Engine, Fault, FaultKind, Leak, PoolHit, PoolStats, Stage, Verdict,
 };
-use crate::verifier::{SPECIAL_POOL, VerifierFlags, special_pool_block, special_pool_page};
+use crate::verifier::{
+    POOL_TRACKING, SPECIAL_POOL, VerifierFlags, special_pool_block, special_pool_page,
+};
 use crate::wdm;
 
 /// The most debug output a verdict keeps, in bytes: about 20,000 lines.
@@ -136,6 +151,9 @@ pub struct Tracker {
     name_address: u64,
     /// The engine routine the driver called last, and from where.
     last_call: Option<(String, u64)>,
+    /// A block being freed whose header says it is free, and the header's
+    /// first ULONG (0xC4 / 0x13's Arg4).
+    freed_header: Option<(u64, u32)>,
 }
 
 impl Tracker {
@@ -154,6 +172,7 @@ impl Tracker {
             image: None,
             name_address: 0,
             last_call: None,
+            freed_header: None,
         }
     }
 
@@ -214,7 +233,9 @@ impl Tracker {
                         *injected_failure,
                         irql.unwrap_or(0),
                     ),
-                    PoolOp::Free { address, tag } => self.on_free(*routine, address, tag, *caller),
+                    PoolOp::Free { address, tag } => {
+                        self.on_free(*routine, address, tag, *caller)?;
+                    }
                 }
             }
             Event::DebugPrint { text, .. } => self.on_debug_print(text),
@@ -234,13 +255,9 @@ impl Tracker {
                 self.check_leaks_at_unload();
             }
             Event::SpecialPoolCorrupted { address, corrupted } => {
-                // 0x24: after the block's end; 0x23: elsewhere in its page.
-                let kind = if corrupted > address { 0x24 } else { 0x23 };
-                self.verdict.bugcheck = Some(BugCheck::new(
-                    nt::SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION,
-                    [*address, *corrupted, 0, kind],
-                ));
+                self.on_special_pool_corrupted(*address, *corrupted);
             }
+            Event::FreedTwice { address, header } => self.on_freed_twice(*address, *header),
             Event::WorkerReturn {
                 irql,
                 routine,
@@ -345,7 +362,11 @@ impl Tracker {
                         c4::NONPAGED_ALLOC_ABOVE_DISPATCH
                     };
                     let pool_value = u64::from(pool.value().unwrap_or(0));
-                    self.raise(code, [irql_arg, pool_value, size]);
+                    if self.verified() {
+                        self.raise(code, [irql_arg, pool_value, size]);
+                    } else {
+                        self.raise_release(c2::ALLOC_IRQL, [irql_arg, pool_value, size]);
+                    }
                     return true;
                 }
             }
@@ -364,7 +385,11 @@ impl Tracker {
                         c4::NONPAGED_FREE_ABOVE_DISPATCH
                     };
                     let pool_value = u64::from(pool.value().unwrap_or(0));
-                    self.raise(code, [irql_arg, pool_value, address]);
+                    if self.verified() {
+                        self.raise(code, [irql_arg, pool_value, address]);
+                    } else {
+                        self.raise_release(c2::FREE_IRQL, [irql_arg, pool_value, address]);
+                    }
                     return true;
                 }
             }
@@ -384,9 +409,12 @@ impl Tracker {
         injected_failure: bool,
         irql: u8,
     ) {
+        // The release kernel serves a zero-byte request (as one byte; the
+        // WRK's ExAllocatePoolWithTag), the verifier refuses it.
+        let verified = self.verified();
         let stats = &mut self.pool.stats;
         stats.attempted += 1;
-        if size == 0 {
+        if size == 0 && verified {
             let pool_value = u64::from(pool.value().unwrap_or(0));
             // Arg2: IRQL (PASSIVE_LEVEL for DriverEntry and unload when the
             // engine does not say), Arg3: pool type.
@@ -433,7 +461,13 @@ impl Tracker {
         self.pool_hit(routine, address, Some(size), tag, caller);
     }
 
-    fn on_free(&mut self, routine: PoolRoutine, address: u64, tag: Option<u32>, caller: u64) {
+    fn on_free(
+        &mut self,
+        routine: PoolRoutine,
+        address: u64,
+        tag: Option<u32>,
+        caller: u64,
+    ) -> Result<(), CannotJudge> {
         if let Some(index) = self.pool.live.remove(&address) {
             let allocation = &mut self.pool.allocations[index];
             allocation.freed = true;
@@ -453,13 +487,89 @@ impl Tracker {
                 ));
             }
             self.pool_hit(routine, address, None, allocated_tag, caller);
-        } else if self.pool.freed.contains_key(&address) {
-            // Arg3: the pool header, just before the block.
-            let header = address.saturating_sub(self.context.arch.pool_header_size());
-            self.raise(c4::DOUBLE_FREE, [0, header, 0]);
+        } else if let Some(&index) = self.pool.freed.get(&address) {
+            // The verifier knows the block when it tracks it (0x8), or from
+            // its pool header outside special pool; a special pool block's
+            // page is gone, and `MmFreeSpecialPool` finds that (0xC1 / 0x20,
+            // `on_freed_twice`). Without the verifier, nt's own free path
+            // checks the header (also `on_freed_twice`).
+            let flags = self.context.verifier_flags;
+            let special = self.pool.allocations[index].special;
+            if flags.has(POOL_TRACKING) || (self.verified() && !special) {
+                // Arg3: the pool header, just before the block; Arg4 its
+                // contents (the WRK's ExFreePoolSanityChecks: Entry->Ulong1).
+                let header = address.saturating_sub(self.context.arch.pool_header_size());
+                let contents = self
+                    .freed_header
+                    .filter(|(at, _)| *at == address)
+                    .map_or(0, |(_, contents)| u64::from(contents));
+                self.raise(c4::DOUBLE_FREE, [0, header, contents]);
+            }
+        } else if self.verified() {
+            // The verifier's free checks, in the WRK's order
+            // (ExFreePoolSanityChecks, base/ntos/ex/pool.c): a user-mode
+            // address is 0x10 (Arg2 the address); an address inside a page
+            // not aligned to the pool header's size cannot start a block,
+            // 0x16 (Arg2 reserved, the WRK's line number; Arg3 the address;
+            // bug-check-0xc4: "free pool at a bad address").
+            let arch = self.context.arch;
+            let misaligned =
+                !address.is_multiple_of(0x1000) && !address.is_multiple_of(arch.pool_header_size());
+            if address >= arch.kernel_base() && misaligned {
+                self.raise(c4::FREE_MISALIGNED, [0, address, 0]);
+            } else {
+                self.raise(c4::FREE_UNALLOCATED, [address, 0, 0]);
+            }
         } else {
-            self.raise(c4::FREE_UNALLOCATED, [address, 0, 0]);
+            // The release kernel reads whatever lies before the address as
+            // a pool header: what it does depends on those bytes.
+            return Err(self.cannot_judge(
+                Gap::EngineLimit {
+                    detail: format!(
+                        "with no verifier (flags 0) the driver frees 0x{address:x}, which no allocation returned; what the release kernel does then depends on the bytes before it, which the native engine does not reproduce"
+                    ),
+                },
+                Some(caller),
+            ));
         }
+        Ok(())
+    }
+
+    /// Special pool's fill around a block changed: 0x24 after the block's
+    /// end, 0x23 elsewhere in its page.
+    fn on_special_pool_corrupted(&mut self, address: u64, corrupted: u64) {
+        let kind = if corrupted > address { 0x24 } else { 0x23 };
+        self.verdict.bugcheck = Some(BugCheck::new(
+            nt::SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION,
+            [address, corrupted, 0, kind],
+        ));
+    }
+
+    /// nt's free path found the block free already: special pool's page is
+    /// gone (0xC1 / 0x20: Arg1 the address, Arg2 reserved, Arg3 0; bug check
+    /// 0xC1's page and `ReactOS`' `MmFreeSpecialPool`), or, with no verifier,
+    /// the release kernel's header check (0xC2 / 0x07: Arg2 reserved, the
+    /// WRK passes its line number; Arg3 the header's contents, Arg4 the
+    /// block; the 0xC2 page and the WRK's `ExFreePoolWithTag`). Under the
+    /// verifier the header's contents are kept for its 0xC4 / 0x13.
+    fn on_freed_twice(&mut self, address: u64, header: Option<u32>) {
+        match header {
+            None => {
+                self.verdict.bugcheck = Some(BugCheck::new(
+                    nt::SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION,
+                    [address, 0, 0, 0x20],
+                ));
+            }
+            Some(header) if !self.verified() => {
+                self.raise_release(c2::DOUBLE_FREE, [0, u64::from(header), address]);
+            }
+            Some(header) => self.freed_header = Some((address, header)),
+        }
+    }
+
+    /// Whether the driver is verified at all (any flag set).
+    const fn verified(&self) -> bool {
+        self.context.verifier_flags.0 != 0
     }
 
     fn pool_hit(
@@ -499,11 +609,7 @@ impl Tracker {
     /// pool tracking (0x8) keeps the list, so only it bug-checks (the 0xC4
     /// page: 0x62 "occurs only when the Pool Tracking option ... is active").
     fn check_leaks_at_unload(&mut self) {
-        if !self
-            .context
-            .verifier_flags
-            .has(crate::verifier::POOL_TRACKING)
-        {
+        if !self.context.verifier_flags.has(POOL_TRACKING) {
             return;
         }
         self.verdict.leaks = self.outstanding();
@@ -512,6 +618,14 @@ impl Tracker {
             // Arg3, the verifier's internal structure, does not exist here.
             self.raise(c4::LEAKED_AT_UNLOAD, [self.name_address, 0, count]);
         }
+    }
+
+    /// The release kernel's own pool check failed: 0xC2 with `arg1`.
+    fn raise_release(&mut self, arg1: u64, rest: [u64; 3]) {
+        self.verdict.bugcheck = Some(BugCheck::new(
+            nt::BAD_POOL_CALLER,
+            [arg1, rest[0], rest[1], rest[2]],
+        ));
     }
 
     fn raise(&mut self, arg1: u64, rest: [u64; 3]) {
@@ -538,6 +652,31 @@ impl Tracker {
         accessed: Option<u64>,
     ) -> Result<(), CannotJudge> {
         let own_jump = kind == FaultKind::Execute && self.last_call.is_none();
+        let in_kernel = !self.inside_driver(pc) && pc >= self.context.arch.kernel_base();
+        if in_kernel
+            && matches!(kind, FaultKind::Read | FaultKind::Write)
+            && let Some(code) = accessed.and_then(|address| self.special_pool_fault(address))
+        {
+            // nt's own code touched special pool (a buffer the driver passed
+            // in): the WRK's KeBugCheck2 (base/ntos/ke/bugcheck.c) turns
+            // the page fault into 0xCC / 0xCD when the instruction is in the
+            // kernel or HAL, Arg3 the instruction (the 0xCC and 0xCD pages).
+            let code = if code == nt::DRIVER_PAGE_FAULT_IN_FREED_SPECIAL_POOL {
+                nt::PAGE_FAULT_IN_FREED_SPECIAL_POOL
+            } else {
+                nt::PAGE_FAULT_BEYOND_END_OF_ALLOCATION
+            };
+            self.verdict.fault = Some(Fault {
+                kind,
+                pc,
+                symbol: self.context.symbols.name_instruction(pc),
+                accessed,
+            });
+            let write = u64::from(kind == FaultKind::Write);
+            self.verdict.bugcheck =
+                Some(BugCheck::new(code, [accessed.unwrap_or(0), write, pc, 0]));
+            return Ok(());
+        }
         if !self.inside_driver(pc) && !own_jump {
             let after = self.last_call.as_ref().map(|(routine, _)| routine.clone());
             let caller = self.last_call.as_ref().map(|(_, caller)| *caller);
@@ -800,8 +939,16 @@ mod tests {
             verdict_double.bugcheck.map(|b| b.args),
             Some([0x13, 0, 0x1000 - 16, 0])
         );
-        let verdict = verdict(&[free(0x7777)]);
-        assert_eq!(verdict.bugcheck.map(|b| b.args), Some([0x10, 0x7777, 0, 0]));
+        let verdict_user = verdict(&[free(0x7777)]);
+        assert_eq!(
+            verdict_user.bugcheck.map(|b| b.args),
+            Some([0x10, 0x7777, 0, 0])
+        );
+        // A kernel address no block can start at (not 16-byte aligned on
+        // x64): 0x16, Arg3 the address (the WRK's ExFreePoolSanityChecks).
+        let odd = 0xFFFF_F8A0_0120_0091;
+        let verdict = verdict(&[alloc(odd - 1, 16), free(odd)]);
+        assert_eq!(verdict.bugcheck.map(|b| b.args), Some([0x16, 0, odd, 0]));
     }
 
     // MicrosoftDocs/windows-driver-docs, bug-check-0xc4: 0x01 = paged pool
@@ -873,6 +1020,105 @@ mod tests {
         assert!(irql_only.leaks.is_empty() && !irql_only.verifier);
         let tracked = judge(&events, context(0xa)).expect("judged");
         assert_eq!(tracked.bugcheck.map(|b| b.args[0]), Some(0x62));
+    }
+
+    fn judge_with(flags: u32, events: &[Event]) -> Result<Verdict, CannotJudge> {
+        let mut all = vec![Event::Load {
+            arch: Arch::X64,
+            image_base: BASE,
+            image_size: 0x4000,
+            entry_point: BASE + 0x1000,
+        }];
+        all.extend_from_slice(events);
+        let context = Context {
+            driver: "Test.sys".into(),
+            engine: Engine::Native,
+            symbols: symbols(),
+            arch: Arch::X64,
+            pool_hit_tag: None,
+            verifier_flags: VerifierFlags(flags),
+        };
+        judge(&all, context)
+    }
+
+    // No verifier: the release kernel's own checks (WRK base/ntos/ex/pool.c,
+    // ExFreePoolWithTag's IS_POOL_HEADER_MARKED_ALLOCATED and
+    // ASSERT_ALLOCATE_IRQL; bug-check-0xc2--bad-pool-caller.md: 0x07 Arg3
+    // the header's contents, Arg4 the block; 0x08 Arg2 IRQL, Arg3 pool
+    // type, Arg4 size). The verifier's own 0xC4s and 0x62 never appear.
+    #[test]
+    fn without_the_verifier_only_the_release_kernel_checks() {
+        let twice = Event::FreedTwice {
+            address: 0x1000,
+            header: Some(0x0008_0108),
+        };
+        let double =
+            judge_with(0, &[alloc(0x1000, 16), free(0x1000), free(0x1000)]).expect("judged");
+        assert!(
+            double.bugcheck.is_none(),
+            "the thunk's event alone: no 0xC4"
+        );
+        // The engine reports the header before the second free's call.
+        let double = judge_with(
+            0,
+            &[alloc(0x1000, 16), free(0x1000), twice.clone(), free(0x1000)],
+        )
+        .expect("judged");
+        assert_eq!(
+            double.bugcheck.map(|b| (b.code, b.args)),
+            Some((0xC2, [0x07, 0, 0x0008_0108, 0x1000]))
+        );
+        // The verifier's 0x13 instead, Arg4 the header's contents (the WRK's
+        // ExFreePoolSanityChecks; bug-check-0xc4: "Pool header contents").
+        let verified =
+            judge_with(8, &[alloc(0x1000, 16), free(0x1000), twice, free(0x1000)]).expect("judged");
+        assert_eq!(
+            verified.bugcheck.map(|b| b.args),
+            Some([0x13, 0, 0x1000 - 16, 0x0008_0108])
+        );
+        let irql = judge_with(0, &[alloc_at(0x1000, 0x6c, 1, Some(2))]).expect("judged");
+        assert_eq!(
+            irql.bugcheck.map(|b| (b.code, b.args)),
+            Some((0xC2, [0x08, 2, 1, 0x6c]))
+        );
+        let zero = judge_with(0, &[alloc(0x1000, 0), entry(0, 1)]).expect("judged");
+        assert!(zero.bugcheck.is_none(), "served as one byte");
+        let leak =
+            judge_with(0, &[alloc(0x1000, 16), entry(0, 1), Event::UnloadReturn]).expect("judged");
+        assert_eq!(leak.exit_code(), ExitCode::Clean);
+        assert!(!leak.verifier && leak.leaks.is_empty());
+        let error = judge_with(0, &[free(0x7777)]).expect_err("not judged");
+        assert!(
+            error.to_string().contains("no allocation returned"),
+            "{error}"
+        );
+    }
+
+    // Special pool alone: the verifier does not track the block, its page
+    // is gone, MmFreeSpecialPool bug-checks 0xC1 / 0x20 (Arg1 the address,
+    // Arg3 0; bug-check-0xc1, ReactOS ntoskrnl/mm/ARM3/special.c).
+    #[test]
+    fn a_special_pool_block_freed_twice_is_c1_20() {
+        let block = 0xFFFF_F8A0_1000_0F90;
+        let events = [
+            alloc(block, 0x6c),
+            free(block),
+            free(block),
+            Event::FreedTwice {
+                address: block,
+                header: None,
+            },
+        ];
+        let special = judge_with(1, &events).expect("judged");
+        assert_eq!(
+            special.bugcheck.map(|b| (b.code, b.args)),
+            Some((0xC1, [block, 0, 0, 0x20]))
+        );
+        let tracked = judge_with(9, &events).expect("judged");
+        assert_eq!(
+            tracked.bugcheck.map(|b| (b.code, b.args[0])),
+            Some((0xC4, 0x13))
+        );
     }
 
     #[test]

@@ -340,12 +340,15 @@ impl Session {
     fn new_output(&mut self) -> String {
         let mut out = String::new();
         if !self.announced && self.target.machine.started() {
-            // The kernel announces each verified driver as it loads it.
+            // The kernel announces each verified driver as it loads it
+            // (flags 0: the driver is not verified, nothing to announce).
             self.announced = true;
-            out.push_str(&verifier::enabled_banner(
-                &self.target.driver().file_name,
-                self.target.machine.kernel().profile.build,
-            ));
+            if self.target.machine.uc.get_data().verifier_flags.0 != 0 {
+                out.push_str(&verifier::enabled_banner(
+                    &self.target.driver().file_name,
+                    self.target.machine.kernel().profile.build,
+                ));
+            }
             if let Some(problem) = &self.pdb_problem {
                 // kd's line when a module's symbols cannot be loaded, then why.
                 let _ = writeln!(

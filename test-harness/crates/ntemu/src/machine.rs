@@ -228,6 +228,17 @@ pub(crate) fn resolve_export(nt: &NtImage, name: &str) -> Option<u64> {
         .copied()
 }
 
+/// The address the driver's import of `name` binds to: with no verifier
+/// (flags 0) the pool routines nt reports calls of itself bind to nt's own
+/// (no verifier thunk exists then: `kb` shows `nt!ExFreePoolWithTag` called
+/// from the driver); otherwise as [`resolve_export`].
+fn bind_export(nt: &NtImage, name: &str, verified: bool) -> Option<u64> {
+    if !verified && super::nt::REPORTS_UNVERIFIED.contains(&name) {
+        return nt.exports.get(name).copied();
+    }
+    resolve_export(nt, name)
+}
+
 /// The kernel image for `arch`, assembled once per process.
 #[must_use]
 pub fn kernel_image(arch: Arch) -> Arc<NtImage> {
@@ -879,6 +890,7 @@ impl Machine {
         let nt = Arc::clone(&self.uc.get_data().nt);
         let base = driver_base(arch);
         let driver = Arc::clone(&self.driver);
+        let verified = self.uc.get_data().verifier_flags.0 != 0;
         let mut bytes = driver.layout.bytes.clone();
         let pointer = usize::try_from(arch.pointer_size()).unwrap_or(8);
         let mut next_stub = missing_stubs(arch);
@@ -890,7 +902,7 @@ impl Machine {
         } in &driver.layout.imports
         {
             let target = if is_kernel_module(library) {
-                resolve_export(&nt, name)
+                bind_export(&nt, name, verified)
             } else {
                 None
             };
@@ -1821,7 +1833,8 @@ fn on_trap(uc: &mut Uc<'_>, address: u64, trap: Trap) {
         Ok(()) => {}
         Err(Halt::BadPointer(bad)) => {
             // The routine would fault inside nt on Windows: not the driver's
-            // own instruction, so the tracker will not judge it.
+            // own instruction, so the tracker judges it only where Windows
+            // names the cause (special pool: 0xCC / 0xCD).
             let phase = uc.get_data().phase;
             let _ = emit(
                 uc,
@@ -1832,7 +1845,8 @@ fn on_trap(uc: &mut Uc<'_>, address: u64, trap: Trap) {
                     address: Some(bad),
                 },
             );
-            halt(uc, Halt::Gap);
+            let judged = uc.get_data().tracker.bugcheck().is_some();
+            halt(uc, if judged { Halt::Fault } else { Halt::Gap });
         }
         Err(reason) => {
             // Stopping at a trap: resume just past it (its `nop`).

@@ -23,7 +23,23 @@ use iced_x86::code_asm::{
 
 use super::routines::{self, Conv};
 use harness_core::arch::Arch;
+use harness_core::nt::BAD_POOL_CALLER;
 use harness_core::pool_api::PoolRoutine;
+
+/// The pool routines a driver that is not verified binds to directly, and
+/// which report its calls themselves.
+pub(crate) const REPORTS_UNVERIFIED: [&str; 2] = ["ExAllocatePoolWithTag", "ExFreePoolWithTag"];
+
+/// What nt's own pool routines report for a driver that is not verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unverified {
+    /// The allocation's request (before it is made: a bad IRQL).
+    Allocation,
+    /// The allocation's result.
+    Record,
+    /// The free's request.
+    Free,
+}
 
 /// What the engine does when execution reaches a trap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,11 +66,20 @@ pub enum Trap {
     /// returned at a raised IRQL (the bug check's parameters pending).
     WorkerReturned,
     /// `MmFreeSpecialPool`: `ax` = 1 when the bytes around a special pool
-    /// block changed (0xC1's parameters pending).
+    /// block changed, or its page is gone (0xC1's parameters pending).
     SpecialFree,
     /// `DebugService2` from `DbgLoadImageSymbols`: the image is in the
     /// loaded-module list; `ax` = 1 when the debugger breaks on the load.
     ImageLoaded,
+    /// The release kernel's own checks in the allocator, in
+    /// `ExFreePoolWithTag` and in the thunks that allocate themselves: `ax`
+    /// = 1 when the call was judged `BAD_POOL_CALLER` (0xC2's parameters
+    /// pending).
+    ReleaseCheck,
+    /// With no verifier (flags 0) the driver calls nt's routine itself: it
+    /// reports the call as the verifier's thunk would (the tracker applies
+    /// the release kernel's checks); a no-op otherwise.
+    Unverified(Unverified),
     /// `IopLoadDriver`, before `DriverEntry`: `ax` = `DriverEntry`, `cx` = the
     /// driver object, `dx` = the registry path.
     StartDriver,
@@ -580,7 +605,14 @@ fn kernel_functions(arch: Arch) -> Vec<Func> {
         func(
             "ExAllocatePoolWithTag",
             3,
-            vec![Op::Trap(Trap::Allocate), BreakOnTag(Arg(2))],
+            vec![
+                Op::Trap(Trap::Unverified(Unverified::Allocation)),
+                Op::Trap(Trap::ReleaseCheck),
+                KeBugCheckIfAx(BAD_POOL_CALLER),
+                Op::Trap(Trap::Allocate),
+                Op::Trap(Trap::Unverified(Unverified::Record)),
+                BreakOnTag(Arg(2)),
+            ],
         ),
         func(
             "VerifierExFreePoolWithTag",
@@ -604,7 +636,12 @@ fn kernel_functions(arch: Arch) -> Vec<Func> {
             "ExFreePoolWithTag",
             2,
             vec![
+                Op::Trap(Trap::Unverified(Unverified::Free)),
+                // The WRK's order: special pool's own free first, then
+                // the header checks (base/ntos/ex/pool.c).
                 Call("MmFreeSpecialPool", vec![Arg(0)]),
+                Op::Trap(Trap::ReleaseCheck),
+                KeBugCheckIfAx(BAD_POOL_CALLER),
                 Op::Trap(Trap::Free),
                 BreakOnTag(Ax),
             ],
@@ -630,7 +667,7 @@ fn kernel_functions(arch: Arch) -> Vec<Func> {
 /// The verifier thunks of the other pool routines: one trap each that
 /// allocates or frees, records, and breaks on the tag.
 fn pool_thunks() -> Vec<(PoolRoutine, Func)> {
-    use A::{Ax, Cx};
+    use A::Cx;
     let mut thunks = Vec::new();
     for routine in PoolRoutine::ALL {
         let name: &'static str = match routine {
@@ -652,15 +689,18 @@ fn pool_thunks() -> Vec<(PoolRoutine, Func)> {
             vec![
                 Op::Trap(Trap::VerifyAllocation(routine)),
                 Op::BugCheckIfAx,
+                Op::Trap(Trap::ReleaseCheck),
+                Op::KeBugCheckIfAx(BAD_POOL_CALLER),
                 Op::Trap(Trap::RecordAllocation(routine)),
                 Op::BreakOnTag(Cx),
             ]
         } else {
+            // The free itself goes nt's one way (special pool's checks,
+            // the release kernel's header check), as ExFreePoolWithTag's.
             vec![
                 Op::Trap(Trap::VerifyFree(routine)),
                 Op::BugCheckIfAx,
-                Op::Trap(Trap::Free),
-                Op::BreakOnTag(Ax),
+                Op::Call("ExFreePoolWithTag", vec![A::Arg(0), A::Arg(1)]),
             ]
         };
         thunks.push((routine, func(name, pops, body)));

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use super::cpu::{self, Reg, Uc};
 use super::machine::{Halt, Thread, run_routine};
-use super::nt::Trap;
+use super::nt::{Trap, Unverified};
 use super::pool::{Grow, Pool};
 use super::routines::{Call, Conv};
 use harness_core::events::{Event, Phase};
 use harness_core::nt::{
-    DRIVER_VERIFIER_DETECTED_VIOLATION, SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION,
+    BAD_POOL_CALLER, DRIVER_VERIFIER_DETECTED_VIOLATION, SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION,
     WORKER_THREAD_RETURNED_AT_BAD_IRQL, status,
 };
 use harness_core::pool_api::{PoolOp, PoolRoutine};
@@ -44,6 +44,8 @@ pub fn run(uc: &mut Uc<'_>, trap: Trap) -> Result<(), Halt> {
             cpu::set_reg(uc, Reg::Ax, u64::from(stop));
             Ok(())
         }
+        Trap::ReleaseCheck => decision(uc, false, &[BAD_POOL_CALLER]),
+        Trap::Unverified(step) => unverified(uc, step),
         Trap::StartDriver => super::objects::start_driver(uc),
         Trap::DriverStarted => driver_started(uc),
         Trap::LoadOrUnload => load_or_unload(uc),
@@ -73,17 +75,26 @@ fn pool_args(call: &Call<'_, '_>, routine: PoolRoutine) -> Result<Vec<u64>, Halt
 /// When the verifier has just decided on a bug check, leaves its
 /// parameters in `VfPendingBugCheck` and says so in `ax`.
 fn verifier_decision(uc: &mut Uc<'_>, already: bool) -> Result<(), Halt> {
+    decision(
+        uc,
+        already,
+        &[
+            DRIVER_VERIFIER_DETECTED_VIOLATION,
+            WORKER_THREAD_RETURNED_AT_BAD_IRQL,
+            SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION,
+        ],
+    )
+}
+
+/// As [`verifier_decision`], for a bug check with one of `codes`.
+fn decision(uc: &mut Uc<'_>, already: bool, codes: &[u32]) -> Result<(), Halt> {
     let decided = uc
         .get_data()
         .tracker
         .bugcheck()
         .cloned()
         .filter(|_| !already);
-    let Some(bugcheck) = decided.filter(|bugcheck| {
-        bugcheck.code == DRIVER_VERIFIER_DETECTED_VIOLATION
-            || bugcheck.code == WORKER_THREAD_RETURNED_AT_BAD_IRQL
-            || bugcheck.code == SPECIAL_POOL_DETECTED_MEMORY_CORRUPTION
-    }) else {
+    let Some(bugcheck) = decided.filter(|bugcheck| codes.contains(&bugcheck.code)) else {
         cpu::set_reg(uc, Reg::Ax, 0);
         return Ok(());
     };
@@ -116,8 +127,9 @@ fn verify_allocation(uc: &mut Uc<'_>, routine: PoolRoutine) -> Result<(), Halt> 
         call.kernel().special.requested = Some(size);
     }
     let zero = matches!(request, PoolOp::Alloc { size: 0, .. });
-    let refused =
-        call.kernel().verifier_flags.0 != 0 && irql > refusable_irql(routine, arch, &args);
+    // With the verifier off the release kernel's allocator refuses the IRQL
+    // (`ReleaseAllocCheck`); the tracker judges either now.
+    let refused = irql > refusable_irql(routine, arch, &args);
     if zero || refused {
         let phase = call.kernel().phase;
         let caller = call.caller;
@@ -132,6 +144,19 @@ fn verify_allocation(uc: &mut Uc<'_>, routine: PoolRoutine) -> Result<(), Halt> 
         })?;
     }
     verifier_decision(uc, already)
+}
+
+/// nt's own report of a pool call, for a driver that is not verified (its
+/// imports bind to nt's routines): what the thunks report otherwise.
+fn unverified(uc: &mut Uc<'_>, step: Unverified) -> Result<(), Halt> {
+    if uc.get_data().verifier_flags.0 != 0 {
+        return Ok(()); // the thunk reported the call
+    }
+    match step {
+        Unverified::Allocation => verify_allocation(uc, PoolRoutine::ExAllocatePoolWithTag),
+        Unverified::Record => record_allocation(uc, PoolRoutine::ExAllocatePoolWithTag),
+        Unverified::Free => verify_free(uc, PoolRoutine::ExFreePoolWithTag),
+    }
 }
 
 /// The highest IRQL the verifier lets a driver call `routine` at: `APC_LEVEL`
@@ -293,6 +318,15 @@ fn verify_free(uc: &mut Uc<'_>, routine: PoolRoutine) -> Result<(), Halt> {
     let phase = call.kernel().phase;
     let caller = call.caller;
     let irql = call.kernel().irql;
+    if let PoolOp::Free { address, .. } = routine.read(call.arch(), &args, 0)
+        && let Some(header) = freed_header(call.uc, address)?
+    {
+        // What the header checks will find (the tracker decides whose).
+        call.emit(Event::FreedTwice {
+            address,
+            header: Some(header),
+        })?;
+    }
     call.emit(Event::PoolCall {
         phase,
         routine,
@@ -311,10 +345,42 @@ fn special_free(uc: &mut Uc<'_>) -> Result<(), Halt> {
     let already = already_bugchecked(uc);
     let call = Call::at_trap(uc, Conv::Stdcall, "MmFreeSpecialPool")?;
     let address = call.arg(0)?;
-    if let Some(corrupted) = super::special_pool::corrupted(uc, address)? {
+    let gone = uc
+        .get_data()
+        .special
+        .block_at(address)
+        .is_some_and(|block| block.address == address && !block.live);
+    if gone {
+        // Its page is no longer mapped (0xC1 / 0x20, the tracker decides).
+        super::machine::emit(
+            uc,
+            Event::FreedTwice {
+                address,
+                header: None,
+            },
+        )?;
+    } else if let Some(corrupted) = super::special_pool::corrupted(uc, address)? {
         super::machine::emit(uc, Event::SpecialPoolCorrupted { address, corrupted })?;
     }
     verifier_decision(uc, already)
+}
+
+/// The first ULONG of the header of the pool block at `address` when the
+/// pool has it free already (the WRK's checks read it: the verifier's
+/// `ExFreePoolSanityChecks` and the release `ExFreePoolWithTag`).
+fn freed_header(uc: &Uc<'_>, address: u64) -> Result<Option<u32>, Halt> {
+    let header = uc
+        .get_data()
+        .pool
+        .block(address)
+        .filter(|block| !block.allocated && !block.big)
+        .map(|block| block.header);
+    let Some(header) = header else {
+        return Ok(None);
+    };
+    let mut ulong1 = [0; 4];
+    cpu::read(uc, header, &mut ulong1).map_err(|_| Halt::Gap)?;
+    Ok(Some(u32::from_le_bytes(ulong1)))
 }
 
 /// The free itself: `ax` = the block's tag, for nt!PoolHitTag.
