@@ -19,6 +19,7 @@ mod kd;
 mod kd_mutation;
 mod kd_scripts;
 mod kd_terminal;
+mod lessons;
 mod machine;
 mod reliability;
 mod signing;
