@@ -89,11 +89,11 @@ fn regenerated(page: &str) -> String {
             run(build, "");
         }
         let shown = &lines[pair[1].body.clone()];
-        let typed: String = shown
-            .iter()
-            .filter_map(|line| line.strip_prefix("kd> "))
-            .map(|command| format!("{command}\n"))
-            .collect();
+        let mut typed = String::new();
+        for command in shown.iter().filter_map(|line| line.strip_prefix("kd> ")) {
+            typed.push_str(command);
+            typed.push('\n');
+        }
         replaced.push((pair[1].body.clone(), run(last, &typed)));
     }
     assert!(!replaced.is_empty(), "no transcript found");
@@ -124,9 +124,11 @@ fn every_lesson_transcript_is_what_harness_prints() {
         .expect("docs/lessons")
         .map(|entry| entry.expect("entry").path())
         .filter(|path| {
-            path.file_name()
-                .and_then(|name| name.to_str())
-                .is_some_and(|name| name.starts_with('0') && name.ends_with(".md"))
+            path.extension().is_some_and(|ext| ext == "md")
+                && path
+                    .file_name()
+                    .and_then(|name| name.to_str())
+                    .is_some_and(|name| name.starts_with('0'))
         })
         .collect();
     pages.sort();
