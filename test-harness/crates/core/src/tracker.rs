@@ -635,6 +635,29 @@ impl Tracker {
         ));
     }
 
+    fn record_fault(&mut self, kind: FaultKind, pc: u64, accessed: Option<u64>) {
+        self.verdict.fault = Some(Fault {
+            kind,
+            pc,
+            symbol: self.context.symbols.name_instruction(pc),
+            accessed,
+        });
+    }
+
+    /// A special-pool page fault's bug check (0xCC, 0xCD, 0xD5, 0xD6 share
+    /// their parameters: the address, 0 read / 1 write, the instruction).
+    fn special_pool_bug_check(
+        &mut self,
+        code: u32,
+        kind: FaultKind,
+        pc: u64,
+        accessed: Option<u64>,
+    ) {
+        self.record_fault(kind, pc, accessed);
+        let write = u64::from(kind == FaultKind::Write);
+        self.verdict.bugcheck = Some(BugCheck::new(code, [accessed.unwrap_or(0), write, pc, 0]));
+    }
+
     fn inside_driver(&self, address: u64) -> bool {
         self.image
             .is_some_and(|(base, size)| address >= base && address - base < size)
@@ -666,15 +689,7 @@ impl Tracker {
             } else {
                 nt::PAGE_FAULT_BEYOND_END_OF_ALLOCATION
             };
-            self.verdict.fault = Some(Fault {
-                kind,
-                pc,
-                symbol: self.context.symbols.name_instruction(pc),
-                accessed,
-            });
-            let write = u64::from(kind == FaultKind::Write);
-            self.verdict.bugcheck =
-                Some(BugCheck::new(code, [accessed.unwrap_or(0), write, pc, 0]));
+            self.special_pool_bug_check(code, kind, pc, accessed);
             return Ok(());
         }
         if !self.inside_driver(pc) && !own_jump {
@@ -690,24 +705,11 @@ impl Tracker {
             ));
         }
         if let Some(code) = accessed.and_then(|address| self.special_pool_fault(address)) {
-            self.verdict.fault = Some(Fault {
-                kind,
-                pc,
-                symbol: self.context.symbols.name_instruction(pc),
-                accessed,
-            });
-            let write = u64::from(kind == FaultKind::Write);
-            self.verdict.bugcheck =
-                Some(BugCheck::new(code, [accessed.unwrap_or(0), write, pc, 0]));
+            self.special_pool_bug_check(code, kind, pc, accessed);
             return Ok(());
         }
         let code = kind.exception_code();
-        self.verdict.fault = Some(Fault {
-            kind,
-            pc,
-            symbol: self.context.symbols.name_instruction(pc),
-            accessed,
-        });
+        self.record_fault(kind, pc, accessed);
         let kernel_address = |address: u64| address >= self.context.arch.kernel_base();
         self.verdict.bugcheck = Some(match accessed {
             // Touching the guard page below the kernel stack leaves no stack
