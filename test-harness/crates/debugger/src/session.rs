@@ -29,6 +29,7 @@ mod stack_params;
 mod step_to;
 mod symbol_dump;
 mod symbol_types;
+mod system_objects;
 mod target_info;
 mod verifier;
 

@@ -16,6 +16,7 @@ pub mod pool;
 pub mod profile;
 pub mod routines;
 pub mod special_pool;
+pub mod system;
 pub(crate) mod traps;
 
 pub use unicorn_engine::RegisterX86;

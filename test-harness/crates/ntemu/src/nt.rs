@@ -122,6 +122,10 @@ pub struct Data {
     pub system_range_start: u64,
     /// `nt!VfPendingBugCheck`: the parameters the verifier bug-checks with.
     pub pending_bugcheck: u64,
+    /// `nt!PsActiveProcessHead` (`LIST_ENTRY`): the processes.
+    pub active_process_head: u64,
+    /// `nt!PsInitialSystemProcess` (PEPROCESS): the System process.
+    pub initial_system_process: u64,
     /// Object type pointers (`IoDriverObjectType` ...), each a PVOID.
     pub object_types: u64,
     /// The processor control region (`fs:`/`gs:` base).
@@ -129,7 +133,7 @@ pub struct Data {
 }
 
 /// Variables exported by name (data imports), with their offset in [`Data`].
-const DATA_EXPORTS: [&str; 13] = [
+const DATA_EXPORTS: [&str; 15] = [
     "PoolHitTag",
     "KiBugCheckData",
     "NtBuildNumber",
@@ -143,6 +147,8 @@ const DATA_EXPORTS: [&str; 13] = [
     "VfPendingBugCheck",
     "IoDriverObjectType",
     "KiInitialPcr",
+    "PsActiveProcessHead",
+    "PsInitialSystemProcess",
 ];
 
 /// The kernel's own functions that Windows exports to drivers.
@@ -719,6 +725,8 @@ impl Builder {
             highest_user_address: data_base + 0x68,
             system_range_start: data_base + 0x70,
             pending_bugcheck: data_base + 0x80,
+            active_process_head: data_base + 0x90,
+            initial_system_process: data_base + 0xa0,
             object_types: data_base + 0x100,
             pcr: data_base + 0x400,
         };
@@ -906,6 +914,8 @@ impl Builder {
                     "MmSystemRangeStart" => data.system_range_start,
                     "VfPendingBugCheck" => data.pending_bugcheck,
                     "KiInitialPcr" => data.pcr,
+                    "PsActiveProcessHead" => data.active_process_head,
+                    "PsInitialSystemProcess" => data.initial_system_process,
                     _ => data.object_types,
                 };
                 (*name, address)
