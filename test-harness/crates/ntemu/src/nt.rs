@@ -725,12 +725,13 @@ impl Builder {
             highest_user_address: data_base + 0x68,
             system_range_start: data_base + 0x70,
             pending_bugcheck: data_base + 0x80,
-            active_process_head: data_base + 0x90,
-            initial_system_process: data_base + 0xa0,
+            active_process_head: data_base + 0xa0,
+            initial_system_process: data_base + 0xb0,
             object_types: data_base + 0x100,
             pcr: data_base + 0x400,
         };
         debug_assert!(0x10 + 5 * ptr <= 0x40);
+        debug_assert!(0x80 + 4 * ptr <= 0xa0);
         Self {
             arch,
             // Infallible for 32 and 64.
@@ -1329,5 +1330,41 @@ fn low32(register: AsmRegister64) -> AsmRegister32 {
         r10d
     } else {
         r11d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// nt's variables, each with its size, do not overlap on either
+    /// architecture (x64's `VfPendingBugCheck` takes four pointers).
+    #[test]
+    fn the_data_page_variables_do_not_overlap() {
+        for arch in [Arch::X86, Arch::X64] {
+            let data = build(arch).data;
+            let ptr = arch.pointer_size();
+            let mut spans = [
+                (data.pool_hit_tag, 4),
+                (data.bugcheck_data, 5 * ptr),
+                (data.build_number, 4),
+                (data.tick_count, 12),
+                (data.safe_boot_mode, 4),
+                (data.debugger_enabled, 1),
+                (data.debugger_not_present, 1),
+                (data.user_probe_address, ptr),
+                (data.highest_user_address, ptr),
+                (data.system_range_start, ptr),
+                (data.pending_bugcheck, 4 * ptr),
+                (data.active_process_head, 2 * ptr),
+                (data.initial_system_process, ptr),
+                (data.object_types, OBJECT_TYPES.len() as u64 * ptr),
+                (data.pcr, 0x190),
+            ];
+            spans.sort_unstable();
+            for pair in spans.windows(2) {
+                assert!(pair[0].0 + pair[0].1 <= pair[1].0, "{arch}: {pair:x?}");
+            }
+        }
     }
 }

@@ -59,7 +59,7 @@ impl Session {
         }
         let _ = writeln!(
             out,
-            "Owning Process            {:<15}Image:         {}",
+            "Owning Process            {}       Image:         {}",
             wide(process),
             self.image_file_name(process)
         );
@@ -68,7 +68,7 @@ impl Session {
         } else {
             let _ = writeln!(
                 out,
-                "Attached Process          {:<15}Image:         {}",
+                "Attached Process          {}       Image:         {}",
                 wide(attached),
                 self.image_file_name(attached)
             );
