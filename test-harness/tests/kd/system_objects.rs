@@ -1,14 +1,17 @@
-//! `!thread` and `!process 0 0` (issue 16): the emulated kernel's System
-//! process and its two threads, in kd's forms, with values checked against
-//! what the machine shows elsewhere (the processor block's
-//! `CurrentThread`, `nt!PsInitialSystemProcess`, `kb`, `.thread`, the
-//! kernel stack's size).
+//! `!thread`, `!process 0 0` and `!object` (issue 16): the emulated
+//! kernel's System process, its two threads and its object namespace, in
+//! kd's forms, with values checked against what the machine shows
+//! elsewhere (the processor block's `CurrentThread`,
+//! `nt!PsInitialSystemProcess`, `kb`, `.thread`, the kernel stack's size,
+//! `nt!ObpRootDirectoryObject`, `!drvobj`).
 
 use super::{Transcript, hex, kd_script};
 use crate::common;
 
 use harness_core::arch::Arch;
 use harness_core::verdict::ExitCode;
+use harness_core::wdm::ObjectLayout;
+use harness_ntemu::ob;
 
 /// `KPCR.PrcbData.CurrentThread` (x86 0x124) and `KPCR.Prcb.CurrentThread`
 /// (x64 0x188): `dt nt!_KPCR`/`_KPRCB` of Windows 7 (x86: `PrcbData` at
@@ -175,7 +178,10 @@ fn thread_and_process(arch: Arch) {
     let script = format!(
         "bp Sample!DriverEntry\ng\n!thread\n? @$thread\nr $t0 = @$thread\n{pcr}\n!process 0 0\n\
          dp nt!PsInitialSystemProcess l1\nkb\n? nt!ExpWorkerThread\n!process 0 1\n\
-         g\n!thread\n.thread\n{pcr}\n!process 0 0 System\n!thread @$t0\nq\n"
+         !object \\Driver\n!object \\Driver\\Sample\n!drvobj Sample\n? poi(nt!ObpRootDirectoryObject)\n\
+         !object \\Driver\\Sample 0\n!object \\Driver\\Sample 0x10\n\
+         g\n!thread\n.thread\n{pcr}\n!process 0 0 System\n!thread @$t0\n!object \\Driver\n\
+         !object \\Driver\\Sample\nq\n"
     );
     let transcript: Transcript = kd_script(&built.sys, &script);
     assert_eq!(transcript.code, i32::from(ExitCode::Violation as u8));
@@ -222,6 +228,8 @@ fn thread_and_process(arch: Arch) {
     if arch == Arch::X86 {
         assert_eq!(caller, 0x8e97_6030);
     }
+    check_namespace(&transcript, arch);
+
     // The worker now waits: its display (wait blocks) is not emulated.
     let waiting = transcript.of("!thread @$t0");
     assert_eq!(waiting.len(), 1);
@@ -234,12 +242,96 @@ fn thread_and_process(arch: Arch) {
     );
 }
 
+/// `Object: X  Type: (T) Name` and `    ObjectHeader: H (new version)`,
+/// as -object.md's examples print them; the header is `Body` bytes before
+/// the object (Windows 7's `OBJECT_HEADER`). Returns (object, type).
+fn object_lines(lines: &[String], arch: Arch, type_name: &str) -> (u64, u64) {
+    let words: Vec<&str> = lines[0].split(' ').collect();
+    assert_eq!(words[0], "Object:", "{lines:?}");
+    let object = hex(words[1]);
+    assert_eq!(
+        lines[0],
+        format!(
+            "Object: {}  Type: ({}) {type_name}",
+            arch.address(object),
+            words[4].trim_matches(|c| c == '(' || c == ')')
+        )
+    );
+    let header = object - ObjectLayout::for_arch(arch).body;
+    assert_eq!(
+        lines[1],
+        format!("    ObjectHeader: {} (new version)", arch.address(header))
+    );
+    (object, hex(words[4].trim_matches(|c| c == '(' || c == ')')))
+}
+
+/// `!object \Driver` before and after the unload, `!object \Driver\Sample`:
+/// the directory holds the driver object `!drvobj` shows, under the bucket
+/// Windows' hash gives its name, and nothing once the unload deleted it.
+fn check_namespace(transcript: &Transcript, arch: Arch) {
+    let root = evaluated(transcript.of("? poi(nt!ObpRootDirectoryObject)"));
+    let driver = transcript.of("!drvobj Sample")[0]
+        .strip_prefix("Driver object (")
+        .and_then(|rest| rest.strip_suffix(") is for:"))
+        .map(hex)
+        .expect("!drvobj's first line");
+    let width = arch.pointer_digits() + 1;
+    let listing = transcript.nth("!object \\Driver", 0);
+    let (directory, _) = object_lines(listing, arch, "Directory");
+    let header = [
+        "    HandleCount: 0  PointerCount: 1".to_owned(),
+        format!("    Directory Object: {}  Name: Driver", arch.address(root)),
+        format!("    Hash {:<width$}Type          Name", "Address"),
+        format!("    ---- {:<width$}----          ----", "-------"),
+    ];
+    assert_eq!(listing[2..6], header);
+    let bucket = ob::hash(arch, "Sample").1;
+    assert_eq!(
+        listing[6..],
+        [format!(
+            "     {bucket:02}  {:<width$}Driver        Sample",
+            arch.address(driver)
+        )]
+    );
+
+    let sample = transcript.nth("!object \\Driver\\Sample", 0);
+    let (object, _) = object_lines(sample, arch, "Driver");
+    assert_eq!(object, driver);
+    assert_eq!(
+        sample[2..],
+        [
+            "    HandleCount: 0  PointerCount: 1".to_owned(),
+            format!(
+                "    Directory Object: {}  Name: Sample",
+                arch.address(directory)
+            ),
+        ]
+    );
+    // Flags 0: the type and the header only; 0x10 is not emulated.
+    assert_eq!(transcript.of("!object \\Driver\\Sample 0")[..], sample[..2]);
+    let refused = transcript.of("!object \\Driver\\Sample 0x10");
+    assert_eq!(refused.len(), 1);
+    assert!(refused[0].starts_with("harness kd: "), "{refused:?}");
+
+    // The unload deleted the object (ObMakeTemporaryObject took its name
+    // out of \Driver first).
+    let after = transcript.nth("!object \\Driver", 1);
+    assert_eq!(after[..2], listing[..2]);
+    assert_eq!(after[2..], header);
+    let gone = transcript.nth("!object \\Driver\\Sample", 1);
+    assert_eq!(gone.len(), 1);
+    assert!(
+        gone[0].starts_with("harness kd: no \\Driver\\Sample"),
+        "{gone:?}"
+    );
+}
+
 #[test]
-fn thread_and_process_read_the_system_process_on_x86() {
+fn thread_process_and_object_read_the_machine_on_x86() {
     thread_and_process(Arch::X86);
 }
 
 #[test]
-fn thread_and_process_read_the_system_process_on_x64() {
+fn thread_process_and_object_read_the_machine_on_x64() {
     thread_and_process(Arch::X64);
 }

@@ -342,3 +342,72 @@ impl Process {
         }
     }
 }
+
+/// Windows 7 SP1's object manager structures.
+///
+/// The emulated kernel lays them out and kd's `!object` reads them.
+/// `dt nt!_OBJECT_HEADER` of
+/// Windows 7 (x86: `TypeIndex` 0x0c, `InfoMask` 0x0e, `Body` 0x18; x64:
+/// `HandleCount` 8, `TypeIndex` 0x18, `InfoMask` 0x1a, `Body` 0x30, in a
+/// Windows 7 x64 session beside `!process 0 0 explorer.exe`);
+/// `dt nt!_OBJECT_TYPE` (`Name` at 8 on x86, 0x10 on x64); the name
+/// information (`Directory`, then `Name`) sits right before the header when
+/// `InfoMask` has only bit 1 (WRK, base/ntos/inc/ob.h, and the Windows 7
+/// `ObpInfoMaskToOffset` order: creator 1, name 2); `OBJECT_DIRECTORY`
+/// starts with its 37 hash buckets of `OBJECT_DIRECTORY_ENTRY`
+/// (`ChainLink`, `Object`, `HashValue`; WRK ob.h, `NUMBER_HASH_BUCKETS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectLayout {
+    /// `OBJECT_HEADER.HandleCount`.
+    pub handle_count: u64,
+    /// `OBJECT_HEADER.TypeIndex` (UCHAR): into `nt!ObTypeIndexTable`.
+    pub type_index: u64,
+    /// `OBJECT_HEADER.InfoMask` (UCHAR): which optional headers precede it.
+    pub info_mask: u64,
+    /// `OBJECT_HEADER.Body`: bytes from the header to the object.
+    pub body: u64,
+    /// `sizeof(OBJECT_HEADER_NAME_INFO)`: `Directory`, `Name`,
+    /// `ReferenceCount` (and padding on x64).
+    pub name_info_size: u64,
+    /// `OBJECT_HEADER_NAME_INFO.Name` (a `UNICODE_STRING`).
+    pub name_info_name: u64,
+    /// `OBJECT_TYPE.Name` (a `UNICODE_STRING`).
+    pub type_name: u64,
+    /// `sizeof(OBJECT_DIRECTORY_ENTRY)`.
+    pub directory_entry_size: u64,
+}
+
+/// `OBJECT_HEADER.InfoMask`'s bit for `OBJECT_HEADER_NAME_INFO`.
+pub const NAME_INFO_MASK: u64 = 2;
+
+/// Hash buckets in an `OBJECT_DIRECTORY` (WRK, ob.h).
+pub const NUMBER_HASH_BUCKETS: u64 = 37;
+
+impl ObjectLayout {
+    /// The layout for `arch`.
+    #[must_use]
+    pub const fn for_arch(arch: Arch) -> Self {
+        match arch {
+            Arch::X86 => Self {
+                handle_count: 4,
+                type_index: 0x0c,
+                info_mask: 0x0e,
+                body: 0x18,
+                name_info_size: 0x10,
+                name_info_name: 4,
+                type_name: 8,
+                directory_entry_size: 0x0c,
+            },
+            Arch::X64 => Self {
+                handle_count: 8,
+                type_index: 0x18,
+                info_mask: 0x1a,
+                body: 0x30,
+                name_info_size: 0x20,
+                name_info_name: 8,
+                type_name: 0x10,
+                directory_entry_size: 0x18,
+            },
+        }
+    }
+}

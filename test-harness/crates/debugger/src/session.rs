@@ -18,6 +18,7 @@ mod frames;
 mod memory;
 mod module_info;
 mod modules;
+mod object;
 mod placement;
 mod pool;
 mod pool_used;

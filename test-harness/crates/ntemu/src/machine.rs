@@ -790,7 +790,7 @@ impl Machine {
             objects,
             objects_size,
             Prot::READ | Prot::WRITE,
-            "System process and threads",
+            "System process, threads, object namespace",
         )?;
         for region in [pool::Region::NonPaged, pool::Region::Paged] {
             // Pools grow page by page; reserve nothing up front.
@@ -880,6 +880,7 @@ impl Machine {
             [worker_start, nt.unload_thread_start],
         )
         .map_err(bad)?;
+        super::ob::create(uc, &data).map_err(bad)?;
         let (process, threads) = system::addresses(arch);
         let kernel = uc.get_data_mut();
         kernel.ethreads = threads;

@@ -126,6 +126,10 @@ pub struct Data {
     pub active_process_head: u64,
     /// `nt!PsInitialSystemProcess` (PEPROCESS): the System process.
     pub initial_system_process: u64,
+    /// `nt!ObpRootDirectoryObject` (a pointer): the namespace's root.
+    pub root_directory: u64,
+    /// `nt!ObTypeIndexTable` (pointers): object types by `TypeIndex`.
+    pub type_index_table: u64,
     /// Object type pointers (`IoDriverObjectType` ...), each a PVOID.
     pub object_types: u64,
     /// The processor control region (`fs:`/`gs:` base).
@@ -133,7 +137,7 @@ pub struct Data {
 }
 
 /// Variables exported by name (data imports), with their offset in [`Data`].
-const DATA_EXPORTS: [&str; 15] = [
+const DATA_EXPORTS: [&str; 17] = [
     "PoolHitTag",
     "KiBugCheckData",
     "NtBuildNumber",
@@ -149,6 +153,8 @@ const DATA_EXPORTS: [&str; 15] = [
     "KiInitialPcr",
     "PsActiveProcessHead",
     "PsInitialSystemProcess",
+    "ObpRootDirectoryObject",
+    "ObTypeIndexTable",
 ];
 
 /// The kernel's own functions that Windows exports to drivers.
@@ -164,15 +170,15 @@ const EXPORTED_FUNCTIONS: [&str; 8] = [
 ];
 
 /// Object types drivers import as data (`POBJECT_TYPE *`).
-pub(crate) const OBJECT_TYPES: [&str; 8] = [
-    "IoDriverObjectType",
-    "IoDeviceObjectType",
-    "IoFileObjectType",
-    "PsProcessType",
-    "PsThreadType",
-    "ExEventObjectType",
-    "ExSemaphoreObjectType",
-    "SeTokenObjectType",
+pub(crate) const OBJECT_TYPES: [(&str, &str); 8] = [
+    ("IoDriverObjectType", "Driver"),
+    ("IoDeviceObjectType", "Device"),
+    ("IoFileObjectType", "File"),
+    ("PsProcessType", "Process"),
+    ("PsThreadType", "Thread"),
+    ("ExEventObjectType", "Event"),
+    ("ExSemaphoreObjectType", "Semaphore"),
+    ("SeTokenObjectType", "Token"),
 ];
 
 /// The verifier's pending bug check parameters, Arg1 to Arg4.
@@ -727,6 +733,8 @@ impl Builder {
             pending_bugcheck: data_base + 0x80,
             active_process_head: data_base + 0xa0,
             initial_system_process: data_base + 0xb0,
+            root_directory: data_base + 0xb8,
+            type_index_table: data_base + 0x140,
             object_types: data_base + 0x100,
             pcr: data_base + 0x400,
         };
@@ -917,13 +925,15 @@ impl Builder {
                     "KiInitialPcr" => data.pcr,
                     "PsActiveProcessHead" => data.active_process_head,
                     "PsInitialSystemProcess" => data.initial_system_process,
+                    "ObpRootDirectoryObject" => data.root_directory,
+                    "ObTypeIndexTable" => data.type_index_table,
                     _ => data.object_types,
                 };
                 (*name, address)
             })
             .filter(|(name, _)| *name != "IoDriverObjectType")
             .collect();
-        for (index, name) in OBJECT_TYPES.iter().enumerate() {
+        for (index, (name, _)) in OBJECT_TYPES.iter().enumerate() {
             symbols.push((
                 name,
                 data.object_types + ptr * u64::try_from(index).unwrap_or(0),
@@ -1358,6 +1368,13 @@ mod tests {
                 (data.pending_bugcheck, 4 * ptr),
                 (data.active_process_head, 2 * ptr),
                 (data.initial_system_process, ptr),
+                (data.root_directory, ptr),
+                (
+                    data.type_index_table,
+                    (crate::ob::FIRST_TYPE_INDEX + OBJECT_TYPES.len() as u64 + 1) * ptr,
+                ),
+                // The type objects the pointers point at.
+                (data.object_types + 0x100, OBJECT_TYPES.len() as u64 * 0x40),
                 (data.object_types, OBJECT_TYPES.len() as u64 * ptr),
                 (data.pcr, 0x190),
             ];

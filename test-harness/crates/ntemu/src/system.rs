@@ -45,10 +45,11 @@ const fn pages(arch: Arch) -> (u64, u64) {
     }
 }
 
-/// The pages to map: (start, bytes).
+/// The pages to map: (start, bytes). A fourth page after the threads'
+/// holds the object namespace (`ob.rs`).
 #[must_use]
 pub const fn region(arch: Arch) -> (u64, u64) {
-    (pages(arch).0, 3 * PAGE)
+    (pages(arch).0, 4 * PAGE)
 }
 
 /// The System process's and the two threads' addresses.
