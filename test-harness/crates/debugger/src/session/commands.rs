@@ -560,7 +560,7 @@ pub static COMMANDS: &[Command] = &[
     },
     Command {
         names: "!process",
-        syntax: "!process 0 0 [ImageName] | !process Address 0",
+        syntax: "!process {0 0 [ImageName] | Address 0}",
         help: "the processes on nt!PsActiveProcessHead, three lines each",
         differs: "the emulated machine has one process, System; only Flags 0; no Cid lookup (a process id as Process); DirBase is the emulated CR3, 0 (no page tables); no handle table, so ObjectTable 00000000 and HandleCount 0 as kd shows them for a process without one",
         source: "-process.md",
