@@ -180,6 +180,7 @@ fn thread_and_process(arch: Arch) {
          dp nt!PsInitialSystemProcess l1\nkb\n? nt!ExpWorkerThread\n!process 0 1\n\
          !object \\Driver\n!object \\Driver\\Sample\n!drvobj Sample\n? poi(nt!ObpRootDirectoryObject)\n\
          !object \\Driver\\Sample 0\n!object \\Driver\\Sample 0x10\n\
+         !process -1 0\n!process @$t0 0\n\
          g\n!thread\n.thread\n{pcr}\n!process 0 0 System\n!thread @$t0\n!object \\Driver\n\
          !object \\Driver\\Sample\nq\n"
     );
@@ -208,6 +209,19 @@ fn thread_and_process(arch: Arch) {
         .collect();
     let priorities = if arch == Arch::X86 { 10 } else { 11 };
     assert_eq!(display[priorities + 2..], kb[..]);
+
+    // -1 is the current process: the listing's lines without the banner.
+    assert_eq!(
+        transcript.of("!process -1 0")[..],
+        transcript.of("!process 0 0")[1..]
+    );
+    // A thread is not a process: one harness line.
+    let not_process = transcript.of("!process @$t0 0");
+    assert_eq!(not_process.len(), 1);
+    assert!(
+        not_process[0].starts_with("harness kd: "),
+        "{not_process:?}"
+    );
 
     // Flags kd has but the harness does not emulate: one harness line.
     let refused = transcript.of("!process 0 1");

@@ -373,8 +373,6 @@ pub struct ObjectLayout {
     pub name_info_name: u64,
     /// `OBJECT_TYPE.Name` (a `UNICODE_STRING`).
     pub type_name: u64,
-    /// `sizeof(OBJECT_DIRECTORY_ENTRY)`.
-    pub directory_entry_size: u64,
 }
 
 /// `OBJECT_HEADER.InfoMask`'s bit for `OBJECT_HEADER_NAME_INFO`.
@@ -396,7 +394,6 @@ impl ObjectLayout {
                 name_info_size: 0x10,
                 name_info_name: 4,
                 type_name: 8,
-                directory_entry_size: 0x0c,
             },
             Arch::X64 => Self {
                 handle_count: 8,
@@ -406,7 +403,6 @@ impl ObjectLayout {
                 name_info_size: 0x20,
                 name_info_name: 8,
                 type_name: 0x10,
-                directory_entry_size: 0x18,
             },
         }
     }

@@ -25,6 +25,9 @@ use harness_ntemu::system::{TIME_INCREMENT, current_thread_offset};
 /// `DISPATCHER_HEADER.Type` of a thread (WRK ke.h `ThreadObject`).
 const THREAD_OBJECT: u64 = 6;
 
+/// `DISPATCHER_HEADER.Type` of a process (WRK ke.h `ProcessObject`).
+const PROCESS_OBJECT: u64 = 3;
+
 /// Processes listed at most (a corrupt list could loop).
 const MAX_PROCESSES: usize = 64;
 
@@ -184,7 +187,7 @@ impl Session {
                 ));
             }
         };
-        let process = expr::evaluate(process, self)?;
+        let mut process = expr::evaluate(process, self)?;
         if expr::evaluate(flags, self)? != 0 {
             return Err(CommandError::Message(
                 "harness kd: only Flags 0 are emulated (!thread shows the current thread)".into(),
@@ -195,6 +198,16 @@ impl Session {
                 return Err(CommandError::Message(
                     "harness kd: ImageName goes with Process 0 (!process 0 0 System)".into(),
                 ));
+            }
+            // -1: the current process (-process.md).
+            if process == u64::MAX >> (64 - 8 * self.pointer_size()) || process == u64::MAX {
+                process = self.target.current_process();
+            }
+            if self.target.read_uint(process, 1) != Some(PROCESS_OBJECT) {
+                return Err(CommandError::Message(format!(
+                    "harness kd: {} is not a process (its Type is not ProcessObject; a process id is not looked up)",
+                    self.arch().address(process)
+                )));
             }
             return Ok(self.process_summary(process));
         }
