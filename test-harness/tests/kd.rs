@@ -8,6 +8,7 @@
 mod added;
 mod events;
 mod processor_breakpoints;
+mod system_objects;
 
 use crate::common;
 

@@ -18,6 +18,7 @@ mod frames;
 mod memory;
 mod module_info;
 mod modules;
+mod object;
 mod placement;
 mod pool;
 mod pool_used;
@@ -29,6 +30,7 @@ mod stack_params;
 mod step_to;
 mod symbol_dump;
 mod symbol_types;
+mod system_objects;
 mod target_info;
 mod verifier;
 

@@ -11,11 +11,13 @@ pub mod loader;
 pub mod machine;
 pub mod memory;
 pub mod nt;
+pub mod ob;
 mod objects;
 pub mod pool;
 pub mod profile;
 pub mod routines;
 pub mod special_pool;
+pub mod system;
 pub(crate) mod traps;
 
 pub use unicorn_engine::RegisterX86;

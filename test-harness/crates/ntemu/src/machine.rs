@@ -25,6 +25,7 @@ use super::nt::{self, NtImage, Trap};
 use super::pool::{self, Pool};
 use super::profile::Profile;
 use super::routines::{self, Call};
+use super::system;
 use harness_core::arch::Arch;
 use harness_core::events::{Event, Gap, Phase};
 use harness_core::pe::PeImage;
@@ -67,6 +68,9 @@ const fn stack(arch: Arch, worker: bool) -> (u64, u64) {
     };
     (top, kernel_stack_size(arch))
 }
+
+/// Bytes between a thread's stack base and its first frame.
+const THREAD_FRAME: u64 = 0x40;
 
 /// Whether `va` lies in the guard page below one of the threads' stacks.
 fn in_stack_guard(arch: Arch, va: u64) -> bool {
@@ -792,6 +796,13 @@ impl Machine {
             "KUSER_SHARED_DATA",
         )?;
         self.map(missing_stubs(arch), PAGE, Prot::ALL, "missing imports")?;
+        let (objects, objects_size) = system::region(arch);
+        self.map(
+            objects,
+            objects_size,
+            Prot::READ | Prot::WRITE,
+            "System process, threads, object namespace",
+        )?;
         for region in [pool::Region::NonPaged, pool::Region::Paged] {
             // Pools grow page by page; reserve nothing up front.
             let _ = region;
@@ -849,20 +860,39 @@ impl Machine {
             let object = data.object_types + 0x100 + index * 0x40;
             cpu::write_ptr(uc, data.object_types + index * ptr, object).map_err(bad)?;
         }
-        // The processor control region: self pointer and current thread.
+        // The processor control region: its self pointer; the System
+        // process and its threads, the worker current.
         let pcr = data.pcr;
-        let process = pcr + 0x800;
-        let threads = [pcr + 0x400, pcr + 0x600];
-        let (self_offset, thread_offset) = match arch {
-            Arch::X86 => (0x1c, 0x124),
-            Arch::X64 => (0x18, 0x188),
+        let self_offset = match arch {
+            Arch::X86 => 0x1c,
+            Arch::X64 => 0x18,
         };
         cpu::write_ptr(uc, pcr + self_offset, pcr).map_err(bad)?;
-        cpu::write_ptr(uc, pcr + thread_offset, threads[0]).map_err(bad)?;
         if arch == Arch::X86 {
             // NT_TIB.ExceptionList: no SEH frame registered (-1).
             cpu::write_uint(uc, pcr, 0xffff_ffff, 4).map_err(bad)?;
         }
+        let stacks = [true, false].map(|worker| {
+            let (top, size) = stack(arch, worker);
+            system::Stack {
+                base: top,
+                limit: top - size,
+                initial: top - THREAD_FRAME,
+            }
+        });
+        let worker_start = nt
+            .symbol("ExpWorkerThread")
+            .unwrap_or(nt.worker_thread_start);
+        system::create(
+            uc,
+            data.active_process_head,
+            data.initial_system_process,
+            stacks,
+            [worker_start, nt.unload_thread_start],
+        )
+        .map_err(bad)?;
+        super::ob::create(uc, &data).map_err(bad)?;
+        let (process, threads) = system::addresses(arch);
         let kernel = uc.get_data_mut();
         kernel.ethreads = threads;
         kernel.system_process = process;
@@ -1249,8 +1279,10 @@ impl Machine {
             Thread::Worker => nt.worker_thread_start,
             Thread::Caller => nt.unload_thread_start,
         };
+        // The thread it replaces keeps its stack pointer in KernelStack.
+        let _ = system::make_current(&mut self.uc, usize::from(thread == Thread::Caller));
         // A thread's first frame: a return address of 0 above it.
-        let sp = top - 0x40;
+        let sp = top - THREAD_FRAME;
         let _ = cpu::write_ptr(&mut self.uc, sp, 0);
         cpu::set_reg(&mut self.uc, Reg::Sp, sp);
         cpu::set_reg(&mut self.uc, Reg::Bp, 0);
@@ -1260,13 +1292,6 @@ impl Machine {
         let kernel = self.uc.get_data_mut();
         kernel.work = Some(work);
         kernel.thread = thread;
-        let current = kernel.ethreads[usize::from(thread == Thread::Caller)];
-        let pcr = kernel.nt.data.pcr;
-        let offset = match arch {
-            Arch::X86 => 0x124,
-            Arch::X64 => 0x188,
-        };
-        let _ = cpu::write_ptr(&mut self.uc, pcr + offset, current);
         start
     }
 
@@ -1391,16 +1416,10 @@ impl Machine {
     fn thread_exit(&mut self) {
         if let Some(context) = self.caller.take() {
             // The unload routine ran on the worker; the caller goes on.
+            let _ = system::make_current(&mut self.uc, 1);
             let _ = self.uc.context_restore(&context);
             let kernel = self.uc.get_data_mut();
             kernel.thread = Thread::Caller;
-            let ethread = kernel.ethreads[1];
-            let pcr = kernel.nt.data.pcr;
-            let offset = match self.driver.arch {
-                Arch::X86 => 0x124,
-                Arch::X64 => 0x188,
-            };
-            let _ = cpu::write_ptr(&mut self.uc, pcr + offset, ethread);
             return;
         }
         match self.scene {

@@ -147,6 +147,14 @@ pub struct Data {
     pub system_range_start: u64,
     /// `nt!VfPendingBugCheck`: the parameters the verifier bug-checks with.
     pub pending_bugcheck: u64,
+    /// `nt!PsActiveProcessHead` (`LIST_ENTRY`): the processes.
+    pub active_process_head: u64,
+    /// `nt!PsInitialSystemProcess` (PEPROCESS): the System process.
+    pub initial_system_process: u64,
+    /// `nt!ObpRootDirectoryObject` (a pointer): the namespace's root.
+    pub root_directory: u64,
+    /// `nt!ObTypeIndexTable` (pointers): object types by `TypeIndex`.
+    pub type_index_table: u64,
     /// Object type pointers (`IoDriverObjectType` ...), each a PVOID.
     pub object_types: u64,
     /// The processor control region (`fs:`/`gs:` base).
@@ -154,7 +162,7 @@ pub struct Data {
 }
 
 /// Variables exported by name (data imports), with their offset in [`Data`].
-const DATA_EXPORTS: [&str; 13] = [
+const DATA_EXPORTS: [&str; 17] = [
     "PoolHitTag",
     "KiBugCheckData",
     "NtBuildNumber",
@@ -168,6 +176,10 @@ const DATA_EXPORTS: [&str; 13] = [
     "VfPendingBugCheck",
     "IoDriverObjectType",
     "KiInitialPcr",
+    "PsActiveProcessHead",
+    "PsInitialSystemProcess",
+    "ObpRootDirectoryObject",
+    "ObTypeIndexTable",
 ];
 
 /// The kernel's own functions that Windows exports to drivers.
@@ -183,15 +195,15 @@ const EXPORTED_FUNCTIONS: [&str; 8] = [
 ];
 
 /// Object types drivers import as data (`POBJECT_TYPE *`).
-pub(crate) const OBJECT_TYPES: [&str; 8] = [
-    "IoDriverObjectType",
-    "IoDeviceObjectType",
-    "IoFileObjectType",
-    "PsProcessType",
-    "PsThreadType",
-    "ExEventObjectType",
-    "ExSemaphoreObjectType",
-    "SeTokenObjectType",
+pub(crate) const OBJECT_TYPES: [(&str, &str); 8] = [
+    ("IoDriverObjectType", "Driver"),
+    ("IoDeviceObjectType", "Device"),
+    ("IoFileObjectType", "File"),
+    ("PsProcessType", "Process"),
+    ("PsThreadType", "Thread"),
+    ("ExEventObjectType", "Event"),
+    ("ExSemaphoreObjectType", "Semaphore"),
+    ("SeTokenObjectType", "Token"),
 ];
 
 /// The verifier's pending bug check parameters, Arg1 to Arg4.
@@ -759,10 +771,15 @@ impl Builder {
             highest_user_address: data_base + 0x68,
             system_range_start: data_base + 0x70,
             pending_bugcheck: data_base + 0x80,
+            active_process_head: data_base + 0xa0,
+            initial_system_process: data_base + 0xb0,
+            root_directory: data_base + 0xb8,
+            type_index_table: data_base + 0x140,
             object_types: data_base + 0x100,
             pcr: data_base + 0x400,
         };
         debug_assert!(0x10 + 5 * ptr <= 0x40);
+        debug_assert!(0x80 + 4 * ptr <= 0xa0);
         Self {
             arch,
             // Infallible for 32 and 64.
@@ -946,13 +963,17 @@ impl Builder {
                     "MmSystemRangeStart" => data.system_range_start,
                     "VfPendingBugCheck" => data.pending_bugcheck,
                     "KiInitialPcr" => data.pcr,
+                    "PsActiveProcessHead" => data.active_process_head,
+                    "PsInitialSystemProcess" => data.initial_system_process,
+                    "ObpRootDirectoryObject" => data.root_directory,
+                    "ObTypeIndexTable" => data.type_index_table,
                     _ => data.object_types,
                 };
                 (*name, address)
             })
             .filter(|(name, _)| *name != "IoDriverObjectType")
             .collect();
-        for (index, name) in OBJECT_TYPES.iter().enumerate() {
+        for (index, (name, _)) in OBJECT_TYPES.iter().enumerate() {
             symbols.push((
                 name,
                 data.object_types + ptr * u64::try_from(index).unwrap_or(0),
@@ -1359,5 +1380,48 @@ fn low32(register: AsmRegister64) -> AsmRegister32 {
         r10d
     } else {
         r11d
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// nt's variables, each with its size, do not overlap on either
+    /// architecture (x64's `VfPendingBugCheck` takes four pointers).
+    #[test]
+    fn the_data_page_variables_do_not_overlap() {
+        for arch in [Arch::X86, Arch::X64] {
+            let data = build(arch).data;
+            let ptr = arch.pointer_size();
+            let mut spans = [
+                (data.pool_hit_tag, 4),
+                (data.bugcheck_data, 5 * ptr),
+                (data.build_number, 4),
+                (data.tick_count, 12),
+                (data.safe_boot_mode, 4),
+                (data.debugger_enabled, 1),
+                (data.debugger_not_present, 1),
+                (data.user_probe_address, ptr),
+                (data.highest_user_address, ptr),
+                (data.system_range_start, ptr),
+                (data.pending_bugcheck, 4 * ptr),
+                (data.active_process_head, 2 * ptr),
+                (data.initial_system_process, ptr),
+                (data.root_directory, ptr),
+                (
+                    data.type_index_table,
+                    (crate::ob::FIRST_TYPE_INDEX + OBJECT_TYPES.len() as u64 + 1) * ptr,
+                ),
+                // The type objects the pointers point at.
+                (data.object_types + 0x100, OBJECT_TYPES.len() as u64 * 0x40),
+                (data.object_types, OBJECT_TYPES.len() as u64 * ptr),
+                (data.pcr, 0x190),
+            ];
+            spans.sort_unstable();
+            for pair in spans.windows(2) {
+                assert!(pair[0].0 + pair[0].1 <= pair[1].0, "{arch}: {pair:x?}");
+            }
+        }
     }
 }

@@ -67,22 +67,25 @@ pub fn start_driver(uc: &mut Uc<'_>) -> Result<(), Halt> {
     let service = uc.get_data().service.clone();
     let registry_text = uc.get_data().profile.registry_path(&service);
     let name = format!("\\Driver\\{service}");
-    // DRIVER_OBJECT and DRIVER_EXTENSION are one allocation, as on Windows.
+    // The object's name information and header, DRIVER_OBJECT and
+    // DRIVER_EXTENSION are one allocation, as ObCreateObject makes it.
     let extension_size = 6 * ptr;
-    let object = allocate_pool(
+    let prefix = super::ob::driver_object_prefix(arch);
+    let block = allocate_pool(
         uc,
         NON_PAGED,
-        layout.size + extension_size,
+        prefix + layout.size + extension_size,
         u32::from_le_bytes(*b"Driv"),
     )?;
-    if object == 0 {
+    if block == 0 {
         return Err(Halt::BadPointer(0));
     }
     cpu::write(
         uc,
-        object,
-        &vec![0; usize::try_from(layout.size + extension_size).unwrap_or(0)],
+        block,
+        &vec![0; usize::try_from(prefix + layout.size + extension_size).unwrap_or(0)],
     )?;
+    let object = block + prefix;
     let extension = object + layout.size;
     cpu::write_uint(uc, object, 4, 2)?; // IO_TYPE_DRIVER
     cpu::write_uint(uc, object + 2, layout.size, 2)?;
@@ -100,6 +103,7 @@ pub fn start_driver(uc: &mut Uc<'_>) -> Result<(), Halt> {
         cpu::write_ptr(uc, object + layout.major_function + index * ptr, invalid)?;
     }
     let registry_path = new_unicode_string(uc, &registry_text, *b"IoRP", PAGED)?;
+    super::ob::insert_driver(uc, object, &service)?;
     let kernel = uc.get_data_mut();
     kernel.loaded.driver_object = object;
     kernel.loaded.registry_path = registry_path;
@@ -120,7 +124,7 @@ pub fn start_driver(uc: &mut Uc<'_>) -> Result<(), Halt> {
 
 /// The unloaded driver's object goes, as on Windows (WRK, base/ntos/io/
 /// iomgr/internal.c `IopUnloadDriver`: `ObMakeTemporaryObject` takes its
-/// name out of `\Driver`, then the last `ObDereferenceObject` runs the
+/// name out of `\Driver` (here: its directory entry), then the last `ObDereferenceObject` runs the
 /// delete procedure `IopDeleteDriver`, which frees `DriverName`'s buffer,
 /// and ob's `ObpRemoveObjectRoutine` frees the object's memory): the name
 /// and the object (with its extension, one allocation) go back to the
@@ -133,12 +137,14 @@ pub fn delete_driver(uc: &mut Uc<'_>) -> Result<(), Halt> {
     if object == 0 {
         return Ok(());
     }
-    let layout = wdm::DriverObject::for_arch(cpu::arch(uc));
+    let arch = cpu::arch(uc);
+    let layout = wdm::DriverObject::for_arch(arch);
+    super::ob::remove_driver(uc, object)?;
     let name = cpu::read_counted(uc, object + layout.driver_name)?;
     if name.buffer != 0 {
         super::traps::free_pool(uc, name.buffer)?;
     }
-    super::traps::free_pool(uc, object)?;
+    super::traps::free_pool(uc, object - super::ob::driver_object_prefix(arch))?;
     uc.get_data_mut().loaded.driver_object = 0;
     Ok(())
 }

@@ -540,6 +540,11 @@ fn dereference(uc: &mut Uc<'_>) -> Result<(), Halt> {
     let goes = object == kernel.loaded.driver_object
         && kernel.thread == Thread::Caller
         && kernel.loaded.mapped;
+    if goes {
+        // IopUnloadDriver made the object temporary just before (WRK,
+        // io/iomgr/internal.c): its name has left \Driver already.
+        super::ob::remove_driver(uc, object)?;
+    }
     cpu::set_reg(uc, Reg::Ax, u64::from(goes));
     cpu::set_reg(uc, Reg::Cx, object);
     Ok(())

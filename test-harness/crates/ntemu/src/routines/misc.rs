@@ -176,18 +176,17 @@ pub fn current_process(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
     Ok(call.kernel().system_process)
 }
 
-/// `PsGetCurrentProcessId()`: the System process, 4.
-pub const fn current_process_id(_call: &mut Call<'_, '_>) -> Result<u64, Halt> {
-    Ok(4)
+/// `PsGetCurrentProcessId()`: the System process's `UniqueProcessId`.
+pub fn current_process_id(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
+    let process = call.kernel().system_process;
+    let layout = harness_core::wdm::Process::for_arch(cpu::arch(call.uc));
+    Ok(cpu::read_ptr(call.uc, process + layout.unique_process_id)?)
 }
 
-/// `PsGetCurrentThreadId()`.
+/// `PsGetCurrentThreadId()`: the current thread's `Cid.UniqueThread`.
 pub fn current_thread_id(call: &mut Call<'_, '_>) -> Result<u64, Halt> {
-    let thread = call.kernel().thread;
-    Ok(match thread {
-        crate::machine::Thread::Worker => 0x48,
-        crate::machine::Thread::Caller => 0x2c4,
-    })
+    let thread = current_thread(call)?;
+    Ok(crate::system::current_thread_id(call.uc, thread)?)
 }
 
 /// `KeGetCurrentThread()` / `PsGetCurrentThread()`.
@@ -268,9 +267,9 @@ pub fn ke_query_performance_counter(call: &mut Call<'_, '_>) -> Result<u64, Halt
     Ok(u64::try_from(call.kernel().events.len()).unwrap_or(0) * 1000)
 }
 
-/// `KeQueryTimeIncrement()`: 15.6 ms in 100 ns units.
+/// `KeQueryTimeIncrement()`: the clock tick.
 pub const fn ke_query_time_increment(_call: &mut Call<'_, '_>) -> Result<u64, Halt> {
-    Ok(156_250)
+    Ok(crate::system::TIME_INCREMENT)
 }
 
 /// `KeStallExecutionProcessor(MicroSeconds)`: time passes at once here.
