@@ -4,8 +4,8 @@
 //! address; a name starting with `\` is looked up in the object namespace
 //! and a bare name as `\Device\Name`; failing both, the argument goes to
 //! the expression evaluator (so `!devobj Sample` is the module's base).
-//! No address: "Device object <arguments> not found"; memory whose `Type`
-//! is not `IO_TYPE_DEVICE` (3, wdm.h): "<address>: is not a device object".
+//! No address: `Device object <arguments> not found`; memory whose `Type`
+//! is not `IO_TYPE_DEVICE` (3, wdm.h): `<address>: is not a device object`.
 
 use super::{CommandError, Reply, Session};
 use crate::expr;
