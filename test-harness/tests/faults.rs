@@ -586,6 +586,29 @@ fn pool_frees(variant: &str, arch: Arch, dir: &std::path::Path) -> std::path::Pa
     out
 }
 
+/// With the verifier off (flags 0) nt's own routines report the driver's
+/// pool calls. A free through `ExFreePool` is one free (nt's `ExFreePool`
+/// calls `ExFreePoolWithTag`: reporting it twice would judge a double free).
+/// A big-pool block (two pages: no pool header) freed twice leaves the
+/// release kernel's check to its big-page table, which no engine models:
+/// cannot judge, never a pass; with pool tracking the verifier's 0xC4 / 0x13.
+#[test]
+fn without_the_verifier_a_free_is_seen_once_and_a_big_double_free_never_passes() {
+    let dir = tempfile::tempdir().expect("dir");
+    for arch in Arch::ALL {
+        let once = pool_frees("FREE_POOL", arch, dir.path());
+        for flags in ["0", "0x8"] {
+            let verdict = judged(&once, flags);
+            assert_eq!(verdict.exit_code(), ExitCode::Clean, "{arch} {flags}");
+        }
+        let big = pool_frees("BIG_TWICE", arch, dir.path());
+        common::emulate_json(&big, &["--verifier-flags", "0"])
+            .cannot_judge("a second time with the verifier off");
+        let tracked = judged(&big, "0x8").bugcheck.expect("bug check");
+        assert_eq!((tracked.code, tracked.args[0]), (0xC4, 0x13), "{arch}");
+    }
+}
+
 /// Freeing one byte into a block: no block can start there (not aligned to
 /// the pool header's size), 0xC4 / 0x16 with Arg3 the address, whatever
 /// verifier flags are set (the WRK's `ExFreePoolSanityChecks`,

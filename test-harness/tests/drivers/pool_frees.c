@@ -8,7 +8,10 @@
  * - NT_READS_FREED: frees its block, then has nt read it (RtlCopyUnicodeString
  *   from a string whose buffer it is);
  * - NT_READS_PAST: has nt read past its block's end (a string whose Length
- *   runs past it).
+ *   runs past it);
+ * - FREE_POOL: frees its block once, with ExFreePool (one free, whatever
+ *   thunk or nt routine it goes through);
+ * - BIG_TWICE: frees a block of two pages (big pool: no pool header) twice.
  */
 #include "kernel.h"
 
@@ -16,6 +19,10 @@
 #define TAG 'eerF'
 
 __declspec(dllimport) void __stdcall RtlCopyUnicodeString(UNICODE_STRING *destination, const UNICODE_STRING *source);
+
+#ifdef VARIANT_FREE_POOL
+__declspec(dllimport) void __stdcall ExFreePool(void *p);
+#endif
 
 #ifdef VARIANT_OVERRUN_FREE2
 __declspec(dllimport) void __stdcall ExFreePool2(void *p, ULONG tag, const void *parameters, ULONG count);
@@ -33,6 +40,18 @@ __declspec(dllexport) NTSTATUS __stdcall DriverEntry(DRIVER_OBJECT *driver, UNIC
     }
 #ifdef VARIANT_MISALIGNED
     ExFreePoolWithTag(block + 1, TAG);
+#endif
+#ifdef VARIANT_FREE_POOL
+    ExFreePool(block);
+#endif
+#ifdef VARIANT_BIG_TWICE
+    ExFreePoolWithTag(block, TAG);
+    block = ExAllocatePoolWithTag(PagedPool, 0x2000, TAG);
+    if (!block) {
+        return 0xC000009A;
+    }
+    ExFreePoolWithTag(block, TAG);
+    ExFreePoolWithTag(block, TAG);
 #endif
 #ifdef VARIANT_OVERRUN_FREE2
     block[BYTES] = 0;

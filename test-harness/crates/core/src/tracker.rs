@@ -495,6 +495,19 @@ impl Tracker {
             // checks the header (also `on_freed_twice`).
             let flags = self.context.verifier_flags;
             let special = self.pool.allocations[index].special;
+            if !self.verified() && self.verdict.bugcheck.is_none() {
+                // nt's own free path found no header it could judge (a big
+                // pool block has none): what the release kernel does then
+                // depends on its big-page table, which no engine models.
+                return Err(self.cannot_judge(
+                    Gap::EngineLimit {
+                        detail: format!(
+                            "the driver frees 0x{address:x} a second time with the verifier off; the release kernel's check of a block without a pool header (big pool) is not modelled"
+                        ),
+                    },
+                    Some(caller),
+                ));
+            }
             if flags.has(POOL_TRACKING) || (self.verified() && !special) {
                 // Arg3: the pool header, just before the block; Arg4 its
                 // contents (the WRK's ExFreePoolSanityChecks: Entry->Ulong1).

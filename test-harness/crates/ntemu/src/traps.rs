@@ -152,6 +152,13 @@ fn unverified(uc: &mut Uc<'_>, step: Unverified) -> Result<(), Halt> {
     if uc.get_data().verifier_flags.0 != 0 {
         return Ok(()); // the thunk reported the call
     }
+    // Called from nt's own code (a pool thunk such as `ExFreePool2`'s, or
+    // `ExFreePool`), which reported the driver's call already.
+    let caller = Call::at_trap(uc, Conv::Stdcall, "ExFreePoolWithTag")?.caller;
+    let (code_start, code_end) = uc.get_data().nt.code;
+    if (code_start..code_end).contains(&caller) {
+        return Ok(());
+    }
     match step {
         Unverified::Allocation => verify_allocation(uc, PoolRoutine::ExAllocatePoolWithTag),
         Unverified::Record => record_allocation(uc, PoolRoutine::ExAllocatePoolWithTag),
