@@ -127,6 +127,7 @@ pub fn open(options: &KdOptions) -> Result<Session, KdError> {
             seed: options.seed,
             os_version: options.os_version.clone(),
             max_instructions: options.max_instructions,
+            timeout: options.timeout,
             ..RunOptions::default()
         },
     };

@@ -677,8 +677,9 @@ fn raise_irqls_counts_only_what_the_verifier_hooks() {
 }
 
 /// nt's own code touching special pool: `RtlCopyUnicodeString` reading a
-/// freed block is 0xCC, reading past a block's end 0xCD (Arg1 the address,
-/// Arg2 0 = read, Arg3 the instruction, in nt). The WRK's `KeBugCheck2`
+/// freed block is 0xCC, reading past a block's end 0xCD, writing a freed
+/// block 0xCC (Arg1 the address, Arg2 0 = read / 1 = write, Arg3 the
+/// instruction, in nt). The WRK's `KeBugCheck2`
 /// (base/ntos/ke/bugcheck.c) turns a 0x50 on a special pool address into
 /// 0xCC / 0xCD when the faulting instruction is in the kernel or HAL, into
 /// 0xD5 / 0xD6 when it is in a driver (bug check pages 0xCC and 0xCD).
@@ -687,13 +688,17 @@ fn raise_irqls_counts_only_what_the_verifier_hooks() {
 fn nt_touching_special_pool_is_cc_or_cd() {
     let dir = tempfile::tempdir().expect("dir");
     for arch in Arch::ALL {
-        for (variant, code) in [("NT_READS_FREED", 0xCC), ("NT_READS_PAST", 0xCD)] {
+        for (variant, code, write) in [
+            ("NT_READS_FREED", 0xCC, 0),
+            ("NT_READS_PAST", 0xCD, 0),
+            ("NT_WRITES_FREED", 0xCC, 1),
+        ] {
             let driver = pool_frees(variant, arch, dir.path());
             let verdict = judged(&driver, "0x1");
             let bugcheck = verdict.bugcheck.clone().expect("bug check");
             assert_eq!(
                 (bugcheck.code, bugcheck.args[1], bugcheck.args[3]),
-                (code, 0, 0),
+                (code, write, 0),
                 "{arch} {variant}"
             );
             let fault = verdict.fault.clone().expect("the fault");
@@ -701,7 +706,7 @@ fn nt_touching_special_pool_is_cc_or_cd() {
             // The instruction is nt's (a kernel address the driver's
             // symbols do not name), not the driver's.
             assert!(bugcheck.args[2] >= arch.kernel_base(), "{arch}");
-            assert!(!fault.symbol.starts_with("nt_reads"), "{}", fault.symbol);
+            assert!(!fault.symbol.starts_with("nt_"), "{}", fault.symbol);
             assert_eq!(verdict.exit_code(), ExitCode::Violation);
             assert_eq!(
                 judged(&driver, "0x8").exit_code(),

@@ -9,6 +9,8 @@
  *   from a string whose buffer it is);
  * - NT_READS_PAST: has nt read past its block's end (a string whose Length
  *   runs past it);
+ * - NT_WRITES_FREED: frees its block, then has nt write it (RtlCopyUnicodeString
+ *   to a string whose buffer it is);
  * - FREE_POOL: frees its block once, with ExFreePool (one free, whatever
  *   thunk or nt routine it goes through);
  * - BIG_TWICE: frees a block of two pages (big pool: no pool header) twice.
@@ -56,6 +58,15 @@ __declspec(dllexport) NTSTATUS __stdcall DriverEntry(DRIVER_OBJECT *driver, UNIC
 #ifdef VARIANT_OVERRUN_FREE2
     block[BYTES] = 0;
     ExFreePool2(block, TAG, 0, 0);
+#endif
+#ifdef VARIANT_NT_WRITES_FREED
+    {
+        static unsigned short text[] = {'f', 'r', 'e', 'e', 'd'};
+        UNICODE_STRING source = {sizeof text, sizeof text, text};
+        UNICODE_STRING destination = {0, BYTES, (unsigned short *)block};
+        ExFreePoolWithTag(block, TAG);
+        RtlCopyUnicodeString(&destination, &source);
+    }
 #endif
 #if defined(VARIANT_NT_READS_FREED) || defined(VARIANT_NT_READS_PAST)
     {

@@ -210,7 +210,7 @@ fn first_cr8_write(driver: &Path, image: &PeImage) -> Result<Option<String>, Emu
 /// drivers in a user-mode process and does not keep an IRQL: its
 /// `KfRaiseIrql` is a stub (Wine 8.0's session log: `fixme:ntoskrnl:KfRaiseIrql
 /// (2) stub!`), and the others return without raising anything.
-const IRQL_RAISING_ROUTINES: [&str; 7] = [
+const IRQL_RAISING_ROUTINES: [&str; 12] = [
     "KfRaiseIrql",
     "KeRaiseIrqlToDpcLevel",
     "KeRaiseIrqlToSynchLevel",
@@ -218,6 +218,11 @@ const IRQL_RAISING_ROUTINES: [&str; 7] = [
     "KeAcquireSpinLockRaiseToDpc",
     "KeAcquireQueuedSpinLock",
     "KeAcquireInStackQueuedSpinLock",
+    "KeAcquireSpinLockForDpc",
+    "KeAcquireInterruptSpinLock",
+    "IoAcquireCancelSpinLock",
+    "ExAcquireSpinLockExclusive",
+    "ExAcquireSpinLockShared",
 ];
 
 /// Wine keeps no IRQL (its winedevice.exe is a user-mode process): a driver

@@ -48,7 +48,11 @@ pub fn write(uc: &mut Uc<'_>, va: u64, bytes: &[u8]) -> Result<(), BadAddress> {
     let mut done = 0;
     while done < bytes.len() {
         let at = va.wrapping_add(done as u64);
-        let (pa, left, _) = uc.get_data().space.translate(at).ok_or(BadAddress(at))?;
+        let Some((pa, left, _)) = uc.get_data().space.translate(at) else {
+            // Remembered: a routine's fault here is a write (0xCC's Arg2).
+            uc.get_data_mut().failed_write = Some(at);
+            return Err(BadAddress(at));
+        };
         let chunk = usize::try_from(left)
             .unwrap_or(usize::MAX)
             .min(bytes.len() - done);

@@ -11,7 +11,7 @@ pub mod loader;
 pub mod machine;
 pub mod memory;
 pub mod nt;
-pub mod ob;
+pub(crate) mod ob;
 mod objects;
 pub mod pool;
 pub mod profile;

@@ -428,6 +428,10 @@ pub struct Kernel {
     pub watches: Vec<Watch>,
     /// The watch the current instruction hit: the machine stops before the next.
     pub watch_hit: Option<usize>,
+    /// The address the last failed write of the emulated kernel's routines
+    /// went to: a bad pointer there was written, not read (0xCC / 0xCD's
+    /// Arg2).
+    pub(crate) failed_write: Option<u64>,
     /// The debugger breaks when the driver's image loads (`sxe ld`).
     pub break_on_load: bool,
     /// The current thread.
@@ -707,6 +711,7 @@ impl Machine {
             pass_breakpoint: None,
             watches: Vec::new(),
             watch_hit: None,
+            failed_write: None,
             break_on_load: false,
             thread: Thread::Worker,
             ethreads: [0; 2],
@@ -1847,6 +1852,7 @@ fn on_interrupt(uc: &mut Uc<'_>, number: u32) {
 
 /// A trap in nt's code: the engine's part of a kernel function.
 fn on_trap(uc: &mut Uc<'_>, address: u64, trap: Trap) {
+    uc.get_data_mut().failed_write = None;
     let result = super::traps::run(uc, trap);
     match result {
         Ok(()) => {}
@@ -1855,11 +1861,16 @@ fn on_trap(uc: &mut Uc<'_>, address: u64, trap: Trap) {
             // own instruction, so the tracker judges it only where Windows
             // names the cause (special pool: 0xCC / 0xCD).
             let phase = uc.get_data().phase;
+            let kind = if uc.get_data().failed_write == Some(bad) {
+                FaultKind::Write
+            } else {
+                FaultKind::Read
+            };
             let _ = emit(
                 uc,
                 Event::Fault {
                     phase,
-                    kind: FaultKind::Read,
+                    kind,
                     pc: address,
                     address: Some(bad),
                 },

@@ -276,4 +276,12 @@ mod tests {
         assert_eq!(hash(Arch::X64, "FltMgrMsg").1, 19);
         assert_eq!(hash(Arch::X64, "FltMgr").1, 21);
     }
+
+    /// x86 hashes character by character (WRK obdir.c): "SAMPLE" worked by
+    /// hand, h = h + 2h + h/2 + c: 83, 355, 1319, 4696, 16512, 57861; 57861
+    /// mod 37 = 30.
+    #[test]
+    fn x86_hashes_character_by_character() {
+        assert_eq!(hash(Arch::X86, "Sample"), (57861, 30));
+    }
 }

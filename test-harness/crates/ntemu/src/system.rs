@@ -12,7 +12,7 @@ use harness_core::arch::Arch;
 use harness_core::wdm::{self, thread_state};
 
 /// The System process's id (`PsGetCurrentProcessId` in a system thread).
-pub const SYSTEM_PID: u64 = 4;
+pub(crate) const SYSTEM_PID: u64 = 4;
 
 /// The clock tick, 15.6 ms in 100 ns units (`KeQueryTimeIncrement`): a
 /// thread's `KernelTime` and `UserTime` count these.
@@ -48,13 +48,13 @@ const fn pages(arch: Arch) -> (u64, u64) {
 /// The pages to map: (start, bytes). A fourth page after the threads'
 /// holds the object namespace (`ob.rs`).
 #[must_use]
-pub const fn region(arch: Arch) -> (u64, u64) {
+pub(crate) const fn region(arch: Arch) -> (u64, u64) {
     (pages(arch).0, 4 * PAGE)
 }
 
 /// The System process's and the two threads' addresses.
 #[must_use]
-pub const fn addresses(arch: Arch) -> (u64, [u64; 2]) {
+pub(crate) const fn addresses(arch: Arch) -> (u64, [u64; 2]) {
     let (start, offset) = pages(arch);
     (
         start + offset,
@@ -64,7 +64,7 @@ pub const fn addresses(arch: Arch) -> (u64, [u64; 2]) {
 
 /// A thread's stack and where it starts running.
 #[derive(Debug, Clone, Copy)]
-pub struct Stack {
+pub(crate) struct Stack {
     /// The top (`StackBase`).
     pub base: u64,
     /// The lowest mapped byte (`StackLimit`).
@@ -88,7 +88,7 @@ fn link(uc: &mut Uc<'_>, entry: u64, flink: u64, blink: u64) -> Result<(), cpu::
 ///
 /// # Errors
 /// The pages or nt's data are not mapped.
-pub fn create(
+pub(crate) fn create(
     uc: &mut Uc<'_>,
     active_process_head: u64,
     initial_system_process: u64,
@@ -155,7 +155,7 @@ pub fn create(
 ///
 /// # Errors
 /// The pages or the processor block are not mapped.
-pub fn make_current(uc: &mut Uc<'_>, index: usize) -> Result<(), cpu::BadAddress> {
+pub(crate) fn make_current(uc: &mut Uc<'_>, index: usize) -> Result<(), cpu::BadAddress> {
     let arch = cpu::arch(uc);
     let (_, threads) = addresses(arch);
     let t = wdm::Thread::for_arch(arch);
@@ -190,7 +190,7 @@ pub const fn current_thread_offset(arch: Arch) -> u64 {
 ///
 /// # Errors
 /// The thread's page is not mapped.
-pub fn current_thread_id(uc: &Uc<'_>, thread: u64) -> Result<u64, cpu::BadAddress> {
+pub(crate) fn current_thread_id(uc: &Uc<'_>, thread: u64) -> Result<u64, cpu::BadAddress> {
     let arch = cpu::arch(uc);
     let t = wdm::Thread::for_arch(arch);
     cpu::read_ptr(uc, thread + t.cid + arch.pointer_size())

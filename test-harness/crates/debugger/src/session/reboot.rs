@@ -55,6 +55,9 @@ impl Session {
     pub(super) fn restart_connection(&mut self) -> String {
         self.breakpoints.clear();
         self.temporaries = [0; 20];
+        // A new debugger's event filters: `ld` back to its default.
+        self.load_filter = super::events::LoadFilter::default();
+        self.apply_load_filter();
         format!(
             "{}harness kd: .restart reconnects the debugger; the target goes on where it was \
              (.reboot starts the machine over)\n",
