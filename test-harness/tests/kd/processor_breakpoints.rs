@@ -131,3 +131,21 @@ fn ba_stops_after_the_store_of_the_buffer_on_x86() {
 fn ba_stops_after_the_store_of_the_buffer_on_x64() {
     break_on_access(Arch::X64);
 }
+
+/// Debug registers watch a linear address whatever is mapped there; the
+/// emulated processor watches the page under it from the next resume, so an
+/// address with nothing mapped now is accepted with a line saying so.
+#[test]
+fn ba_on_memory_not_mapped_now_says_when_it_is_watched() {
+    let built = common::driver(Arch::X86, false);
+    // Special pool's region: nothing is mapped there under flags 0x8.
+    let transcript = kd_script(&built.sys, "ba w4 9c000000\nba w4 nt!PoolHitTag\nbl\nq\n");
+    assert_eq!(
+        transcript.of("ba w4 9c000000"),
+        [
+            "harness kd: 9c000000 is not mapped now: the emulated processor watches it from the first g, p or t after its page is mapped"
+        ]
+    );
+    assert!(transcript.of("ba w4 nt!PoolHitTag").is_empty());
+    assert_eq!(transcript.of("bl").len(), 2);
+}

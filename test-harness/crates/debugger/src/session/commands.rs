@@ -102,7 +102,7 @@ pub static COMMANDS: &[Command] = &[
         names: "ba",
         syntax: "ba[ID] {e|r|w}Size [Address] [\"CommandString\"]",
         help: "set a processor (data) breakpoint: r/w stop after the access, e before the instruction",
-        differs: "no i (I/O), options or pass counts; accesses made by the emulated kernel's routines (Rust code, not instructions) do not trigger it; a fifth one is refused when set",
+        differs: "no i (I/O), options or pass counts; accesses made by the emulated kernel's routines (Rust code, not instructions) do not trigger it; an address whose page is not mapped is watched from the first resume after it is mapped (said when set); a fifth one is refused when set",
         source: "ba--break-on-access-.md",
         evidence: "bl--breakpoint-list-.md (type and size after the address); kd's messages as real kd prints them (`Too many data breakpoints for processor 0` in public kd logs); Intel SDM vol. 3B 17.3.1.2 (a data breakpoint is a trap, taken after the instruction)",
         accepts: |name| name == "ba",

@@ -200,6 +200,18 @@ impl Session {
                 "Too many data breakpoints for processor 0".into(),
             ));
         }
+        // Real debug registers watch a linear address whatever is mapped
+        // there; the emulated processor watches the page under it when the
+        // target resumes, so memory mapped later is watched from the next
+        // resume on.
+        let unmapped = (access != Access::Execute
+            && self.target.read_uint(address, 1).is_none())
+        .then(|| {
+            format!(
+                "harness kd: {} is not mapped now: the emulated processor watches it from the first g, p or t after its page is mapped\n",
+                self.arch().address(address)
+            )
+        });
         let breakpoint = Breakpoint {
             expression: target.to_owned(),
             address: Some(address),
@@ -207,7 +219,7 @@ impl Session {
             commands: request.commands,
             processor: Some(request.processor),
         };
-        Ok(self.store_breakpoint(id, existing, breakpoint, None))
+        Ok(self.store_breakpoint(id, existing, breakpoint, unmapped))
     }
 }
 
