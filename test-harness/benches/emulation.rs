@@ -9,7 +9,7 @@
 //!   Speakeasy run;
 //! - an allocation-failure sweep (`--fail-each`) of a C driver with 30
 //!   allocations: native against Speakeasy;
-//! - every fault build (and the clean one) under verifier flags 0x1, 0x2,
+//! - every fault build (and the clean one) under verifier flags 0 (off), 0x1, 0x2,
 //!   0x8 and 0xb, both arches: the total time of the native verdicts;
 //! - the walkthrough's debugger session on the emulated machine
 //!   (`harness kd --script`, goal: at most 100 ms), against one native verdict.
@@ -89,7 +89,7 @@ fn fault_matrix() {
             matrix.push(built.sys);
         }
     }
-    let flag_sets = ["0x1", "0x2", "0x8", "0xb"];
+    let flag_sets = ["0", "0x1", "0x2", "0x8", "0xb"];
     let started = Instant::now();
     for driver in &matrix {
         for flags in flag_sets {
