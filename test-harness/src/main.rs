@@ -444,14 +444,28 @@ fn run(command: Command) -> Result<ExitCode, CommandError> {
             };
             Ok(kd::run(&options)?)
         }
-        Command::Setup => {
-            let python = harness_engines::python::speakeasy_python()?;
-            harness_engines::wine::setup()?;
-            emit_line(&python.display().to_string())?;
-            Ok(ExitCode::Clean)
-        }
+        Command::Setup => run_setup(),
         Command::Demo => run_demo(),
     }
+}
+
+/// `harness setup`: what the other engines need, installed now. The
+/// virtualenv is mostly downloads, Wine's part builds and boots: side by side
+/// they take the longer one's time.
+fn run_setup() -> Result<ExitCode, CommandError> {
+    let (python, wine) = std::thread::scope(|scope| {
+        let wine = scope.spawn(harness_engines::wine::setup);
+        let python = harness_engines::python::speakeasy_python();
+        (
+            python,
+            wine.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+        )
+    });
+    let python = python?;
+    wine?;
+    emit_line(&python.display().to_string())?;
+    Ok(ExitCode::Clean)
 }
 
 /// `harness demo`: the walkthrough's four builds, then every fault.

@@ -1067,11 +1067,15 @@ mod tests {
             address: 0x1000,
             header: Some(0x0008_0108),
         };
-        let double =
-            judge_with(0, &[alloc(0x1000, 16), free(0x1000), free(0x1000)]).expect("judged");
+        // A second free with no header for nt's check (a big-pool block):
+        // never a pass, and no verifier's 0xC4 either.
+        let error = judge_with(0, &[alloc(0x1000, 16), free(0x1000), free(0x1000)])
+            .expect_err("not judged");
         assert!(
-            double.bugcheck.is_none(),
-            "the thunk's event alone: no 0xC4"
+            error
+                .to_string()
+                .contains("a second time with the verifier off"),
+            "{error}"
         );
         // The engine reports the header before the second free's call.
         let double = judge_with(
