@@ -6,6 +6,7 @@ use std::io::{self, IsTerminal as _, Read as _};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use nix::sys::termios::{self, LocalFlags, SetArg, Termios};
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
 
@@ -78,12 +79,43 @@ fn run_line(session: &mut Session, line: &str) -> (String, bool) {
     (harness_core::render::visible(&output), quit)
 }
 
+/// Ctrl-C shows as the session's own `^C` line, and nothing written is lost.
+/// By default a terminal that sends SIGINT for Ctrl-C also discards the
+/// output not yet shown (termios ISIG without NOFLSH) and echoes `^C` itself
+/// wherever the output is (ECHOCTL), which could land just before the
+/// session's line (`^C^C`). The terminal's own flags come back when the
+/// session ends.
+struct KeepOutputOnInterrupt(Option<Termios>);
+
+impl KeepOutputOnInterrupt {
+    fn set() -> Self {
+        let stdin = io::stdin();
+        let Ok(original) = termios::tcgetattr(&stdin) else {
+            return Self(None);
+        };
+        let mut kept = original.clone();
+        kept.local_flags.insert(LocalFlags::NOFLSH);
+        kept.local_flags.remove(LocalFlags::ECHOCTL);
+        let set = termios::tcsetattr(&stdin, SetArg::TCSANOW, &kept).is_ok();
+        Self(set.then_some(original))
+    }
+}
+
+impl Drop for KeepOutputOnInterrupt {
+    fn drop(&mut self) {
+        if let Some(original) = &self.0 {
+            let _ = termios::tcsetattr(io::stdin(), SetArg::TCSANOW, original);
+        }
+    }
+}
+
 /// The `kd> ` prompt on a terminal. Ctrl-C clears the line; Ctrl-D or `q`
 /// ends the session.
 ///
 /// # Errors
 /// The terminal failed.
 pub fn interactive(session: &mut Session) -> io::Result<()> {
+    let _keep = KeepOutputOnInterrupt::set();
     let mut editor = DefaultEditor::new().map_err(io::Error::other)?;
     let profile = format!(
         "harness kd: {} ({}) on an emulated Windows {} with Driver Verifier pool tracking; the driver is not loaded yet: g starts it, q quits\n",
