@@ -1639,6 +1639,28 @@ fn load_x86_segments(uc: &mut Uc<'_>, gdt: u64, pcr: u64) -> Result<(), cpu::Bad
         0,                                 // 0x28 the TSS (none here)
         descriptor(pcr, 0xfff, 0x92, 0x4), // 0x30 KPCR
     ];
+    load_gdt(
+        uc,
+        gdt,
+        &entries,
+        &[
+            (RegisterX86::CS, 0x08),
+            (RegisterX86::SS, 0x10),
+            (RegisterX86::DS, 0x23),
+            (RegisterX86::ES, 0x23),
+            (RegisterX86::FS, 0x30),
+        ],
+    )
+}
+
+/// Writes the descriptors `entries` at `gdt`, loads GDTR with them and the
+/// segment registers with `selectors`.
+fn load_gdt(
+    uc: &mut Uc<'_>,
+    gdt: u64,
+    entries: &[u64],
+    selectors: &[(RegisterX86, u64)],
+) -> Result<(), cpu::BadAddress> {
     for (index, entry) in entries.iter().enumerate() {
         cpu::write_uint(uc, gdt + 8 * index as u64, *entry, 8)?;
     }
@@ -1651,11 +1673,9 @@ fn load_x86_segments(uc: &mut Uc<'_>, gdt: u64, pcr: u64) -> Result<(), cpu::Bad
             .to_le_bytes(),
     );
     let loaded = uc.reg_write_long(RegisterX86::GDTR, &table).is_ok()
-        && uc.reg_write(RegisterX86::CS, 0x08).is_ok()
-        && uc.reg_write(RegisterX86::SS, 0x10).is_ok()
-        && uc.reg_write(RegisterX86::DS, 0x23).is_ok()
-        && uc.reg_write(RegisterX86::ES, 0x23).is_ok()
-        && uc.reg_write(RegisterX86::FS, 0x30).is_ok();
+        && selectors
+            .iter()
+            .all(|(register, selector)| uc.reg_write(*register, *selector).is_ok());
     if loaded {
         Ok(())
     } else {
@@ -1683,41 +1703,28 @@ fn load_x64_segments(uc: &mut Uc<'_>, gdt: u64) -> Result<(), cpu::BadAddress> {
         0,               // 0x48
         flat(0xf3, 0xc), // 0x50 the 32-bit TEB (0x53)
     ];
-    for (index, entry) in entries.iter().enumerate() {
-        cpu::write_uint(uc, gdt + 8 * index as u64, *entry, 8)?;
-    }
-    let mut table = [0_u8; 24];
-    table[8..16].copy_from_slice(&gdt.to_le_bytes());
-    table[16..20].copy_from_slice(
-        &u32::try_from(entries.len() * 8 - 1)
-            .unwrap_or(0)
-            .to_le_bytes(),
-    );
-    let loaded = uc.reg_write_long(RegisterX86::GDTR, &table).is_ok()
-        && [
+    load_gdt(
+        uc,
+        gdt,
+        &entries,
+        &[
             (RegisterX86::CS, 0x10),
             (RegisterX86::SS, 0x18),
             (RegisterX86::DS, 0x2b),
             (RegisterX86::ES, 0x2b),
             (RegisterX86::FS, 0x53),
             (RegisterX86::GS, 0x2b),
-        ]
-        .into_iter()
-        .all(|(register, selector)| uc.reg_write(register, selector).is_ok());
-    if loaded {
-        Ok(())
-    } else {
-        Err(cpu::BadAddress(gdt))
-    }
+        ],
+    )
 }
 
-/// The debugger breakpoint the CPU must stop at before running `pc`, if
-/// any; a breakpoint being resumed from is passed once.
 /// The watch the instruction before saw, once (the stop it causes).
 fn watch_to_stop_at(uc: &mut Uc<'_>) -> Option<Halt> {
     uc.get_data_mut().watch_hit.take().map(Halt::Watch)
 }
 
+/// The debugger breakpoint the CPU must stop at before running `pc`, if
+/// any; a breakpoint being resumed from is passed once.
 fn breakpoint_to_stop_at(uc: &mut Uc<'_>, pc: u64) -> Option<usize> {
     let kernel = uc.get_data_mut();
     let index = kernel
