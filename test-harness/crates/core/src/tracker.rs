@@ -361,12 +361,7 @@ impl Tracker {
                     } else {
                         c4::NONPAGED_ALLOC_ABOVE_DISPATCH
                     };
-                    let pool_value = u64::from(pool.value().unwrap_or(0));
-                    if self.verified() {
-                        self.raise(code, [irql_arg, pool_value, size]);
-                    } else {
-                        self.raise_release(c2::ALLOC_IRQL, [irql_arg, pool_value, size]);
-                    }
+                    self.raise_bad_irql(code, c2::ALLOC_IRQL, irql_arg, pool, size);
                     return true;
                 }
             }
@@ -384,12 +379,7 @@ impl Tracker {
                     } else {
                         c4::NONPAGED_FREE_ABOVE_DISPATCH
                     };
-                    let pool_value = u64::from(pool.value().unwrap_or(0));
-                    if self.verified() {
-                        self.raise(code, [irql_arg, pool_value, address]);
-                    } else {
-                        self.raise_release(c2::FREE_IRQL, [irql_arg, pool_value, address]);
-                    }
+                    self.raise_bad_irql(code, c2::FREE_IRQL, irql_arg, pool, address);
                     return true;
                 }
             }
@@ -634,6 +624,25 @@ impl Tracker {
     }
 
     /// The release kernel's own pool check failed: 0xC2 with `arg1`.
+    /// A pool call above its pool's IRQL: the verifier's 0xC4 `verifier_code`,
+    /// or with no verifier the release kernel's 0xC2 `release_code`, both
+    /// with the IRQL, the pool type and `last` (the size or the address).
+    fn raise_bad_irql(
+        &mut self,
+        verifier_code: u64,
+        release_code: u64,
+        irql: u64,
+        pool: PoolType,
+        last: u64,
+    ) {
+        let args = [irql, u64::from(pool.value().unwrap_or(0)), last];
+        if self.verified() {
+            self.raise(verifier_code, args);
+        } else {
+            self.raise_release(release_code, args);
+        }
+    }
+
     fn raise_release(&mut self, arg1: u64, rest: [u64; 3]) {
         self.verdict.bugcheck = Some(BugCheck::new(
             nt::BAD_POOL_CALLER,
