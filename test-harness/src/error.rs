@@ -87,21 +87,6 @@ impl CommandError {
     /// folded.
     #[must_use]
     pub fn one_line(&self) -> String {
-        let mut text = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(cause) = source {
-            let cause_text = cause.to_string();
-            // A wrapper that prints its cause already says it.
-            if !text.ends_with(&cause_text) {
-                text.push_str(": ");
-                text.push_str(&cause_text);
-            }
-            source = cause.source();
-        }
-        text.split(['\r', '\n'])
-            .map(str::trim)
-            .filter(|part| !part.is_empty())
-            .collect::<Vec<_>>()
-            .join(" ")
+        harness_core::error::one_line(self)
     }
 }

@@ -111,3 +111,24 @@ pub struct UnknownImport {
     /// Which import, and why it cannot be vouched for.
     pub why: String,
 }
+
+/// An error as one line: its chain of causes joined by ": " (a cause its
+/// wrapper prints already is not repeated), line breaks folded.
+#[must_use]
+pub fn one_line(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text.split(['\r', '\n'])
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}

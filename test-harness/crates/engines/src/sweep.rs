@@ -403,7 +403,7 @@ impl Iterator for Sweep {
                     fail_allocation: fail,
                     caller: None,
                     result: RunResult::CannotJudge {
-                        why: one_line(&error),
+                        why: harness_core::error::one_line(&error),
                     },
                 }
             }
@@ -453,24 +453,6 @@ fn keep<T>(items: &mut Vec<T>, most: usize) -> bool {
     let over = items.len() > most;
     items.truncate(most);
     over
-}
-
-fn one_line(error: &EmulateError) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text.split(['\r', '\n'])
-        .map(str::trim)
-        .filter(|part| !part.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// The driver's allocation calls: (call site, failed on purpose).
