@@ -303,10 +303,14 @@ fn dt_options(args: &str) -> Result<(types::DtOptions, &str), CommandError> {
     Ok((options, rest))
 }
 
-/// kd's `*` and `?` wildcards, case-blind (the usual backtracking
-/// matcher: linear in practice, never exponential).
+/// kd's `*` and `?` wildcards, case-blind.
 pub(super) fn wildcard(pattern: &str, text: &str) -> bool {
-    let (pattern, text) = (pattern.as_bytes(), text.as_bytes());
+    wildcard_bytes(pattern.as_bytes(), text.as_bytes(), true)
+}
+
+/// `*` and `?` matching, case-blind or not (the usual backtracking matcher:
+/// linear in practice, never exponential).
+pub(super) fn wildcard_bytes(pattern: &[u8], text: &[u8], case_blind: bool) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
@@ -315,11 +319,11 @@ pub(super) fn wildcard(pattern: &str, text: &str) -> bool {
                 star = Some((p, t));
                 p += 1;
             }
-            Some(b'?') => {
-                p += 1;
-                t += 1;
-            }
-            Some(c) if c.eq_ignore_ascii_case(&text[t]) => {
+            Some(c)
+                if *c == b'?'
+                    || *c == text[t]
+                    || (case_blind && c.eq_ignore_ascii_case(&text[t])) =>
+            {
                 p += 1;
                 t += 1;
             }

@@ -371,31 +371,9 @@ impl TagSearch {
     }
 }
 
-/// Case-sensitive `?`/`*` matching (the usual backtracking matcher).
+/// Case-sensitive `?`/`*` matching: pool tags are.
 fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p, t));
-                p += 1;
-            }
-            Some(c) if *c == b'?' || *c == text[t] => {
-                p += 1;
-                t += 1;
-            }
-            _ => match star {
-                Some((star_p, star_t)) => {
-                    p = star_p + 1;
-                    t = star_t + 1;
-                    star = Some((star_p, star_t + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p..].iter().all(|c| *c == b'*')
+    super::modules::wildcard_bytes(pattern, text, false)
 }
 
 /// A tag as `!pool` prints it: four characters, `.` for unprintable ones.
