@@ -44,6 +44,10 @@ enum Command {
         /// %SystemRoot%\System32\drivers.
         #[arg(long)]
         no_copy: bool,
+        /// Load-order group (sc.exe's `group=`). Wine runs the drivers of one
+        /// group in one winedevice.exe.
+        #[arg(long)]
+        group: Option<String>,
     },
     /// Load the driver (runs DriverEntry).
     Start {
@@ -172,7 +176,8 @@ fn run(command: Command) -> Result<String, String> {
             driver,
             name,
             no_copy,
-        } => install(&driver, &name, no_copy),
+            group,
+        } => install(&driver, &name, no_copy, group.as_deref()),
         Command::Start { name } => service::start(&name),
         Command::Stop { name } => service::stop(&name),
         Command::Status { name } => service::status(&name),
@@ -191,14 +196,19 @@ fn installed_copy(name: &str) -> Option<PathBuf> {
     )
 }
 
-fn install(driver: &Path, name: &str, no_copy: bool) -> Result<String, String> {
+fn install(
+    driver: &Path,
+    name: &str,
+    no_copy: bool,
+    group: Option<&str>,
+) -> Result<String, String> {
     if !driver.is_file() {
         return Err(format!("file not found: {}", driver.display()));
     }
     let driver =
         std::path::absolute(driver).map_err(|error| format!("{}: {error}", driver.display()))?;
     let copy = if no_copy { None } else { installed_copy(name) };
-    service::install(&driver, name, copy.as_deref())
+    service::install(&driver, name, copy.as_deref(), group)
 }
 
 #[cfg(windows)]
@@ -214,7 +224,12 @@ mod service {
         move |(code, text)| explain(action, name, code, &text)
     }
 
-    pub fn install(driver: &Path, name: &str, copy_to: Option<&Path>) -> Result<String, String> {
+    pub fn install(
+        driver: &Path,
+        name: &str,
+        copy_to: Option<&Path>,
+        group: Option<&str>,
+    ) -> Result<String, String> {
         // Refuse before touching any file: an existing service keeps its driver.
         // A service marked for deletion still opens: say 1072, not 1073.
         let presence = scm::presence(name).map_err(fail(Action::Install, name))?;
@@ -246,7 +261,7 @@ mod service {
                 let _ = std::fs::remove_file(copy); // leave nothing half-done
             }
         };
-        if let Err(error) = scm::create(name, &binary.to_string_lossy()) {
+        if let Err(error) = scm::create(name, &binary.to_string_lossy(), group) {
             undo_copy();
             return Err(fail(Action::Install, name)(error));
         }
@@ -255,8 +270,11 @@ mod service {
             undo_copy();
             return Err(fail(Action::Install, name)(error));
         }
+        let group = group
+            .map(|group| format!("group {group}, "))
+            .unwrap_or_default();
         Ok(format!(
-            "service '{name}' created: kernel driver, demand start, {}{note}",
+            "service '{name}' created: kernel driver, demand start, {group}{}{note}",
             binary.display()
         ))
     }
@@ -322,7 +340,7 @@ mod service {
     const NOT_WINDOWS: &str =
         "samplectl drives the Windows Service Control Manager: run it on Windows (or under Wine)";
 
-    pub fn install(_: &Path, _: &str, _: Option<&Path>) -> Result<String, String> {
+    pub fn install(_: &Path, _: &str, _: Option<&Path>, _: Option<&str>) -> Result<String, String> {
         Err(NOT_WINDOWS.into())
     }
     pub fn start(_: &str) -> Result<String, String> {

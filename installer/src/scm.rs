@@ -112,15 +112,21 @@ pub fn exists(name: &str) -> Result<bool, ScmError> {
     }
 }
 
-/// Creates a demand-start kernel driver service for `binary`.
+/// Creates a demand-start kernel driver service for `binary`, in the
+/// load-order `group` if one is given.
 ///
 /// # Errors
 /// The SCM's error.
-pub fn create(name: &str, binary: &str) -> Result<(), ScmError> {
+pub fn create(name: &str, binary: &str, group: Option<&str>) -> Result<(), ScmError> {
     let scm = manager(SC_MANAGER_CONNECT | SC_MANAGER_CREATE_SERVICE)?;
     let (name, binary) = (HSTRING::from(name), HSTRING::from(binary));
-    // SAFETY: `scm` is open; every string is NUL-terminated and outlives the
-    // call; the optional arguments are null as the API allows.
+    let group = group.map(HSTRING::from);
+    let group = group
+        .as_ref()
+        .map_or_else(PCWSTR::null, |group| PCWSTR(group.as_ptr()));
+    // SAFETY: `scm` is open; every string (`group`'s HSTRING included) is
+    // NUL-terminated and outlives the call; the optional arguments are null
+    // as the API allows.
     let handle = unsafe {
         CreateServiceW(
             scm.0,
@@ -131,7 +137,7 @@ pub fn create(name: &str, binary: &str) -> Result<(), ScmError> {
             SERVICE_DEMAND_START,
             SERVICE_ERROR_NORMAL,
             &binary,
-            PCWSTR::null(),
+            group,
             None,
             PCWSTR::null(),
             PCWSTR::null(),

@@ -368,3 +368,39 @@ fn stopping_a_driver_without_unload_routine_is_error_1052() {
             .contains("RUNNING")
     );
 }
+
+/// `--group` is sc.exe's `group=`: the service key's `Group` value
+/// (`CreateServiceW`'s `lpLoadOrderGroup`), which Wine's services.exe uses to run
+/// the drivers of one group in one winedevice.exe (the harness's Wine engine
+/// relies on it). Without it there is no `Group` value.
+#[test]
+fn install_puts_the_service_in_its_load_order_group() {
+    let prefix = Prefix::new();
+    fs::copy(sample_sys(), prefix.c_drive().join("Sample.sys")).expect("copy the driver");
+    let grouped = ["--name", "Grouped"];
+    let created = prefix.ok(&[
+        &[
+            "install",
+            r"C:\Sample.sys",
+            "--no-copy",
+            "--group",
+            "Test Group",
+        ][..],
+        &grouped,
+    ]
+    .concat());
+    assert!(created.contains("group Test Group, "), "{created}");
+    let key = prefix
+        .registry(&format!(r"{SERVICES}\Grouped"))
+        .expect("the service's key");
+    assert!(key.contains("Group    REG_SZ    Test Group"), "{key}");
+    let plain = ["--name", "Plain"];
+    let created = prefix.ok(&[&["install", r"C:\Sample.sys", "--no-copy"][..], &plain].concat());
+    assert!(!created.contains("group"), "{created}");
+    let key = prefix
+        .registry(&format!(r"{SERVICES}\Plain"))
+        .expect("the service's key");
+    assert!(!key.contains("Group    REG_SZ"), "{key}");
+    prefix.ok(&[&["uninstall"][..], &grouped].concat());
+    prefix.ok(&[&["uninstall"][..], &plain].concat());
+}

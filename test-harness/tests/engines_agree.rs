@@ -187,12 +187,10 @@ fn speakeasy_start_up_time_is_never_the_drivers() {
 
 /// A line printed in two DbgPrint calls, the first without a newline: kd
 /// shows the text as the kernel's debug print buffer holds it, one line
-/// `Entering DriverEntryLeaving DriverEntry`; the native engine and
-/// Speakeasy show it so. Wine cannot: its `vDbgPrintExWithPrefix`
-/// (dlls/ntdll/rtl.c) adds the newline a text lacks before tracing it, and
-/// DbgPrint is variadic, so relay tracing does not show it either; the
-/// trace holds two lines with nothing to tell them from two whole ones (a
-/// known gap, in the README). The text itself agrees.
+/// `Entering DriverEntryLeaving DriverEntry`, and every engine shows it so.
+/// Wine's `vDbgPrintExWithPrefix` (dlls/ntdll/rtl.c) adds the newline a text
+/// lacks before tracing it; the engine's print probe has each print also
+/// raise `DBG_PRINTEXCEPTION_C`, whose trace carries the text as printed.
 #[test]
 fn unterminated_debug_print_is_one_line_as_kd_shows_it() {
     let dir = tempfile::tempdir().expect("dir");
@@ -214,8 +212,8 @@ fn unterminated_debug_print_is_one_line_as_kd_shows_it() {
         let run = wine::emulate(&driver, &[]);
         run.expect(harness_core::verdict::ExitCode::Clean);
         assert_eq!(
-            run.verdict().debug_output.concat(),
-            "Entering DriverEntryLeaving DriverEntry",
+            run.verdict().debug_output,
+            ["Entering DriverEntryLeaving DriverEntry"],
             "wine {arch}"
         );
     }

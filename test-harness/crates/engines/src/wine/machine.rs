@@ -43,6 +43,14 @@ const OTHER_TRACED: [&str; 1] = ["KeBugCheckEx"];
 
 const SHIM_SOURCE: &str = include_str!("../../wine/bcryptprimitives.c");
 
+/// The DbgPrint probe (`wine/print_probe.c`): a driver that makes Wine trace
+/// each DbgPrint of the drivers sharing its winedevice.exe as printed.
+const PROBE_SOURCE: &str = include_str!("../../wine/print_probe.c");
+
+/// The load-order group the probe and the driver under test share: Wine's
+/// services.exe runs the drivers of one group in one winedevice.exe.
+pub const PROBE_GROUP: &str = "HarnessPrint";
+
 /// How long one samplectl call that does not run driver code may take.
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -58,7 +66,7 @@ pub const SERVICE_PREFIX: &str = "HarnessTest_";
 
 /// The debug channels of a traced session.
 const SESSION_DEBUG: &str =
-    "warn+debugstr,+relay,+loaddll,trace+ntoskrnl,trace+seh,trace+unwind,-fixme";
+    "warn+debugstr,+relay,+loaddll,trace+ntoskrnl,warn+seh,trace+seh,trace+unwind,-fixme";
 
 /// Stops the session when the harness is gone. Arguments: wineserver, wine,
 /// prefix. Lines on stdin: `service <name>` (installed), `done` (the harness
@@ -416,6 +424,15 @@ const fn controller_name(arch: Arch) -> &'static str {
 struct Session {
     reader: JoinHandle<()>,
     watchdog: Option<Child>,
+}
+
+/// The probe's service for drivers of `arch` (never a [`SERVICE_PREFIX`]
+/// name: it stays registered from run to run).
+const fn probe_service(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X64 => "HarnessPrintProbe_x64",
+        Arch::X86 => "HarnessPrintProbe_x86",
+    }
 }
 
 /// What one samplectl call printed.
@@ -830,6 +847,72 @@ impl WineMachine {
         self.prefix.deregister(service);
     }
 
+    /// Keeps the DbgPrint probe for drivers of `arch` in `C:\harness` built
+    /// from this harness's source (MinGW, when the source changed).
+    ///
+    /// # Errors
+    /// MinGW is missing or the build failed.
+    pub(crate) fn update_print_probe(&self, arch: Arch) -> Result<()> {
+        let harness_dir = self.c_drive().join("harness");
+        let target = harness_dir.join(format!("print-probe-{arch}.sys"));
+        let built_from = harness_dir.join(format!("print-probe-{arch}.c"));
+        if target.is_file() && fs::read_to_string(&built_from).is_ok_and(|s| s == PROBE_SOURCE) {
+            return Ok(());
+        }
+        let (compiler, entry) = match arch {
+            Arch::X64 => ("x86_64-w64-mingw32-gcc", "DriverEntry"),
+            Arch::X86 => ("i686-w64-mingw32-gcc", "_DriverEntry@8"),
+        };
+        let entry = format!("-Wl,-e,{entry}");
+        mingw_build(
+            compiler,
+            &[
+                "-O2",
+                "-ffreestanding",
+                "-nostdlib",
+                "-Wl,--subsystem,native",
+                &entry,
+            ],
+            &target,
+            ("print_probe.c", PROBE_SOURCE),
+            &self.prefix.tmp,
+        )?;
+        fs::write(&built_from, PROBE_SOURCE).map_err(EngineError::io("write", &built_from))
+    }
+
+    /// Starts the DbgPrint probe for drivers of `arch` in this session (its
+    /// service is made in [`PROBE_GROUP`] the first time).
+    ///
+    /// # Errors
+    /// It did not start: the run cannot show DbgPrint text as printed.
+    pub(crate) fn start_print_probe(&self, arch: Arch) -> Result<()> {
+        let service = probe_service(arch);
+        if self.samplectl(&["start", "--name", service])?.code == Some(0) {
+            return Ok(());
+        }
+        let path = format!(r"C:\harness\print-probe-{arch}.sys");
+        let args = [
+            "install",
+            &path,
+            "--name",
+            service,
+            "--group",
+            PROBE_GROUP,
+            "--no-copy",
+        ];
+        let _ = self.samplectl(&args)?;
+        let start = self.samplectl(&["start", "--name", service])?;
+        if start.code == Some(0) {
+            Ok(())
+        } else {
+            Err(ProcessError::Failed {
+                what: "the Wine engine's DbgPrint probe did not start".into(),
+                detail: start.stderr,
+            }
+            .into())
+        }
+    }
+
     /// Keeps the samplectl.exe for drivers of `arch` in the prefix equal to
     /// `samplectl` (a build for `arch`).
     ///
@@ -907,15 +990,37 @@ pub fn lock_prefix(prefix: &Path) -> Result<File> {
 
 /// Builds the `ProcessPrng` shim with MinGW, with `tmp` as its `TMPDIR`.
 fn build_shim(target: &Path, tmp: &Path) -> Result<()> {
-    let build = tmp.join("harness-shim");
+    mingw_build(
+        "x86_64-w64-mingw32-gcc",
+        &["-O2", "-shared", "-ladvapi32"],
+        target,
+        ("bcryptprimitives.c", SHIM_SOURCE),
+        tmp,
+    )
+}
+
+/// Compiles one C `source` (file name, text) into `target` with the MinGW
+/// `compiler` and its `flags`, in a directory of its own under `tmp`.
+fn mingw_build(
+    compiler: &'static str,
+    flags: &[&str],
+    target: &Path,
+    (name, text): (&str, &str),
+    tmp: &Path,
+) -> Result<()> {
+    let build = tmp.join("harness-mingw");
     fs::create_dir_all(&build).map_err(EngineError::io("create", &build))?;
-    let source = build.join("bcryptprimitives.c");
-    fs::write(&source, SHIM_SOURCE).map_err(EngineError::io("write", &source))?;
-    let output = Command::new("x86_64-w64-mingw32-gcc")
-        .args(["-O2", "-shared", "-o"])
+    let source = build.join(name);
+    fs::write(&source, text).map_err(EngineError::io("write", &source))?;
+    // Libraries after the source, as ld resolves left to right.
+    let (libraries, options): (Vec<&str>, Vec<&str>) =
+        flags.iter().partition(|flag| flag.starts_with("-l"));
+    let output = Command::new(compiler)
+        .args(options)
+        .arg("-o")
         .arg(target)
         .arg(&source)
-        .arg("-ladvapi32")
+        .args(libraries)
         .env("TMPDIR", &build)
         .stdin(Stdio::null())
         .output();
@@ -923,13 +1028,17 @@ fn build_shim(target: &Path, tmp: &Path) -> Result<()> {
     match output {
         Ok(output) if output.status.success() => Ok(()),
         Ok(output) => Err(ProcessError::Failed {
-            what: "building bcryptprimitives.dll failed".into(),
+            what: format!("building {} failed", harness_core::file_name(target)),
             detail: last_line(&output.stderr),
         }
         .into()),
         Err(_) => Err(EngineError::MissingTool {
-            tool: "x86_64-w64-mingw32-gcc",
-            install: "install MinGW (apt-get install gcc-mingw-w64-x86-64)",
+            tool: compiler,
+            install: if compiler.starts_with("i686") {
+                "install MinGW (apt-get install gcc-mingw-w64-i686)"
+            } else {
+                "install MinGW (apt-get install gcc-mingw-w64-x86-64)"
+            },
         }),
     }
 }

@@ -14,8 +14,10 @@
 //!
 //! One run: take the prefix's lock, remove what an earlier run left, copy the
 //! driver to `C:\harness\run\<service>.sys`, start a traced session (the
-//! `machine` module), `samplectl install / start / stop / uninstall` under a
-//! service name of the harness's own (`service_name`), stop the session,
+//! `machine` module), start the DbgPrint probe (`wine/print_probe.c`), then
+//! `samplectl install / start / stop / uninstall` under a service name of the
+//! harness's own (`service_name`), in the probe's load-order group so that
+//! the probe shares its winedevice.exe, stop the session,
 //! deregister the service if it is still there, read the log. An x86 driver
 //! is driven by an i686 samplectl.exe (`C:\harness\samplectl-x86.exe`), under
 //! 32-bit Wine, whose services.exe loads it in the 32-bit winedevice.exe.
@@ -33,6 +35,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use machine::PROBE_GROUP;
 pub use machine::{ControlResult, SERVICE_PREFIX, WineMachine, prefix_processes};
 use machine::{interrupt_guard, lock_prefix};
 use trace::{Ending, Subject, events_from_log};
@@ -211,6 +214,9 @@ pub fn setup() -> Result<bool> {
     let x86 = samplectl_exe(Arch::X86)?;
     let machine = prepared_machine()?;
     machine.update_samplectl(Arch::X86, &x86)?;
+    for arch in Arch::ALL {
+        machine.update_print_probe(arch)?;
+    }
     Ok(true)
 }
 
@@ -251,6 +257,7 @@ pub fn run_at(
     interrupt_guard()?;
     let mut machine = prepared_machine_at(prefix)?;
     machine.update_samplectl(arch, &controller)?;
+    machine.update_print_probe(arch)?;
     machine.drive_with(arch);
     let name = service_name(driver);
     let file_name = format!("{name}.sys");
@@ -321,8 +328,17 @@ fn drive(
     // for Wine to answer.
     let remaining = || deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(2);
     machine.installing(name);
+    machine.start_print_probe(image.arch.unwrap_or(Arch::X64))?;
     let path = format!(r"C:\harness\run\{file_name}");
-    let install = machine.samplectl(&["install", &path, "--name", name, "--no-copy"])?;
+    let install = machine.samplectl(&[
+        "install",
+        &path,
+        "--name",
+        name,
+        "--no-copy",
+        "--group",
+        PROBE_GROUP,
+    ])?;
     if install.code != Some(0) {
         return Err(ProcessError::Failed {
             what: "samplectl install failed under Wine".into(),

@@ -14,7 +14,13 @@
 //! - `Call driver init` / `Ret  driver init ... retval=` / `trace:ntoskrnl:
 //!   init_driver - DriverUnload = ` / `Call driver unload` / `Ret  driver
 //!   unload` (dlls/ntoskrnl.exe): DriverEntry, its status, the unload routine;
-//! - `warn:debugstr:vDbgPrintExWithPrefix <component>:<level>: <text>`: DbgPrint;
+//! - `warn:debugstr:vDbgPrintExWithPrefix <component>:<level>: <text>`: DbgPrint,
+//!   a newline added when the text has none (dlls/ntdll/rtl.c); with the
+//!   harness's print probe (`wine/print_probe.c`) in the driver's process it is
+//!   followed by the `DBG_PRINTEXCEPTION_C` the print raises:
+//!   `trace:seh:dispatch_exception code=40010006 ...`, `... info[0]=<length + 1>`
+//!   and `warn:seh:dispatch_exception "<text, escaped>"`, which give the text
+//!   as the driver printed it;
 //! - `trace:seh:dispatch_exception code=<c> ...`, then `wine: Call from <p> to
 //!   unimplemented function <dll>.<name>, aborting` (ntdll's dispatcher, for a
 //!   stub's `EXCEPTION_WINE_STUB`) and `trace:unwind:RtlVirtualUnwind type <t>
@@ -38,6 +44,9 @@ pub const DEBUG_PRINT_LIMIT: usize = 512;
 
 /// `EXCEPTION_WINE_STUB`, raised by a stub Wine only pretends to have.
 const EXCEPTION_WINE_STUB: u64 = 0x8000_0100;
+
+/// `DBG_PRINTEXCEPTION_C`, raised by DbgPrint when a debugger is present.
+const DBG_PRINTEXCEPTION_C: u64 = 0x4001_0006;
 
 /// The driver the log is read for.
 #[derive(Debug, Clone, Copy)]
@@ -110,8 +119,10 @@ struct Parser<'a> {
     missing: Vec<String>,
     /// The last exception code dispatched on the driver's thread.
     exception: Option<u64>,
-    /// Index of a stub gap still waiting for its call site.
-    stub_gap: Option<usize>,
+    /// A stub gap still waiting for its call site.
+    stub_gap: Option<StubSite>,
+    /// The driver's last DbgPrint, while its exception may still follow.
+    print: Option<Print>,
     scm_timed_out: bool,
     death: Option<Death>,
     /// A fault or gap ended what the log can say.
@@ -136,6 +147,7 @@ impl<'a> Parser<'a> {
             missing: Vec::new(),
             exception: None,
             stub_gap: None,
+            print: None,
             scm_timed_out: false,
             death: None,
             terminal: false,
@@ -217,18 +229,69 @@ impl<'a> Parser<'a> {
         } else if let Some(text) = rest.strip_prefix("warn:debugstr:vDbgPrintExWithPrefix ") {
             // `00000000:00000001: <text>`: component and level, then the text.
             let text = text.split_once(": ").map_or("", |(_, text)| text);
+            self.print = Some(Print {
+                event: self.events.len(),
+                traced: text.to_owned(),
+                length: None,
+                raised: false,
+            });
+            // As traced, until the print's exception says more.
             self.events.push(Event::DebugPrint {
                 phase: self.phase,
                 text: format!("{}\n", truncate(text, DEBUG_PRINT_LIMIT - 1)),
             });
+        } else if let Some(info) = rest.strip_prefix("trace:seh:dispatch_exception  info[0]=") {
+            if let Some(print) = self.print.as_mut().filter(|print| print.raised) {
+                print.length = hex(info)
+                    .and_then(|value| usize::try_from(value).ok())
+                    .and_then(|value| value.checked_sub(1));
+            }
+        } else if let Some(escaped) = rest.strip_prefix("warn:seh:dispatch_exception \"") {
+            self.printed(escaped);
         } else if let Some(call) = rest.strip_prefix("Call ntoskrnl.exe.") {
             self.relay_call(call);
         } else if let Some(ret) = rest.strip_prefix("Ret  ntoskrnl.exe.") {
             self.relay_return(ret);
         } else if let Some(text) = rest.strip_prefix("trace:seh:dispatch_exception code=") {
             self.exception = hex(text.split_whitespace().next().unwrap_or(""));
+            match self.print.as_mut() {
+                Some(print) if self.exception == Some(DBG_PRINTEXCEPTION_C) && !print.raised => {
+                    print.raised = true;
+                }
+                _ => self.print = None,
+            }
         } else if let Some(frame) = rest.strip_prefix("trace:unwind:RtlVirtualUnwind type ") {
             self.unwound(frame);
+        } else if rest == "trace:unwind:RtlVirtualUnwind inside prolog." {
+            self.site_in_prolog();
+        }
+    }
+
+    /// The escaped text of the driver's last DbgPrint, from its exception
+    /// (`<text>"`, or `<text>"...` when Wine's `debugstr_an` cut it): the
+    /// text as printed replaces the traced one when it is whole.
+    fn printed(&mut self, escaped: &str) {
+        let Some(print) = self.print.take().filter(|print| print.raised) else {
+            return;
+        };
+        let Some(length) = print.length else { return };
+        let text = escaped
+            .strip_suffix('"')
+            .and_then(unescape)
+            .filter(|text| text.len() == length)
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .or_else(|| {
+                // Cut: the traced text, with its newline only if it had one.
+                if length == print.traced.len() {
+                    Some(print.traced.clone())
+                } else {
+                    (length == print.traced.len() + 1).then(|| format!("{}\n", print.traced))
+                }
+            });
+        if let (Some(text), Some(Event::DebugPrint { text: shown, .. })) =
+            (text, self.events.get_mut(print.event))
+        {
+            truncate(&text, DEBUG_PRINT_LIMIT - 1).clone_into(shown);
         }
     }
 
@@ -325,7 +388,14 @@ impl<'a> Parser<'a> {
 
     /// `<type> rip <address> rsp <address>`: one frame the dispatcher walked.
     fn unwound(&mut self, frame: &str) {
-        let Some(index) = self.stub_gap else { return };
+        let index = match self.stub_gap {
+            Some(StubSite::Waiting(index)) => index,
+            // The unwinder went on from the site taken: it stands.
+            Some(StubSite::Taken(_)) | None => {
+                self.stub_gap = None;
+                return;
+            }
+        };
         let rip = frame
             .split_once(" rip ")
             .and_then(|(_, after)| hex(after.split_whitespace().next().unwrap_or("")));
@@ -333,7 +403,22 @@ impl<'a> Parser<'a> {
             if let Some(Event::Gap { caller, .. }) = self.events.get_mut(index) {
                 *caller = Some(rip);
             }
-            self.stub_gap = None;
+            self.stub_gap = Some(StubSite::Taken(index));
+        }
+    }
+
+    /// The frame just walked is inside its function's prolog: no return
+    /// address points there (a call site comes after the prolog), so a
+    /// driver frame there is a stale stack slot Wine's unwinder read above a
+    /// stub thunk that has no unwind information, and the next driver frame
+    /// is the call site.
+    fn site_in_prolog(&mut self) {
+        let Some(StubSite::Taken(index)) = self.stub_gap else {
+            return;
+        };
+        self.stub_gap = Some(StubSite::Waiting(index));
+        if let Some(Event::Gap { caller, .. }) = self.events.get_mut(index) {
+            *caller = None;
         }
     }
 
@@ -369,7 +454,7 @@ impl<'a> Parser<'a> {
                 .split_once(" to unimplemented function ")
                 .map(|(_, routine)| routine.trim_end_matches(", aborting"))
             {
-                self.stub_gap = Some(self.events.len());
+                self.stub_gap = Some(StubSite::Waiting(self.events.len()));
                 self.terminal = true;
                 self.events.push(Event::Gap {
                     phase: Some(self.phase),
@@ -540,6 +625,58 @@ fn call_event(name: &str, args: &[u64], result: u64, caller: u64, phase: Phase) 
     })
 }
 
+/// Where the search for a stub gap's call site stands (the gap's index).
+#[derive(Debug, Clone, Copy)]
+enum StubSite {
+    /// No driver frame walked yet.
+    Waiting(usize),
+    /// The last frame walked, in the driver, is the site unless the unwinder
+    /// says next that it is inside a prolog.
+    Taken(usize),
+}
+
+/// A DbgPrint seen in the trace, while its `DBG_PRINTEXCEPTION_C` may follow.
+#[derive(Debug)]
+struct Print {
+    /// Its event.
+    event: usize,
+    /// The text as `vDbgPrintExWithPrefix` traced it (its first line).
+    traced: String,
+    /// The text's length in bytes, from the exception's `info[0]`.
+    length: Option<usize>,
+    /// Its exception is being dispatched.
+    raised: bool,
+}
+
+/// The bytes of a text Wine's `debugstr_an` escaped (`\n`, `\r`, `\t`, `\"`,
+/// `\\` and `\xNN`); `None` for any other escape.
+fn unescape(escaped: &str) -> Option<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(escaped.len());
+    let mut rest = escaped.as_bytes();
+    while let Some((&byte, after)) = rest.split_first() {
+        rest = after;
+        if byte != b'\\' {
+            bytes.push(byte);
+            continue;
+        }
+        let (&kind, after) = rest.split_first()?;
+        rest = after;
+        bytes.push(match kind {
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'"' | b'\\' => kind,
+            b'x' => {
+                let digits = rest.get(..2)?;
+                rest = &rest[2..];
+                u8::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()?
+            }
+            _ => return None,
+        });
+    }
+    Some(bytes)
+}
+
 /// At most `limit` bytes of `text`, cut at a character boundary.
 fn truncate(text: &str, limit: usize) -> &str {
     if text.len() <= limit {
@@ -568,6 +705,11 @@ mod tests {
     /// `misbehaving.c`) under Wine 8, for the driver the engine named
     /// `HarnessTest_<stem>_<pid>`.
     fn real(log: &str, ending: &Ending) -> Vec<Event> {
+        real_for(Arch::X64, log, ending)
+    }
+
+    /// [`real`] for a driver of `arch`.
+    fn real_for(arch: Arch, log: &str, ending: &Ending) -> Vec<Event> {
         let service = log
             .split("Services\\\\")
             .nth(1)
@@ -577,7 +719,7 @@ mod tests {
         let subject = Subject {
             file_name: &file_name,
             driver_name: service,
-            arch: Arch::X64,
+            arch,
             image_size: 0x6000,
         };
         events_from_log(log, &subject, ending)
@@ -710,6 +852,15 @@ mod tests {
                 include_str!("../../tests/fixtures/wine/ndis-session-x64.log"),
                 "ndis.sys.NdisGetVersion",
                 0x21a_1036,
+            ),
+            // The same driver with the print probe run before it on that
+            // thread: the slot above the stub thunk held DriverEntry's own
+            // address, which the unwinder calls "inside prolog"; the call
+            // site is the next frame.
+            (
+                include_str!("../../tests/fixtures/wine/stub-prolog-session-x64.log"),
+                "ndis.sys.NdisGetVersion",
+                0x21b_1036,
             ),
         ] {
             let events = real(log, &Ending::default());
@@ -853,5 +1004,90 @@ mod tests {
             panic!("{events:?}");
         };
         assert!(text.len() <= DEBUG_PRINT_LIMIT && text.ends_with('\n'));
+    }
+
+    /// The probe's session logs (`print-probe-session-<arch>.log`, cut to
+    /// the driver's thread): a driver that prints "Entering DriverEntry" with
+    /// no newline, "Leaving DriverEntry\n", "a\nb\tc\"d\\e", 310 digits with
+    /// and without a newline, then writes to 0x10.
+    fn probed(arch: Arch) -> (&'static str, Vec<Event>) {
+        let log = match arch {
+            Arch::X64 => include_str!("../../tests/fixtures/wine/print-probe-session-x64.log"),
+            Arch::X86 => include_str!("../../tests/fixtures/wine/print-probe-session-x86.log"),
+        };
+        let events = real_for(arch, log, &Ending::default());
+        (log, events)
+    }
+
+    fn prints(events: &[Event]) -> Vec<&str> {
+        events
+            .iter()
+            .filter_map(|event| match event {
+                Event::DebugPrint { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn with_the_probe_each_print_is_its_text_as_printed() {
+        let digits = "0123456789".repeat(31);
+        let with_newline = format!("{digits}\n");
+        for arch in Arch::ALL {
+            let (_, events) = probed(arch);
+            assert_eq!(
+                prints(&events),
+                [
+                    "Entering DriverEntry",
+                    "Leaving DriverEntry\n",
+                    "a\nb\tc\"d\\e",
+                    // Cut by debugstr_an ("..."): the traced line, whose
+                    // newline the exception's length confirms or removes.
+                    with_newline.as_str(),
+                    digits.as_str(),
+                ],
+                "{arch}"
+            );
+            // The probe's handler let kernelbase print the crash as before.
+            assert!(
+                events.iter().any(|event| matches!(
+                    event,
+                    Event::Fault {
+                        kind: FaultKind::Write,
+                        address: Some(0x10),
+                        ..
+                    }
+                )),
+                "{arch}: {events:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn without_the_print_exception_the_trace_is_all_there_is() {
+        for arch in Arch::ALL {
+            let (log, _) = probed(arch);
+            let bare = log
+                .lines()
+                .filter(|line| !line.contains(":seh:"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let events = real_for(arch, &bare, &Ending::default());
+            let shown = prints(&events);
+            assert_eq!(shown.len(), 5, "{arch}");
+            assert!(shown.iter().all(|text| text.ends_with('\n')), "{shown:?}");
+            assert_eq!(shown[0], "Entering DriverEntry\n");
+        }
+    }
+
+    #[test]
+    fn an_escaped_text_is_decoded_or_refused() {
+        assert_eq!(
+            unescape(r#"a\nb\tc\"d\\e\xe9\x01"#).as_deref(),
+            Some(&b"a\nb\tc\"d\\e\xe9\x01"[..])
+        );
+        assert_eq!(unescape(r"\q"), None);
+        assert_eq!(unescape(r"\x4"), None);
+        assert_eq!(unescape("\\"), None);
     }
 }

@@ -1,0 +1,273 @@
+/*
+ * The Wine engine's DbgPrint probe: a kernel driver that winedevice.exe runs
+ * before the driver under test, in the same process.
+ *
+ * Why: Wine 8's vDbgPrintExWithPrefix (dlls/ntdll/rtl.c) traces a DbgPrint's
+ * text with a newline added when the text has none, so its trace cannot tell
+ * "Entering DriverEntry" followed by "Leaving DriverEntry\n" from two whole
+ * lines. When the PEB says a debugger is present, it also raises
+ * DBG_PRINTEXCEPTION_C with the text as it is (length strlen + 1), and
+ * ntdll's dispatcher traces that record: trace+seh its length, warn+seh the
+ * text, escaped. The harness starts this driver in a load-order group of its
+ * own and installs the driver under test in that group: Wine's services.exe
+ * runs the drivers of one group in one winedevice.exe
+ * (programs/services/services.c, get_winedevice_process).
+ *
+ * BeingDebugged is set only while a print runs: ntdll's DbgPrint, DbgPrintEx
+ * and vDbgPrintEx (which ntoskrnl.exe's exports forward to) are redirected to
+ * this driver's copies, which set the flag around the call to
+ * vDbgPrintExWithPrefix that ntdll's own make. Outside a print the process
+ * runs as without the probe. That matters: with the flag set, Wine 8's
+ * RtlRaiseException goes through NtRaiseException, and the unwind after a
+ * driver catches such an exception in its own __try crashed in ntdll.
+ *
+ * A vectored handler, run first for every exception, continues a debug
+ * print at once, as a debugger does (the dispatcher has traced it by then).
+ * Any other exception clears the flag, so that a fault inside a print still
+ * gets kernelbase's "wine: Unhandled ..." line, which the engine reads
+ * crashes from and which kernelbase leaves out while a debugger is present.
+ *
+ * Nothing is imported from ntdll.dll: Wine's loader would then take the
+ * image for a DLL and call DriverEntry as its DllMain (dlls/ntdll/loader.c,
+ * is_dll_native_subsystem). ntdll's routines are found in its export table
+ * through the PEB's module list instead.
+ */
+#include <windows.h>
+#include <winternl.h>
+
+#define DBG_PRINTEXCEPTION_C_CODE 0x40010006u
+#define DBG_PRINTEXCEPTION_WIDE_C_CODE 0x4001000Au
+#define THREAD_NAME_EXCEPTION 0x406D1388u
+
+typedef LONG NTSTATUS;
+typedef PVOID(NTAPI *AddHandler)(ULONG first, PVECTORED_EXCEPTION_HANDLER handler);
+typedef ULONG(NTAPI *RemoveHandler)(PVOID handle);
+typedef NTSTATUS(NTAPI *PrintWithPrefix)(const char *prefix, ULONG id, ULONG level, const char *format,
+    va_list args);
+typedef NTSTATUS(NTAPI *ProtectMemory)(HANDLE process, PVOID *base, SIZE_T *size, ULONG protection,
+    ULONG *old);
+
+#define STATUS_UNSUCCESSFUL ((NTSTATUS)0xC0000001)
+#define DPFLTR_ERROR_LEVEL 0
+
+/* movabs rax, <target>; jmp rax (x64) or jmp rel32 (x86). */
+#ifdef _WIN64
+#define JUMP_SIZE 12
+#else
+#define JUMP_SIZE 5
+#endif
+
+/* DRIVER_OBJECT up to DriverUnload (wdm.h): 0x34 on x86, 0x68 on x64. */
+typedef struct {
+    SHORT Type;
+    SHORT Size;
+    PVOID DeviceObject;
+    ULONG Flags;
+    PVOID DriverStart;
+    ULONG DriverSize;
+    PVOID DriverSection;
+    PVOID DriverExtension;
+    UNICODE_STRING DriverName;
+    PVOID HardwareDatabase;
+    PVOID FastIoDispatch;
+    PVOID DriverInit;
+    PVOID DriverStartIo;
+    void(__stdcall *DriverUnload)(PVOID driver);
+} DRIVER_OBJECT_HEAD;
+
+typedef struct {
+    const char *name;
+    void *replacement;
+    BYTE *at;
+    BYTE saved[JUMP_SIZE];
+} Redirect;
+
+static PVOID handler;
+static RemoveHandler remove_handler;
+static PrintWithPrefix print_with_prefix;
+static ProtectMemory protect_memory;
+
+static int same_ascii(const char *a, const char *b) {
+    while (*a && *a == *b) {
+        a++;
+        b++;
+    }
+    return *a == *b;
+}
+
+/* Whether `name` (a module's full path) ends in "\ntdll.dll", any case. */
+static int is_ntdll(const UNICODE_STRING *name) {
+    static const char tail[] = "\\ntdll.dll";
+    USHORT count = name->Length / sizeof(WCHAR);
+    USHORT want = sizeof(tail) - 1;
+    if (count < want) {
+        return 0;
+    }
+    for (USHORT i = 0; i < want; i++) {
+        WCHAR c = name->Buffer[count - want + i];
+        if (c >= 'A' && c <= 'Z') {
+            c += 'a' - 'A';
+        }
+        if (c != (WCHAR)tail[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static PVOID ntdll_export(const char *wanted) {
+    PPEB_LDR_DATA ldr = NtCurrentTeb()->ProcessEnvironmentBlock->Ldr;
+    LIST_ENTRY *head = &ldr->InMemoryOrderModuleList;
+    for (LIST_ENTRY *link = head->Flink; link != head; link = link->Flink) {
+        LDR_DATA_TABLE_ENTRY *module = CONTAINING_RECORD(link, LDR_DATA_TABLE_ENTRY, InMemoryOrderLinks);
+        if (!is_ntdll(&module->FullDllName)) {
+            continue;
+        }
+        BYTE *base = module->DllBase;
+        IMAGE_NT_HEADERS *nt = (IMAGE_NT_HEADERS *)(base + ((IMAGE_DOS_HEADER *)base)->e_lfanew);
+        IMAGE_DATA_DIRECTORY *entry = &nt->OptionalHeader.DataDirectory[IMAGE_DIRECTORY_ENTRY_EXPORT];
+        IMAGE_EXPORT_DIRECTORY *exports = (IMAGE_EXPORT_DIRECTORY *)(base + entry->VirtualAddress);
+        DWORD *names = (DWORD *)(base + exports->AddressOfNames);
+        WORD *ordinals = (WORD *)(base + exports->AddressOfNameOrdinals);
+        DWORD *functions = (DWORD *)(base + exports->AddressOfFunctions);
+        for (DWORD i = 0; i < exports->NumberOfNames; i++) {
+            if (same_ascii((const char *)(base + names[i]), wanted)) {
+                return base + functions[ordinals[i]];
+            }
+        }
+        return NULL;
+    }
+    return NULL;
+}
+
+static NTSTATUS print_as_debugged(ULONG id, ULONG level, const char *format, va_list args) {
+    PEB *peb = NtCurrentTeb()->ProcessEnvironmentBlock;
+    BOOLEAN was = peb->BeingDebugged;
+    peb->BeingDebugged = TRUE;
+    NTSTATUS status = print_with_prefix("", id, level, format, args);
+    peb->BeingDebugged = was;
+    return status;
+}
+
+/* ntdll's three, as dlls/ntdll/rtl.c has them, with the flag set around. */
+static NTSTATUS __cdecl probe_DbgPrint(const char *format, ...) {
+    va_list args;
+    va_start(args, format);
+    NTSTATUS status = print_as_debugged(0, DPFLTR_ERROR_LEVEL, format, args);
+    va_end(args);
+    return status;
+}
+
+static NTSTATUS __cdecl probe_DbgPrintEx(ULONG id, ULONG level, const char *format, ...) {
+    va_list args;
+    va_start(args, format);
+    NTSTATUS status = print_as_debugged(id, level, format, args);
+    va_end(args);
+    return status;
+}
+
+static NTSTATUS NTAPI probe_vDbgPrintEx(ULONG id, ULONG level, const char *format, va_list args) {
+    return print_as_debugged(id, level, format, args);
+}
+
+static Redirect redirects[] = {
+    {"DbgPrint", (void *)probe_DbgPrint, NULL, {0}},
+    {"DbgPrintEx", (void *)probe_DbgPrintEx, NULL, {0}},
+    {"vDbgPrintEx", (void *)probe_vDbgPrintEx, NULL, {0}},
+};
+#define REDIRECTS (sizeof(redirects) / sizeof(redirects[0]))
+
+/* Writes `bytes` over the start of `at`, a routine's code. */
+static int patch(BYTE *at, const BYTE *bytes) {
+    PVOID base = at;
+    SIZE_T size = JUMP_SIZE;
+    ULONG old;
+    if (protect_memory((HANDLE)-1, &base, &size, PAGE_EXECUTE_READWRITE, &old) < 0) {
+        return 0;
+    }
+    for (int i = 0; i < JUMP_SIZE; i++) {
+        ((volatile BYTE *)at)[i] = bytes[i];
+    }
+    protect_memory((HANDLE)-1, &base, &size, old, &old);
+    return 1;
+}
+
+static int redirect(Redirect *entry) {
+    BYTE jump[JUMP_SIZE];
+#ifdef _WIN64
+    ULONG_PTR target = (ULONG_PTR)entry->replacement;
+    jump[0] = 0x48;
+    jump[1] = 0xB8;
+    for (int i = 0; i < 8; i++) {
+        jump[2 + i] = (BYTE)(target >> (8 * i));
+    }
+    jump[10] = 0xFF;
+    jump[11] = 0xE0;
+#else
+    LONG offset = (LONG)((BYTE *)entry->replacement - (entry->at + JUMP_SIZE));
+    jump[0] = 0xE9;
+    for (int i = 0; i < 4; i++) {
+        jump[1 + i] = (BYTE)((ULONG)offset >> (8 * i));
+    }
+#endif
+    for (int i = 0; i < JUMP_SIZE; i++) {
+        entry->saved[i] = entry->at[i];
+    }
+    return patch(entry->at, jump);
+}
+
+static LONG NTAPI on_exception(EXCEPTION_POINTERS *info) {
+    DWORD code = info->ExceptionRecord->ExceptionCode;
+    if (code == DBG_PRINTEXCEPTION_C_CODE || code == DBG_PRINTEXCEPTION_WIDE_C_CODE) {
+        return EXCEPTION_CONTINUE_EXECUTION;
+    }
+    if (code != THREAD_NAME_EXCEPTION) {
+        NtCurrentTeb()->ProcessEnvironmentBlock->BeingDebugged = FALSE;
+    }
+    return EXCEPTION_CONTINUE_SEARCH;
+}
+
+static void restore(void) {
+    for (unsigned i = 0; i < REDIRECTS; i++) {
+        if (redirects[i].at) {
+            patch(redirects[i].at, redirects[i].saved);
+        }
+    }
+}
+
+static void __stdcall Unload(PVOID driver) {
+    (void)driver;
+    restore();
+    remove_handler(handler);
+}
+
+NTSTATUS __stdcall DriverEntry(DRIVER_OBJECT_HEAD *driver, UNICODE_STRING *registry_path) {
+    (void)registry_path;
+    AddHandler add_handler = (AddHandler)ntdll_export("RtlAddVectoredExceptionHandler");
+    remove_handler = (RemoveHandler)ntdll_export("RtlRemoveVectoredExceptionHandler");
+    print_with_prefix = (PrintWithPrefix)ntdll_export("vDbgPrintExWithPrefix");
+    protect_memory = (ProtectMemory)ntdll_export("NtProtectVirtualMemory");
+    if (!add_handler || !remove_handler || !print_with_prefix || !protect_memory) {
+        return (NTSTATUS)STATUS_ENTRYPOINT_NOT_FOUND;
+    }
+    for (unsigned i = 0; i < REDIRECTS; i++) {
+        redirects[i].at = ntdll_export(redirects[i].name);
+        if (!redirects[i].at) {
+            return (NTSTATUS)STATUS_ENTRYPOINT_NOT_FOUND;
+        }
+    }
+    handler = add_handler(1, on_exception);
+    if (!handler) {
+        return STATUS_UNSUCCESSFUL;
+    }
+    for (unsigned i = 0; i < REDIRECTS; i++) {
+        if (!redirect(&redirects[i])) {
+            redirects[i].at = NULL;
+            restore();
+            remove_handler(handler);
+            return STATUS_UNSUCCESSFUL;
+        }
+    }
+    driver->DriverUnload = Unload;
+    return 0;
+}
