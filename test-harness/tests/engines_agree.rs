@@ -192,7 +192,7 @@ fn speakeasy_start_up_time_is_never_the_drivers() {
 /// lacks before tracing it; the engine's print probe has each print also
 /// raise `DBG_PRINTEXCEPTION_C`, whose trace carries the text as printed.
 #[test]
-fn unterminated_debug_print_is_one_line_as_kd_shows_it() {
+fn unterminated_debug_print_is_one_line_as_kd_shows_it_wine_included() {
     let dir = tempfile::tempdir().expect("dir");
     for arch in Arch::ALL {
         let driver = common::c_driver_from("one_truth.c", "UNTERMINATED_PRINT", arch, dir.path());

@@ -13,6 +13,10 @@ use crate::common::Run;
 /// The engine's prefix for the tests: `<target>/tmp/wine-prefix`, kept
 /// between test runs (made once, about 15 s; every run of the engine removes
 /// what an earlier run left in it).
+///
+/// Every test that uses it has "wine" in its name: `scripts/linux.sh test`
+/// runs those in a process of their own beside the others, and tests that
+/// wait for the prefix to be idle must not see another process's runs.
 pub fn prefix() -> &'static Path {
     static PREFIX: OnceLock<PathBuf> = OnceLock::new();
     PREFIX.get_or_init(|| {
