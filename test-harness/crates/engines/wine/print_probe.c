@@ -140,12 +140,16 @@ static PVOID ntdll_export(const char *wanted) {
     return NULL;
 }
 
+/*
+ * Cleared after, not restored: no debugger is attached in the engine's runs,
+ * and two threads printing at once must not leave the flag set (one of the
+ * two prints may then be traced as without the probe).
+ */
 static NTSTATUS print_as_debugged(ULONG id, ULONG level, const char *format, va_list args) {
     PEB *peb = NtCurrentTeb()->ProcessEnvironmentBlock;
-    BOOLEAN was = peb->BeingDebugged;
     peb->BeingDebugged = TRUE;
     NTSTATUS status = print_with_prefix("", id, level, format, args);
-    peb->BeingDebugged = was;
+    peb->BeingDebugged = FALSE;
     return status;
 }
 
