@@ -218,3 +218,40 @@ fn unterminated_debug_print_is_one_line_as_kd_shows_it_wine_included() {
         );
     }
 }
+
+/// The kernel printf's counted strings (`%wZ`/`%lZ` a `UNICODE_STRING`, `%Z`/`%hZ`
+/// an `ANSI_STRING`, by address; Microsoft's DbgPrint page,
+/// wdm/nf-wdm-dbgprint) print alike on every engine: width kept, precision
+/// ignored, and "(null)" for a NULL string or Buffer, as the C runtime's
+/// output.c has it; the arguments after them are read as Windows reads them.
+/// Wine's own printf has no `Z` (it printed "Z" and misread every later
+/// argument): the engine's print probe rewrites the format first.
+#[test]
+fn counted_strings_print_alike_on_every_engine_wine_included() {
+    let dir = tempfile::tempdir().expect("dir");
+    for arch in Arch::ALL {
+        let pointer = match arch {
+            Arch::X64 => "0000000000001000",
+            Arch::X86 => "00001000",
+        };
+        let expected = [
+            "[abcd] [hello] [abcd] [hello]".to_owned(),
+            "[abcd    |   hello] [  abcd] [abcd] [hello]".to_owned(),
+            "[(null)] [(null)] [(null)] 100%".to_owned(),
+            format!("[abcdX] [   42|x  |1234567890|-5|q|{pointer}] [abcd]"),
+        ];
+        let driver = common::c_driver_from("one_truth.c", "COUNTED_STRINGS", arch, dir.path());
+        for engine in ["native", "speakeasy"] {
+            let run = common::emulate_json(&driver, &["--engine", engine]);
+            run.expect(harness_core::verdict::ExitCode::Clean);
+            assert_eq!(run.verdict().debug_output, expected, "{engine} {arch}");
+        }
+        if arch == Arch::X86 && !wine::wine32_installed() {
+            continue;
+        }
+        let _serial = wine::serial();
+        let run = wine::emulate(&driver, &[]);
+        run.expect(harness_core::verdict::ExitCode::Clean);
+        assert_eq!(run.verdict().debug_output, expected, "wine {arch}");
+    }
+}

@@ -2,7 +2,9 @@
  * Drivers that every engine must show alike (tests/engines_agree.rs):
  * VARIANT_DEVICE_LINK creates a device and a symbolic link and deletes both
  * at unload, with no pool use of its own; VARIANT_UNTERMINATED_PRINT prints
- * a line in two DbgPrint calls, the first without a newline.
+ * a line in two DbgPrint calls, the first without a newline;
+ * VARIANT_COUNTED_STRINGS prints the kernel printf's %wZ and %Z (counted
+ * strings, a NULL one and one with a NULL Buffer) among other conversions.
  */
 #include "kernel.h"
 typedef unsigned char BOOLEAN;
@@ -57,6 +59,31 @@ __declspec(dllexport) NTSTATUS __stdcall DriverEntry(DRIVER_OBJECT *driver, UNIC
     (void)registry_path;
     DbgPrint("Entering DriverEntry");
     DbgPrint("Leaving DriverEntry\n");
+    driver->DriverUnload = Unload;
+    return STATUS_SUCCESS;
+}
+#elif defined(VARIANT_COUNTED_STRINGS)
+typedef struct ANSI_STRING {
+    USHORT Length;
+    USHORT MaximumLength;
+    char *Buffer;
+} ANSI_STRING;
+
+static void __stdcall Unload(DRIVER_OBJECT *driver) {
+    (void)driver;
+}
+
+__declspec(dllexport) NTSTATUS __stdcall DriverEntry(DRIVER_OBJECT *driver, UNICODE_STRING *registry_path) {
+    (void)registry_path;
+    static const unsigned short wide[] = L"abcdX";
+    UNICODE_STRING unicode = {8, 10, (unsigned short *)wide};
+    ANSI_STRING ansi = {5, 6, "helloX"};
+    UNICODE_STRING no_buffer = {4, 4, 0};
+    DbgPrint("[%wZ] [%Z] [%lZ] [%hZ]\n", &unicode, &ansi, &unicode, &ansi);
+    DbgPrint("[%-8wZ|%8Z] [%*wZ] [%.2wZ] [%.*Z]\n", &unicode, &ansi, 6, &unicode, &unicode, 1, &ansi);
+    DbgPrint("[%wZ] [%wZ] [%Z] 100%%\n", (UNICODE_STRING *)0, &no_buffer, (ANSI_STRING *)0);
+    DbgPrint("[%ws] [%5d|%-3s|%I64x|%lld|%c|%p] [%wZ]\n", wide, 42, "x", 0x1234567890ULL,
+        -5LL, 'q', (void *)0x1000, &unicode);
     driver->DriverUnload = Unload;
     return STATUS_SUCCESS;
 }

@@ -237,8 +237,7 @@ class Driver:
                 limit = DBGPRINT_MAX + 1 if precision is None else min(precision, DBGPRINT_MAX + 1)
                 text = self.read_cstring(emu, next_arg(), wide=wide, limit=limit)
             elif spec in "Z":
-                text = self.read_unicode_string(emu, next_arg()) if size == "w" \
-                    else self.read_ansi_string(emu, next_arg())
+                text = self.read_counted_string(emu, next_arg(), wide=size in ("w", "l"))
             elif spec in "cC":
                 text = chr(next_arg() & 0xFFFF)
             elif spec in "diuxXpo":
@@ -267,6 +266,13 @@ class Driver:
             length += len(text)
             i = j
         return "".join(out)[:DBGPRINT_MAX]
+
+    def read_counted_string(self, emu, address, wide):
+        """%Z and %wZ (or %lZ): "(null)" for a NULL string or Buffer, as the C
+        runtime's output.c prints a counted string."""
+        if not address or not self.read_ptr(emu, address + self.ptr_size(emu)):
+            return "(null)"
+        return self.read_unicode_string(emu, address) if wide else self.read_ansi_string(emu, address)
 
     def read_ansi_string(self, emu, address):
         if not address:

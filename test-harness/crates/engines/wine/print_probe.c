@@ -141,11 +141,191 @@ static PVOID ntdll_export(const char *wanted) {
 }
 
 /*
+ * The kernel's printf has %Z and %wZ (an ANSI_STRING or UNICODE_STRING by
+ * address: "(null)" when the address or its Buffer is NULL, as the C
+ * runtime's output.c prints a counted string); Wine's has neither, prints
+ * "Z" and takes no argument for it, so every later argument is misread.
+ * `counted_strings` rewrites each into %.*hs or %.*ws (flags and width
+ * kept, any precision dropped, as the kernel's printf ignores it), with the
+ * string's length in characters before its buffer in a copy of the
+ * arguments. The copy follows the format's conversions: one slot per
+ * argument, two on x86 for a 64-bit integer or a double.
+ */
+typedef ULONG_PTR Slot;
+
+#define FORMAT_MOST 1024
+#define SLOTS_MOST 128
+
+static const char null_text[] = "(null)";
+
+static int is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
+
+static int is_flag(char c) {
+    return c == '-' || c == '+' || c == ' ' || c == '#' || c == '0';
+}
+
+/* Appends `count` bytes of `text`; 0 when `out` would overflow. */
+static int append(char **out, const char *end, const char *text, SIZE_T count) {
+    if ((SIZE_T)(end - *out) <= count) {
+        return 0;
+    }
+    for (SIZE_T i = 0; i < count; i++) {
+        *(*out)++ = text[i];
+    }
+    return 1;
+}
+
+/*
+ * Rewrites `format` into `out` and its arguments into `slots`; 0 when the
+ * format has no counted string or goes beyond these buffers (then it is
+ * printed as it is).
+ */
+static int counted_strings(const char *format, const Slot *in, char *out, Slot *slots) {
+    const char *end = out + FORMAT_MOST - 1;
+    unsigned used = 0;
+    int rewritten = 0;
+#define TAKE(count)                                                                                \
+    do {                                                                                           \
+        if (used + (count) > SLOTS_MOST) {                                                         \
+            return 0;                                                                              \
+        }                                                                                          \
+        for (int slot_ = 0; slot_ < (count); slot_++) {                                            \
+            slots[used++] = *in++;                                                                 \
+        }                                                                                          \
+    } while (0)
+    for (const char *p = format; *p;) {
+        if (*p != '%') {
+            if (!append(&out, end, p++, 1)) {
+                return 0;
+            }
+            continue;
+        }
+        const char *start = p++;
+        if (*p == '%') {
+            if (!append(&out, end, "%%", 2)) {
+                return 0;
+            }
+            p++;
+            continue;
+        }
+        while (is_flag(*p)) {
+            p++;
+        }
+        if (*p == '*') {
+            TAKE(1);
+            p++;
+        } else {
+            while (is_digit(*p)) {
+                p++;
+            }
+        }
+        const char *width_end = p;
+        int star_precision = 0;
+        if (*p == '.') {
+            p++;
+            if (*p == '*') {
+                star_precision = 1;
+                p++;
+            } else {
+                while (is_digit(*p)) {
+                    p++;
+                }
+            }
+        }
+        int wide = 0, wide_integer = 0;
+        for (;;) {
+            if (*p == 'h' || *p == 'L' || *p == 'z' || *p == 't' || *p == 'w') {
+                wide |= *p == 'w';
+                p++;
+            } else if (*p == 'l') {
+                p++;
+                if (*p == 'l') {
+                    wide_integer = 1;
+                    p++;
+                } else {
+                    wide = 1;
+                }
+            } else if (*p == 'j') {
+                wide_integer = 1;
+                p++;
+            } else if (*p == 'I') {
+                p++;
+                if (p[0] == '6' && p[1] == '4') {
+                    wide_integer = 1;
+                    p += 2;
+                } else if (p[0] == '3' && p[1] == '2') {
+                    p += 2;
+                }
+            } else {
+                break;
+            }
+        }
+        char conversion = *p;
+        if (!conversion) {
+            return 0;
+        }
+        p++;
+        int floating = conversion == 'e' || conversion == 'E' || conversion == 'f' || conversion == 'F'
+                       || conversion == 'g' || conversion == 'G' || conversion == 'a' || conversion == 'A';
+        int integer = conversion == 'd' || conversion == 'i' || conversion == 'u' || conversion == 'x'
+                      || conversion == 'X' || conversion == 'o';
+        int slots_taken = (int)((floating || (integer && wide_integer) ? 8 : sizeof(Slot)) / sizeof(Slot));
+        if (slots_taken < 1) {
+            slots_taken = 1;
+        }
+        if (conversion != 'Z') {
+            if (star_precision) {
+                TAKE(1);
+            }
+            TAKE(slots_taken);
+            if (!append(&out, end, start, (SIZE_T)(p - start))) {
+                return 0;
+            }
+            continue;
+        }
+        if (star_precision) {
+            in++; /* the kernel's printf ignores a counted string's precision */
+        }
+        const UNICODE_STRING *string = (const UNICODE_STRING *)*in++;
+        Slot length, buffer;
+        const char *as;
+        if (!string || !string->Buffer) {
+            length = sizeof(null_text) - 1;
+            buffer = (Slot)null_text;
+            as = ".*hs";
+        } else {
+            /* ANSI_STRING has UNICODE_STRING's layout, counted in bytes. */
+            length = wide ? string->Length / sizeof(WCHAR) : string->Length;
+            buffer = (Slot)string->Buffer;
+            as = wide ? ".*ws" : ".*hs";
+        }
+        if (used + 2 > SLOTS_MOST || !append(&out, end, start, (SIZE_T)(width_end - start))
+            || !append(&out, end, as, 4)) {
+            return 0;
+        }
+        slots[used++] = length;
+        slots[used++] = buffer;
+        rewritten = 1;
+    }
+#undef TAKE
+    *out = 0;
+    return rewritten;
+}
+
+/*
  * Cleared after, not restored: no debugger is attached in the engine's runs,
  * and two threads printing at once must not leave the flag set (one of the
  * two prints may then be traced as without the probe).
  */
 static NTSTATUS print_as_debugged(ULONG id, ULONG level, const char *format, va_list args) {
+    char rewritten[FORMAT_MOST];
+    Slot slots[SLOTS_MOST];
+    if (format && counted_strings(format, (const Slot *)args, rewritten, slots)) {
+        format = rewritten;
+        args = (va_list)(void *)slots;
+    }
     PEB *peb = NtCurrentTeb()->ProcessEnvironmentBlock;
     peb->BeingDebugged = TRUE;
     NTSTATUS status = print_with_prefix("", id, level, format, args);

@@ -22,11 +22,11 @@
 //! is driven by an i686 samplectl.exe (`C:\harness\samplectl-x86.exe`), under
 //! 32-bit Wine, whose services.exe loads it in the 32-bit winedevice.exe.
 //!
-//! Two Wine gaps are handled here: Wine 8 has no `bcryptprimitives.dll`
-//! (Rust's std for `x86_64` imports `ProcessPrng` from it; the i686 build
-//! does not), so a small 64-bit shim is built with
-//! MinGW into each prefix; and Wine prints `%wZ` as "Z", which Sample.sys
-//! avoids by formatting its text itself.
+//! Wine gaps handled here: Wine 8 has no `bcryptprimitives.dll` (Rust's std
+//! for `x86_64` imports `ProcessPrng` from it; the i686 build does not), so
+//! a small 64-bit shim is built with MinGW into each prefix; and its DbgPrint
+//! traces a text with a newline it may not have had and prints `%wZ` as "Z",
+//! which the print probe mends.
 
 mod machine;
 mod trace;

@@ -284,14 +284,24 @@ pub(crate) fn format(
             }
             'Z' => {
                 let pointer = slots.take(pointer_bits)?;
-                let text = if pointer == 0 {
-                    "(null)".to_owned()
-                } else if spec.wide == Some(true) {
-                    cpu::read_unicode_string(uc, pointer)?
+                let string = if pointer == 0 {
+                    None
                 } else {
-                    let string = cpu::read_counted(uc, pointer)?;
-                    let bytes = cpu::read_vec(uc, string.buffer, usize::from(string.length))?;
-                    bytes.iter().map(|&byte| char::from(byte)).collect()
+                    Some(cpu::read_counted(uc, pointer)?)
+                };
+                // "(null)" for a NULL string or Buffer, as the C runtime's
+                // output.c prints a counted string.
+                let text = match string.filter(|string| string.buffer != 0) {
+                    None => "(null)".to_owned(),
+                    Some(string) if spec.wide == Some(true) => cpu::utf16_text(&cpu::read_vec(
+                        uc,
+                        string.buffer,
+                        usize::from(string.length & !1),
+                    )?),
+                    Some(string) => {
+                        let bytes = cpu::read_vec(uc, string.buffer, usize::from(string.length))?;
+                        bytes.iter().map(|&byte| char::from(byte)).collect()
+                    }
                 };
                 pad(&text, &spec, budget)
             }
