@@ -123,14 +123,17 @@ case "${1:-}" in
     lint
     log=$(mktemp)
     wine_log=$(mktemp)
-    trap 'rm -f "$log" "$wine_log"' EXIT
+    wine_tests=
+    # The background run is a session of its own (Ctrl-C does not reach it):
+    # it is stopped here, whatever ends this script.
+    trap '[ -n "$wine_tests" ] && kill -TERM -- -"$wine_tests" 2>/dev/null; rm -f "$log" "$wine_log"' EXIT
     cargo test --locked --workspace --no-run
     # The tests named "wine" run beside the others: they take turns on one
     # Wine prefix (about 3.5 minutes in a row on two cores), and libtest
     # starts tests in name order, so in one run they came last, alone.
     # Four threads for the others on two cores: most tests wait on the
     # engines' processes.
-    cargo test --locked --workspace -- --test-threads 2 wine >"$wine_log" 2>&1 &
+    setsid cargo test --locked --workspace -- --test-threads 2 wine >"$wine_log" 2>&1 &
     wine_tests=$!
     status=0
     cargo test --locked --workspace -- --test-threads 4 --skip wine 2>&1 | tee "$log" || status=1

@@ -5,27 +5,26 @@
  * Why: Wine 8's vDbgPrintExWithPrefix (dlls/ntdll/rtl.c) traces a DbgPrint's
  * text with a newline added when the text has none, so its trace cannot tell
  * "Entering DriverEntry" followed by "Leaving DriverEntry\n" from two whole
- * lines. When the PEB says a debugger is present, it also raises
- * DBG_PRINTEXCEPTION_C with the text as it is (length strlen + 1), and
- * ntdll's dispatcher traces that record: trace+seh its length, warn+seh the
- * text, escaped. The harness starts this driver in a load-order group of its
- * own and installs the driver under test in that group: Wine's services.exe
- * runs the drivers of one group in one winedevice.exe
- * (programs/services/services.c, get_winedevice_process).
+ * lines. ntdll's exception dispatcher traces a DBG_PRINTEXCEPTION_C record
+ * as it is: trace+seh its length (strlen + 1), warn+seh the text, escaped.
+ * The harness starts this driver in a load-order group of its own and
+ * installs the driver under test in that group: Wine's services.exe runs the
+ * drivers of one group in one winedevice.exe (programs/services/services.c,
+ * get_winedevice_process).
  *
- * BeingDebugged is set only while a print runs: ntdll's DbgPrint, DbgPrintEx
- * and vDbgPrintEx (which ntoskrnl.exe's exports forward to) are redirected to
- * this driver's copies, which set the flag around the call to
- * vDbgPrintExWithPrefix that ntdll's own make. Outside a print the process
- * runs as without the probe. That matters: with the flag set, Wine 8's
- * RtlRaiseException goes through NtRaiseException, and the unwind after a
- * driver catches such an exception in its own __try crashed in ntdll.
+ * ntdll's DbgPrint, DbgPrintEx and vDbgPrintEx (which ntoskrnl.exe's exports
+ * forward to) are redirected to this driver's copies. Each formats the text
+ * once with ntdll's _vsnprintf, hands it to vDbgPrintExWithPrefix as "%s"
+ * (Wine's own trace, as before), and then raises DBG_PRINTEXCEPTION_C with
+ * it, as Windows' DbgPrint does when a debugger is attached. A vectored
+ * handler, run first for every exception, continues it at once, as a
+ * debugger does: the dispatcher has traced it by then, and nothing unwinds.
+ * Wine raises that exception itself only when PEB->BeingDebugged is set, and
+ * with that flag set Wine 8's RtlRaiseException takes another path, on which
+ * a driver that caught an exception in its own __try crashed in ntdll's
+ * unwinder; so the flag is left alone.
  *
- * A vectored handler, run first for every exception, continues a debug
- * print at once, as a debugger does (the dispatcher has traced it by then).
- * Any other exception clears the flag, so that a fault inside a print still
- * gets kernelbase's "wine: Unhandled ..." line, which the engine reads
- * crashes from and which kernelbase leaves out while a debugger is present.
+ * The copies also give Wine the kernel printf's counted strings (below).
  *
  * Nothing is imported from ntdll.dll: Wine's loader would then take the
  * image for a DLL and call DriverEntry as its DllMain (dlls/ntdll/loader.c,
@@ -37,7 +36,6 @@
 
 #define DBG_PRINTEXCEPTION_C_CODE 0x40010006u
 #define DBG_PRINTEXCEPTION_WIDE_C_CODE 0x4001000Au
-#define THREAD_NAME_EXCEPTION 0x406D1388u
 
 typedef LONG NTSTATUS;
 typedef PVOID(NTAPI *AddHandler)(ULONG first, PVECTORED_EXCEPTION_HANDLER handler);
@@ -46,6 +44,8 @@ typedef NTSTATUS(NTAPI *PrintWithPrefix)(const char *prefix, ULONG id, ULONG lev
     va_list args);
 typedef NTSTATUS(NTAPI *ProtectMemory)(HANDLE process, PVOID *base, SIZE_T *size, ULONG protection,
     ULONG *old);
+typedef int(__cdecl *FormatText)(char *buffer, SIZE_T size, const char *format, va_list args);
+typedef void(NTAPI *RaiseException_)(EXCEPTION_RECORD *record);
 
 #define STATUS_UNSUCCESSFUL ((NTSTATUS)0xC0000001)
 #define DPFLTR_ERROR_LEVEL 0
@@ -86,6 +86,8 @@ static PVOID handler;
 static RemoveHandler remove_handler;
 static PrintWithPrefix print_with_prefix;
 static ProtectMemory protect_memory;
+static FormatText format_text;
+static RaiseException_ raise_exception;
 
 static int same_ascii(const char *a, const char *b) {
     while (*a && *a == *b) {
@@ -314,22 +316,44 @@ static int counted_strings(const char *format, const Slot *in, char *out, Slot *
     return rewritten;
 }
 
+/* vDbgPrintExWithPrefix's own buffer (dlls/ntdll/rtl.c). */
+#define TEXT_MOST 1024
+
 /*
- * Cleared after, not restored: no debugger is attached in the engine's runs,
- * and two threads printing at once must not leave the flag set (one of the
- * two prints may then be traced as without the probe).
+ * Prints `format` as ntdll's vDbgPrintExWithPrefix does, then raises the
+ * text in a DBG_PRINTEXCEPTION_C for the dispatcher's trace.
+ *
+ * A counted string the probe cannot read faults here, in the probe: the run
+ * is not judged, as under the native engine and Speakeasy (Windows formats
+ * under try/except, WRK base/ntos/rtl/debug.c, and drops the print; an
+ * invalid kernel address would be a bug check there all the same).
  */
-static NTSTATUS print_as_debugged(ULONG id, ULONG level, const char *format, va_list args) {
+static NTSTATUS print_exactly(ULONG id, ULONG level, const char *format, va_list args) {
     char rewritten[FORMAT_MOST];
     Slot slots[SLOTS_MOST];
     if (format && counted_strings(format, (const Slot *)args, rewritten, slots)) {
         format = rewritten;
         args = (va_list)(void *)slots;
     }
-    PEB *peb = NtCurrentTeb()->ProcessEnvironmentBlock;
-    peb->BeingDebugged = TRUE;
-    NTSTATUS status = print_with_prefix("", id, level, format, args);
-    peb->BeingDebugged = FALSE;
+    char text[TEXT_MOST];
+    if (format_text(text, sizeof(text), format, args) < 0) {
+        text[sizeof(text) - 1] = 0; /* cut: _vsnprintf leaves it unterminated */
+    }
+    Slot text_slot[1] = {(Slot)text};
+    NTSTATUS status = print_with_prefix("", id, level, "%s", (va_list)(void *)text_slot);
+    EXCEPTION_RECORD record;
+    record.ExceptionCode = DBG_PRINTEXCEPTION_C_CODE;
+    record.ExceptionFlags = 0;
+    record.ExceptionRecord = NULL;
+    record.ExceptionAddress = (PVOID)raise_exception;
+    record.NumberParameters = 2;
+    SIZE_T length = 0;
+    while (text[length]) {
+        length++;
+    }
+    record.ExceptionInformation[0] = length + 1;
+    record.ExceptionInformation[1] = (ULONG_PTR)text;
+    raise_exception(&record);
     return status;
 }
 
@@ -337,7 +361,7 @@ static NTSTATUS print_as_debugged(ULONG id, ULONG level, const char *format, va_
 static NTSTATUS __cdecl probe_DbgPrint(const char *format, ...) {
     va_list args;
     va_start(args, format);
-    NTSTATUS status = print_as_debugged(0, DPFLTR_ERROR_LEVEL, format, args);
+    NTSTATUS status = print_exactly(0, DPFLTR_ERROR_LEVEL, format, args);
     va_end(args);
     return status;
 }
@@ -345,13 +369,13 @@ static NTSTATUS __cdecl probe_DbgPrint(const char *format, ...) {
 static NTSTATUS __cdecl probe_DbgPrintEx(ULONG id, ULONG level, const char *format, ...) {
     va_list args;
     va_start(args, format);
-    NTSTATUS status = print_as_debugged(id, level, format, args);
+    NTSTATUS status = print_exactly(id, level, format, args);
     va_end(args);
     return status;
 }
 
 static NTSTATUS NTAPI probe_vDbgPrintEx(ULONG id, ULONG level, const char *format, va_list args) {
-    return print_as_debugged(id, level, format, args);
+    return print_exactly(id, level, format, args);
 }
 
 static Redirect redirects[] = {
@@ -405,9 +429,6 @@ static LONG NTAPI on_exception(EXCEPTION_POINTERS *info) {
     if (code == DBG_PRINTEXCEPTION_C_CODE || code == DBG_PRINTEXCEPTION_WIDE_C_CODE) {
         return EXCEPTION_CONTINUE_EXECUTION;
     }
-    if (code != THREAD_NAME_EXCEPTION) {
-        NtCurrentTeb()->ProcessEnvironmentBlock->BeingDebugged = FALSE;
-    }
     return EXCEPTION_CONTINUE_SEARCH;
 }
 
@@ -431,7 +452,10 @@ NTSTATUS __stdcall DriverEntry(DRIVER_OBJECT_HEAD *driver, UNICODE_STRING *regis
     remove_handler = (RemoveHandler)ntdll_export("RtlRemoveVectoredExceptionHandler");
     print_with_prefix = (PrintWithPrefix)ntdll_export("vDbgPrintExWithPrefix");
     protect_memory = (ProtectMemory)ntdll_export("NtProtectVirtualMemory");
-    if (!add_handler || !remove_handler || !print_with_prefix || !protect_memory) {
+    format_text = (FormatText)ntdll_export("_vsnprintf");
+    raise_exception = (RaiseException_)ntdll_export("RtlRaiseException");
+    if (!add_handler || !remove_handler || !print_with_prefix || !protect_memory || !format_text
+        || !raise_exception) {
         return (NTSTATUS)STATUS_ENTRYPOINT_NOT_FOUND;
     }
     for (unsigned i = 0; i < REDIRECTS; i++) {

@@ -856,28 +856,31 @@ impl WineMachine {
         let harness_dir = self.c_drive().join("harness");
         let target = harness_dir.join(format!("print-probe-{arch}.sys"));
         let built_from = harness_dir.join(format!("print-probe-{arch}.c"));
-        if target.is_file() && fs::read_to_string(&built_from).is_ok_and(|s| s == PROBE_SOURCE) {
-            return Ok(());
-        }
         let (compiler, entry) = match arch {
             Arch::X64 => ("x86_64-w64-mingw32-gcc", "DriverEntry"),
             Arch::X86 => ("i686-w64-mingw32-gcc", "_DriverEntry@8"),
         };
         let entry = format!("-Wl,-e,{entry}");
+        let flags = [
+            "-O2",
+            "-ffreestanding",
+            "-nostdlib",
+            "-Wl,--subsystem,native",
+            &entry,
+        ];
+        // What it was built from: the flags, then the source.
+        let stamp = format!("/* {} */\n{PROBE_SOURCE}", flags.join(" "));
+        if target.is_file() && fs::read_to_string(&built_from).is_ok_and(|built| built == stamp) {
+            return Ok(());
+        }
         mingw_build(
             compiler,
-            &[
-                "-O2",
-                "-ffreestanding",
-                "-nostdlib",
-                "-Wl,--subsystem,native",
-                &entry,
-            ],
+            &flags,
             &target,
             ("print_probe.c", PROBE_SOURCE),
             &self.prefix.tmp,
         )?;
-        fs::write(&built_from, PROBE_SOURCE).map_err(EngineError::io("write", &built_from))
+        fs::write(&built_from, stamp).map_err(EngineError::io("write", &built_from))
     }
 
     /// Starts the DbgPrint probe for drivers of `arch` in this session (its
@@ -900,14 +903,20 @@ impl WineMachine {
             PROBE_GROUP,
             "--no-copy",
         ];
-        let _ = self.samplectl(&args)?;
+        let install = self.samplectl(&args)?;
         let start = self.samplectl(&["start", "--name", service])?;
         if start.code == Some(0) {
             Ok(())
         } else {
+            // Its install's error when that failed too (it may say why).
+            let detail = if install.code == Some(0) {
+                start.stderr
+            } else {
+                format!("{}; {}", install.stderr, start.stderr)
+            };
             Err(ProcessError::Failed {
                 what: "the Wine engine's DbgPrint probe did not start".into(),
-                detail: start.stderr,
+                detail,
             }
             .into())
         }

@@ -1,7 +1,7 @@
 //! Wine's session log, turned into events for one driver.
 //!
 //! The session runs with `warn+debugstr,+relay,+loaddll,trace+ntoskrnl,
-//! trace+seh,trace+unwind,-fixme` (relay limited to the pool routines by
+//! warn+seh,trace+seh,trace+unwind,-fixme` (relay limited to the pool routines by
 //! `RelayInclude`). Lines are `<thread>:<class>:<channel>:<function> text`,
 //! relay lines `<thread>:Call dll.Name(args) ret=<addr>`, and Wine's messages
 //! to the user start with `wine: ` and carry no thread prefix. Every line is
@@ -17,7 +17,7 @@
 //! - `warn:debugstr:vDbgPrintExWithPrefix <component>:<level>: <text>`: DbgPrint,
 //!   a newline added when the text has none (dlls/ntdll/rtl.c); with the
 //!   harness's print probe (`wine/print_probe.c`) in the driver's process it is
-//!   followed by the `DBG_PRINTEXCEPTION_C` the print raises:
+//!   followed by the `DBG_PRINTEXCEPTION_C` the probe raises with the text:
 //!   `trace:seh:dispatch_exception code=40010006 ...`, `... info[0]=<length + 1>`
 //!   and `warn:seh:dispatch_exception "<text, escaped>"`, which give the text
 //!   as the driver printed it;
@@ -1008,8 +1008,9 @@ mod tests {
 
     /// The probe's session logs (`print-probe-session-<arch>.log`, cut to
     /// the driver's thread): a driver that prints "Entering DriverEntry" with
-    /// no newline, "Leaving DriverEntry\n", "a\nb\tc\"d\\e", 310 digits with
-    /// and without a newline, then writes to 0x10.
+    /// no newline, "Leaving DriverEntry\n", "a\nb\tc\"d\\e", "info 1" at
+    /// `DbgPrintEx`'s info level, " level\n", 310 digits with and without a
+    /// newline, then writes to 0x10.
     fn probed(arch: Arch) -> (&'static str, Vec<Event>) {
         let log = match arch {
             Arch::X64 => include_str!("../../tests/fixtures/wine/print-probe-session-x64.log"),
@@ -1041,6 +1042,8 @@ mod tests {
                     "Entering DriverEntry",
                     "Leaving DriverEntry\n",
                     "a\nb\tc\"d\\e",
+                    "info 1",
+                    " level\n",
                     // Cut by debugstr_an ("..."): the traced line, whose
                     // newline the exception's length confirms or removes.
                     with_newline.as_str(),
@@ -1074,7 +1077,7 @@ mod tests {
                 .join("\n");
             let events = real_for(arch, &bare, &Ending::default());
             let shown = prints(&events);
-            assert_eq!(shown.len(), 5, "{arch}");
+            assert_eq!(shown.len(), 7, "{arch}");
             assert!(shown.iter().all(|text| text.ends_with('\n')), "{shown:?}");
             assert_eq!(shown[0], "Entering DriverEntry\n");
         }
