@@ -126,7 +126,7 @@ case "${1:-}" in
     wine_tests=
     # The background run is a session of its own (Ctrl-C does not reach it):
     # it is stopped here, whatever ends this script.
-    trap '[ -n "$wine_tests" ] && kill -TERM -- -"$wine_tests" 2>/dev/null; rm -f "$log" "$wine_log"' EXIT
+    trap 'if [ -n "$wine_tests" ]; then kill -TERM -- -"$wine_tests" 2>/dev/null || true; fi; rm -f "$log" "$wine_log"' EXIT
     cargo test --locked --workspace --no-run
     # The tests named "wine" run beside the others: they take turns on one
     # Wine prefix (about 3.5 minutes in a row on two cores), and libtest
