@@ -827,15 +827,20 @@ mod tests {
         Symbolizer::for_driver(std::path::Path::new("/none/Test.sys"), &image, BASE, 0x4000)
     }
 
-    fn judge_events(events: &[Event]) -> Result<Verdict, CannotJudge> {
-        let symbols = symbols();
+    /// The test driver's load, then `events`, judged with `pool_hit_tag`
+    /// and `flags`.
+    fn judge_in(
+        pool_hit_tag: Option<u32>,
+        flags: VerifierFlags,
+        events: &[Event],
+    ) -> Result<Verdict, CannotJudge> {
         let context = Context {
             driver: "Test.sys".into(),
             engine: Engine::Native,
-            symbols,
+            symbols: symbols(),
             arch: Arch::X64,
-            pool_hit_tag: Some(TAG),
-            verifier_flags: VerifierFlags::default(),
+            pool_hit_tag,
+            verifier_flags: flags,
         };
         let mut all = vec![Event::Load {
             arch: Arch::X64,
@@ -845,6 +850,10 @@ mod tests {
         }];
         all.extend_from_slice(events);
         judge(&all, context)
+    }
+
+    fn judge_events(events: &[Event]) -> Result<Verdict, CannotJudge> {
+        judge_in(Some(TAG), VerifierFlags::default(), events)
     }
 
     fn verdict(events: &[Event]) -> Verdict {
@@ -1020,49 +1029,16 @@ mod tests {
 
     #[test]
     fn without_pool_tracking_a_leak_is_not_seen() {
-        let events = [
-            Event::Load {
-                arch: Arch::X64,
-                image_base: BASE,
-                image_size: 0x4000,
-                entry_point: BASE + 0x1000,
-            },
-            alloc(0x1000, 0x6c),
-            entry(0, 1),
-            Event::UnloadReturn,
-        ];
-        let context = |flags| Context {
-            driver: "Test.sys".into(),
-            engine: Engine::Native,
-            symbols: symbols(),
-            arch: Arch::X64,
-            pool_hit_tag: None,
-            verifier_flags: VerifierFlags(flags),
-        };
-        let irql_only = judge(&events, context(0x2)).expect("judged");
+        let events = [alloc(0x1000, 0x6c), entry(0, 1), Event::UnloadReturn];
+        let irql_only = judge_with(0x2, &events).expect("judged");
         assert_eq!(irql_only.exit_code(), ExitCode::Clean);
         assert!(irql_only.leaks.is_empty() && !irql_only.verifier);
-        let tracked = judge(&events, context(0xa)).expect("judged");
+        let tracked = judge_with(0xa, &events).expect("judged");
         assert_eq!(tracked.bugcheck.map(|b| b.args[0]), Some(0x62));
     }
 
     fn judge_with(flags: u32, events: &[Event]) -> Result<Verdict, CannotJudge> {
-        let mut all = vec![Event::Load {
-            arch: Arch::X64,
-            image_base: BASE,
-            image_size: 0x4000,
-            entry_point: BASE + 0x1000,
-        }];
-        all.extend_from_slice(events);
-        let context = Context {
-            driver: "Test.sys".into(),
-            engine: Engine::Native,
-            symbols: symbols(),
-            arch: Arch::X64,
-            pool_hit_tag: None,
-            verifier_flags: VerifierFlags(flags),
-        };
-        judge(&all, context)
+        judge_in(None, VerifierFlags(flags), events)
     }
 
     // No verifier: the release kernel's own checks (WRK base/ntos/ex/pool.c,
