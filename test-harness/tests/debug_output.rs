@@ -14,11 +14,9 @@ use harness_core::verdict::{ExitCode, Outcome};
 const ENGINES: [&str; 2] = ["native", "speakeasy"];
 
 fn dbgprint_driver(variant: &str, defines: &[String], arch: Arch, dir: &Path) -> PathBuf {
-    let out = dir.join(format!("{}_{arch}.sys", variant.to_ascii_lowercase()));
     let mut build = common::CBuild::new("dbgprint.c", variant);
     build.defines.extend_from_slice(defines);
-    common::compile_c(&build, arch, &out);
-    out
+    build.build_in(arch, dir)
 }
 
 /// Fields far wider than DbgPrint's 512 bytes: no panic (core's float

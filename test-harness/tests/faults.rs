@@ -577,13 +577,11 @@ fn kd_takes_the_low_resources_seed() {
 /// `tests/drivers/pool_frees.c`, `ExFreePool2` imported from ntoskrnl.exe
 /// (MinGW's import library predates it).
 fn pool_frees(variant: &str, arch: Arch, dir: &std::path::Path) -> std::path::PathBuf {
-    let out = dir.join(format!("{}_{arch}.sys", variant.to_ascii_lowercase()));
     let mut build = common::CBuild::new("pool_frees.c", variant);
     build
         .made_libraries
         .push(("ntoskrnl.exe", &["ExFreePool2@16"], false));
-    common::compile_c(&build, arch, &out);
-    out
+    build.build_in(arch, dir)
 }
 
 /// With the verifier off (flags 0) nt's own routines report the driver's

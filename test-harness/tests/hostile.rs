@@ -17,13 +17,11 @@ const ENGINES: [&str; 2] = ["native", "speakeasy"];
 /// `tests/drivers/huge.c`, with `ExAllocatePool2` imported from ntoskrnl.exe
 /// (MinGW's import library predates it).
 fn huge_driver(arch: Arch, dir: &Path) -> PathBuf {
-    let out = dir.join(format!("huge_{arch}.sys"));
     let mut build = CBuild::new("huge.c", "HUGE");
     build
         .made_libraries
         .push(("ntoskrnl.exe", &["ExAllocatePool2@16"], false));
-    common::compile_c(&build, arch, &out);
-    out
+    build.build_in(arch, dir)
 }
 
 /// Sizes near the top of `SIZE_T` get NULL, as on Windows: `ExAllocatePoolWithTag`

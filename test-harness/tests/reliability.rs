@@ -249,9 +249,7 @@ fn a_driver_file_named_like_an_option_runs() {
 fn reliability_driver(variant: &str, arch: Arch, dir: &Path, defines: &[&str]) -> PathBuf {
     let mut build = CBuild::new("reliability.c", variant);
     build.defines = defines.iter().map(|define| (*define).to_owned()).collect();
-    let out = dir.join(format!("{}_{arch}.sys", variant.to_ascii_lowercase()));
-    common::compile_c(&build, arch, &out);
-    out
+    build.build_in(arch, dir)
 }
 
 #[test]

@@ -130,19 +130,15 @@ pub fn emulate_json(driver: &Path, extra: &[&str]) -> Run {
 
 /// Compiles `tests/drivers/misbehaving.c` with `-DVARIANT_<variant>` into `dir`.
 pub fn c_driver(variant: &str, arch: Arch, dir: &Path) -> PathBuf {
-    let out = dir.join(format!("{}_{arch}.sys", variant.to_ascii_lowercase()));
-    compile_c(&CBuild::new("misbehaving.c", variant), arch, &out);
-    out
+    CBuild::new("misbehaving.c", variant).build_in(arch, dir)
 }
 
 /// Compiles `tests/drivers/<source>` with `-DVARIANT_<variant>` into `dir`,
 /// importing from ntoskrnl.exe and hal.dll.
 pub fn c_driver_from(source: &str, variant: &str, arch: Arch, dir: &Path) -> PathBuf {
-    let out = dir.join(format!("{}_{arch}.sys", variant.to_ascii_lowercase()));
     let mut build = CBuild::new(source, variant);
     build.libraries.push("hal");
-    compile_c(&build, arch, &out);
-    out
+    build.build_in(arch, dir)
 }
 
 /// How to build one C test driver with MinGW.
@@ -174,6 +170,14 @@ impl<'a> CBuild<'a> {
             libraries: vec!["ntoskrnl"],
             subsystem: "native",
         }
+    }
+
+    /// Compiles it for `arch` into `dir` as `<variant>_<arch>.sys` (the
+    /// variant in lower case).
+    pub fn build_in(&self, arch: Arch, dir: &Path) -> PathBuf {
+        let out = dir.join(format!("{}_{arch}.sys", self.variant.to_ascii_lowercase()));
+        compile_c(self, arch, &out);
+        out
     }
 }
 
