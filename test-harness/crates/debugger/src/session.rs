@@ -79,6 +79,17 @@ pub enum CommandError {
 
 type Reply = Result<String, CommandError>;
 
+/// The next word of a command's arguments, or kd's `usage` line when there
+/// is none.
+fn required<'a>(
+    words: &mut std::str::SplitWhitespace<'a>,
+    usage: &str,
+) -> Result<&'a str, CommandError> {
+    words
+        .next()
+        .ok_or_else(|| CommandError::Message(usage.to_owned()))
+}
+
 /// Where the scenario stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum State {

@@ -70,12 +70,10 @@ impl Session {
     /// `!drvobj`.
     pub(super) fn driver_object(&self, args: &str) -> Reply {
         let mut words = args.split_whitespace();
-        let Some(which) = words.next() else {
-            return Err(CommandError::Message(
-                "harness kd: !drvobj needs a driver name or a DRIVER_OBJECT address (!drvobj Sample 2)"
-                    .into(),
-            ));
-        };
+        let which = super::required(
+            &mut words,
+            "harness kd: !drvobj needs a driver name or a DRIVER_OBJECT address (!drvobj Sample 2)",
+        )?;
         let flags = match words.next() {
             Some(text) => expr::evaluate(text, self)?,
             None => 1,

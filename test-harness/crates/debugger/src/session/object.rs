@@ -37,11 +37,10 @@ impl Session {
     /// `!object`.
     pub(super) fn object(&self, args: &str) -> Reply {
         let mut words = args.split_whitespace();
-        let Some(which) = words.next() else {
-            return Err(CommandError::Message(
-                "harness kd: !object needs a path or an address (!object \\Driver)".into(),
-            ));
-        };
+        let which = super::required(
+            &mut words,
+            "harness kd: !object needs a path or an address (!object \\Driver)",
+        )?;
         let flags = match words.next() {
             Some(text) => expr::evaluate(text, self)?,
             None => 9,

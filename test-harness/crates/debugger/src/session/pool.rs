@@ -227,11 +227,10 @@ impl Session {
     /// page's example session shows (its default "0" searched both).
     pub(super) fn poolfind(&self, args: &str) -> Reply {
         let mut words = args.split_whitespace();
-        let Some(tag) = words.next() else {
-            return Err(CommandError::Message(
-                "harness kd: !poolfind needs a tag (!poolfind abcd)".into(),
-            ));
-        };
+        let tag = super::required(
+            &mut words,
+            "harness kd: !poolfind needs a tag (!poolfind abcd)",
+        )?;
         let search = TagSearch::parse(tag.trim_matches('"'))?;
         let mut regions = vec![Region::NonPaged, Region::Paged];
         for word in words {

@@ -30,11 +30,10 @@ impl Session {
     /// `!poolval`.
     pub(super) fn pool_validate(&self, args: &str) -> Reply {
         let mut words = args.split_whitespace();
-        let Some(text) = words.next() else {
-            return Err(CommandError::Message(
-                "harness kd: !poolval needs an address (!poolval @$retreg)".into(),
-            ));
-        };
+        let text = super::required(
+            &mut words,
+            "harness kd: !poolval needs an address (!poolval @$retreg)",
+        )?;
         let address = expr::evaluate(text, self)?;
         if let Some(level) = words.next()
             && expr::evaluate(level, self)? != 0
